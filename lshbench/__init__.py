@@ -1,0 +1,42 @@
+"""lshbench: benchmark and scaling-study harness for Reformer-style LSH self-attention.
+
+Public API (DESIGN.md section 3)::
+
+    cfg = lshbench.LSHConfig(n_hashes=4, n_buckets=32, chunk_len=64)
+    R = lshbench.random_rotations(d=64, config=cfg, seed=0)   # (d, n_hashes, rot_size // 2)
+    b = lshbench.hash_buckets(qk, R, cfg)                     # (n_hashes, L)
+    out = lshbench.get_backend("numpy").attend(qk, v, cfg, R) # (L, dv)
+
+Importing this package imports neither numba nor torch.
+"""
+
+from __future__ import annotations
+
+from lshbench.backends import (
+    Backend,
+    BackendInfo,
+    BackendUnavailable,
+    get_backend,
+    list_backends,
+    register_backend,
+)
+from lshbench.config import ConfigError, LSHConfig
+from lshbench.hashing import hash_buckets, random_rotations
+from lshbench.sorting import window_positions
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendInfo",
+    "BackendUnavailable",
+    "ConfigError",
+    "LSHConfig",
+    "__version__",
+    "get_backend",
+    "hash_buckets",
+    "list_backends",
+    "random_rotations",
+    "register_backend",
+    "window_positions",
+]

@@ -1,0 +1,70 @@
+"""The small interface every backend implements (in the spirit of einops' ``_backends.py``).
+
+A backend turns checked arrays with a batch axis into attention outputs. Validation, the
+batch axis and the short-sequence dense path (``L <= chunk_len``, as in Hugging Face) are
+handled once, here, for every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+from lshbench.config import LSHConfig
+from lshbench.validation import check_inputs
+
+__all__ = ["Backend"]
+
+
+class Backend(ABC):
+    """Compute shared-QK attention for ``qk (L, d) | (B, L, d)`` and ``v (L, dv) | (B, L, dv)``.
+
+    Subclasses set ``name``, ``description`` and implement :meth:`_attend` on checked
+    inputs ``qk (B, L, d)``, ``v (B, L, dv)``, rotations ``(d, H, rot_size // 2)`` (None
+    when ``uses_hashing`` is False), returning ``(B, L, dv)`` in the input dtype.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: False for exact/dense backends: hashing fields and rotations are ignored.
+    uses_hashing: ClassVar[bool] = True
+
+    def attend(
+        self,
+        qk: np.ndarray,
+        v: np.ndarray,
+        config: LSHConfig,
+        rotations: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Attention output ``(L, dv)`` or ``(B, L, dv)``, dtype of ``qk``.
+
+        Raises ConfigError on invalid input before any work is done.
+        """
+        qk3, v3, rot, batched = check_inputs(
+            qk, v, config, rotations, need_rotations=self.uses_hashing
+        )
+        if self.uses_hashing and config.is_short(qk3.shape[1]):
+            from lshbench.backends.dense import dense_attention
+
+            out = dense_attention(qk3, v3, config.causal)  # the sequence fits one chunk
+        else:
+            out = self._attend(qk3, v3, config, rot)  # (B, L, dv)
+        return out if batched else out[0]
+
+    @abstractmethod
+    def _attend(
+        self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None
+    ) -> np.ndarray:
+        """Checked ``qk (B, L, d)``, ``v (B, L, dv)`` -> ``(B, L, dv)``."""
+
+    def compile(self, dtype: np.dtype | type = np.float32) -> float:
+        """Compile or load whatever the backend needs for ``dtype``; seconds spent.
+
+        Backends without a compile step return 0.0.
+        """
+        return 0.0
+
+    def __repr__(self) -> str:
+        return f"<lshbench backend {self.name!r}>"

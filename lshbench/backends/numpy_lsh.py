@@ -1,0 +1,129 @@
+"""LSH self-attention in vectorized NumPy: the readable reference.
+
+Read it next to the Coursera lab (C4 W4 "Reformer Efficient Attention"): the names
+``sq``, ``rsq``, ``dotlike``, ``slogits``, ``so``, ``o``, ``logits`` and ``probs`` are the
+lab's. Shapes: B batch, L positions, d query/key size, dv value size, H rounds, m chunk
+length, NC = H*L/m chunks over all rounds, A = 1 + chunks_before + chunks_after chunks per
+window, W = A*m keys per window. No Python loop runs over tokens or chunks.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from lshbench.attention import combine_rounds, logsumexp, mask_scores, normalize_keys
+from lshbench.backends.base import Backend
+from lshbench.config import LSHConfig
+from lshbench.hashing import _hash
+from lshbench.sorting import adjacent_chunks, sort_slots
+from lshbench.validation import check_inputs
+
+__all__ = ["LSHDetails", "NumpyBackend", "lsh_attention"]
+
+
+class LSHDetails(NamedTuple):
+    """Everything the study needs from one call (leading batch axis kept as given)."""
+
+    out: np.ndarray  # (B, L, dv) combined output
+    round_out: np.ndarray  # (B, H, L, dv) per-round outputs o_r, position order
+    round_lse: np.ndarray  # (B, H, L) per-round logsumexps (the lab's `logits`)
+    buckets: np.ndarray  # (B, H, L) buckets, round offsets not added
+
+
+def lsh_attention(
+    qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked qk (B, L, d), v (B, L, dv), rotations (d, H, rot_size/2), L > chunk_len.
+
+    Returns ``(round_out (B, H, L, dv), round_lse (B, H, L), buckets (B, H, L))``.
+    """
+    B, L, d = qk.shape
+    dv = v.shape[-1]
+    H, m = config.n_hashes, config.chunk_len
+    NC = config.n_chunks(L)
+
+    # Step 1, hash: bucket of every position in every round.
+    buckets = _hash(qk, rotations, config)  # (B, H, L)
+
+    # Step 2, sort the H*L (round, position) slots by (round, bucket, position).
+    perm, undo_sort, st = sort_slots(buckets, config.total_buckets)  # each (B, H*L)
+    sq = np.take_along_axis(qk, st[..., None], axis=1)  # (B, H*L, d) sorted queries
+    sv = np.take_along_axis(v, st[..., None], axis=1)  # (B, H*L, dv) sorted values
+
+    # Step 3, chunk: m consecutive sorted slots form a chunk (chunks may straddle rounds).
+    rsq = sq.reshape(B, NC, m, d)  # (B, H*L, d) -> (B, NC, m, d)
+    rsv = sv.reshape(B, NC, m, dv)  # (B, H*L, dv) -> (B, NC, m, dv)
+    qpos = st.reshape(B, NC, m)  # (B, NC, m) position of every query
+
+    # Keys are the same vectors, length-normalized (queries are not).
+    rsk = normalize_keys(rsq)  # (B, NC, m, d)
+
+    # Look around: chunk c sees chunks c-before..c+after, cyclically over all rounds.
+    adj = adjacent_chunks(NC, config.chunks_before, config.chunks_after)  # (NC, A)
+    kw = rsk[:, adj].reshape(B, NC, -1, d)  # (B, NC, A, m, d) -> (B, NC, W, d)
+    vw = rsv[:, adj].reshape(B, NC, -1, dv)  # (B, NC, A, m, dv) -> (B, NC, W, dv)
+    kpos = qpos[:, adj].reshape(B, NC, -1)  # (B, NC, A, m) -> (B, NC, W)
+
+    # Step 4, scores: (B, NC, m, d) @ (B, NC, d, W) -> (B, NC, m, W)
+    dotlike = rsq @ kw.swapaxes(-1, -2)
+    mask_scores(dotlike, qpos, kpos, config.causal)  # set -1e9 (future) and -1e5 (self)
+
+    # Step 5, per-copy softmax, keeping its logsumexp.
+    slogits = logsumexp(dotlike, axis=-1)  # (B, NC, m)
+    probs = np.exp(dotlike - slogits[..., None])  # (B, NC, m, W)
+    # (B, NC, m, W) @ (B, NC, W, dv) -> (B, NC, m, dv)
+    so = probs @ vw
+
+    # Step 6, undo the sort: back to (round, position) order.
+    so = so.reshape(B, H * L, dv)  # (B, NC, m, dv) -> (B, H*L, dv)
+    slogits = slogits.reshape(B, H * L)  # (B, NC, m) -> (B, H*L)
+    o = np.take_along_axis(so, undo_sort[..., None], axis=1)  # (B, H*L, dv)
+    logits = np.take_along_axis(slogits, undo_sort, axis=1)  # (B, H*L)
+    return o.reshape(B, H, L, dv), logits.reshape(B, H, L), buckets
+
+
+class NumpyBackend(Backend):
+    """Vectorized NumPy LSH attention (the readable reference implementation)."""
+
+    name = "numpy"
+    description = "vectorized NumPy LSH attention (reference)"
+
+    def _attend(
+        self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None
+    ) -> np.ndarray:
+        o, logits, _ = lsh_attention(qk, v, config, rotations)
+        # Step 7, combine rounds: softmax over the per-round logsumexps.
+        return combine_rounds(o, logits)  # (B, H, L, dv) -> (B, L, dv)
+
+    def attend_details(
+        self,
+        qk: np.ndarray,
+        v: np.ndarray,
+        config: LSHConfig,
+        rotations: np.ndarray,
+    ) -> LSHDetails:
+        """Like :meth:`attend`, also returning per-round outputs, logsumexps and buckets.
+
+        Arrays keep a leading batch axis only if the input had one. For ``L <= chunk_len``
+        (the dense path) every round is the same exact attention over all keys.
+        """
+        qk3, v3, rot, batched = check_inputs(qk, v, config, rotations)
+        L = qk3.shape[1]
+        if config.is_short(L):
+            from lshbench.backends.dense import dense_attention, dense_probability_blocks
+
+            out = dense_attention(qk3, v3, config.causal)  # (B, L, dv)
+            lse = np.concatenate(
+                [blk[3] for blk in dense_probability_blocks(qk3, config.causal)], axis=1
+            )  # (B, L)
+            H = config.n_hashes
+            o = np.repeat(out[:, None], H, axis=1)  # (B, H, L, dv)
+            logits = np.repeat(lse[:, None], H, axis=1)  # (B, H, L)
+            buckets = _hash(qk3, rot, config)
+        else:
+            o, logits, buckets = lsh_attention(qk3, v3, config, rot)
+            out = combine_rounds(o, logits)
+        details = LSHDetails(out, o, logits, buckets)
+        return details if batched else LSHDetails(*(x[0] for x in details))

@@ -1,0 +1,89 @@
+"""Input checks shared by every backend: run before any work is done.
+
+All arrays are brought to a leading batch axis here, so the algorithm code only ever
+sees ``qk (B, L, d)``, ``v (B, L, dv)`` and rotations ``(d, H, rot_size // 2)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from lshbench.config import LSHConfig, fail
+
+__all__ = ["CheckedInputs", "check_config", "check_inputs", "check_rotations"]
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class CheckedInputs(NamedTuple):
+    qk: np.ndarray  # (B, L, d), float32 or float64, C-contiguous
+    v: np.ndarray  # (B, L, dv), same dtype as qk
+    rotations: np.ndarray | None  # (d, H, rot_size // 2) in qk's dtype, or None (dense)
+    batched: bool  # whether the caller passed a batch axis (the output keeps it)
+
+
+def check_config(config: object) -> LSHConfig:
+    if not isinstance(config, LSHConfig):
+        fail("config", type(config).__name__, "must be an lshbench.LSHConfig")
+    return config  # type: ignore[return-value]
+
+
+def _check_array(field: str, x: object) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        fail(field, type(x).__name__, "must be a numpy.ndarray")
+    if x.ndim not in (2, 3):  # type: ignore[union-attr]
+        fail(f"{field}.shape", x.shape, "must be (L, d) or (B, L, d)")  # type: ignore[union-attr]
+    if x.dtype not in FLOAT_DTYPES:  # type: ignore[union-attr]
+        fail(f"{field}.dtype", str(x.dtype), "must be float32 or float64")  # type: ignore[union-attr]
+    if 0 in x.shape:  # type: ignore[union-attr]
+        fail(f"{field}.shape", x.shape, "must have no empty axis")  # type: ignore[union-attr]
+    if not np.isfinite(x).all():
+        fail(field, "array with NaN or Inf", "all values must be finite")
+    return x  # type: ignore[return-value]
+
+
+def check_rotations(rotations: object, d: int, config: LSHConfig, dtype: np.dtype) -> np.ndarray:
+    """Check rotations are ``(d, n_hashes, rot_size // 2)`` finite floats; cast to ``dtype``."""
+    if not isinstance(rotations, np.ndarray):
+        fail("rotations", type(rotations).__name__, "must be a numpy.ndarray (see random_rotations)")
+    want = (d, config.n_hashes, config.rot_size // 2)
+    if rotations.shape != want:  # type: ignore[union-attr]
+        fail("rotations.shape", rotations.shape, f"must be (d, n_hashes, rot_size//2) = {want}")  # type: ignore[union-attr]
+    if rotations.dtype.kind != "f":  # type: ignore[union-attr]
+        fail("rotations.dtype", str(rotations.dtype), "must be a float dtype")  # type: ignore[union-attr]
+    if not np.isfinite(rotations).all():
+        fail("rotations", "array with NaN or Inf", "all values must be finite")
+    return np.ascontiguousarray(rotations, dtype=dtype)
+
+
+def check_inputs(
+    qk: object,
+    v: object,
+    config: object,
+    rotations: object = None,
+    *,
+    need_rotations: bool = True,
+) -> CheckedInputs:
+    """Validate one attention call and return its arrays with a leading batch axis.
+
+    qk: (L, d) or (B, L, d); v: (L, dv) or (B, L, dv) with the same dtype and leading axes.
+    Raises ConfigError (field, value, rule) before any work is done.
+    """
+    config = check_config(config)
+    qk = _check_array("qk", qk)
+    v = _check_array("v", v)
+    if qk.ndim != v.ndim or qk.shape[:-1] != v.shape[:-1]:
+        fail("v.shape", v.shape, f"must match qk.shape {qk.shape} except the last axis")
+    if v.dtype != qk.dtype:
+        fail("v.dtype", str(v.dtype), f"must equal qk.dtype ({qk.dtype})")
+    batched = qk.ndim == 3
+    qk3 = np.ascontiguousarray(qk if batched else qk[None])  # (B, L, d)
+    v3 = np.ascontiguousarray(v if batched else v[None])  # (B, L, dv)
+    seqlen, d = qk3.shape[1], qk3.shape[2]
+    rot = None
+    if need_rotations:
+        config.check_seqlen(seqlen)
+        rot = check_rotations(rotations, d, config, qk3.dtype)
+    return CheckedInputs(qk3, v3, rot, batched)
