@@ -1,7 +1,8 @@
 """The ``lshbench`` command line (Click).
 
-Every command turns :class:`lshbench.ConfigError` into one line on stderr and exit status 2.
-Subcommands live next to the code they drive and are attached here.
+Bad input, whether Click's own parameter checks or :class:`lshbench.ConfigError` raised
+by the code, is printed as ONE line on stderr with exit status 2, no traceback and no usage
+block. Subcommands live next to the code they drive and are attached at the bottom.
 """
 
 from __future__ import annotations
@@ -17,14 +18,26 @@ __all__ = ["main"]
 
 
 class _Group(click.Group):
-    """A group that reports ConfigError as one line, exit status 2, no traceback."""
+    """A group that reports bad input as one line and exit status 2."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def main(self, *args, **kwargs):  # type: ignore[override]
+        kwargs["standalone_mode"] = False
         try:
-            return super().invoke(ctx)
+            return super().main(*args, **kwargs)
+        except click.exceptions.Exit as exc:  # --help, --version
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        except click.UsageError as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(2)
         except ConfigError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,5 +50,8 @@ def main() -> None:
 def backends() -> None:
     """List every backend and whether it is available here (and why not)."""
     for info in lshbench.list_backends().values():
-        state = "available" if info.available else f"unavailable: {info.reason}"
-        click.echo(f"{info.name:<12} {state:<12}  {info.description}")
+        state = "available" if info.available else f"unavailable ({info.reason})"
+        click.echo(f"{info.name:<12} {state}  - {info.description}")
+
+
+# Subcommands defined next to the code they drive (keep each on its own line).
