@@ -18,6 +18,7 @@ __all__ = [
     "logsumexp",
     "mask_scores",
     "normalize_keys",
+    "round_weights",
     "valid_keys",
 ]
 
@@ -77,5 +78,13 @@ def combine_rounds(round_out: np.ndarray, round_lse: np.ndarray) -> np.ndarray:
     Round r's weight ``exp(lse_r - logsumexp_r(lse))`` equals its share ``Z_r / sum(Z)`` of
     the total normalizer, so the result is ONE softmax over the multiset union of windows.
     """
-    weights = np.exp(round_lse - logsumexp(round_lse, axis=-2)[..., None, :])  # (..., H, L)
+    weights = round_weights(round_lse)  # (..., H, L)
     return np.sum(weights[..., None] * round_out, axis=-3)  # (..., H, L, dv) -> (..., L, dv)
+
+
+def round_weights(round_lse: np.ndarray) -> np.ndarray:
+    """The lab's ``probs``: softmax over rounds of the per-round logsumexps.
+
+    round_lse: (..., H, L) -> (..., H, L); weight ``[r, i]`` is ``Z_r / sum(Z)`` for query i.
+    """
+    return np.exp(round_lse - logsumexp(round_lse, axis=-2)[..., None, :])  # (..., H, L)

@@ -26,7 +26,7 @@ def fail(field: str, value: Any, rule: str) -> None:
 
 
 def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) or (
+    return (isinstance(x, int) and not isinstance(x, bool)) or (
         hasattr(x, "dtype") and getattr(x, "ndim", 1) == 0 and x.dtype.kind in "iu"
     )
 
@@ -65,9 +65,7 @@ class LSHConfig:
         object.__setattr__(
             self, "chunks_before", _check_int("chunks_before", self.chunks_before, 0)
         )
-        object.__setattr__(
-            self, "chunks_after", _check_int("chunks_after", self.chunks_after, 0)
-        )
+        object.__setattr__(self, "chunks_after", _check_int("chunks_after", self.chunks_after, 0))
         if not isinstance(self.causal, bool):
             fail("causal", self.causal, "must be True or False")
         object.__setattr__(self, "n_buckets", _check_buckets(self.n_buckets))

@@ -47,7 +47,9 @@ def _check_array(field: str, x: object) -> np.ndarray:
 def check_rotations(rotations: object, d: int, config: LSHConfig, dtype: np.dtype) -> np.ndarray:
     """Check rotations are ``(d, n_hashes, rot_size // 2)`` finite floats; cast to ``dtype``."""
     if not isinstance(rotations, np.ndarray):
-        fail("rotations", type(rotations).__name__, "must be a numpy.ndarray (see random_rotations)")
+        fail(
+            "rotations", type(rotations).__name__, "must be a numpy.ndarray (see random_rotations)"
+        )
     want = (d, config.n_hashes, config.rot_size // 2)
     if rotations.shape != want:  # type: ignore[union-attr]
         fail("rotations.shape", rotations.shape, f"must be (d, n_hashes, rot_size//2) = {want}")  # type: ignore[union-attr]

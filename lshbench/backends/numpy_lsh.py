@@ -33,11 +33,17 @@ class LSHDetails(NamedTuple):
 
 
 def lsh_attention(
-    qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray
+    qk: np.ndarray,
+    v: np.ndarray,
+    config: LSHConfig,
+    rotations: np.ndarray,
+    trace: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Checked qk (B, L, d), v (B, L, dv), rotations (d, H, rot_size/2), L > chunk_len.
 
     Returns ``(round_out (B, H, L, dv), round_lse (B, H, L), buckets (B, H, L))``.
+    ``trace``, if given, receives the intermediate arrays under the lab's names (read by
+    ``lshbench explain``); ``dotlike`` is stored after masking, ``so`` as (B, NC, m, dv).
     """
     B, L, d = qk.shape
     dv = v.shape[-1]
@@ -75,6 +81,12 @@ def lsh_attention(
     probs = np.exp(dotlike - slogits[..., None])  # (B, NC, m, W)
     # (B, NC, m, W) @ (B, NC, W, dv) -> (B, NC, m, dv)
     so = probs @ vw
+    if trace is not None:
+        trace.update(
+            buckets=buckets, sticker=perm, undo_sort=undo_sort, st=st, sq=sq, sv=sv, rsq=rsq,
+            rsv=rsv, qpos=qpos, rsk=rsk, adj=adj, kw=kw, vw=vw, kpos=kpos, dotlike=dotlike,
+            slogits=slogits, chunk_probs=probs, so=so,
+        )  # fmt: skip
 
     # Step 6, undo the sort: back to (round, position) order.
     so = so.reshape(B, H * L, dv)  # (B, NC, m, dv) -> (B, H*L, dv)
