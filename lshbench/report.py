@@ -1,0 +1,480 @@
+"""``lshbench report``: sweep results rendered as figures, tables, Markdown and HTML.
+
+``lshbench report DIR [DIR ...] [--out REPORT_DIR]`` reads each ``DIR`` written by
+``lshbench sweep`` (``results.parquet`` or ``results.csv`` plus ``metadata.json``) and writes
+``report.md``, a self-contained ``index.html`` (figures embedded as base64 data URIs) and the
+PNG figures into ``REPORT_DIR`` (default ``reports/<DIR name>/``). Several DIRs overlay in one
+report, labelled by run. The numbers come from :mod:`lshbench.report_analysis`, the pictures
+from :mod:`lshbench.report_figures`; this module lays them out. Output depends only on the
+tables: no clock, no host name, sorted rows, fixed number formats.
+
+This module imports pandas and matplotlib only when a report is rendered.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["render_report", "report"]
+
+
+# --------------------------------------------------------------------------- number formats
+
+
+def fmt_seconds(t: float) -> str:
+    """Seconds with three significant digits in a readable unit: ``12.3 ms``."""
+    if t is None or not math.isfinite(t):
+        return "-"
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if abs(t) >= scale:
+            return f"{t / scale:.3g} {unit}"
+    return f"{t * 1e9:.3g} ns"
+
+
+def fmt_bytes(n: float) -> str:
+    """Bytes in binary units with three significant digits: ``1.5 MiB``."""
+    if n is None or not math.isfinite(n):
+        return "-"
+    for power, unit in ((3, "GiB"), (2, "MiB"), (1, "KiB")):
+        if abs(n) >= 1024**power:
+            return f"{n / 1024**power:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def fmt_num(x: float, digits: int) -> str:
+    """Fixed-point text, ``-`` when missing."""
+    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def fmt_length(x: float) -> str:
+    """A sequence length as an integer, ``-`` when missing."""
+    return "-" if x is None or not math.isfinite(x) else f"{x:.0f}"
+
+
+def fmt_pct(x: float) -> str:
+    """A fraction as a percentage with two decimals."""
+    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.2f}%"
+
+
+# --------------------------------------------------------------------------- document
+
+
+@dataclass
+class Doc:
+    """The report as blocks, rendered to Markdown and HTML alike.
+
+    Blocks: ``("h", level, text)``, ``("p", text)``, ``("skip", text)`` (a figure left out),
+    ``("table", header, rows)``, ``("figure", file, caption)``.
+    """
+
+    blocks: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def h(self, level: int, text: str) -> None:
+        self.blocks.append(("h", level, text))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        self.blocks.append(("table", list(header), [list(r) for r in rows]))
+
+    def markdown(self) -> str:
+        out = []
+        for block in self.blocks:
+            kind = block[0]
+            if kind == "h":
+                out.append(f"{'#' * block[1]} {block[2]}")
+            elif kind == "p":
+                out.append(block[1])
+            elif kind == "skip":
+                out.append(f"*Figure left out: {block[1]}*")
+            elif kind == "figure":
+                out.append(f"![{Path(block[1]).stem}]({block[1]})\n\n{block[2]}")
+            elif kind == "table":
+                lines = ["| " + " | ".join(_md_cell(c) for c in block[1]) + " |"]
+                lines.append("|" + "|".join("---" for _ in block[1]) + "|")
+                lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in block[2]]
+                out.append("\n".join(lines))
+        return "\n\n".join(out) + "\n"
+
+    def html(self, folder: Path, title: str) -> str:
+        parts = [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title>",
+            f"<style>{_CSS}</style></head><body>",
+        ]
+        for block in self.blocks:
+            kind = block[0]
+            if kind == "h":
+                parts.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+            elif kind == "p":
+                parts.append(f"<p>{_inline(block[1])}</p>")
+            elif kind == "skip":
+                parts.append(f'<p class="skip">Figure left out: {_inline(block[1])}</p>')
+            elif kind == "figure":
+                data = base64.b64encode((folder / block[1]).read_bytes()).decode("ascii")
+                parts.append(
+                    f'<figure><img alt="{html.escape(block[1])}" '
+                    f'src="data:image/png;base64,{data}">'
+                    f"<figcaption>{_inline(block[2])}</figcaption></figure>"
+                )
+            elif kind == "table":
+                head = "".join(f"<th>{html.escape(c)}</th>" for c in block[1])
+                body = "".join(
+                    "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                    for r in block[2]
+                )
+                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        parts.append("</body></html>")
+        return "\n".join(parts) + "\n"
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;"
+    "color:#222}table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f3f3f3}"
+    "img{max-width:100%}figcaption{font-size:13px;color:#444}.skip{color:#a33;font-style:italic}"
+    "code{background:#f3f3f3;padding:0 3px}"
+)
+
+
+def _md_cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _inline(text: str) -> str:
+    """Markdown ``code`` spans and a wholly ``*emphasized*`` text to HTML; the rest escaped."""
+    emphasized = len(text) > 2 and text.startswith("*") and text.endswith("*")
+    pieces = html.escape(text[1:-1] if emphasized else text).split("`")
+    out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
+    return f"<em>{out}</em>" if emphasized else out
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _run_labels(dirs: Sequence[str]) -> list[str]:
+    """Run labels from the directory names, made unique with their parents when needed."""
+    paths = [Path(d).resolve() for d in dirs]
+    labels = [p.name for p in paths]
+    for i, p in enumerate(paths):
+        if labels.count(p.name) > 1:
+            labels[i] = "/".join(p.parts[-2:])
+    for i in range(len(labels)):  # still equal (same directory twice): number them
+        if labels.count(labels[i]) > 1:
+            labels[i] = f"{labels[i]}#{labels[:i].count(labels[i]) + 1}"
+    return labels
+
+
+def default_out(dirs: Sequence[str]) -> Path:
+    """``reports/<name>/``, or ``reports/<name1>-vs-<name2>/`` for several runs."""
+    names = [Path(d).resolve().name for d in dirs]
+    return Path("reports") / "-vs-".join(dict.fromkeys(names))
+
+
+def _section_runs(doc: Doc, runs: Sequence[Any], df: pd.DataFrame) -> None:
+    rows = []
+    for run in runs:
+        g = df[df["run"] == run.label]
+        ok = int((g["status"] == "ok").sum())
+        lengths = f"{fmt_length(g['seqlen'].min())}..{fmt_length(g['seqlen'].max())}"
+        backends = ", ".join(sorted(set(g["backend"])))
+        ids = ", ".join(sorted(set(g["run_id"]) - {""}))
+        rows.append(
+            [run.label, run.path, str(len(g)), str(ok), str(len(g) - ok), lengths, backends, ids]
+        )
+    doc.table(["run", "directory", "rows", "ok", "not ok", "L", "backends", "run_id"], rows)
+    fixed = []
+    for col in (
+        "d",
+        "dv",
+        "dtype",
+        "causal",
+        "threads",
+        "input",
+        "batch",
+        "chunk_len",
+        "chunks_before",
+        "chunks_after",
+        "nb",
+    ):
+        values = set(df[col].dropna().map(_plain)) - {""}
+        if len(values) == 1:
+            fixed.append(f"{col}={next(iter(values))}")
+    if fixed:
+        doc.p("Same in every row: " + ", ".join(fixed) + ".")
+    doc.p(
+        "Times are per sequence (`time_median_s / batch`, median of the timed samples). "
+        "Labels name the backend, H = n_hashes, m = chunk_len, nb = n_buckets "
+        "(`2L/m` when it follows the default rule), and the axes that vary."
+    )
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        return str(int(value))
+    return str(value)
+
+
+def _figure(doc: Doc, result: Any) -> None:
+    from lshbench.report_figures import Drawn
+
+    if isinstance(result, Drawn):
+        doc.blocks.append(("figure", result.file, result.caption))
+    else:
+        doc.blocks.append(("skip", result.reason))
+
+
+def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
+    from lshbench.report_analysis import REFERENCE_BACKEND
+
+    doc.h(3, "Crossover L versus dense")
+    if not (df["backend"] == REFERENCE_BACKEND).any():
+        doc.p("*Left out: no `dense` rows, so there is no reference to cross.*")
+        return
+    if df["exact"].all():
+        doc.p("*Left out: no LSH rows.*")
+        return
+    if cross.empty:
+        doc.p("*Left out: no LSH configuration shares an L (and batch) with a dense row.*")
+        return
+    doc.p(
+        "Where LSH becomes faster than dense: the start of the last stretch of measured L "
+        "where `t_lsh / t_dense < 1`, interpolated in (log L, log ratio) between the bracketing "
+        "L. `<= L` means faster at every measured L, `> L` never faster; the trend column "
+        "extrapolates a line fitted to log ratio versus log L. Speedup = dense time / LSH time "
+        "at the largest common L."
+    )
+    rows = []
+    for _, r in cross.iterrows():
+        if r["kind"] == "measured":
+            value = fmt_length(r["crossover_L"])
+            bracket = f"{fmt_length(r['slower_L'])} -> {fmt_length(r['faster_L'])}"
+        elif r["kind"] == "below":
+            value, bracket = f"<= {fmt_length(r['faster_L'])}", "-"
+        else:
+            value, bracket = f"> {fmt_length(r['L_max'])}", "-"
+        rows.append(
+            [
+                r["series"],
+                value,
+                bracket,
+                fmt_length(r["trend_L"]),
+                str(r["n_common"]),
+                f"{fmt_num(r['speedup_at_max'], 2)}x",
+                fmt_length(r["L_max"]),
+            ]
+        )
+    header = [
+        "configuration",
+        "crossover L",
+        "bracket",
+        "trend L",
+        "common L",
+        "speedup at L max",
+        "L max",
+    ]
+    doc.table(header, rows)
+
+
+def _table_fits(doc: Doc, fits: pd.DataFrame) -> None:
+    doc.h(3, "Fitted scaling exponents")
+    if fits.empty:
+        doc.p("*Left out: no configuration has ok timings at two or more L.*")
+        return
+    doc.p(
+        "Least-squares fit of `log(time per sequence) = a + k log L` over the ok points "
+        "(LSH points with L <= chunk_len run the exact path and are left out). "
+        "R^2 is given from three points on. GFLOP/s and tokens/s are the sweep's, at the "
+        "largest L."
+    )
+    rows = [
+        [
+            r["series"],
+            str(r["n"]),
+            f"{fmt_length(r['L_min'])}..{fmt_length(r['L_max'])}",
+            fmt_num(r["exponent"], 3),
+            fmt_num(r["r2"], 4),
+            fmt_num(r["gflops_at_max"], 2),
+            fmt_num(r["tokens_per_s_at_max"], 0),
+        ]
+        for _, r in fits.iterrows()
+    ]
+    doc.table(
+        [
+            "configuration",
+            "points",
+            "L range",
+            "exponent k",
+            "R^2",
+            "GFLOP/s at L max",
+            "tokens/s at L max",
+        ],
+        rows,
+    )
+
+
+def _table_budgets(doc: Doc, points: pd.DataFrame, several_runs: bool) -> None:
+    from lshbench.report_analysis import BUDGETS, budget_picks, candidates, compact_labels
+
+    doc.h(3, "Best configuration under an error budget")
+    cand = candidates(points)
+    if cand["exact"].all():
+        doc.p("*Left out: no ok LSH rows with both a time and a relative error.*")
+        return
+    picks = budget_picks(points)
+    names = {"": ""}  # short labels per run: run and input have their own columns
+    for _, g in cand.groupby("run_index", sort=True):
+        names |= compact_labels(g, drop=("run", "input"))
+    doc.p(
+        "The fastest configuration (time per sequence) whose relative Frobenius error against "
+        "dense is within the budget, at each L and input; dense itself counts, with error 0. "
+        "Each cell: configuration, time, error, speedup over dense."
+    )
+    scen = ["run_index", "run", "input", "causal", "dtype", "threads", "d", "dv", "seqlen"]
+    rows = []
+    for _, g in picks.groupby(scen, sort=False):
+        first = g.iloc[0]
+        row = [str(first["run"])] if several_runs else []
+        row += [str(first["input"]), fmt_length(first["seqlen"])]
+        for budget in BUDGETS:
+            r = g[g["budget"] == budget].iloc[0]
+            if r["series"]:
+                speed = f", {fmt_num(r['speedup'], 2)}x" if math.isfinite(r["speedup"]) else ""
+                cost = f"{fmt_seconds(r['time_seq'])}, {fmt_pct(r['rel_err'])}{speed}"
+                row.append(f"{names[r['series']]}: {cost}")
+            else:
+                row.append(f"none (lowest {fmt_pct(r['best_err'])}: {names[r['best_err_series']]})")
+        rows.append(row)
+    header = (["run"] if several_runs else []) + ["input", "L"]
+    header += [f"error <= {100 * b:g}%" for b in BUDGETS]
+    doc.table(header, rows)
+
+
+def _table_failed(doc: Doc, failed: pd.DataFrame) -> None:
+    doc.h(3, "Failed cells")
+    if failed.empty:
+        doc.p("None: every row has status `ok`.")
+        return
+    doc.p("Every row whose status is not `ok` (drawn as markers on the top edge of the plots).")
+    rows = []
+    for _, r in failed.iterrows():
+        message = " ".join(str(r["message"]).split())
+        message = message if len(message) <= 100 else message[:97] + "..."
+        rows.append(
+            [
+                r["series"],
+                fmt_length(r["seqlen"]),
+                _plain(r["batch"]),
+                _plain(r["seed"]),
+                r["status"],
+                message,
+            ]
+        )
+    doc.table(["configuration", "L", "batch", "seed", "status", "message"], rows)
+
+
+def _table_metadata(doc: Doc, runs: Sequence[Any]) -> None:
+    from lshbench.report_analysis import metadata_table
+
+    doc.h(3, "Machine and versions")
+    table = metadata_table(runs)
+    if table.empty:
+        doc.p("*No metadata.json in the results directories.*")
+        return
+    doc.table(list(table.columns), table.astype(str).to_numpy().tolist())
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> Path:
+    """Write ``report.md``, ``index.html`` and the figures for the runs in ``dirs``.
+
+    Returns the report folder. Raises ConfigError (one line) for a missing or empty DIR or a
+    table lacking required columns, before anything is written.
+    """
+    from lshbench import report_analysis as ra
+    from lshbench import report_figures as rf
+    from lshbench.config import fail
+
+    dirs = [str(d) for d in dirs]
+    if not dirs:
+        fail("DIR", "", "give at least one results directory")
+    runs = [ra.load_run(d, label) for d, label in zip(dirs, _run_labels(dirs), strict=True)]
+    folder = Path(out) if out is not None else default_out(dirs)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in rf.FIGURE_FILES.values():
+        (folder / name).unlink(missing_ok=True)  # a figure left out this time leaves no file
+
+    df = ra.prepare(runs)
+    points = ra.series_points(df)
+    fits = ra.fit_exponents(points)
+    cross = ra.crossovers(points)
+    varying = ra.varying_axes(df)
+    palette = rf.Palette(points)
+    title = "lshbench report: " + ", ".join(run.label for run in runs)
+
+    doc = Doc()
+    doc.h(1, title)
+    _section_runs(doc, runs, df)
+    doc.h(2, "1. Time versus sequence length")
+    _figure(doc, rf.figure_time(points, fits, cross, palette, varying, folder))
+    doc.h(2, "2. Peak memory versus sequence length")
+    _figure(doc, rf.figure_memory(points, palette, varying, folder))
+    doc.h(2, "3. Error versus number of hash rounds")
+    _figure(
+        doc,
+        rf.figure_error(points, "n_hashes", "chunk_len", "error_hashes", palette, varying, folder),
+    )
+    doc.h(2, "4. Error versus chunk length")
+    _figure(
+        doc,
+        rf.figure_error(points, "chunk_len", "n_hashes", "error_chunk", palette, varying, folder),
+    )
+    doc.h(2, "5. Accuracy against cost")
+    _figure(doc, rf.figure_pareto(points, palette, varying, folder))
+    doc.h(2, "6. Time per token at fixed total tokens (the Reformer paper's view)")
+    _figure(doc, rf.figure_time_per_token(points, palette, varying, folder))
+    doc.h(2, "7. Tables")
+    _table_crossover(doc, cross, df)
+    _table_fits(doc, fits)
+    _table_budgets(doc, points, len(runs) > 1)
+    _table_failed(doc, ra.failed_cells(df))
+    _table_metadata(doc, runs)
+
+    (folder / "report.md").write_text(doc.markdown(), encoding="utf-8")
+    (folder / "index.html").write_text(doc.html(folder, title), encoding="utf-8")
+    return folder
+
+
+@click.command("report")
+@click.argument("dirs", nargs=-1, required=True, metavar="DIR [DIR ...]")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Report folder (default: reports/<DIR name>/).",
+)
+def report(dirs: tuple[str, ...], out: str | None) -> None:
+    """Render sweep results (DIR from `lshbench sweep --out DIR`) as figures and a report.
+
+    Writes report.md, a self-contained index.html and PNG figures. Several DIRs are
+    overlaid in one report, labelled by run.
+    """
+    folder = render_report(dirs, out)
+    files = sorted(p.name for p in folder.glob("*.png"))
+    click.echo(f"wrote {folder / 'report.md'} and {folder / 'index.html'} ({len(files)} figures)")

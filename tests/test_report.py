@@ -1,0 +1,530 @@
+"""``lshbench report`` on synthetic sweep tables whose times follow known power laws.
+
+The fixture builds results the way ``lshbench sweep`` stores them (DESIGN.md section 6):
+dense time ``c_d L^2``, LSH time ``c_l H L^1.05 (1 + m/64)`` with a small deterministic
+wobble, errors falling with n_hashes and chunk length, a few failed cells. The tests
+recompute a crossover and an exponent from the fixture with NumPy alone and look for them
+in report.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from lshbench.report_analysis import REQUIRED_COLUMNS, bucket_label, pareto_mask
+
+LENGTHS = (256, 512, 1024, 2048, 4096, 8192)
+HASHES = (1, 2, 4, 8)
+CHUNKS = (32, 64)
+INPUTS = ("clustered", "gaussian")
+FIGURES = (
+    "time_vs_seqlen.png",
+    "memory_vs_seqlen.png",
+    "error_vs_n_hashes.png",
+    "error_vs_chunk_len.png",
+    "pareto.png",
+)
+
+
+def _wobble(*keys: float) -> float:
+    """A deterministic multiplicative wobble of a few percent, so fits are not exact."""
+    return math.exp(0.03 * math.sin(sum((i + 1) * 1.7 * k for i, k in enumerate(keys))))
+
+
+def _row(**kw) -> dict:
+    base = {c: np.nan for c in REQUIRED_COLUMNS}
+    base.update(
+        run_id="r1",
+        batch=1,
+        d=64,
+        dv=64,
+        causal=False,
+        dtype="float32",
+        threads=1,
+        seed=0,
+        status="ok",
+        message="",
+        compile_s=0.1,
+        n_samples=7,
+        unstable=False,
+        chunks_before=1,
+        chunks_after=0,
+    )
+    base.update(kw)
+    t = base["time_median_s"]
+    if base["status"] == "ok":
+        base.update(time_iqr_s=0.02 * t, time_min_s=0.97 * t)
+        base["tokens_per_s"] = base["batch"] * base["seqlen"] / t
+        base["gflops"] = 1.0
+    return base
+
+
+def dense_time(L: int, batch: int = 1) -> float:
+    return 2e-9 * L**2 * batch * _wobble(L, 0.3)
+
+
+def lsh_time(backend: str, H: int, m: int, L: int, batch: int = 1) -> float:
+    scale = 1.5e-7 if backend == "numba" else 7e-7
+    return scale * H * L**1.05 * (1 + m / 64) * batch * _wobble(L, H, m, len(backend))
+
+
+def make_rows(
+    lengths=LENGTHS,
+    failures: bool = True,
+    tokens: int | None = None,
+    factors: str | None = None,
+    hashes=HASHES,
+) -> list[dict]:
+    """Sweep rows; ``tokens`` holds batch * L fixed (the paper preset) when given, ``factors``
+    (e.g. "16x32") replaces the default n_buckets rule 2L/m."""
+    rows = []
+    for L in lengths:
+        batch = tokens // L if tokens else 1
+        for inp in INPUTS:
+            t = dense_time(L, batch)
+            rows.append(
+                _row(
+                    backend="dense",
+                    seqlen=L,
+                    batch=batch,
+                    input=inp,
+                    n_hashes=1,
+                    n_buckets=64,
+                    chunk_len=64,
+                    time_median_s=t,
+                    rel_err=0.0,
+                    max_abs_err=0.0,
+                    cos_sim=1.0,
+                    mass_recall=1.0,
+                    top1_agree=1.0,
+                    mem_alloc_peak_bytes=4 * L * 512 * batch,
+                    mem_rss_peak_bytes=5 * L * 512 * batch,
+                    mem_model_bytes=4 * L * 512 * batch,
+                    flops=4 * L * L * 64,
+                )
+            )
+            for backend in ("numba", "numpy"):
+                for H in hashes:
+                    for m in CHUNKS:
+                        err = (
+                            0.4
+                            / math.sqrt(H)
+                            * math.sqrt(32 / m)
+                            * (1.0 if inp == "gaussian" else 0.2)
+                        )
+                        err *= math.log2(L) / 13
+                        rounds = H if backend == "numpy" else 1  # numba streams rounds
+                        mem = 4 * rounds * L * (2 * m + 3 * 64) * batch
+                        row = _row(
+                            backend=backend,
+                            seqlen=L,
+                            batch=batch,
+                            input=inp,
+                            n_hashes=H,
+                            n_buckets=math.prod(map(int, factors.split("x")))
+                            if factors
+                            else 2 * L // m,
+                            n_buckets_spec=factors or str(2 * L // m),
+                            chunk_len=m,
+                            time_median_s=lsh_time(backend, H, m, L, batch),
+                            rel_err=err,
+                            max_abs_err=3 * err,
+                            cos_sim=1 - err**2,
+                            mass_recall=1 - 0.8 * err,
+                            top1_agree=1 - err,
+                            mem_alloc_peak_bytes=int(mem * 1.1),
+                            mem_rss_peak_bytes=int(mem * 1.3),
+                            mem_model_bytes=mem,
+                            flops=1e9,
+                        )
+                        if failures and backend == "numpy" and H == 8 and m == 32 and L == 8192:
+                            row.update(
+                                status="oom_predicted",
+                                time_median_s=np.nan,
+                                message="predicted 30 GiB > --mem-budget 24 GiB",
+                            )
+                        rows.append(row)
+    if failures:
+        rows.append(
+            _row(
+                backend="dense",
+                seqlen=2 * lengths[-1],
+                input="gaussian",
+                status="timeout",
+                message="cell exceeded --timeout 60 s",
+            )
+        )
+    return rows
+
+
+def write_results(folder: Path, rows: list[dict], log_only: bool = False) -> Path:
+    """Store rows as the sweep does: through its table builder into results.parquet (or only
+    the append-only results.jsonl log, as after a sweep killed before its export)."""
+    from lshbench.results import rows_to_frame
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [dict(r, cell_id=f"cell{i}") for i, r in enumerate(rows)]
+    for r in rows:
+        r.setdefault("n_buckets_spec", None if pd.isna(r["n_buckets"]) else str(r["n_buckets"]))
+    if log_only:
+        clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                 for r in rows]  # fmt: skip
+        text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in clean)
+        (folder / "results.jsonl").write_text(text)
+    else:
+        rows_to_frame(rows).to_parquet(folder / "results.parquet", index=False)
+    meta = {
+        "run_id": "r1",
+        "start_time": "2026-01-01T00:00:00+00:00",
+        "end_time": "2026-01-01T00:02:00+00:00",
+        "command_line": ["lshbench", "sweep", "--preset", "quick"],
+        "git": {"commit": "abc123", "dirty": False},
+        "cpu": {"model": "Test CPU @ 2.0GHz", "count": 2},
+        "versions": {"python": "3.11.7", "numpy": "2.4.6", "numba": "0.68.1", "lshbench": "0.1.0"},
+        "workers": {"1": {"threading_layer": "omp", "blas": [{"internal_api": "openblas"}]}},
+        "runs": [{"run_id": "r1"}],
+    }
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    return folder
+
+
+def render(dirs, out: Path) -> str:
+    from lshbench.report import render_report
+
+    render_report([str(d) for d in dirs], out)
+    return (out / "report.md").read_text()
+
+
+def table_rows(md: str, heading: str) -> list[list[str]]:
+    """Cells of the first Markdown table after ``heading``."""
+    section = md.split(heading, 1)[1]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    rows, started = [], False
+    for ln in section.splitlines():
+        if ln.startswith("|"):
+            started = True
+            rows.append([c.strip() for c in ln.strip("|").split(" | ")])
+        elif started:
+            break
+    assert lines, f"no table after {heading}"
+    return rows[2:]  # drop header and rule
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> tuple[Path, Path, str]:
+    base = tmp_path_factory.mktemp("report")
+    results = write_results(base / "quick", make_rows())
+    out = base / "out"
+    return results, out, render([results], out)
+
+
+# --------------------------------------------------------------------------- files, pictures
+
+
+def test_every_file_exists_and_pngs_have_content(quick) -> None:
+    from matplotlib.image import imread
+
+    _, out, md = quick
+    assert (out / "report.md").is_file() and (out / "index.html").is_file()
+    for name in FIGURES:
+        assert (out / name).is_file(), name
+        assert f"]({name})" in md
+        img = imread(out / name)[..., :3]  # (h, w, 3) floats in [0, 1]
+        assert img.shape[0] > 200 and img.shape[1] > 300
+        non_white = (img.min(axis=2) < 0.9).mean()
+        assert 0.02 < non_white < 0.6, (name, non_white)
+        assert img.std() > 0.05
+    # no fixed-tokens series in this run: the paper figure is left out with a reason
+    assert not (out / "time_per_token.png").exists()
+    assert "Figure left out: no configuration holds batch x L fixed" in md
+
+
+def test_html_is_self_contained(quick) -> None:
+    _, out, md = quick
+    page = (out / "index.html").read_text()
+    assert page.count('src="data:image/png;base64,') == md.count("![")
+    assert "<img" in page and 'src="time_vs_seqlen.png"' not in page
+    assert "Crossover L versus dense" in page
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def _series_points(backend: str, H: int, m: int, inp: str) -> tuple[np.ndarray, np.ndarray]:
+    L = np.array([x for x in LENGTHS if x > m], float)
+    t = np.array([lsh_time(backend, H, m, int(x)) for x in L])
+    return L, t
+
+
+def _row_for(rows: list[list[str]], *words: str) -> list[str]:
+    found = [r for r in rows if all(re.search(rf"(^|\s){re.escape(w)}(\s|$)", r[0]) for w in words)]
+    assert len(found) == 1, (words, [r[0] for r in rows])
+    return found[0]
+
+
+@pytest.mark.parametrize(("H", "m"), [(1, 32), (2, 64), (4, 32)])
+def test_exponent_matches_an_independent_fit(quick, H: int, m: int) -> None:
+    _, _, md = quick
+    L, t = _series_points("numba", H, m, "gaussian")
+    slope, intercept = np.polyfit(np.log(L), np.log(t), 1)
+    pred = slope * np.log(L) + intercept
+    r2 = 1 - np.sum((np.log(t) - pred) ** 2) / np.sum((np.log(t) - np.log(t).mean()) ** 2)
+    row = _row_for(
+        table_rows(md, "### Fitted scaling exponents"), "numba", f"H={H}", f"m={m}", "gaussian"
+    )
+    assert row[3] == f"{slope:.3f}"
+    assert row[4] == f"{r2:.4f}"
+    assert abs(slope - 1.05) < 0.05  # the fixture's law
+
+
+def test_dense_exponent_is_two(quick) -> None:
+    _, _, md = quick
+    row = _row_for(table_rows(md, "### Fitted scaling exponents"), "dense", "gaussian")
+    L = np.array(LENGTHS, float)
+    slope = np.polyfit(np.log(L), np.log([dense_time(int(x)) for x in L]), 1)[0]
+    assert row[3] == f"{slope:.3f}" and abs(slope - 2) < 0.05
+
+
+def _expected_crossover(backend: str, H: int, m: int) -> tuple[str, float]:
+    """Crossover recomputed from the fixture: last slower L, first faster L, log interpolation."""
+    L = np.array(LENGTHS, float)
+    r = np.log([lsh_time(backend, H, m, int(x)) / dense_time(int(x)) for x in L])
+    faster = r < 0
+    if faster.all():
+        return "below", L[0]
+    if not faster[-1]:
+        return "above", L[-1]
+    i = max(j for j in range(len(L)) if not faster[j]) + 1
+    x = np.log(L[i - 1]) + (np.log(L[i]) - np.log(L[i - 1])) * r[i - 1] / (r[i - 1] - r[i])
+    return "measured", float(np.exp(x))
+
+
+@pytest.mark.parametrize(
+    ("backend", "H", "m"), [("numba", 1, 32), ("numba", 4, 64), ("numpy", 2, 32), ("numpy", 8, 64)]
+)
+def test_crossover_matches_an_independent_computation(quick, backend, H, m) -> None:
+    _, _, md = quick
+    kind, value = _expected_crossover(backend, H, m)
+    row = _row_for(
+        table_rows(md, "### Crossover L versus dense"), backend, f"H={H}", f"m={m}", "gaussian"
+    )
+    expected = {"measured": f"{value:.0f}", "below": f"<= {value:.0f}", "above": f"> {value:.0f}"}
+    assert row[1] == expected[kind]
+    if kind == "measured":
+        assert 256 < value < 8192
+
+
+def test_fixture_has_every_crossover_kind() -> None:
+    kinds = {
+        _expected_crossover(b, H, m)[0] for b in ("numba", "numpy") for H in HASHES for m in CHUNKS
+    }
+    assert kinds == {"measured", "above", "below"}
+
+
+def test_budget_table_picks_the_fastest_within_budget(quick) -> None:
+    _, _, md = quick
+    rows = table_rows(md, "### Best configuration under an error budget")
+    assert len(rows) == len(INPUTS) * len(LENGTHS)
+    for inp in INPUTS:
+        for L in LENGTHS:
+            row = next(r for r in rows if r[0] == inp and r[1] == str(L))
+            for col, budget in zip(row[2:], (0.01, 0.05, 0.10), strict=True):
+                options = [("dense", dense_time(L), 0.0)]
+                for b in ("numba", "numpy"):
+                    for H in HASHES:
+                        for m in CHUNKS:
+                            if L <= m or (b, H, m, L) == ("numpy", 8, 32, 8192):
+                                continue
+                            err = 0.4 / math.sqrt(H) * math.sqrt(32 / m)
+                            err *= (1.0 if inp == "gaussian" else 0.2) * math.log2(L) / 13
+                            options.append((f"{b} H={H} m={m}", lsh_time(b, H, m, L), err))
+                best = min((o for o in options if o[2] <= budget), key=lambda o: o[1])
+                assert col.split(":")[0] == best[0], (inp, L, budget, col, best)
+                assert f"{100 * best[2]:.2f}%" in col
+
+
+def test_failed_cells_listed(quick) -> None:
+    _, _, md = quick
+    rows = table_rows(md, "### Failed cells")
+    statuses = sorted(r[4] for r in rows)
+    assert statuses == ["oom_predicted", "oom_predicted", "timeout"]  # numpy H=8 m=32, 2 inputs
+    assert any("--mem-budget" in r[5] for r in rows)
+
+
+def test_metadata_rendered(quick) -> None:
+    _, _, md = quick
+    rows = table_rows(md, "### Machine and versions")
+    values = {r[0]: r[1] for r in rows}
+    assert values["cpu.model"] == "Test CPU @ 2.0GHz"
+    assert values["versions.numba"] == "0.68.1"
+    assert values["workers.1.blas[0].internal_api"] == "openblas"
+    assert values["workers.1.threading_layer"] == "omp"
+    assert values["command_line"] == "lshbench sweep --preset quick"
+    assert values["git.commit"] == "abc123"
+    assert values["sweep invocations"] == "1"
+    assert rows[0][0] == "run_id"
+
+
+def test_regenerating_gives_identical_report(quick, tmp_path) -> None:
+    results, out, md = quick
+    again = render([results], tmp_path / "again")
+    assert again == md
+    assert (tmp_path / "again" / "index.html").read_text() == (out / "index.html").read_text()
+
+
+def test_log_only_directory_gives_the_same_tables(quick, tmp_path) -> None:
+    """A sweep killed before its export leaves only results.jsonl; load_results reads it."""
+    from lshbench import report_analysis as ra
+
+    results, _, _ = quick
+    log_dir = write_results(tmp_path / "quick", make_rows(), log_only=True)
+    assert not (log_dir / "results.parquet").exists()
+    tables = []
+    for folder in (results, log_dir):
+        points = ra.series_points(ra.prepare([ra.load_run(folder)]))
+        tables.append((points, ra.fit_exponents(points), ra.crossovers(points)))
+    for from_parquet, from_log in zip(*tables, strict=True):
+        pd.testing.assert_frame_equal(from_parquet, from_log)
+
+
+# --------------------------------------------------------------------------- unsupported figures
+
+
+def test_one_length_leaves_time_figure_out(tmp_path) -> None:
+    rows = make_rows(lengths=(1024,), failures=False, hashes=(1, 2))
+    results = write_results(tmp_path / "one", rows)
+    md = render([results], tmp_path / "out")
+    assert not (tmp_path / "out" / "time_vs_seqlen.png").exists()
+    assert not (tmp_path / "out" / "memory_vs_seqlen.png").exists()
+    assert "*Figure left out: only one sequence length (L=1024) in the results" in md
+    assert (tmp_path / "out" / "error_vs_n_hashes.png").is_file()
+
+
+def test_no_dense_rows_leaves_crossover_out(tmp_path) -> None:
+    rows = make_rows(lengths=(512, 1024, 2048), failures=False, hashes=(1, 2))
+    rows = [r for r in rows if r["backend"] != "dense"]
+    md = render([write_results(tmp_path / "nodense", rows)], tmp_path / "out")
+    assert "No dense rows: crossovers are not marked" in md
+    assert "*Left out: no `dense` rows" in md
+    assert (tmp_path / "out" / "time_vs_seqlen.png").is_file()
+
+
+def test_paper_view_and_overlay_of_two_runs(tmp_path) -> None:
+    quick = write_results(tmp_path / "quick", make_rows(failures=False))
+    lengths = (1024, 2048, 4096, 8192)
+    rows = make_rows(lengths=lengths, failures=False, tokens=8192, factors="16x32")
+    paper = write_results(tmp_path / "paper", rows)
+    out = tmp_path / "both"
+    md = render([quick, paper], out)
+    assert (out / "time_per_token.png").is_file()
+    assert "batch x L = 8192" in md
+    rows = table_rows(md, "### Fitted scaling exponents")
+    assert any(r[0].startswith("[paper] numba H=1 m=32 nb=16x32 ") for r in rows)
+    assert any(r[0].startswith("[quick] numba H=1 m=32 nb=2L/m ") for r in rows)
+    # the paper run's per-sequence times still follow the laws: exponent near 1.05 and 2
+    row = _row_for(rows, "[paper]", "dense", "gaussian")
+    assert abs(float(row[3]) - 2) < 0.1
+    header = next(ln for ln in md.split("### Machine and versions")[1].splitlines() if ln)
+    assert header.startswith("| key | quick | paper |")
+
+
+# --------------------------------------------------------------------------- bad input, CLI
+
+
+def _cli(args: list[str]) -> tuple[int, str]:
+    res = subprocess.run(
+        [sys.executable, "-m", "lshbench", "report", *args], capture_output=True, text=True
+    )
+    return res.returncode, res.stderr
+
+
+def test_cli_writes_report_to_default_folder(quick, tmp_path, monkeypatch) -> None:
+    from lshbench.cli import main
+
+    results, _, _ = quick
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["report", str(results)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "reports" / "quick" / "report.md").is_file()
+    assert (tmp_path / "reports" / "quick" / "index.html").is_file()
+    assert "report.md" in res.output
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "no_rows", "columns", "corrupt"])
+def test_cli_bad_dir_one_line_exit_2(tmp_path, case) -> None:
+    folder = tmp_path / "bad"
+    if case != "missing":
+        folder.mkdir()
+    if case == "no_rows":
+        write_results(folder, [])
+    if case == "columns":
+        write_results(folder, make_rows(lengths=(512,), failures=False))
+        table = pd.read_parquet(folder / "results.parquet")
+        table.drop(columns=["mass_recall", "status"]).to_parquet(folder / "results.parquet")
+    if case == "corrupt":
+        (folder / "results.parquet").write_bytes(b"PAR1 not really\nparquet\n")
+    code, err = _cli([str(folder), "--out", str(tmp_path / "out")])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"Error: DIR={folder}")
+    expected = {
+        "missing": "no such directory",
+        "empty": "holds no results",
+        "no_rows": "has no rows",
+        "columns": "lacks required columns: status, mass_recall",
+        "corrupt": "cannot read the results table",
+    }
+    assert expected[case] in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_needs_a_dir() -> None:
+    code, err = _cli([])
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (64, "64"),
+        (64.0, "64"),
+        ("64", "64"),
+        ("(16, 32)", "16x32"),
+        ([16, 32], "16x32"),
+        ("[16, 32]", "16x32"),
+        ("16x32", "16x32"),
+        (np.nan, ""),
+        (None, ""),
+        ("auto", "auto"),
+    ],
+)
+def test_bucket_label(value, text) -> None:
+    assert bucket_label(value) == text
+
+
+def test_pareto_mask_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        t, e = rng.integers(0, 6, 12).astype(float), rng.integers(0, 6, 12).astype(float)
+        keep = pareto_mask(t, e)
+        for i in range(len(t)):
+            dominated = any(
+                (t[j] <= t[i] and e[j] <= e[i]) and (t[j] < t[i] or e[j] < e[i] or j < i)
+                for j in range(len(t))
+                if j != i
+            )
+            assert keep[i] == (not dominated), (t, e, i)
