@@ -36,7 +36,20 @@ __all__ = [
     "get_backend",
     "hash_buckets",
     "list_backends",
+    "load_results",
     "random_rotations",
     "register_backend",
+    "run_sweep",
     "window_positions",
 ]
+
+# Lazy: the sweep API needs pandas, which `import lshbench` must not import.
+_LAZY = {"run_sweep": "lshbench.sweep", "load_results": "lshbench.results"}
+
+
+def __getattr__(name: str) -> object:  # PEP 562: lazy module attributes
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lshbench' has no attribute {name!r}")

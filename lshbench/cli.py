@@ -55,3 +55,7 @@ def backends() -> None:
 
 
 # Subcommands defined next to the code they drive (keep each on its own line).
+from lshbench.explain import explain as _explain; main.add_command(_explain)  # noqa: E402,E702,I001  # fmt: skip
+from lshbench.report import report as _report; main.add_command(_report)  # noqa: E402,E702,I001  # fmt: skip
+from lshbench.bench_compare import bench_compare as _bench_compare; main.add_command(_bench_compare)  # noqa: E402,E702,I001  # fmt: skip
+from lshbench.sweep import sweep as _sweep; main.add_command(_sweep)  # noqa: E402,E702,I001  # fmt: skip

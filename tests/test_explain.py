@@ -192,8 +192,9 @@ def test_identities_hold_for_random_configs(H, m, L, nb, causal, before, after, 
         chunks_after=after,
     )
     ex = explain_arrays(cfg, L, 3, 2, seed)
-    assert ex.union_diff < 1e-12
     # rows whose only key is themselves sit at -1e5, where float64 steps are ~1.5e-11
+    # (causal only); every other configuration is exact to rounding
+    assert ex.union_diff < (1e-10 if causal else 1e-12)
     assert ex.share_diff < 1e-9
     np.testing.assert_array_equal(ex.out, ex.numpy_out)
     np.testing.assert_allclose(ex.grouped_out, ex.out, atol=1e-9)

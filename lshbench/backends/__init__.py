@@ -14,7 +14,14 @@ from typing import NamedTuple
 from lshbench.backends.base import Backend
 from lshbench.config import fail
 
-__all__ = ["Backend", "BackendInfo", "BackendUnavailable", "get_backend", "list_backends", "register_backend"]
+__all__ = [
+    "Backend",
+    "BackendInfo",
+    "BackendUnavailable",
+    "get_backend",
+    "list_backends",
+    "register_backend",
+]
 
 
 class BackendSpec(NamedTuple):
@@ -36,6 +43,21 @@ _REGISTRY: dict[str, BackendSpec] = {
     ),
     "dense": BackendSpec(
         "lshbench.backends.dense:DenseBackend", (), "exact shared-QK attention, query-blocked"
+    ),
+    "numba": BackendSpec(
+        "lshbench.backends.numba_lsh:NumbaBackend",
+        ("numba", "scipy"),
+        "Numba LSH attention: parallel over chunks, streamed rounds (cache=True)",
+    ),
+    "hf": BackendSpec(
+        "lshbench.backends.hf:HFBackend",
+        ("torch", "transformers"),
+        "peer: Hugging Face LSHSelfAttention on the same qk, v and rotations",
+    ),
+    "torch-sdpa": BackendSpec(
+        "lshbench.backends.torch_sdpa:TorchSDPABackend",
+        ("torch",),
+        "peer: torch scaled_dot_product_attention, dense speed/memory (no self mask)",
     ),
 }
 

@@ -1,0 +1,548 @@
+"""Performance bars of the ``numba`` backend (issue 3, DESIGN.md section 7): a script, not a test.
+
+Everything that is compared is measured in ONE process, interleaved (every round times
+every contender once, the order reversed on odd rounds: ABAB... BABA...), so load from
+other jobs on the machine hits all contenders alike; ratios are taken per round and their
+median reported. Memory is measured untimed, each contender in a fresh process
+(``tracemalloc`` peak and resident-peak growth, :func:`lshbench.measure.measure_memory`).
+
+Thread pools are pinned before NumPy, Numba or torch are imported: ``--threads`` (default
+2) for OMP/OpenBLAS/MKL/Numba and ``torch.set_num_threads``; the numba backend itself keeps
+BLAS at one thread inside its parallel loops.
+
+Parts (``--part``, repeatable; default ``bars memory cache``)::
+
+    python bench/perf_bars.py                          # the headline bars
+    python bench/perf_bars.py --part table             # numba vs numpy, L 1K..64K, H 1..8
+    python bench/perf_bars.py --part table --table-backends numba,numpy,hf,dense,torch-sdpa
+
+* ``bars``: L=16384, d=64, n_hashes=8, chunk 64, 1 back, float32: numba vs hf for
+  n_buckets=512 and (16, 32), vs torch-sdpa; numba's chunked-attention GFLOP/s
+  (``4*H*L*W*d``) over the same run's float32 2048x2048 ``np.matmul`` rate.
+* ``memory``: numba vs hf at n_hashes 1 and 8 (tracemalloc cannot see torch's allocator,
+  so hf's tracemalloc number is only its NumPy output; compare the resident peaks).
+* ``cache``: a second process loads the compiled kernels from the on-disk cache.
+* ``table``: time and memory per backend for every L and n_hashes (nb = 2L/chunk).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _option_from_argv(name: str, default: str) -> str:
+    """An option's value, read before the imports below (thread pools read env at load)."""
+    for i, arg in enumerate(sys.argv):
+        if arg == name and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+THREADS = int(_option_from_argv("--threads", "2"))
+WAIT_POLICY = _option_from_argv("--wait-policy", "passive")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+for _var in THREAD_VARS:
+    os.environ[_var] = str(THREADS)  # before NumPy / Numba / torch are imported
+if WAIT_POLICY != "default":
+    # Idle threads of the OpenMP pools (Numba's, torch's) and of OpenBLAS sleep at once
+    # instead of spinning (OpenBLAS spins 2**28 cycles by default), so a pool left spinning
+    # by one contender does not steal the 2 cores from the next one in the interleaving.
+    os.environ["OMP_WAIT_POLICY"] = WAIT_POLICY.upper()
+    if WAIT_POLICY == "passive":
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"  # 2**4 cycles, the minimum
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+import numpy as np  # noqa: E402
+
+import lshbench  # noqa: E402
+from lshbench.measure import calibrate_number, measure_memory, summarize, time_interleaved  # noqa: E402
+
+D = 64
+CHUNK = 64
+SEQLEN = 16384
+N_HASHES = 8
+GEMM_N = 2048
+BAR_BUCKETS: dict[str, int | tuple[int, ...]] = {"nb=512": 512, "nb=(16,32)": (16, 32)}
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def inputs(seqlen: int, d: int = D, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian float32 qk (L, d) and v (L, d)."""
+    rng = np.random.default_rng(seed)
+    return (
+        rng.standard_normal((seqlen, d)).astype(np.float32),
+        rng.standard_normal((seqlen, d)).astype(np.float32),
+    )
+
+
+def config(n_hashes: int, n_buckets: int | tuple[int, ...]) -> lshbench.LSHConfig:
+    return lshbench.LSHConfig(n_hashes=n_hashes, n_buckets=n_buckets, chunk_len=CHUNK)
+
+
+def paper_buckets(seqlen: int) -> int:
+    """The paper's rule nb = 2L / chunk_len."""
+    return max(2, 2 * seqlen // CHUNK)
+
+
+def attention_flops(seqlen: int, n_hashes: int, d: int = D) -> int:
+    """DESIGN.md section 5: ``4*H*L*W*d`` for the chunked attention (d_v = d, W = 2*chunk)."""
+    return 4 * n_hashes * seqlen * 2 * CHUNK * d
+
+
+def interleaved(calls: dict[str, Callable[[], Any]], rounds: int, number: dict[str, int]):
+    """ABAB: ``rounds`` rounds, each timing every call once; odd rounds reversed."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        got = time_interleaved({n: calls[n] for n in order}, repeats=1, number=number)
+        for n in order:
+            samples[n] += got[n]
+        click.echo(f"  round {r + 1}/{rounds} done", err=True)
+    return samples
+
+
+def paired_ratio(num: list[float], den: list[float]) -> tuple[float, float, float]:
+    """Median, min and max over rounds of num[r] / den[r]."""
+    r = np.asarray(num) / np.asarray(den)
+    return float(np.median(r)), float(r.min()), float(r.max())
+
+
+def ms(x: float) -> str:
+    return f"{x * 1e3:.1f}"
+
+
+def mib(x: float | None) -> str:
+    return "-" if x is None else f"{x / 2**20:.1f}"
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def available(name: str) -> bool:
+    info = lshbench.list_backends().get(name)
+    return bool(info and info.available)
+
+
+def pin_torch() -> None:
+    if available("torch-sdpa"):
+        import torch
+
+        torch.set_num_threads(THREADS)
+
+
+def gemm_call() -> Callable[[], Any]:
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((GEMM_N, GEMM_N)).astype(np.float32)
+    b = rng.standard_normal((GEMM_N, GEMM_N)).astype(np.float32)
+    return lambda: np.matmul(a, b)
+
+
+# ---------------------------------------------------------------------------- bars
+
+
+def part_bars(rounds: int) -> str:
+    pin_torch()
+    numba_backend = lshbench.get_backend("numba")
+    compile_s = numba_backend.compile(np.float32)
+    qk, v = inputs(SEQLEN)
+    calls: dict[str, Callable[[], Any]] = {"gemm 2048^3": gemm_call()}
+    have_hf, have_sdpa = available("hf"), available("torch-sdpa")
+    hf = lshbench.get_backend("hf") if have_hf else None
+    for label, nb in BAR_BUCKETS.items():
+        cfg = config(N_HASHES, nb)
+        rot = lshbench.random_rotations(D, cfg, seed=0)
+        calls[f"numba {label}"] = lambda c=cfg, r=rot: numba_backend.attend(qk, v, c, r)
+        if hf is not None:
+            calls[f"hf {label}"] = lambda c=cfg, r=rot: hf.attend(qk, v, c, r)
+    # numba's chunked-attention stage alone (hashing and sorting done beforehand)
+    cfg = config(N_HASHES, 512)
+    rot = lshbench.random_rotations(D, cfg, seed=0)
+    qk3, v3 = qk[None], v[None]
+    with numba_backend._blas.limit():
+        slots = numba_backend._hash(qk3, cfg, rot)
+        numba_backend._sort(slots, cfg)
+
+    def attention_stage() -> Any:
+        with numba_backend._blas.limit():
+            return numba_backend._chunked_attention(qk3, v3, cfg, slots)
+
+    calls["numba attention stage"] = attention_stage
+    if have_sdpa:
+        sdpa = lshbench.get_backend("torch-sdpa")
+        calls["torch-sdpa (dense)"] = lambda: sdpa.attend(qk, v, cfg)
+    for call in calls.values():
+        call()  # warm-up (first call of each)
+    samples = interleaved(calls, rounds, {})
+    summary = {n: summarize(s) for n, s in samples.items()}
+    gemm_rate = 2 * GEMM_N**3 / summary["gemm 2048^3"].time_median_s
+    flops = attention_flops(SEQLEN, N_HASHES)
+    rows = []
+    for name, s in summary.items():
+        rate = ""
+        if name.startswith("numba"):
+            g = flops / s.time_median_s
+            rate = f"{g / 1e9:.0f} ({g / gemm_rate:.0%} of GEMM)"
+        elif name.startswith("gemm"):
+            rate = f"{gemm_rate / 1e9:.0f}"
+        rows.append([name, ms(s.time_median_s), ms(s.time_iqr_s), ms(s.time_min_s), rate])
+    text = [
+        f"### Bars: L={SEQLEN}, d={D}, n_hashes={N_HASHES}, chunk {CHUNK}, 1 back, float32, "
+        f"{THREADS} threads, {rounds} interleaved rounds",
+        f"numba compile/cache-load in this process: {compile_s:.2f} s",
+        "",
+        table(["call", "median ms", "IQR ms", "min ms", "GFLOP/s (attention flops 4HLWd)"], rows),
+        "",
+    ]
+    ratio_rows = []
+    for label in BAR_BUCKETS:
+        if have_hf:
+            med, lo, hi = paired_ratio(samples[f"hf {label}"], samples[f"numba {label}"])
+            ok = "yes" if med >= 10 else "NO"
+            ratio_rows.append(
+                [f"hf / numba, {label}", f"{med:.1f}", f"{lo:.1f}-{hi:.1f}", ">= 10", ok]
+            )
+        if have_sdpa:
+            med, lo, hi = paired_ratio(samples["torch-sdpa (dense)"], samples[f"numba {label}"])
+            ok = "yes" if med > 1 else "NO"
+            ratio_rows.append(
+                [f"torch-sdpa / numba, {label}", f"{med:.2f}", f"{lo:.2f}-{hi:.2f}", "> 1", ok]
+            )
+    for name in ("numba nb=512", "numba attention stage"):
+        med, lo, hi = paired_ratio(
+            [flops / t for t in samples[name]], [2 * GEMM_N**3 / t for t in samples["gemm 2048^3"]]
+        )
+        ratio_rows.append(
+            [
+                f"{name}: attention GFLOP/s / GEMM GFLOP/s",
+                f"{med:.0%}",
+                f"{lo:.0%}-{hi:.0%}",
+                ">= 50%",
+                "yes" if med >= 0.5 else "NO",
+            ]
+        )
+    text += [
+        table(["ratio (per round)", "median", "range", "bar", "met"], ratio_rows),
+        "",
+    ]
+    if not have_hf or not have_sdpa:
+        text.append("(peers not installed: pip install 'lshbench[peers]')\n")
+    return "\n".join(text)
+
+
+# -------------------------------------------------------------------------- memory
+
+
+def memory_in_fresh_process(
+    backend: str, seqlen: int, n_hashes: int, n_buckets: int | tuple[int, ...]
+) -> dict[str, Any]:
+    """Run :func:`mem_worker` in a new interpreter; its JSON line."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--threads",
+        str(THREADS),
+        "mem-worker",
+        backend,
+        str(seqlen),
+        str(n_hashes),
+        json.dumps(n_buckets),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        return {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "failed"}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def part_memory() -> str:
+    rows = []
+    peaks: dict[tuple[str, int], dict[str, Any]] = {}
+    for backend in ("numba", "hf"):
+        if not available(backend):
+            continue
+        for h in (1, N_HASHES):
+            got = memory_in_fresh_process(backend, SEQLEN, h, 512)
+            peaks[backend, h] = got
+            rows.append(
+                [
+                    backend,
+                    h,
+                    mib(got.get("alloc_peak_bytes")),
+                    mib(got.get("rss_peak_bytes")),
+                    got.get("error", ""),
+                ]
+            )
+    text = [
+        f"### Memory: L={SEQLEN}, d={D}, nb=512, chunk {CHUNK}, float32 (fresh process each)",
+        "",
+        table(["backend", "n_hashes", "tracemalloc peak MiB", "resident peak MiB", "error"], rows),
+        "",
+        "tracemalloc does not see torch's CPU allocator: hf's tracemalloc peak is only its "
+        "NumPy output; the resident peak (VmHWM growth) is comparable across backends.",
+        "",
+    ]
+    n1, n8, h8 = (
+        peaks.get(("numba", 1)),
+        peaks.get(("numba", N_HASHES)),
+        peaks.get(("hf", N_HASHES)),
+    )
+    if n1 and n8 and "error" not in n1 and "error" not in n8:
+        text.append(
+            f"numba peak H={N_HASHES} / H=1: tracemalloc "
+            f"{n8['alloc_peak_bytes'] / n1['alloc_peak_bytes']:.2f}, resident "
+            f"{(n8['rss_peak_bytes'] or 0) / max(1, n1['rss_peak_bytes'] or 1):.2f}"
+        )
+    if n8 and h8 and "error" not in h8 and h8.get("rss_peak_bytes"):
+        resident = h8["rss_peak_bytes"] / n8["rss_peak_bytes"]
+        text.append(
+            f"hf / numba at H={N_HASHES}: resident {resident:.0f}x,"
+            f" hf resident vs numba tracemalloc "
+            f"{h8['rss_peak_bytes'] / n8['alloc_peak_bytes']:.0f}x (bar: >= 20x)"
+        )
+    return "\n".join(text) + "\n"
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def part_cache() -> str:
+    lshbench.get_backend("numba").compile(np.float32)  # make sure the cache is written
+    code = (
+        "import time; t0 = time.perf_counter()\n"
+        "import json, numpy as np, lshbench\n"
+        "b = lshbench.get_backend('numba'); t1 = time.perf_counter()\n"
+        "c = b.compile(np.float32); t2 = time.perf_counter()\n"
+        "from lshbench.backends import _numba_kernels as k\n"
+        "miss = sum(sum(getattr(k, n).stats.cache_misses.values())\n"
+        "           for n in ('hash_all', 'sort_rounds', 'key_scales', 'attend_all'))\n"
+        "print(json.dumps({'import_s': t1 - t0, 'compile_s': c, 'misses': miss}))\n"
+    )
+    first = []
+    for _ in range(3):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        first.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    rows = [
+        [i + 1, f"{f['import_s']:.2f}", f"{f['compile_s']:.2f}", f["misses"]]
+        for i, f in enumerate(first)
+    ]
+    return "\n".join(
+        [
+            "### Second process: kernels from the on-disk cache",
+            "",
+            table(
+                [
+                    "process",
+                    "import lshbench+backend s",
+                    "compile() (cache load + first calls) s",
+                    "kernels recompiled",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- table
+
+
+def part_table(seqlens: list[int], hashes: list[int], backends: list[str], rounds: int) -> str:
+    pin_torch()
+    backends = [b for b in backends if available(b)]
+    objs = {b: lshbench.get_backend(b) for b in backends}
+    if "numba" in objs:
+        objs["numba"].compile(np.float32)
+    rows = []
+    times: dict[tuple[str, int, int], float] = {}
+    for L in seqlens:
+        qk, v = inputs(L)
+        for h in hashes:
+            cfg = config(h, paper_buckets(L))
+            rot = lshbench.random_rotations(D, cfg, seed=0)
+            calls = {}
+            for b in backends:
+                if not objs[b].uses_hashing and h != hashes[0]:
+                    continue  # dense peers ignore n_hashes: measured once per L
+                calls[b] = lambda o=objs[b], c=cfg, r=rot, x=qk, y=v: o.attend(x, y, c, r)
+            number = {}
+            for b, call in calls.items():
+                start = time.perf_counter()
+                call()  # warm-up, and the calls per sample
+                number[b] = calibrate_number(time.perf_counter() - start)
+            samples = interleaved(calls, rounds, number)
+            for b in calls:
+                s = summarize(samples[b])
+                times[b, L, h] = s.time_median_s
+                peak, _ = measure_memory(calls[b])
+                ratio = ""
+                if b != "numba" and "numba" in samples:
+                    med, lo, hi = paired_ratio(samples[b], samples["numba"])
+                    ratio = f"{med:.1f}x ({lo:.1f}-{hi:.1f})"
+                rows.append(
+                    [
+                        L,
+                        h,
+                        b,
+                        ms(s.time_median_s),
+                        ms(s.time_iqr_s),
+                        mib(peak.alloc_peak_bytes),
+                        mib(peak.rss_peak_bytes),
+                        ratio,
+                    ]
+                )
+            click.echo(f"L={L} H={h} done", err=True)
+    text = [
+        f"### Table: d={D}, chunk {CHUNK}, 1 back, nb=2L/chunk, float32, {THREADS} threads, "
+        f"{rounds} interleaved rounds per cell",
+        "",
+        table(
+            [
+                "L",
+                "n_hashes",
+                "backend",
+                "median ms",
+                "IQR ms",
+                "tracemalloc MiB",
+                "resident MiB",
+                "time / numba (per round)",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    if "numba" in objs and len(seqlens) >= 2:
+        fits = []
+        for h in hashes:
+            y = [times.get(("numba", L, h)) for L in seqlens]
+            if all(t is not None for t in y):
+                slope = np.polyfit(np.log(seqlens), np.log(y), 1)[0]
+                fits.append([h, f"{slope:.2f}"])
+        text += [table(["n_hashes", "numba time ~ L^k, k (bar <= 1.15)"], fits), ""]
+    if "numpy" in objs and "numba" in objs:
+        slower = [
+            (L, h)
+            for L in seqlens
+            for h in hashes
+            if times.get(("numba", L, h), 0) >= times.get(("numpy", L, h), np.inf)
+        ]
+        text.append(f"cells where numba is not faster than numpy: {slower or 'none'}\n")
+    return "\n".join(text)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+@click.group(invoke_without_command=True)
+@click.option("--threads", type=int, default=2, show_default=True, help="thread pools")
+@click.option(
+    "--wait-policy",
+    type=click.Choice(["passive", "active", "default"]),
+    default="passive",
+    show_default=True,
+    help="idle thread pools: passive = OMP_WAIT_POLICY=PASSIVE and OPENBLAS_THREAD_TIMEOUT=4; "
+    "'default' leaves both unset",
+)
+@click.option(
+    "--part",
+    "parts",
+    multiple=True,
+    default=("bars", "memory", "cache"),
+    type=click.Choice(["bars", "memory", "cache", "table"]),
+    show_default=True,
+)
+@click.option("--rounds", type=int, default=7, show_default=True, help="interleaved rounds")
+@click.option("--table-seqlens", default="1024,2048,4096,8192,16384,32768,65536", show_default=True)
+@click.option("--table-hashes", default="1,2,4,8", show_default=True)
+@click.option("--table-backends", default="numba,numpy", show_default=True)
+@click.option("--table-rounds", type=int, default=3, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="also write here")
+@click.pass_context
+def main(
+    ctx,
+    threads,
+    wait_policy,
+    parts,
+    rounds,
+    table_seqlens,
+    table_hashes,
+    table_backends,
+    table_rounds,
+    out,
+) -> None:
+    """Measure the numba backend's performance bars; print markdown tables."""
+    if ctx.invoked_subcommand is not None:
+        return
+    header = [
+        f"## lshbench numba performance bars ({time.strftime('%Y-%m-%d %H:%M')})",
+        f"threads: {', '.join(f'{v}={os.environ[v]}' for v in THREAD_VARS)}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
+        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}; "
+        "numba backend: "
+        "BLAS at 1 thread inside its parallel loops; torch.set_num_threads"
+        f"({threads}); CPU: {os.cpu_count()} logical; load average before: "
+        f"{os.getloadavg()[0]:.2f}",
+        "",
+    ]
+    body = []
+    for part in parts:
+        click.echo(f"part {part} ...", err=True)
+        if part == "bars":
+            body.append(part_bars(rounds))
+        elif part == "memory":
+            body.append(part_memory())
+        elif part == "cache":
+            body.append(part_cache())
+        elif part == "table":
+            body.append(
+                part_table(
+                    [int(x) for x in table_seqlens.split(",")],
+                    [int(x) for x in table_hashes.split(",")],
+                    table_backends.split(","),
+                    table_rounds,
+                )
+            )
+    text = "\n".join(header + body) + f"\nload average after: {os.getloadavg()[0]:.2f}\n"
+    click.echo(text)
+    if out:
+        with open(out, "w") as fh:
+            fh.write(text)
+
+
+@main.command("mem-worker", hidden=True)
+@click.argument("backend")
+@click.argument("seqlen", type=int)
+@click.argument("n_hashes", type=int)
+@click.argument("n_buckets")
+def mem_worker(backend: str, seqlen: int, n_hashes: int, n_buckets: str) -> None:
+    """One untimed call in this fresh process: print tracemalloc and resident peaks (JSON)."""
+    pin_torch()
+    nb = json.loads(n_buckets)
+    cfg = config(n_hashes, tuple(nb) if isinstance(nb, list) else nb)
+    qk, v = inputs(seqlen)
+    rot = lshbench.random_rotations(D, cfg, seed=0)
+    obj = lshbench.get_backend(backend)
+    obj.attend(qk, v, cfg, rot)  # compile / load caches, first-touch
+    peak, _ = measure_memory(lambda: obj.attend(qk, v, cfg, rot))
+    click.echo(
+        json.dumps(
+            {"alloc_peak_bytes": peak.alloc_peak_bytes, "rss_peak_bytes": peak.rss_peak_bytes}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

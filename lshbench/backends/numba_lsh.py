@@ -1,0 +1,192 @@
+"""LSH self-attention with Numba: parallel over chunks, streamed, compiled once.
+
+The kernels live in :mod:`lshbench.backends._numba_kernels` (imported here, so importing
+:mod:`lshbench` never imports numba). This module owns the buffers: every array the
+kernels touch is allocated here with NumPy, so ``tracemalloc`` sees all of it, and the
+only arrays whose size depends on ``n_hashes`` are the int32 sorted positions
+``(B, H*L)``. Per-round outputs never exist: rounds are combined online.
+
+BLAS inside the ``prange`` loops runs at one thread (threadpoolctl, for the duration of
+the call); the Numba threads are ``numba.get_num_threads()``.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager, nullcontext
+
+import numpy as np
+
+from lshbench.backends import _numba_kernels as kernels
+from lshbench.backends.base import Backend
+from lshbench.config import LSHConfig
+from lshbench.validation import check_inputs
+
+__all__ = ["NumbaBackend"]
+
+#: counting sort when the bucket count is at most this multiple of L (else merge sort)
+COUNTING_SORT_MAX_RATIO = 16
+
+#: chunk products of at most this many multiply-adds (m * W * max(d, dv)) use plain loops.
+#: Measured per chunk (scores + values products, ns, one thread, 2-core Zen 4 VM):
+#: m=2, d=3, W=4: BLAS 115, loops 98; m=2, d=4, W=8: BLAS 136, loops 211; m=8, d=8, W=16:
+#: BLAS 225, loops 767; m=64, d=64, W=128: BLAS 18 us, loops 66 us. So BLAS (np.dot at
+#: one thread), except for toy shapes such as the Coursera lab's.
+LOOPS_MAX_MACS = 32
+
+
+def use_blas(chunk_len: int, window: int, width: int) -> bool:
+    """Whether the per-chunk products (``(W, d) @ (d, m)`` scores, ``(m, W) @ (W, dv)``
+    values) go to BLAS rather than plain loops."""
+    return chunk_len * window * width > LOOPS_MAX_MACS
+
+
+class _BlasOneThread:
+    """Keep every loaded BLAS at one thread while the kernels run (they call it per chunk)."""
+
+    def __init__(self) -> None:
+        self._controller = None
+
+    def limit(self) -> AbstractContextManager:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+            return nullcontext()
+        if self._controller is None:
+            import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba's np.dot calls)
+
+            self._controller = ThreadpoolController()  # sees NumPy's and SciPy's BLAS
+        return self._controller.limit(limits=1, user_api="blas")
+
+
+class NumbaBackend(Backend):
+    """Numba LSH attention: ``prange`` over chunks, per-thread scratch, online round combine."""
+
+    name = "numba"
+    description = "Numba LSH attention: parallel over chunks, streamed rounds (cache=True)"
+
+    def __init__(self) -> None:
+        self._blas = _BlasOneThread()
+
+    def _attend(
+        self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None
+    ) -> np.ndarray:
+        assert rotations is not None
+        with self._blas.limit():
+            slots = self._hash(qk, config, rotations)
+            self._sort(slots, config)
+            return self._chunked_attention(qk, v, config, slots)
+
+    def hash_buckets(self, qk: np.ndarray, rotations: np.ndarray, config: LSHConfig) -> np.ndarray:
+        """This backend's own hashing: int (H, L), or (B, H, L) for batched qk.
+
+        Same contract as :func:`lshbench.hash_buckets` (round offsets not added).
+        """
+        qk3, _, rot, batched = check_inputs(qk, qk, config, rotations)
+        with self._blas.limit():
+            slots = self._hash(qk3, config, rot)  # (B, H*L)
+        buckets = slots.reshape(qk3.shape[0], config.n_hashes, -1).astype(np.int64)
+        return buckets if batched else buckets[0]
+
+    def sorted_positions(
+        self, qk: np.ndarray, rotations: np.ndarray, config: LSHConfig
+    ) -> np.ndarray:
+        """This backend's hash and counting sort: int64 (H*L,) or (B, H*L) positions.
+
+        Equals ``lshbench.sorting.sort_slots(buckets, nb).positions``.
+        """
+        qk3, _, rot, batched = check_inputs(qk, qk, config, rotations)
+        with self._blas.limit():
+            slots = self._hash(qk3, config, rot)
+            self._sort(slots, config)
+        positions = slots.astype(np.int64)
+        return positions if batched else positions[0]
+
+    @staticmethod
+    def _index_dtype(config: LSHConfig, seqlen: int) -> type:
+        big = max(config.total_buckets, config.n_hashes * seqlen) >= 2**31
+        return np.int64 if big else np.int32
+
+    def _hash(self, qk: np.ndarray, config: LSHConfig, rotations: np.ndarray) -> np.ndarray:
+        """Step 1: qk (B, L, d) -> buckets (B, H*L), round-major, no round offsets."""
+        import numba
+
+        B, L, d = qk.shape
+        H, K = config.n_hashes, config.rot_size // 2
+        nt = numba.get_num_threads()
+        dtype = qk.dtype
+        # (d, H, K) -> (H, K, d): each round's (K, d) block is C-contiguous
+        rot_t = np.ascontiguousarray(rotations.transpose(1, 2, 0), dtype=dtype)
+        slots = np.empty((B, H * L), dtype=self._index_dtype(config, L))
+        rows = kernels.ROWS
+        kernels.hash_all(
+            qk, rot_t, np.asarray(config.factors, dtype=np.int64), slots,
+            np.empty((nt, d * rows), dtype),  # per-thread (d, rows) transposed positions
+            np.empty((nt, K * rows), dtype),  # per-thread (K, rows) projections
+            np.empty((nt, rows), dtype),  # running max
+            np.empty((nt, rows), dtype),  # running min
+            np.empty((nt, rows), np.int32),  # argmax
+            np.empty((nt, rows), np.int32),  # argmin
+        )  # fmt: skip
+        return slots
+
+    def _sort(self, slots: np.ndarray, config: LSHConfig) -> None:
+        """Step 2, in place: each round's buckets -> its positions sorted by (bucket, position)."""
+        import numba
+
+        H, nb = config.n_hashes, config.total_buckets
+        L = slots.shape[1] // H
+        nt = numba.get_num_threads()
+        if nb <= COUNTING_SORT_MAX_RATIO * L:  # counting sort, O(L + nb) per round
+            counts = np.empty((nt, nb + 1), dtype=np.int64)
+            kernels.sort_rounds(slots, H, nb, counts, np.empty((nt, L), dtype=slots.dtype))
+        else:  # far more buckets than positions: a stable merge sort per round
+            kernels.sort_rounds_argsort(slots, H)
+
+    def _chunked_attention(
+        self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, slots: np.ndarray
+    ) -> np.ndarray:
+        """Steps 3-7: chunks of the sorted slots, streamed round by round, combined online."""
+        import numba
+
+        B, L, d = qk.shape
+        dv = v.shape[-1]
+        m = config.chunk_len
+        W = config.n_adjacent * m  # keys per window (also when m >= L)
+        before, after = config.chunks_before, config.chunks_after
+        nt = numba.get_num_threads()
+        dtype = qk.dtype
+        kscale = np.empty((B, L), dtype=dtype)  # key = qk * kscale
+        kernels.key_scales(qk, kscale)
+        out = np.empty((B, L, dv), dtype=dtype)
+        E = L + (before + after + 2) * m  # rows of the per-round sorted buffers
+        kernels.attend_all(
+            qk, v, kscale, slots, config.n_hashes, m, before, after, config.causal,
+            use_blas(m, W, max(d, dv)), out,
+            np.empty((B, L, 2), np.float64),  # per query: running max, running normalizer
+            np.empty((B, E, d), dtype),  # eq: round-sorted query/key rows
+            np.empty((B, E, dv), dtype),  # ev: round-sorted values
+            np.empty((B, E), dtype),  # escale: their key scales
+            np.empty((B, E), slots.dtype),  # epos: their positions
+            np.empty((nt, d, m), dtype),  # qt: a chunk's queries, transposed
+            np.empty((nt, W, m), dtype),  # st: scores (transposed), then probabilities
+            np.empty((nt, m, dv), dtype),  # o: unnormalized round output
+            np.empty((nt, m), dtype),  # top: per-query max score
+            np.empty((nt, m), np.float64),  # z: per-query normalizer
+            np.empty((nt, m), np.int32 if dtype == np.float32 else np.int64),  # exp scratch
+        )  # fmt: skip
+        return out
+
+    def compile(self, dtype: np.dtype | type = np.float32) -> float:
+        """Compile (or load from the on-disk cache) every kernel for ``dtype``; seconds spent."""
+        from lshbench.hashing import random_rotations
+
+        start = time.perf_counter()
+        rng = np.random.default_rng(0)
+        for causal in (False, True):
+            cfg = LSHConfig(n_hashes=2, n_buckets=(4, 2), chunk_len=4, causal=causal)
+            qk = rng.standard_normal((1, 12, 4)).astype(dtype)
+            rot = random_rotations(4, cfg, seed=0, dtype=dtype)
+            self._attend(qk, qk, cfg, rot)
+        kernels.sort_rounds_argsort(np.zeros((1, 4), dtype=np.int32), 2)  # huge nb path
+        return time.perf_counter() - start

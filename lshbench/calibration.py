@@ -1,0 +1,122 @@
+"""The per-host calibration cell: a fixed float32 GEMM, so times from different hosts can be
+put on one scale.
+
+Absolute seconds from two machines are not comparable (CPU model, clock, BLAS build, memory,
+load all differ), so a distributed sweep runs one calibration cell on every host, once per
+worker process and thread count: ``np.matmul`` of two ``n x n`` float32 matrices (default
+``n = 1024``, ``2 n**3`` FLOPs), timed in a fresh spawned process with the same thread
+variables as the cells it calibrates (:func:`lshbench.worker.thread_env`), median of
+``repeats`` samples after a warm-up. Rows of that host then carry ``calib_gflops``, the
+GEMM rate in GFLOP/s, and :func:`normalize_times` rescales their times to a reference rate.
+
+This is a first-order correction only: LSH attention is gather- and sort-heavy, so it tracks
+memory bandwidth and latency more than the GEMM rate; rows normalized this way compare
+hosts to within tens of percent, not percent. Timing-grade comparisons stay on one host.
+
+Run directly, ``python -m lshbench.calibration [n] [repeats]`` prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["GEMM_N", "calibrate_host", "gemm_rate", "normalize_times"]
+
+#: matrix size of the calibration GEMM (4 MiB per float32 operand: larger than L2)
+GEMM_N = 1024
+GEMM_REPEATS = 7
+
+
+def gemm_rate(n: int = GEMM_N, repeats: int = GEMM_REPEATS) -> dict[str, Any]:
+    """Time ``(n, n) @ (n, n)`` float32 in this process.
+
+    Returns ``{"calib_gflops": GFLOP/s at the median, "calib_gemm_s": median seconds per
+    call, "calib_iqr_s": IQR seconds, "calib_n": n}``.
+    """
+    import numpy as np
+
+    from lshbench.measure import (
+        calibrate_number,
+        summarize,
+        time_interleaved,
+        warm_up,
+    )
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), dtype=np.float32)
+
+    def call() -> None:
+        np.matmul(a, b, out=out)  # (n, n) @ (n, n) -> (n, n)
+
+    number = calibrate_number(min(warm_up(call)))
+    timing = summarize(time_interleaved({"gemm": call}, repeats, {"gemm": number})["gemm"])
+    return {
+        "calib_gflops": 2.0 * n**3 / timing.time_median_s / 1e9,
+        "calib_gemm_s": timing.time_median_s,
+        "calib_iqr_s": timing.time_iqr_s,
+        "calib_n": n,
+    }
+
+
+def calibrate_host(
+    threads: int,
+    python: str = sys.executable,
+    n: int = GEMM_N,
+    repeats: int = GEMM_REPEATS,
+    timeout_s: float = 120.0,
+) -> dict[str, Any]:
+    """Run :func:`gemm_rate` in a fresh spawned process with ``threads`` in every thread
+    variable (set before NumPy is imported). Never raises: on failure the result has
+    ``calib_gflops`` None and ``calib_error`` saying why."""
+    from lshbench.worker import thread_env
+
+    cmd = [python, "-m", "lshbench.calibration", str(int(n)), str(int(repeats))]
+    try:
+        done = subprocess.run(
+            cmd, env=thread_env(threads), capture_output=True, text=True, timeout=timeout_s
+        )
+        if done.returncode != 0:
+            tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+            raise RuntimeError(tail[0])
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except Exception as exc:  # a calibration failure must not fail the cell
+        return {"calib_gflops": None, "calib_error": f"{type(exc).__name__}: {exc}"[:300]}
+    result["calib_threads"] = int(threads)
+    return result
+
+
+def normalize_times(frame: pd.DataFrame, reference_gflops: float | None = None) -> pd.Series:
+    """``time_median_s`` rescaled to a host whose calibration GEMM runs at
+    ``reference_gflops`` (default: the median ``calib_gflops`` of ``frame``).
+
+    ``t_norm = t * calib_gflops / reference_gflops``: a host twice as fast at the GEMM has its
+    times doubled. Rows without a calibration (local executor) get NaN.
+    """
+    import pandas as pd
+
+    if "calib_gflops" not in frame:
+        return pd.Series(float("nan"), index=frame.index, name="time_norm_s")
+    calib = pd.to_numeric(frame["calib_gflops"], errors="coerce").astype("float64")
+    ref = float(calib.median()) if reference_gflops is None else float(reference_gflops)
+    times = pd.to_numeric(frame["time_median_s"], errors="coerce").astype("float64")
+    return (times * calib / ref).rename("time_norm_s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lshbench.calibration [n] [repeats]``: one JSON line on stdout."""
+    args = sys.argv[1:] if argv is None else argv
+    n = int(args[0]) if args else GEMM_N
+    repeats = int(args[1]) if len(args) > 1 else GEMM_REPEATS
+    print(json.dumps(gemm_rate(n, repeats)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Nominal FLOPs and analytic peak memory of one attention call (DESIGN.md section 5.4).
+
+FLOPs are the *nominal* count of the algorithm (a multiply-add is 2), the same function for
+every backend, as flash-attn does; softmax, sort and gather work is left out:
+
+* LSH, ``L > chunk_len``: ``2*B*H*L*W*(d + dv)`` for the chunked attention (``W`` keys per
+  query copy: ``(1 + before + after) * chunk_len``; with ``dv = d`` this is DESIGN's
+  ``4*H*L*W*d``) plus ``B*H*L*d*rot_size`` for hashing (``2*H*L*d*rot_size/2``).
+* dense, and LSH with ``L <= chunk_len`` (it runs dense): ``2*B*L*L*(d + dv)``
+  (``4*L^2*d``), no causal discount.
+
+Memory models estimate the bytes a backend allocates during one call on top of its inputs,
+from the arrays its code creates (shapes in the comments); the sweep reports them next to the
+measured peaks (``mem_model_bytes``), where a large gap points at hidden temporaries, and uses
+them to skip cells predicted over ``--mem-budget``. A backend without a model gets ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lshbench.backends.dense import _block_rows
+from lshbench.config import LSHConfig
+
+__all__ = [
+    "MEMORY_MODELS",
+    "attention_flops",
+    "coverage_bytes",
+    "memory_model",
+    "reference_bytes",
+]
+
+INT_BYTES = 8  # int64 indices
+
+
+def attention_flops(
+    uses_hashing: bool, batch: int, seqlen: int, d: int, dv: int, config: LSHConfig | None
+) -> int:
+    """Nominal FLOPs of one call on ``batch`` sequences of ``seqlen`` tokens."""
+    B, L = batch, seqlen
+    if not uses_hashing or config is None or config.is_short(L):
+        return 2 * B * L * L * (d + dv)
+    H, W = config.n_hashes, config.window_len(L)
+    return 2 * B * H * L * W * (d + dv) + B * H * L * d * config.rot_size
+
+
+def _dense_bytes(B: int, L: int, d: int, dv: int, f: int) -> int:
+    # keys (B, L, d) and one temporary while normalizing; output (B, L, dv); score blocks
+    # (B, b, L) of about BLOCK_ELEMENTS, two alive when there are several (the caller's and
+    # the generator's next), and a bool mask (b, L)
+    rows = _block_rows(B, L)
+    block = B * rows * L
+    alive = 2 if rows < L else 1
+    return max(2 * B * L * d * f, B * L * d * f + B * L * dv * f + alive * block * f + rows * L)
+
+
+def _numpy_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, threads: int) -> int:
+    if cfg.is_short(L):
+        return _dense_bytes(B, L, d, dv, f)
+    S = B * cfg.n_hashes * L  # slots (B, H*L)
+    A, W = cfg.n_adjacent, cfg.window_len(L)
+    ints = 4 * S * INT_BYTES + S * A * INT_BYTES  # buckets, perm, inverse, positions; kpos
+    sorted_vecs = S * (2 * d + dv) * f  # sq, sv, rsk (B, H*L, .)
+    windows = S * A * (d + dv) * f  # kw (B, NC, W, d), vw (B, NC, W, dv)
+    scores = 3 * S * W * f  # dotlike, dotlike - lse, probs (B, NC, m, W)
+    return ints + sorted_vecs + windows + scores
+
+
+def _numba_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, threads: int) -> int:
+    if cfg.is_short(L):
+        return _dense_bytes(B, L, d, dv, f)
+    m, W, nb = cfg.chunk_len, cfg.window_len(L), cfg.total_buckets
+    idx = 4  # int32 indices below 2**31
+    E = L + (cfg.chunks_before + cfg.chunks_after + 2) * m  # one round's sorted rows
+    sorted_slots = B * cfg.n_hashes * L * idx  # (B, H*L): the only n_hashes-sized array
+    per_sequence = B * L * (f + dv * f + 8)  # key scales, output, running logsumexp
+    round_rows = B * E * ((d + dv) * f + f + idx)  # sorted rows of the round being attended
+    sort = threads * ((nb + 1) * INT_BYTES + L * idx)  # counting-sort scratch
+    scratch = threads * (m * W * f + m * dv * f + 2 * m * 8 + W * 8)  # per-chunk buffers
+    hashing = threads * (cfg.rot_size // 2 + 4) * 256 * f  # projection blocks of 256 rows
+    return sorted_slots + per_sequence + round_rows + sort + scratch + hashing
+
+
+MEMORY_MODELS: dict[str, Callable[..., int]] = {
+    "numpy": _numpy_bytes,
+    "numba": _numba_bytes,
+}
+
+
+def memory_model(
+    backend: str,
+    uses_hashing: bool,
+    batch: int,
+    seqlen: int,
+    d: int,
+    dv: int,
+    itemsize: int,
+    config: LSHConfig | None,
+    threads: int = 1,
+) -> int | None:
+    """Analytic bytes allocated by one call of ``backend``, or None without a model."""
+    if not uses_hashing:
+        return _dense_bytes(batch, seqlen, d, dv, itemsize) if backend == "dense" else None
+    model = MEMORY_MODELS.get(backend)
+    if model is None or config is None:
+        return None
+    return int(model(batch, seqlen, d, dv, itemsize, config, threads))
+
+
+def reference_bytes(batch: int, seqlen: int, d: int, dv: int, itemsize: int) -> int:
+    """Bytes a sweep worker holds for one input: qk and v, and the float64 reference."""
+    B, L = batch, seqlen
+    inputs = B * L * (d + dv) * itemsize
+    reference = B * L * (dv + 3) * 8 + B * L * (d + dv) * 8  # out, lse, top1, rows; f64 copies
+    return inputs + reference
+
+
+def coverage_bytes(seqlen: int, d: int, config: LSHConfig) -> int:
+    """Peak bytes of the window-coverage metrics of one sequence (window lists dominate).
+
+    ``window_positions`` builds (H*L, W) int64 lists and a reordered copy; float64 keys.
+    """
+    H, W = config.n_hashes, config.window_len(seqlen)
+    return 3 * H * seqlen * W * INT_BYTES + 2 * seqlen * d * 8

@@ -1,0 +1,255 @@
+"""Executors: run cells in fresh worker processes and stream finished rows back.
+
+The interface is small so other executors (Dask, Slurm) can stream into the same store:
+``executor.run_cells(cells, on_row)`` runs every :class:`CellSpec` and calls ``on_row(row)``
+for each finished row, failures included, in the order rows finish. Every row carries
+``executor`` (the executor's name) and ``concurrency`` (cells it runs at once); the worker
+fills ``host``.
+
+:class:`LocalExecutor` runs cells one after another on this machine, each in a new
+``python -m lshbench.worker`` process (spawned, never forked) whose thread variables are set
+from the cell's ``threads`` before it starts. It is the timing-grade executor: nothing else
+of the sweep runs while a cell is measured.
+
+Failures are rows, and the cell goes on in a new worker without the rows that failed:
+
+* no event from the worker for ``timeout_s`` seconds: the worker's process group is killed,
+  the rows of the phase in flight become ``timeout``;
+* the worker killed by SIGKILL that the executor did not send (the kernel's OOM killer):
+  ``oom``; any other death: ``error`` with the tail of its stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lshbench.cells import task_id
+from lshbench.results import make_row
+from lshbench.worker import thread_env
+
+__all__ = ["CellSpec", "Executor", "LocalExecutor", "worker_command"]
+
+RowCallback = Callable[[dict[str, Any]], None]
+STDERR_TAIL = 400  # characters of a dead worker's stderr kept in the message
+
+
+@dataclass
+class CellSpec:
+    """The tasks of one cell (one input) and how to measure them."""
+
+    tasks: list[dict[str, Any]]
+    repeats: int
+    backends: dict[str, tuple[str, tuple[str, ...], str]] = field(default_factory=dict)
+
+    @property
+    def threads(self) -> int:
+        return int(self.tasks[0]["threads"])
+
+    def payload(self, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"tasks": tasks, "repeats": self.repeats, "backends": self.backends}
+
+
+class Executor(Protocol):
+    """What the sweep needs from an executor."""
+
+    name: str
+    concurrency: int
+
+    def run_cells(
+        self,
+        cells: Iterable[CellSpec],
+        on_row: RowCallback,
+        on_env: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Run every cell; ``on_row`` for each finished row, ``on_env(threads, env)`` per
+        worker that reports its environment."""
+
+
+class _Lines:
+    """Line reader over a pipe with a deadline."""
+
+    def __init__(self, stream: Any) -> None:
+        self.fd = stream.fileno()
+        self.buffer = b""
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.fd, selectors.EVENT_READ)
+        self.eof = False
+
+    def read(self, timeout: float) -> list[bytes] | None:
+        """Complete lines available within ``timeout`` s ([] at EOF, None on timeout)."""
+        if self.eof:
+            return []
+        if not self.selector.select(max(0.0, timeout)):
+            return None
+        chunk = os.read(self.fd, 1 << 16)
+        if not chunk:
+            self.eof = True
+            return []
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return lines
+
+    def close(self) -> None:
+        self.selector.close()
+
+
+def worker_command(python: str, mem_limit_bytes: int | None = None) -> list[str]:
+    """Command line of a cell's worker process.
+
+    With ``mem_limit_bytes`` the worker first lowers its own ``RLIMIT_DATA`` (private writable
+    memory: heap, anonymous mmap, thread stacks; Linux >= 4.7) to that many bytes, before
+    NumPy is imported, so an allocation beyond it raises MemoryError inside the worker (an
+    ``oom`` row; the cell goes on) instead of the machine swapping or the kernel killing it.
+    """
+    if mem_limit_bytes is None:
+        return [python, "-m", "lshbench.worker"]
+    n = int(mem_limit_bytes)
+    start = (
+        f"import resource; resource.setrlimit(resource.RLIMIT_DATA, ({n}, {n})); "
+        "from lshbench.worker import main; main()"
+    )
+    return [python, "-c", start]
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+@dataclass
+class LocalExecutor:
+    """Sequential, one fresh worker process per cell (timing-grade)."""
+
+    timeout_s: float = 600.0
+    python: str = sys.executable
+    name: str = "local"
+    concurrency: int = 1
+    #: RLIMIT_DATA of each worker process in bytes (None: no limit); see worker_command
+    mem_limit_bytes: int | None = None
+
+    def run_cells(
+        self,
+        cells: Iterable[CellSpec],
+        on_row: RowCallback,
+        on_env: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        for cell in cells:
+            self.run_cell(cell, on_row, on_env)
+
+    def _stamp(self, row: dict[str, Any]) -> dict[str, Any]:
+        row["executor"] = self.name
+        row["concurrency"] = self.concurrency
+        row["host"] = row.get("host") or socket.gethostname()  # rows of a dead worker
+        if self.mem_limit_bytes is not None and row.get("status") == "oom":
+            limit = f"{self.mem_limit_bytes / 2**30:.2f} GiB"
+            row["message"] = f"{row.get('message') or ''} [cell memory limit {limit}]".strip()
+        return row
+
+    def run_cell(
+        self,
+        cell: CellSpec,
+        on_row: RowCallback,
+        on_env: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Run one cell to the end, restarting the worker after a failure."""
+        pending = {task_id(t): t for t in cell.tasks}
+        while pending:
+            failed = self._run_worker(cell, list(pending.values()), pending, on_row, on_env)
+            for ident, (status, message) in failed.items():
+                on_row(self._stamp(make_row(pending.pop(ident), status, message)))
+
+    def _run_worker(
+        self,
+        cell: CellSpec,
+        tasks: list[dict[str, Any]],
+        pending: dict[str, dict[str, Any]],
+        on_row: RowCallback,
+        on_env: Callable[[int, dict[str, Any]], None] | None,
+    ) -> dict[str, tuple[str, str]]:
+        """One worker over ``tasks``; finished rows leave ``pending``. Returns the rows to
+        record as failed (id -> (status, message)) when the worker did not finish."""
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                worker_command(self.python, self.mem_limit_bytes),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=thread_env(cell.threads),
+                start_new_session=True,  # its own process group, killed as a whole
+            )
+            assert proc.stdin is not None and proc.stdout is not None
+            reader = _Lines(proc.stdout)
+            in_flight: list[str] = []
+            phase = "start"
+            killed_for_timeout = False
+            done = False
+            try:
+                proc.stdin.write((json.dumps(cell.payload(tasks)) + "\n").encode())
+                proc.stdin.flush()
+                deadline = time.monotonic() + self.timeout_s
+                while not done:
+                    lines = reader.read(deadline - time.monotonic())
+                    if lines is None:
+                        killed_for_timeout = True
+                        _kill_group(proc)
+                        break
+                    if not lines and reader.eof:
+                        break
+                    for line in lines:
+                        event = json.loads(line)
+                        kind = event.get("event")
+                        if kind == "phase":
+                            phase, in_flight = event["phase"], event["ids"]
+                            deadline = time.monotonic() + self.timeout_s
+                        elif kind == "row":
+                            row = event["row"]
+                            if pending.pop(row["cell_id"], None) is not None:
+                                on_row(self._stamp(row))
+                        elif kind == "done":
+                            done = True
+                            if on_env is not None and event.get("env"):
+                                on_env(cell.threads, event["env"])
+            except BaseException:
+                _kill_group(proc)
+                raise
+            finally:
+                reader.close()
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+            returncode = proc.wait()
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-STDERR_TAIL:].strip().replace("\n", " | ")
+        if done and returncode == 0:
+            return {}
+        blamed = [i for i in in_flight if i in pending] or list(pending)
+        if killed_for_timeout:
+            status = "timeout"
+            message = f"no result within --timeout={self.timeout_s:g} s (phase {phase})"
+        elif returncode == -signal.SIGKILL:
+            status = "oom"
+            message = f"worker killed by SIGKILL in phase {phase} (out of memory?)"
+        else:
+            status = "error"
+            how = (
+                f"signal {signal.Signals(-returncode).name}"
+                if returncode < 0
+                else f"exit status {returncode}"
+            )
+            message = f"worker died with {how} in phase {phase}" + (f": {tail}" if tail else "")
+        return {i: (status, message) for i in blamed}

@@ -1,0 +1,352 @@
+"""Entry point of the fresh worker process that measures one sweep cell.
+
+Started by an executor as ``python -m lshbench.worker`` (a new interpreter, never a fork:
+Numba's OpenMP layer is not fork-safe) with the thread variables of the cell's ``threads``
+already in its environment, so NumPy's BLAS and Numba read them at import.
+
+Protocol: the first line of stdin is the cell spec (JSON)::
+
+    {"tasks": [task, ...], "repeats": 5, "backends": {name: [target, requires, description]}}
+
+All tasks share the :data:`lshbench.cells.CELL_AXES`. The worker answers with JSON lines on
+its original stdout (anything else printed goes to stderr):
+
+* ``{"event": "phase", "phase": NAME, "ids": [cell_id, ...]}`` before each phase, naming the
+  rows it can fail; an executor that sees no event for ``--timeout`` seconds kills the worker
+  and records those rows as timeouts;
+* ``{"event": "row", "row": {...}}`` for each finished row (see :func:`lshbench.results.make_row`);
+* ``{"event": "done", "env": {...}}`` at the end, with the BLAS pools and the Numba threading
+  layer seen in this process.
+
+The worker exits when stdin reaches end-of-file (its executor died), so an orphan never
+keeps running.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["THREAD_VARS", "main", "thread_env"]
+
+#: thread-pool sizes set from the cell's ``threads`` before the worker imports anything
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def thread_env(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``base`` (default os.environ) with every thread variable set to ``threads``."""
+    env = dict(os.environ if base is None else base)
+    env.update(dict.fromkeys(THREAD_VARS, str(int(threads))))
+    return env
+
+
+class _Channel:
+    """JSON lines to the executor over the original stdout file descriptor."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, event: dict[str, Any]) -> None:
+        data = (json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(self.fd, data) :]
+        except OSError:
+            os._exit(3)  # the executor is gone
+
+    def phase(self, name: str, tasks: list[dict[str, Any]]) -> None:
+        from lshbench.cells import task_id
+
+        self.send({"event": "phase", "phase": name, "ids": [task_id(t) for t in tasks]})
+
+
+def _watch_stdin() -> None:
+    """Exit as soon as stdin closes: the executor died (or gave up on this worker)."""
+    try:
+        while sys.stdin.buffer.read(65536):
+            pass
+    finally:
+        os._exit(4)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _status_of(exc: BaseException) -> str:
+    return "oom" if isinstance(exc, MemoryError) else "error"
+
+
+def _environment() -> dict[str, Any]:
+    """What this process ran with: thread variables, BLAS pools, Numba threading."""
+    from lshbench.measure import read_proc_status
+
+    env: dict[str, Any] = {"thread_vars": {k: os.environ.get(k) for k in THREAD_VARS}}
+    try:
+        from threadpoolctl import threadpool_info
+
+        env["threadpools"] = [
+            {
+                k: info.get(k)
+                for k in (
+                    "user_api",
+                    "internal_api",
+                    "num_threads",
+                    "version",
+                    "filepath",
+                    "threading_layer",
+                    "architecture",
+                )
+            }
+            for info in threadpool_info()
+        ]
+    except Exception as exc:  # threadpoolctl missing or failing: record why
+        env["threadpools"] = f"unavailable: {_one_line(exc)}"
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        env["numba_num_threads"] = numba.config.NUMBA_NUM_THREADS
+        try:
+            env["numba_threading_layer"] = numba.threading_layer()
+        except ValueError:
+            env["numba_threading_layer"] = "not initialized (no parallel function ran)"
+    env["vm_hwm_bytes"] = read_proc_status("VmHWM").get("VmHWM")
+    return env
+
+
+class _CellRunner:
+    """Runs the tasks of one cell: input, reference, then each group of backends."""
+
+    def __init__(self, spec: dict[str, Any], channel: _Channel) -> None:
+        import numpy as np
+
+        from lshbench.backends import register_backend
+        from lshbench.cells import CELL_AXES
+
+        self.spec = spec
+        self.channel = channel
+        self.tasks: list[dict[str, Any]] = spec["tasks"]
+        self.repeats = int(spec["repeats"])
+        first = self.tasks[0]
+        self.cell = {k: first[k] for k in CELL_AXES}
+        self.dtype = np.dtype(self.cell["dtype"])
+        self.requires: dict[str, tuple[str, ...]] = {}
+        for name, (target, requires, description) in spec.get("backends", {}).items():
+            register_backend(name, target, tuple(requires), description)
+            self.requires[name] = tuple(requires)
+        self.host = socket.gethostname()
+        self.backends: dict[str, Any] = {}
+        self.compile_s: dict[str, float] = {}
+
+    def row(self, task: dict[str, Any], status: str, message: str = "", **values: Any) -> None:
+        from lshbench.results import make_row
+
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        row = make_row(task, status, message, host=self.host, finished_at=stamp, **values)
+        self.channel.send({"event": "row", "row": row})
+
+    def fail_all(self, tasks: list[dict[str, Any]], exc: BaseException, where: str) -> None:
+        for task in tasks:
+            self.row(task, _status_of(exc), f"{where}: {_one_line(exc)}")
+
+    def run(self) -> None:
+        from lshbench.cells import group_key
+        from lshbench.inputs import make_inputs
+        from lshbench.metrics import dense_reference
+
+        c = self.cell
+        self.channel.phase("input", self.tasks)
+        try:
+            self.qk, self.v = make_inputs(
+                c["input"], c["batch"], c["seqlen"], c["d"], c["dv"], c["seed"], self.dtype
+            )
+            self.channel.phase("reference", self.tasks)
+            self.ref = dense_reference(self.qk, self.v, bool(c["causal"]))
+        except Exception as exc:  # MemoryError included: it becomes an oom row
+            self.fail_all(self.tasks, exc, "input or dense reference")
+            return
+        remaining = self.load_backends()
+        # Everything imported so far lives as long as the process: move it out of the
+        # collector's reach so each gc.collect() of the measurement phases stays cheap.
+        gc.collect()
+        gc.freeze()
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for task in remaining:
+            groups.setdefault(group_key(task), []).append(task)
+        for tasks in groups.values():
+            self.channel.phase("measure", tasks)
+            try:
+                self.run_group(tasks)
+            except Exception as exc:  # anything not caught per backend
+                self.fail_all(tasks, exc, "measure")
+
+    def load_backends(self) -> list[dict[str, Any]]:
+        """Import and compile every backend once; tasks of failing backends become rows."""
+        from lshbench.backends import BackendUnavailable, get_backend
+
+        remaining = []
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        for task in self.tasks:
+            by_name.setdefault(task["backend"], []).append(task)
+        for name, tasks in by_name.items():
+            self.channel.phase("compile", tasks)
+            try:
+                backend = get_backend(name)
+                self.compile_s[name] = float(backend.compile(self.dtype))
+            except BackendUnavailable as exc:
+                for task in tasks:
+                    self.row(task, "skipped", str(exc))
+                continue
+            except Exception as exc:
+                self.fail_all(tasks, exc, "import or compile")
+                continue
+            self.backends[name] = backend
+            remaining.extend(tasks)
+        return remaining
+
+    def run_group(self, tasks: list[dict[str, Any]]) -> None:
+        """Measure the backends of one configuration: first call, warm-up, interleaved timing,
+        memory, accuracy."""
+        from lshbench.cells import rotation_seed, task_config
+        from lshbench.cost_model import attention_flops, memory_model
+        from lshbench.hashing import hash_buckets, random_rotations
+        from lshbench.measure import (
+            calibrate_number,
+            first_call,
+            measure_memory,
+            summarize,
+            time_interleaved,
+            warm_up,
+        )
+        from lshbench.metrics import output_errors, window_coverage
+
+        c = self.cell
+        config = task_config(tasks[0])
+        hashing = tasks[0]["n_hashes"] is not None
+        rotations = None
+        if hashing:
+            rotations = random_rotations(c["d"], config, rotation_seed(c["seed"]), self.dtype)
+        calls: dict[str, Callable[[], Any]] = {}
+        outputs: dict[str, Any] = {}
+        first_s: dict[str, float] = {}
+        number: dict[str, int] = {}
+        live: list[dict[str, Any]] = []
+        for task in tasks:
+            backend = self.backends[task["backend"]]
+
+            def call(backend: Any = backend) -> Any:
+                return backend.attend(self.qk, self.v, config, rotations)
+
+            self.channel.phase("first call and warm-up", [task])
+            try:
+                first_s[task["backend"]], outputs[task["backend"]] = first_call(call)
+                number[task["backend"]] = calibrate_number(min(warm_up(call)))
+            except Exception as exc:
+                self.row(task, _status_of(exc), f"first call: {_one_line(exc)}")
+                continue
+            calls[task["backend"]] = call
+            live.append(task)
+        if not live:
+            return
+        self.channel.phase("timing", live)
+        samples = time_interleaved(calls, self.repeats, number)
+        memory = {}
+        for task in live:
+            self.channel.phase("memory", [task])
+            memory[task["backend"]], _ = measure_memory(calls[task["backend"]])
+        self.channel.phase("accuracy", live)
+        coverage = None
+        if hashing:
+            buckets = hash_buckets(self.qk, rotations, config)  # (B, H, L)
+            coverage = window_coverage(self.qk, buckets, config, self.ref)
+        B, L, d, dv = c["batch"], c["seqlen"], c["d"], c["dv"]
+        for task in live:
+            name = task["backend"]
+            backend = self.backends[name]
+            timing = summarize(samples[name])
+            flops = attention_flops(backend.uses_hashing, B, L, d, dv, config if hashing else None)
+            model = memory_model(
+                name,
+                hashing,
+                B,
+                L,
+                d,
+                dv,
+                self.dtype.itemsize,
+                config if hashing else None,
+                c["threads"],
+            )
+            values: dict[str, Any] = {
+                "compile_s": self.compile_s[name] + first_s[name],
+                "first_call_s": first_s[name],
+                "time_median_s": timing.time_median_s,
+                "time_iqr_s": timing.time_iqr_s,
+                "time_min_s": timing.time_min_s,
+                "time_mean_s": timing.time_mean_s,
+                "n_samples": timing.n_samples,
+                "number": number[name],
+                "time_samples_s": timing.samples,
+                "unstable": timing.unstable,
+                "mem_alloc_peak_bytes": memory[name].alloc_peak_bytes,
+                "mem_rss_peak_bytes": memory[name].rss_peak_bytes,
+                "mem_model_bytes": model,
+                "flops": flops,
+                "gflops": flops / timing.time_median_s / 1e9,
+                "tokens_per_s": B * L / timing.time_median_s,
+            }
+            notes = []
+            if getattr(backend, "exact_semantics", True):
+                values.update(output_errors(outputs[name], self.ref)._asdict())
+                if coverage is not None:
+                    values.update(coverage._asdict())
+                else:  # exact attention sees every key
+                    values.update(mass_recall=1.0, top1_agree=1.0)
+            else:
+                notes.append(
+                    f"no error metrics: {name} does not compute the reference attention of "
+                    f"DESIGN.md section 2 ({backend.description})"
+                )
+            if "torch" in self.requires.get(name, ()):
+                notes.append("torch's allocator is invisible to tracemalloc: read mem_rss_peak")
+            if memory[name].rss_peak_bytes is None:
+                notes.append("resident peak unavailable (/proc/self/clear_refs not writable)")
+            self.row(task, "ok", "; ".join(notes), **values)
+
+
+def main() -> None:
+    """Read the cell spec from stdin, run it, stream JSON lines to the original stdout."""
+    proto_fd = os.dup(1)
+    os.dup2(2, 1)  # anything printed by backends goes to stderr, not into the protocol
+    sys.stdout = sys.stderr
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return
+    spec = json.loads(line)
+    threading.Thread(target=_watch_stdin, name="lshbench-stdin-watch", daemon=True).start()
+    channel = _Channel(proto_fd)
+    try:
+        _CellRunner(spec, channel).run()
+    except BaseException:
+        traceback.print_exc()
+        channel.send({"event": "done", "env": {}})
+        raise
+    channel.send({"event": "done", "env": _environment()})
+
+
+if __name__ == "__main__":
+    main()

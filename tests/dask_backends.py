@@ -1,0 +1,63 @@
+"""Backends for the Dask executor tests, importable in the spawned cell workers.
+
+Tests put this folder on ``PYTHONPATH`` (before the cluster starts, so Dask workers and
+their cell processes inherit it) and register the classes with
+``lshbench.register_backend(name, "dask_backends:Class")``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lshbench.backends.base import Backend
+
+#: bytes AllocBigBackend allocates and touches (above the tests' per-cell memory limit)
+BIG_BYTES = 1536 * 2**20
+#: environment variable naming the marker file of KillWorkerBackend
+MARKER_ENV = "LSHBENCH_TEST_KILL_MARKER"
+#: KillWorkerBackend kills its Dask worker only in cells of this sequence length
+KILL_SEQLEN = 128
+
+
+class _Exact(Backend):
+    """Returns zeros of the right shape; ignores hashing (one row per cell)."""
+
+    uses_hashing = False
+    exact_semantics = False  # no error metrics for these rows
+
+    def _attend(self, qk, v, config, rotations):  # type: ignore[override]
+        return np.zeros(qk.shape[:2] + v.shape[-1:], dtype=qk.dtype)
+
+
+class AllocBigBackend(_Exact):
+    """Allocates and fills BIG_BYTES during each call."""
+
+    name = "test-alloc-big"
+
+    def _attend(self, qk, v, config, rotations):  # type: ignore[override]
+        block = np.ones(BIG_BYTES // 8)  # float64, every page touched
+        out = super()._attend(qk, v, config, rotations)
+        out[0, 0, 0] = block[-1]
+        return out
+
+
+class KillWorkerBackend(_Exact):
+    """On its first call in a cell with L = KILL_SEQLEN, and only while the marker file named
+    by $LSHBENCH_TEST_KILL_MARKER does not exist: creates the marker and SIGKILLs its parent
+    (the Dask worker process that started this cell), as a lost node would. Later calls run
+    normally."""
+
+    name = "test-kill-worker"
+
+    def _attend(self, qk, v, config, rotations):  # type: ignore[override]
+        marker = os.environ.get(MARKER_ENV)
+        if marker and qk.shape[1] == KILL_SEQLEN and not Path(marker).exists():
+            Path(marker).write_text(str(os.getppid()))
+            os.kill(os.getppid(), signal.SIGKILL)
+            time.sleep(60)  # the worker exits sooner: its stdin closes with the parent
+        return super()._attend(qk, v, config, rotations)

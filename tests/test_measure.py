@@ -1,0 +1,90 @@
+"""Measurement phases (timing summary, memory peaks) and the cost model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import backend_params
+
+import lshbench
+from lshbench.cost_model import attention_flops, memory_model
+from lshbench.inputs import make_inputs
+from lshbench.measure import (
+    calibrate_number,
+    measure_memory,
+    summarize,
+    time_interleaved,
+    warm_up,
+)
+
+MiB = 2**20
+
+
+def test_summary_statistics() -> None:
+    samples = [0.5, 0.1, 0.2, 0.3, 0.4]
+    s = summarize(samples)
+    assert s.time_median_s == pytest.approx(0.3)
+    assert s.time_iqr_s == pytest.approx(0.4 - 0.2)
+    assert s.time_min_s == 0.1 and s.n_samples == 5
+    assert s.unstable  # IQR/median = 0.67
+    steady = summarize([1.0, 1.01, 0.99, 1.0, 1.02])
+    assert not steady.unstable and steady.samples == [1.0, 1.01, 0.99, 1.0, 1.02]
+
+
+def test_interleaved_rounds_and_warm_up() -> None:
+    order: list[str] = []
+    calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    samples = time_interleaved(calls, repeats=3, number={"a": 2})
+    assert order == ["a", "a", "b"] * 3  # ABAB...: drift hits both alike
+    assert len(samples["a"]) == len(samples["b"]) == 3
+    assert len(warm_up(lambda: None)) == 2
+    assert calibrate_number(0.001) == 10 and calibrate_number(1.0) == 1
+
+
+@pytest.mark.parametrize("mib", [64, 160])
+def test_memory_peaks_see_a_known_array(mib: int) -> None:
+    peak, out = measure_memory(lambda: np.ones(mib * MiB // 8))
+    assert out.nbytes == mib * MiB
+    assert peak.alloc_peak_bytes == pytest.approx(mib * MiB, rel=0.02)
+    if peak.rss_peak_bytes is not None:  # /proc/self/clear_refs writable
+        assert peak.rss_peak_bytes == pytest.approx(mib * MiB, rel=0.05)
+
+
+def test_untouched_memory_is_allocated_but_not_resident() -> None:
+    peak, _ = measure_memory(lambda: np.empty(128 * MiB // 8))
+    assert peak.alloc_peak_bytes == pytest.approx(128 * MiB, rel=0.02)
+    if peak.rss_peak_bytes is not None:
+        assert peak.rss_peak_bytes < 16 * MiB
+
+
+def test_flops_follow_design_5_4() -> None:
+    cfg = lshbench.LSHConfig(n_hashes=8, n_buckets=512, chunk_len=64)
+    L, d = 16384, 64
+    W = 2 * 64
+    expected = 4 * 8 * L * W * d + 2 * 8 * L * d * 512 // 2
+    assert attention_flops(True, 1, L, d, d, cfg) == expected
+    assert attention_flops(True, 3, L, d, d, cfg) == 3 * expected
+    assert attention_flops(False, 1, L, d, d, None) == 4 * L * L * d
+    assert attention_flops(True, 1, 64, d, d, cfg) == 4 * 64 * 64 * d  # L <= chunk: dense
+
+
+@pytest.mark.parametrize("backend", [*backend_params("numpy", "numba"), "dense"])
+@pytest.mark.parametrize(("L", "H", "m"), [(2048, 1, 32), (2048, 4, 64)])
+def test_memory_model_close_to_measured(backend: str, L: int, H: int, m: int) -> None:
+    """The analytic model is within 25% of the tracemalloc peak (a large gap would mean
+    hidden temporaries or a wrong model)."""
+    qk, v = make_inputs("gaussian", 1, L, 64, seed=0, dtype=np.float32)
+    cfg = lshbench.LSHConfig(n_hashes=H, n_buckets=2 * L // m, chunk_len=m)
+    R = lshbench.random_rotations(64, cfg, seed=0)
+    b = lshbench.get_backend(backend)
+    b.compile(np.float32)
+    b.attend(qk, v, cfg, R)
+    peak, _ = measure_memory(lambda: b.attend(qk, v, cfg, R))
+    hashing = b.uses_hashing
+    threads = 1
+    if backend == "numba":
+        import numba
+
+        threads = numba.get_num_threads()
+    model = memory_model(backend, hashing, 1, L, 64, 64, 4, cfg if hashing else None, threads)
+    assert model == pytest.approx(peak.alloc_peak_bytes, rel=0.25)

@@ -1,0 +1,109 @@
+"""`lshbench sweep` options: checking, presets, config files and the bucket rules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lshbench import ConfigError
+from lshbench.sweep import build_spec, parse_bytes, plan_tasks, resolve_n_buckets
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--n-hashes", "0"], "n_hashes=0"),
+        (["--seqlen", "1024,abc"], "seqlen=abc"),
+        (["--n-buckets", "7"], "n_buckets=7"),
+        (["--backend", "nope"], "backend=nope"),
+        (["--input", "uniform"], "input=uniform"),
+        (["--repeats", "3"], "repeats=3"),
+        (["--mem-budget", "12Q"], "mem_budget=12Q"),
+        (["--tokens", "32768", "--seqlen", "1000"], "tokens=32768"),
+        (["--preset", "huge"], "preset=huge"),
+    ],
+)
+def test_bad_values_exit_2_with_one_line_before_running(
+    tmp_path: Path, args: list[str], field: str
+) -> None:
+    out = tmp_path / "never"
+    res = subprocess.run(
+        [sys.executable, "-m", "lshbench", "sweep", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0], res.stderr
+    assert not out.exists()  # nothing ran
+
+
+def test_presets() -> None:
+    quick = build_spec("quick")
+    assert max(quick.seqlen) == 8192 and len(quick.chunk_len) >= 2
+    assert quick.n_hashes == (1, 2, 4, 8) and str(quick.out) == "results/quick"
+    assert "dense" in quick.backend and "numpy" in quick.backend
+    assert quick.threads == (1,) and set(quick.input) == {"gaussian", "clustered"}
+
+    paper = build_spec("paper")
+    assert paper.n_buckets == ("auto",)  # factorized at large L, as HF and Trax do
+    tasks, invalid = plan_tasks(paper)
+    assert not invalid
+    assert {t["batch"] * t["seqlen"] for t in tasks} == {32768}
+    assert {t["seqlen"] for t in tasks} == {1024, 2048, 4096, 8192, 16384, 32768}
+    assert {t["n_hashes"] for t in tasks if t["backend"] != "dense"} == {1, 2, 4, 8}
+    assert any(t["backend"] == "dense" for t in tasks)
+
+    full = build_spec("full")
+    assert max(full.seqlen) == 65536 and full.causal == (False, True)
+    assert set(full.input) == {"gaussian", "clustered", "duplicate"}
+
+
+def test_config_file_sits_between_preset_and_options(tmp_path: Path) -> None:
+    config = tmp_path / "grid.toml"
+    config.write_text(
+        'preset = "paper"\nseqlen = [2048, 4096]\nn-hashes = "2,4"\nrepeats = 7\n'
+        'n_buckets = ["rule", [16, 32], "64"]\n'
+    )
+    spec = build_spec(None, config)
+    assert spec.preset == "paper" and spec.tokens == 32768
+    assert spec.seqlen == (2048, 4096) and spec.n_hashes == (2, 4) and spec.repeats == 7
+    assert spec.n_buckets == ("rule", (16, 32), 64)
+    spec = build_spec(None, config, n_hashes="8", batch=[2])
+    assert spec.n_hashes == (8,) and spec.batch == (2,) and spec.tokens is None
+    config.write_text("colour = 3\n")
+    with pytest.raises(ConfigError, match="config=colour"):
+        build_spec(None, config)
+
+
+def test_bucket_rules() -> None:
+    assert resolve_n_buckets("rule", 8192, 64) == 256  # the paper: 2L / chunk_len
+    assert resolve_n_buckets("rule", 1000, 64) == 32  # 31.25 -> the even 32
+    assert resolve_n_buckets("rule", 64, 64) == 2 and resolve_n_buckets("rule", 16, 64) == 2
+    # Hugging Face with max_position_embeddings = L: 2**p <= 2 L / chunk, factorized when
+    # above 2 * max(sqrt(L / chunk), chunk)
+    assert resolve_n_buckets("auto", 4096, 64) == 128
+    assert resolve_n_buckets("auto", 8192, 64) == (16, 16)
+    assert resolve_n_buckets("auto", 16384, 64) == (16, 32)
+    assert resolve_n_buckets("auto", 3000, 64) == 64  # 2*46 = 92 -> 64
+    assert resolve_n_buckets((4, 8), 1024, 64) == (4, 8)
+
+
+def test_invalid_combinations_become_skipped_rows() -> None:
+    """H * L must be a multiple of chunk_len: 1*96 is not (skipped), 2*96 is."""
+    tasks, invalid = plan_tasks(build_spec("quick", seqlen=[96], chunk_len=[64], n_hashes=[1, 2]))
+    assert {t["n_hashes"] for t in tasks if t["backend"] == "numpy"} == {2}
+    assert invalid and all("chunk_len=64" in reason for _, reason in invalid)
+    assert {t["n_hashes"] for t, _ in invalid} == {1}
+
+
+def test_mem_budget_units() -> None:
+    assert parse_bytes("512M") == 512 * 2**20 and parse_bytes("2G") == 2 * 2**30
+    assert parse_bytes("1.5GiB") == int(1.5 * 2**30) and parse_bytes(1000) == 1000
+    assert 0 < parse_bytes("50%") < parse_bytes("100%")
+    with pytest.raises(ConfigError, match="mem_budget=0%"):
+        parse_bytes("0%")

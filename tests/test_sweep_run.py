@@ -1,0 +1,206 @@
+"""Running sweeps: rows and files, resume, failures as rows, honest memory columns.
+
+Every cell runs in a spawned worker (about a second of imports each), so the grids are tiny.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sweep_backends
+
+import lshbench
+from lshbench.cells import rotation_seed, task_config
+from lshbench.cost_model import attention_flops
+from lshbench.inputs import make_inputs
+from lshbench.metrics import dense_reference, output_errors
+from lshbench.results import COLUMNS
+from lshbench.sweep import build_spec, plan_tasks, predicted_bytes
+
+TESTS = str(Path(__file__).parent)
+SMALL = {
+    "seqlen": [64, 128],
+    "chunk_len": [32],
+    "n_hashes": [1, 2],
+    "threads": 1,
+    "input": "gaussian",
+}
+
+
+@pytest.fixture
+def test_backends(monkeypatch: pytest.MonkeyPatch):
+    """Register tests/sweep_backends.py's classes, importable in the spawned workers."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
+    names = {
+        "test-sleep": "SleepBackend",
+        "test-raise": "RaiseBackend",
+        "test-killed": "KilledBackend",
+        "test-alloc-numpy": "AllocNumpyBackend",
+        "test-alloc-numba": "AllocNumbaBackend",
+    }
+    for name, cls in names.items():
+        lshbench.register_backend(name, f"sweep_backends:{cls}")
+    yield
+    from lshbench.backends import _INSTANCES, _REGISTRY
+
+    for name in names:
+        _REGISTRY.pop(name, None)
+        _INSTANCES.pop(name, None)
+
+
+def log_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_small_sweep_rows_files_and_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    df = lshbench.run_sweep(out, backend="numpy,dense", **SMALL)
+    assert len(df) == 2 + 4 and (df["status"] == "ok").all(), df[["status", "message"]]
+    assert list(df.columns[: len(COLUMNS)]) == list(COLUMNS)
+    for name in ("results.parquet", "results.csv", "results.jsonl", "metadata.json"):
+        assert (out / name).exists(), name
+    assert set(COLUMNS) <= set(pd.read_parquet(out / "results.parquet").columns)
+    assert set(COLUMNS) <= set(pd.read_csv(out / "results.csv").columns)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["versions"]["numpy"] == np.__version__ and meta["cpu"]["count"] >= 1
+    assert meta["end_time"] and meta["command_line"] and "1" in meta["workers"]
+    assert meta["workers"]["1"]["thread_vars"]["OPENBLAS_NUM_THREADS"] == "1"
+
+    for _, row in df.iterrows():
+        assert row["n_samples"] == 5 and len(row["time_samples_s"]) == 5
+        assert row["time_min_s"] <= row["time_median_s"]
+        assert row["mem_alloc_peak_bytes"] > 0 and row["mem_model_bytes"] > 0
+        assert row["gflops"] == pytest.approx(row["flops"] / row["time_median_s"] / 1e9)
+        assert row["tokens_per_s"] == pytest.approx(row["seqlen"] / row["time_median_s"])
+        assert row["host"] and row["executor"] == "local" and row["concurrency"] == 1
+    dense = df[df["backend"] == "dense"]
+    assert (dense["rel_err"] < 1e-5).all() and (dense["mass_recall"] == 1).all()
+    assert dense["n_hashes"].isna().all()
+
+    # the worker measured the inputs and rotations the cell names: recompute one row here
+    row = df[(df["backend"] == "numpy") & (df["seqlen"] == 128) & (df["n_hashes"] == 2)].iloc[0]
+    task = {k: (None if pd.isna(row[k]) else row[k].item() if hasattr(row[k], "item") else row[k])
+            for k in ("seqlen", "batch", "d", "dv", "n_hashes", "n_buckets", "chunk_len",
+                      "chunks_before", "chunks_after", "causal")}  # fmt: skip
+    cfg = task_config(task)
+    qk, v = make_inputs("gaussian", 1, 128, 64, 64, 0, np.float32)
+    R = lshbench.random_rotations(64, cfg, rotation_seed(0), np.float32)
+    out_np = lshbench.get_backend("numpy").attend(qk, v, cfg, R)
+    expected = output_errors(out_np, dense_reference(qk, v, False))
+    assert row["rel_err"] == pytest.approx(expected.rel_err, rel=1e-12)
+    assert row["flops"] == attention_flops(True, 1, 128, 64, 64, cfg)
+
+    # resume: nothing runs again, nothing is appended
+    before = (out / "results.jsonl").read_bytes()
+    again = lshbench.run_sweep(out, backend="numpy,dense", **SMALL)
+    assert (out / "results.jsonl").read_bytes() == before
+    assert list(again["cell_id"]) == list(df["cell_id"])
+
+    # --force redoes the rows (appended), the table still has one row per cell
+    lshbench.run_sweep(out, backend="dense", force=True, **SMALL)
+    assert len(log_lines(out)) == 6 + 2
+    loaded = lshbench.load_results(out)
+    assert len(loaded) == 6 and loaded["cell_id"].is_unique
+
+    # rows recorded by a sweep on another machine (a committed reference run) are measured
+    # again here, and the new rows replace them in the table
+    here = socket.gethostname()
+    log = out / "results.jsonl"
+    log.write_text(log.read_text().replace(f'"sweep_host":"{here}"', '"sweep_host":"elsewhere"'))
+    lshbench.run_sweep(out, backend="dense", **SMALL)
+    assert len(log_lines(out)) == 8 + 2
+    loaded = lshbench.load_results(out)
+    assert len(loaded) == 6
+    assert (loaded[loaded["backend"] == "dense"]["sweep_host"] == here).all()
+
+
+def test_failures_become_rows_and_the_sweep_goes_on(tmp_path: Path, test_backends) -> None:
+    grid = {
+        "seqlen": [512],
+        "chunk_len": [32],
+        "n_hashes": [1, 8],
+        "threads": 1,
+        "input": "gaussian",
+    }
+    backends = "dense,test-raise,test-sleep,test-killed,numpy"
+    spec = build_spec("quick", backend=backends, **grid)
+    tasks, _ = plan_tasks(spec)
+    need = {
+        (t["backend"], t["n_hashes"]): predicted_bytes(t, t["n_hashes"] is not None)[0]
+        for t in tasks
+    }
+    over = need[("numpy", 8)]
+    budget = max(n for key, n in need.items() if key != ("numpy", 8)) + 1
+    assert budget <= over
+    start = time.perf_counter()
+    df = lshbench.run_sweep(
+        tmp_path / "fail", backend=backends, timeout=6, mem_budget=budget, **grid
+    )
+    elapsed = time.perf_counter() - start
+    got = {
+        (r.backend, None if pd.isna(r.n_hashes) else int(r.n_hashes)): r for r in df.itertuples()
+    }
+    assert got[("dense", None)].status == "ok"
+    assert got[("numpy", 1)].status == "ok"
+    assert got[("test-raise", None)].status == "error"
+    assert "boom from the test backend" in got[("test-raise", None)].message
+    assert got[("test-sleep", None)].status == "timeout"
+    assert "--timeout=6" in got[("test-sleep", None)].message
+    assert got[("test-killed", None)].status == "oom"
+    assert "SIGKILL" in got[("test-killed", None)].message
+    assert got[("numpy", 8)].status == "oom_predicted"
+    assert "--mem-budget" in got[("numpy", 8)].message
+    assert elapsed < 60  # the sleeping backend (120 s) was cut off
+
+
+def test_memory_columns_are_honest(tmp_path: Path, test_backends) -> None:
+    """A backend allocating a known 200 MiB (NumPy, and Numba's NRT inside @njit) is
+    reported within 10% by both the allocated and the resident peak."""
+    pytest.importorskip("numba")
+    df = lshbench.run_sweep(
+        tmp_path / "mem",
+        backend="test-alloc-numpy,test-alloc-numba",
+        seqlen=[64],
+        threads=1,
+        input="gaussian",
+    )
+    assert (df["status"] == "ok").all(), df[["backend", "message"]]
+    size = sweep_backends.ALLOC_BYTES
+    for row in df.itertuples():
+        assert row.mem_alloc_peak_bytes == pytest.approx(size, rel=0.10), row.backend
+        if "resident peak unavailable" not in row.message:
+            assert row.mem_rss_peak_bytes == pytest.approx(size, rel=0.10), row.backend
+
+
+def test_worker_exits_when_its_executor_dies(test_backends) -> None:
+    """An orphaned worker (its stdin closes) stops at once instead of finishing its cell."""
+    spec = build_spec("quick", backend="test-sleep", seqlen=[64], threads=1, input="gaussian")
+    tasks, _ = plan_tasks(spec)
+    from lshbench.backends import _REGISTRY
+
+    entry = _REGISTRY["test-sleep"]
+    payload = {"tasks": tasks, "repeats": 5,
+               "backends": {"test-sleep": [entry.target, list(entry.requires), ""]}}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lshbench.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    proc.stdin.write((json.dumps(payload) + "\n").encode())
+    proc.stdin.flush()
+    while b"first call" not in proc.stdout.readline():  # the backend is now sleeping
+        pass
+    start = time.perf_counter()
+    proc.stdin.close()
+    assert proc.wait(timeout=30) != 0
+    assert time.perf_counter() - start < 10
