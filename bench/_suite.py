@@ -53,7 +53,7 @@ REGISTER_ENV = "LSHBENCH_BENCH_REGISTER"
 
 
 class Case(NamedTuple):
-    """One benchmarked configuration; ``id`` names it in the JSON (``test_backend[id]``)."""
+    """One benchmarked configuration, named ``test_backend[<id>-p<pass>]`` in the JSON."""
 
     backend: str
     seqlen: int
@@ -76,7 +76,7 @@ def calibration_workload() -> Callable[[], np.ndarray]:
 
     Dense attention of 1024 queries over 1024 keys (two matmuls and a softmax), then a
     stable argsort of 8192 bucket ids, a gather of 8192 rows and 128 chunked (64 x 64)
-    matmuls: the primitives the backends spend their time in, about 10 ms on one core of
+    matmuls: the primitives the backends spend their time in, about 7 ms on one core of
     this machine class. It uses no lshbench code, so it measures the machine, never the
     change under test.
 

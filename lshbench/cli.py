@@ -23,8 +23,8 @@ class _Group(click.Group):
     def main(self, *args, **kwargs):  # type: ignore[override]
         kwargs["standalone_mode"] = False
         try:
-            return super().main(*args, **kwargs)
-        except click.exceptions.Exit as exc:  # --help, --version
+            status = super().main(*args, **kwargs)
+        except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("Aborted.", err=True)
@@ -38,6 +38,8 @@ class _Group(click.Group):
         except click.ClickException as exc:
             click.echo(f"Error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
+        # without standalone mode, Click returns ctx.exit(n)'s status instead of exiting
+        sys.exit(status if isinstance(status, int) else 0)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,8 +56,15 @@ def backends() -> None:
         click.echo(f"{info.name:<12} {state}  - {info.description}")
 
 
-# Subcommands defined next to the code they drive (keep each on its own line).
-from lshbench.explain import explain as _explain; main.add_command(_explain)  # noqa: E402,E702,I001  # fmt: skip
-from lshbench.report import report as _report; main.add_command(_report)  # noqa: E402,E702,I001  # fmt: skip
-from lshbench.bench_compare import bench_compare as _bench_compare; main.add_command(_bench_compare)  # noqa: E402,E702,I001  # fmt: skip
-from lshbench.sweep import sweep as _sweep; main.add_command(_sweep)  # noqa: E402,E702,I001  # fmt: skip
+def _add_subcommands() -> None:
+    """Attach the subcommands, each defined next to the code it drives."""
+    from lshbench.bench_compare import bench_compare
+    from lshbench.explain import explain
+    from lshbench.report import report
+    from lshbench.sweep import sweep
+
+    for command in (sweep, report, explain, bench_compare):
+        main.add_command(command)
+
+
+_add_subcommands()

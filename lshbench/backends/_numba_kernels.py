@@ -201,7 +201,7 @@ def _matmul_tn(a, b, out):
 # ----------------------------------------------------------------------- hashing
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def key_scales(qk, scale):
     """``scale[b, i] = 1 / sqrt(mean(qk[b, i]**2) + eps) / sqrt(d)``: key = qk * scale.
 
@@ -209,13 +209,14 @@ def key_scales(qk, scale):
     """
     B, L, d = qk.shape
     sqrt_d = np.sqrt(np.float64(d))
-    for b in range(B):
-        for i in range(L):
-            acc = 0.0
-            for t in range(d):
-                x = np.float64(qk[b, i, t])
-                acc += x * x
-            scale[b, i] = 1.0 / np.sqrt(acc / d + KEY_NORM_EPS) / sqrt_d
+    for row in prange(B * L):
+        b = row // L
+        i = row % L
+        acc = 0.0
+        for t in range(d):
+            x = np.float64(qk[b, i, t])
+            acc += x * x
+        scale[b, i] = 1.0 / np.sqrt(acc / d + KEY_NORM_EPS) / sqrt_d
 
 
 @njit(cache=True, fastmath=FASTMATH)
