@@ -30,6 +30,11 @@ class Backend(ABC):
     description: ClassVar[str] = ""
     #: False for exact/dense backends: hashing fields and rotations are ignored.
     uses_hashing: ClassVar[bool] = True
+    #: False when the backend computes other semantics (e.g. no self mask): error metrics
+    #: against the dense reference would be meaningless, so time and memory only.
+    exact_semantics: ClassVar[bool] = True
+    #: True when the backend runs ``L <= chunk_len`` itself instead of the shared dense path.
+    own_short_path: ClassVar[bool] = False
 
     def attend(
         self,
@@ -45,7 +50,7 @@ class Backend(ABC):
         qk3, v3, rot, batched = check_inputs(
             qk, v, config, rotations, need_rotations=self.uses_hashing
         )
-        if self.uses_hashing and config.is_short(qk3.shape[1]):
+        if self.uses_hashing and config.is_short(qk3.shape[1]) and not self.own_short_path:
             from lshbench.backends.dense import dense_attention
 
             out = dense_attention(qk3, v3, config.causal)  # the sequence fits one chunk

@@ -27,7 +27,6 @@ import numpy as np
 
 from lshbench.backends.base import Backend
 from lshbench.config import LSHConfig
-from lshbench.validation import check_inputs
 
 __all__ = ["HFBackend"]
 
@@ -69,23 +68,11 @@ class HFBackend(Backend):
 
     name = "hf"
     description = "Hugging Face transformers LSHSelfAttention (torch), same inputs and rotations"
-    #: computes the DESIGN.md section-2 semantics exactly (the golden cases come from it)
-    exact_semantics: ClassVar[bool] = True
+    #: ``L <= chunk_len`` runs HF's own full-attention code, not lshbench's dense path
+    own_short_path: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._layers: dict[tuple[LSHConfig, int], Any] = {}  # (config, d) -> layer
-
-    def attend(
-        self,
-        qk: np.ndarray,
-        v: np.ndarray,
-        config: LSHConfig,
-        rotations: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Like :meth:`Backend.attend`, but ``L <= chunk_len`` also runs HF's own code."""
-        qk3, v3, rot, batched = check_inputs(qk, v, config, rotations)
-        out = self._attend(qk3, v3, config, rot)
-        return out if batched else out[0]
 
     def _layer(self, config: LSHConfig, d: int) -> Any:
         """The layer for ``config`` and head size d (built once, so timings exclude it)."""
