@@ -12,9 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-import numpy as np
-
-from lshbench.backends.base import Backend
+from sweep_backends import AllocNumpyBackend, _Exact
 
 #: bytes AllocBigBackend allocates and touches (above the tests' per-cell memory limit)
 BIG_BYTES = 1536 * 2**20
@@ -24,26 +22,11 @@ MARKER_ENV = "LSHBENCH_TEST_KILL_MARKER"
 KILL_SEQLEN = 128
 
 
-class _Exact(Backend):
-    """Returns zeros of the right shape; ignores hashing (one row per cell)."""
-
-    uses_hashing = False
-    exact_semantics = False  # no error metrics for these rows
-
-    def _attend(self, qk, v, config, rotations):  # type: ignore[override]
-        return np.zeros(qk.shape[:2] + v.shape[-1:], dtype=qk.dtype)
-
-
-class AllocBigBackend(_Exact):
+class AllocBigBackend(AllocNumpyBackend):
     """Allocates and fills BIG_BYTES during each call."""
 
     name = "test-alloc-big"
-
-    def _attend(self, qk, v, config, rotations):  # type: ignore[override]
-        block = np.ones(BIG_BYTES // 8)  # float64, every page touched
-        out = super()._attend(qk, v, config, rotations)
-        out[0, 0, 0] = block[-1]
-        return out
+    alloc_bytes = BIG_BYTES
 
 
 class KillWorkerBackend(_Exact):

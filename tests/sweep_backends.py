@@ -50,9 +50,10 @@ class AllocNumpyBackend(_Exact):
     """Allocates and fills ALLOC_BYTES with NumPy during each call."""
 
     name = "test-alloc-numpy"
+    alloc_bytes = ALLOC_BYTES
 
     def _attend(self, qk, v, config, rotations):  # type: ignore[override]
-        block = np.ones(ALLOC_BYTES // 8)  # float64, every page touched
+        block = np.ones(self.alloc_bytes // 8)  # float64, every page touched
         out = super()._attend(qk, v, config, rotations)
         out[0, 0, 0] = block[-1]
         return out
