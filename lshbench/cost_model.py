@@ -71,16 +71,16 @@ def _numba_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, thread
         return _dense_bytes(B, L, d, dv, f)
     m, W, nb = cfg.chunk_len, cfg.window_len(L), cfg.total_buckets
     idx = 4  # int32 indices below 2**31
-    E = L + (cfg.chunks_before + cfg.chunks_after + 2) * m  # one round's sorted rows
     sorted_slots = B * cfg.n_hashes * L * idx  # (B, H*L): the only n_hashes-sized array
     per_sequence = B * L * (f + dv * f + 16)  # key scales, output, running (max, normalizer)
-    round_rows = B * E * ((d + dv) * f + f + idx)  # sorted rows of the round being attended
+    ring = threads * W * ((d + dv) * f + f + idx)  # per-thread window rows, scales, positions
     sort = threads * ((nb + 1) * INT_BYTES + L * idx)  # counting-sort scratch
     # per-chunk buffers: queries (d, m), scores (W, m), output (m, dv), max, normalizer, exp
     scratch = threads * (m * (d + W + dv + 1) * f + 2 * m * 8)
     # hashing blocks of 256 rows: rows (d, 256), projections (K, 256), max/min, arg max/min
     hashing = threads * 256 * ((d + cfg.rot_size // 2 + 2) * f + 2 * 4)
-    return sorted_slots + per_sequence + round_rows + sort + scratch + hashing
+    # the phases run one after another, each freeing its scratch: the peak is the largest
+    return sorted_slots + max(hashing, sort, per_sequence + ring + scratch)
 
 
 MEMORY_MODELS: dict[str, Callable[..., int]] = {

@@ -4,7 +4,7 @@ Same semantics as DESIGN.md section 2 and the NumPy reference, restated as loops
 stream: nothing of size ``H*L*W`` or ``H*L*dv`` ever exists. Shapes: B batch, L positions,
 d query/key size, dv value size, H rounds, m chunk length, NC = H*L/m chunks over all
 rounds, A = 1 + chunks_before + chunks_after, W = A*m keys per window, K = rot_size/2
-rotation columns per round, E rows of a round's sorted buffers, nt threads.
+rotation columns per round, nt threads.
 
 Phases (each parallel loop is a ``prange``; the caller keeps BLAS at one thread):
 
@@ -12,17 +12,21 @@ Phases (each parallel loop is a ``prange``; the caller keeps BLAS at one thread)
    product, then the argmax over ``[xR, -xR]`` as a running max and min down the K rows,
    vectorized across positions (the concatenation is never built).
 2. :func:`sort_rounds`: a stable counting sort by bucket per (sequence, round), O(L + nb).
-3. :func:`attend_all`, round by round: :func:`gather_round` copies the round's sorted
-   rows (and the look-around rows of the neighbouring rounds) into contiguous buffers, so
-   every chunk and window is a plain row range; :func:`attend_round` then runs the chunks
-   in parallel. Every position occurs once among a round's query slots, so no two threads
-   write the same output row; a chunk straddling two rounds is computed in both and each
-   time combines only its own round's queries. Per chunk (:func:`_attend_chunk`), scores
-   are computed transposed, ``S^T (W, m) = K (W, d) @ Q^T (d, m)`` (a faster BLAS shape
-   than ``Q @ K^T``), which also makes the masks, the per-query max, the exp and the
-   normalizers element-wise loops across queries (vectorized, no horizontal reductions);
-   then ``(m, W) @ (W, dv)`` and an online combine into the output: a running max and
-   normalizer per query (the softmax over per-round logsumexps, without a log per round).
+3. :func:`attend_all`, round by round (:func:`attend_round`): the round's chunks are cut
+   into runs of consecutive chunks, one run per work item. A thread walks its run with a
+   ring holding the A chunks of the current window: each step copies the one chunk that
+   enters the window (:func:`_gather_chunk`, sorted rows taken cyclically over all rounds,
+   so look-arounds into the previous or next round need no special case) over the one that
+   left, so every sorted row is copied about once per round into memory that stays in the
+   thread's cache, and the window is a plain (W, d) block for BLAS. Every position occurs
+   once among a round's query slots, so no two threads write the same output row; a chunk
+   straddling two rounds is computed in both and each time combines only its own round's
+   queries. Per chunk (:func:`_attend_chunk`), scores are computed transposed,
+   ``S^T (W, m) = K (W, d) @ Q^T (d, m)`` (a faster BLAS shape than ``Q @ K^T``), which also
+   makes the masks, the per-query max, the exp and the normalizers element-wise loops across
+   queries (vectorized, no horizontal reductions); then ``(m, W) @ (W, dv)`` and an online
+   combine into the output: a running max and normalizer per query (the softmax over
+   per-round logsumexps, without a log per round).
 
 The mask constants and the key-normalization epsilon come from :mod:`lshbench.attention`;
 Numba freezes them into the on-disk cache, which does not notice edits to another file:
@@ -42,9 +46,7 @@ from lshbench.attention import CAUSAL_MASK_VALUE, KEY_NORM_EPS, SELF_MASK_VALUE
 
 #: positions hashed per work item (columns of the per-thread projection block)
 ROWS = 256
-#: sorted rows copied per work item by :func:`gather_round`
-GATHER_ROWS = 64
-#: rows ahead whose source rows :func:`gather_round` prefetches
+#: rows ahead whose source rows :func:`_gather_chunk` prefetches
 PREFETCH_AHEAD = 8
 
 #: fastmath flags: reassociation lets LLVM vectorize reductions; no "nnan"/"ninf"
@@ -219,14 +221,25 @@ def key_scales(qk, scale):
         scale[b, i] = 1.0 / np.sqrt(acc / d + KEY_NORM_EPS) / sqrt_d
 
 
+@njit(inline="always")
+def _track(x, c, hi, ahi, lo, alo):
+    """One step of a running max and min with their first indices: row c's value x."""
+    ahi = c if x > hi else ahi
+    hi = max(x, hi)
+    alo = c if x < lo else alo
+    lo = min(x, lo)
+    return hi, ahi, lo, alo
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def _argmax_plus_minus(p, mx, mn, amx, amn, out, scale):
     """``out[i] += scale * argmax(concat([p[:, i], -p[:, i]]))`` for every column i.
 
     p: (k, nr) projections, one row per rotation column; mx, mn (nr,) and amx, amn int32
     (nr,) scratch; out int (nr,). A running max and min down the k rows, vectorized across
-    the nr positions; strict comparisons keep the first index, and on a tie between the
-    halves the ``+`` half wins (it comes first in the concatenation).
+    the nr positions, four rows per pass so the running values stay in registers; strict
+    comparisons keep the first index, and on a tie between the halves the ``+`` half wins
+    (it comes first in the concatenation).
     """
     k, nr = p.shape
     for i in range(nr):
@@ -234,14 +247,20 @@ def _argmax_plus_minus(p, mx, mn, amx, amn, out, scale):
         mn[i] = p[0, i]
         amx[i] = 0
         amn[i] = 0
-    for c in range(1, k):
-        pc = p[c]
+    c = 1
+    while c + 4 <= k:  # rows c .. c+3
+        p0, p1, p2, p3 = p[c], p[c + 1], p[c + 2], p[c + 3]
+        c0, c1, c2, c3 = np.int32(c), np.int32(c + 1), np.int32(c + 2), np.int32(c + 3)
         for i in range(nr):
-            x = pc[i]
-            amx[i] = np.int32(c) if x > mx[i] else amx[i]
-            mx[i] = max(x, mx[i])
-            amn[i] = np.int32(c) if x < mn[i] else amn[i]
-            mn[i] = min(x, mn[i])
+            hi, ahi, lo, alo = _track(p0[i], c0, mx[i], amx[i], mn[i], amn[i])
+            hi, ahi, lo, alo = _track(p1[i], c1, hi, ahi, lo, alo)
+            hi, ahi, lo, alo = _track(p2[i], c2, hi, ahi, lo, alo)
+            mx[i], amx[i], mn[i], amn[i] = _track(p3[i], c3, hi, ahi, lo, alo)
+        c += 4
+    for rest in range(c, k):  # the last 0-3 rows
+        pc, cr = p[rest], np.int32(rest)
+        for i in range(nr):
+            mx[i], amx[i], mn[i], amn[i] = _track(pc[i], cr, mx[i], amx[i], mn[i], amn[i])
     for i in range(nr):
         part = amx[i] if mx[i] >= -mn[i] else amn[i] + k
         out[i] += scale * part
@@ -333,84 +352,73 @@ def sort_rounds_argsort(slots, n_hashes):
 # --------------------------------------------------------------------- attention
 
 
-@njit(cache=True, parallel=True)
-def gather_round(qk, v, kscale, slots, first_slot, eq, ev, escale, epos):
-    """Copy the sorted rows a round's chunks and windows need into contiguous buffers.
+@njit(inline="always")
+def _gather_chunk(qk, v, kscale, slots, x, m, rq, rv, rs, rp, row0):
+    """Copy chunk x's sorted rows into ring rows ``[row0, row0+m)``.
 
-    Row e holds sorted slot ``(first_slot + e) mod H*L`` (cyclic, so look-arounds into the
-    previous or next round, or past either end, are plain row ranges): eq (B, E, d)
-    query/key vectors, ev (B, E, dv) values, escale (B, E) key scales, epos (B, E)
-    positions. qk (B, L, d), v (B, L, dv), kscale (B, L), slots (B, H*L) sorted positions.
+    Chunk x holds sorted slots ``[x*m, (x+1)*m)`` taken cyclically over all chunks of all
+    rounds (so x = -1 is the last chunk of the last round, as in the look-back of the very
+    first chunk). qk (L, d), v (L, dv), kscale (L,), slots (H*L,) sorted positions of one
+    sequence; rq (A*m, d), rv (A*m, dv), rs (A*m,), rp (A*m,): the thread's ring.
     """
-    B = qk.shape[0]
-    n_slots = slots.shape[1]
-    n_ext = eq.shape[1]
-    d = qk.shape[2]
-    dv = v.shape[2]
-    per_b = (n_ext + GATHER_ROWS - 1) // GATHER_ROWS
-    for item in prange(B * per_b):
-        b = item // per_b
-        e0 = (item % per_b) * GATHER_ROWS
-        for e in range(e0, min(n_ext, e0 + GATHER_ROWS)):
-            s = first_slot + e
-            if s < 0 or s >= n_slots:
-                s %= n_slots  # cyclic over all chunks of all rounds
-            ahead = slots[b, (s + PREFETCH_AHEAD) % n_slots]
-            _prefetch_row(qk[b], ahead, d)
-            _prefetch_row(v[b], ahead, dv)
-            prefetch(kscale[b], ahead)
-            p = slots[b, s]
-            epos[b, e] = p
-            escale[b, e] = kscale[b, p]
-            for t in range(d):
-                eq[b, e, t] = qk[b, p, t]
-            for t in range(dv):
-                ev[b, e, t] = v[b, p, t]
+    n_slots = slots.shape[0]
+    d = qk.shape[1]
+    dv = v.shape[1]
+    for i in range(m):
+        s = (x * m + i) % n_slots  # cyclic over all chunks of all rounds
+        ahead = slots[(s + PREFETCH_AHEAD) % n_slots]  # rows are far apart: ask early
+        _prefetch_row(qk, ahead, d)
+        _prefetch_row(v, ahead, dv)
+        prefetch(kscale, ahead)
+        p = slots[s]
+        e = row0 + i
+        rp[e] = p
+        rs[e] = kscale[p]
+        for t in range(d):
+            rq[e, t] = qk[p, t]
+        for t in range(dv):
+            rv[e, t] = v[p, t]
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _attend_chunk(
-    eq, ev, escale, epos, ca, qlo, qhi, wa, causal, first, last, use_blas,
+    rq, rv, rs, rp, ca, qlo, qhi, causal, first, last, use_blas, next_pos,
     qt, st, o, top, z, ibuf, out, run,
 ):  # fmt: skip
-    """The chunk at buffer rows ``[ca, ca+m)`` against its window rows ``[wa, wa+W)``.
+    """One chunk, its queries at ring rows ``[ca, ca+m)``, against the whole ring (its window).
 
-    eq (E, d), ev (E, dv), escale (E,), epos (E,): one sequence's round buffers (see
-    :func:`gather_round`). All m queries are scored; the round's own, chunk rows
-    ``[qlo, qhi)``, are combined online: out (L, dv) accumulates
+    rq (W, d), rv (W, dv), rs (W,), rp (W,): the window's query/key vectors, values, key
+    scales and positions (see :func:`_gather_chunk`; the order of the window's chunks in the
+    ring does not matter to a softmax). All m queries are scored; the round's own, chunk
+    rows ``[qlo, qhi)``, are combined online: out (L, dv) accumulates
     ``sum_r exp(top_r - M) * (exp(s_r - top_r) @ v)`` with M = run[:, 0] the running max
     and run[:, 1] the matching normalizer (run (L, 2) float64, one cache line per query);
-    ``first`` initializes, ``last`` divides. Scratch: qt (d, m), st (W, m), o (m, dv),
-    top (m,) in the compute dtype, z (m,) float64, ibuf (m,) int.
+    ``first`` initializes, ``last`` divides. next_pos (m,): the next chunk's query positions,
+    whose output rows are prefetched. Scratch: qt (d, m), st (W, m), o (m, dv), top (m,) in
+    the compute dtype, z (m,) float64, ibuf (m,) int.
     """
     d, m = qt.shape
     W = st.shape[0]
-    dv = ev.shape[1]
+    dv = rv.shape[1]
     for i in range(m):  # queries (m, d) -> (d, m)
         for t in range(d):
-            qt[t, i] = eq[ca + i, t]
-    ks = eq[wa : wa + W]  # (W, d) raw keys; their scale multiplies the scores
-    vs = ev[wa : wa + W]  # (W, dv)
-    ksc = escale[wa : wa + W]  # (W,)
-    kp = epos[wa : wa + W]  # (W,) key positions
-    qp = epos[ca : ca + m]  # (m,) query positions
+            qt[t, i] = rq[ca + i, t]
+    qp = rp[ca : ca + m]  # (m,) query positions
     if use_blas:
-        np.dot(ks, qt, st)  # (W, d) @ (d, m) -> (W, m): scores, transposed
+        np.dot(rq, qt, st)  # (W, d) @ (d, m) -> (W, m): raw scores, transposed
     else:
-        _matmul_nn(ks, qt, st)
+        _matmul_nn(rq, qt, st)
     causal_value = st.dtype.type(CAUSAL_MASK_VALUE)
     self_value = st.dtype.type(SELF_MASK_VALUE)
     for i in range(m):
         top[i] = self_value  # the query's own key is in its window: max >= -1e5
-    n_rows = epos.shape[0]
-    for j in range(W):  # masks SET the score; running max per query, element-wise
-        nxt = ca + m + j  # prefetch the next chunk's output rows, spread over this loop:
-        if j < m and nxt < n_rows:  # that chunk (same thread, usually) combines into them
-            _prefetch_row(out, epos[nxt], dv)
-            _prefetch_row(run, epos[nxt], 2)
+    for j in range(W):  # key scale; masks SET the score; running max per query, element-wise
+        if j < next_pos.shape[0]:  # prefetch the next chunk's output rows, spread over this loop
+            _prefetch_row(out, next_pos[j], dv)
+            _prefetch_row(run, next_pos[j], 2)
         row = st[j]
-        sc = ksc[j]
-        kpj = kp[j]
+        sc = rs[j]
+        kpj = rp[j]
         if causal:
             for i in range(m):
                 x = row[i] * sc
@@ -426,9 +434,9 @@ def _attend_chunk(
                 top[i] = x if x > top[i] else top[i]
     exp_sub(st, top, z, ibuf)  # st = exp(st - top), z = its column sums
     if use_blas:
-        np.dot(st.T, vs, o)  # (m, W) @ (W, dv) -> (m, dv), unnormalized
+        np.dot(st.T, rv, o)  # (m, W) @ (W, dv) -> (m, dv), unnormalized
     else:
-        _matmul_tn(st, vs, o)
+        _matmul_tn(st, rv, o)
     for i in range(qlo, qhi):
         p = qp[i]
         t_i = np.float64(top[i])  # this round's logsumexp is top + log(z)
@@ -458,53 +466,64 @@ def _attend_chunk(
 
 @njit(cache=True, parallel=True)
 def attend_round(
-    eq, ev, escale, epos, first_slot, lo, L, m, before, causal, first, last, use_blas,
-    out, run, qt, st, o, top, z, ibuf,
+    qk, v, kscale, slots, lo, m, before, after, causal, first, last, use_blas, seg_len,
+    out, run, rq, rv, rs, rp, qt, st, o, top, z, ibuf,
 ):  # fmt: skip
     """Round r's queries (sorted slots ``[lo, lo+L)``, each position once), chunk by chunk.
 
-    Buffers from :func:`gather_round` with ``first_slot = (lo // m - before) * m``; out
-    (B, L, dv), run (B, L, 2) float64 running max and normalizer. Per-thread scratch: qt (nt, d, m),
-    st (nt, W, m), o (nt, m, dv), top (nt, m), z (nt, m) float64, ibuf (nt, m) int.
+    The round's chunks are cut into segments of ``seg_len`` consecutive chunks, run in
+    parallel. A thread walks its segment with a ring of the A = before + 1 + after chunks
+    of the current window: moving on one chunk gathers one new chunk (:func:`_gather_chunk`)
+    over the one that left the window, so every sorted row is copied about once per round,
+    into memory the thread keeps in cache. Each position occurs once among a round's query
+    slots, so no two threads write the same output row; a chunk straddling two rounds is
+    computed in both and each time combines only its own round's queries.
+
+    qk (B, L, d), v (B, L, dv), kscale (B, L), slots (B, H*L) sorted positions; out
+    (B, L, dv), run (B, L, 2) float64 running max and normalizer. Per-thread scratch: the
+    ring rq (nt, A*m, d), rv (nt, A*m, dv), rs (nt, A*m), rp (nt, A*m); qt (nt, d, m),
+    st (nt, A*m, m), o (nt, m, dv), top (nt, m), z (nt, m) float64, ibuf (nt, m) int.
     """
-    B = eq.shape[0]
+    B, L, _ = qk.shape
+    A = before + 1 + after
+    n_slots = slots.shape[1]
     c0 = lo // m
-    per_b = (lo + L - 1) // m + 1 - c0
-    for item in prange(B * per_b):
+    c_end = (lo + L - 1) // m + 1  # one past the round's last chunk
+    n_seg = (c_end - c0 + seg_len - 1) // seg_len
+    for item in prange(B * n_seg):
         tid = numba.get_thread_id()
-        b = item // per_b
-        c = c0 + item % per_b
-        ca = c * m - first_slot  # the chunk's first buffer row
-        _attend_chunk(
-            eq[b], ev[b], escale[b], epos[b], ca, max(c * m, lo) - c * m,
-            min((c + 1) * m, lo + L) - c * m, (c - before) * m - first_slot, causal, first,
-            last, use_blas, qt[tid], st[tid], o[tid], top[tid], z[tid], ibuf[tid], out[b],
-            run[b],
-        )  # fmt: skip
+        b = item // n_seg
+        ca = c0 + (item % n_seg) * seg_len
+        cb = min(ca + seg_len, c_end)
+        qk_b, v_b, ks_b, sl_b = qk[b], v[b], kscale[b], slots[b]
+        tq, tv, ts, tp = rq[tid], rv[tid], rs[tid], rp[tid]  # this thread's ring
+        for x in range(ca - before, ca + after):  # the first window, but its last chunk
+            _gather_chunk(qk_b, v_b, ks_b, sl_b, x, m, tq, tv, ts, tp, (x % A) * m)
+        for c in range(ca, cb):
+            x = c + after  # the chunk entering the window
+            _gather_chunk(qk_b, v_b, ks_b, sl_b, x, m, tq, tv, ts, tp, (x % A) * m)
+            nxt = (c + 1) * m
+            qlo, qhi = max(c * m, lo) - c * m, min(nxt, lo + L) - c * m  # the round's queries
+            _attend_chunk(
+                tq, tv, ts, tp, (c % A) * m, qlo, qhi,
+                causal, first, last, use_blas, sl_b[nxt : min(nxt + m, n_slots)], qt[tid],
+                st[tid], o[tid], top[tid], z[tid], ibuf[tid], out[b], run[b],
+            )  # fmt: skip
 
 
 @njit(cache=True)
 def attend_all(
-    qk, v, kscale, slots, n_hashes, m, before, after, causal, use_blas, out, run, eq, ev,
-    escale, epos, qt, st, o, top, z, ibuf,
+    qk, v, kscale, slots, n_hashes, m, before, after, causal, use_blas, seg_len, out, run,
+    rq, rv, rs, rp, qt, st, o, top, z, ibuf,
 ):  # fmt: skip
-    """Every round in order: gather its buffers, then attend and combine online.
+    """Every round in order, each combined online into out (B, L, dv) and run (B, L, 2).
 
-    qk (B, L, d), v (B, L, dv), kscale (B, L), slots (B, H*L) sorted positions; writes
-    out (B, L, dv) and run (B, L, 2). Round buffers eq (B, E, d), ev (B, E, dv),
-    escale and epos (B, E), ``E >= L + (before + after + 2) * m``; scratch as in
-    :func:`attend_round`.
+    qk (B, L, d), v (B, L, dv), kscale (B, L), slots (B, H*L) sorted positions; the
+    rest as in :func:`attend_round`.
     """
     L = qk.shape[1]
     for r in range(n_hashes):
-        lo = r * L
-        first_slot = (lo // m - before) * m
-        n_ext = ((lo + L - 1) // m + 1 + after) * m - first_slot
-        gather_round(
-            qk, v, kscale, slots, first_slot, eq[:, :n_ext], ev[:, :n_ext], escale[:, :n_ext],
-            epos[:, :n_ext],
-        )  # fmt: skip
         attend_round(
-            eq, ev, escale, epos, first_slot, lo, L, m, before, causal, r == 0,
-            r == n_hashes - 1, use_blas, out, run, qt, st, o, top, z, ibuf,
+            qk, v, kscale, slots, r * L, m, before, after, causal, r == 0, r == n_hashes - 1,
+            use_blas, seg_len, out, run, rq, rv, rs, rp, qt, st, o, top, z, ibuf,
         )  # fmt: skip

@@ -35,6 +35,16 @@ COUNTING_SORT_MAX_RATIO = 16
 LOOPS_MAX_MACS = 32
 
 
+#: segments (runs of consecutive chunks walked by one thread) per thread and round; more
+#: balance the threads better, each costs one extra gather of its first window
+SEGMENTS_PER_THREAD = 4
+
+
+def segment_chunks(round_chunks: int, threads: int) -> int:
+    """Chunks per segment of a round of ``round_chunks`` chunks on ``threads`` threads."""
+    return max(1, -(-round_chunks // (threads * SEGMENTS_PER_THREAD)))
+
+
 def use_blas(chunk_len: int, window: int, width: int) -> bool:
     """Whether the per-chunk products (``(W, d) @ (d, m)`` scores, ``(m, W) @ (W, dv)``
     values) go to BLAS rather than plain loops."""
@@ -159,15 +169,14 @@ class NumbaBackend(Backend):
         kscale = np.empty((B, L), dtype=dtype)  # key = qk * kscale
         kernels.key_scales(qk, kscale)
         out = np.empty((B, L, dv), dtype=dtype)
-        E = L + (before + after + 2) * m  # rows of the per-round sorted buffers
         kernels.attend_all(
             qk, v, kscale, slots, config.n_hashes, m, before, after, config.causal,
-            use_blas(m, W, max(d, dv)), out,
+            use_blas(m, W, max(d, dv)), segment_chunks(L // m + 1, nt), out,
             np.empty((B, L, 2), np.float64),  # per query: running max, running normalizer
-            np.empty((B, E, d), dtype),  # eq: round-sorted query/key rows
-            np.empty((B, E, dv), dtype),  # ev: round-sorted values
-            np.empty((B, E), dtype),  # escale: their key scales
-            np.empty((B, E), slots.dtype),  # epos: their positions
+            np.empty((nt, W, d), dtype),  # ring: the window's query/key rows
+            np.empty((nt, W, dv), dtype),  # ring: their values
+            np.empty((nt, W), dtype),  # ring: their key scales
+            np.empty((nt, W), slots.dtype),  # ring: their positions
             np.empty((nt, d, m), dtype),  # qt: a chunk's queries, transposed
             np.empty((nt, W, m), dtype),  # st: scores (transposed), then probabilities
             np.empty((nt, m, dv), dtype),  # o: unnormalized round output
