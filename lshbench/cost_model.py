@@ -75,8 +75,8 @@ def _numba_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, thread
     per_sequence = B * L * (f + dv * f + 16)  # key scales, output, running (max, normalizer)
     ring = threads * W * ((d + dv) * f + f + idx)  # per-thread window rows, scales, positions
     sort = threads * ((nb + 1) * INT_BYTES + L * idx)  # counting-sort scratch
-    # per-chunk buffers: queries (d, m), scores (W, m), output (m, dv), max, normalizer, exp
-    scratch = threads * (m * (d + W + dv + 1) * f + 2 * m * 8)
+    # per-chunk buffers: queries (d, m), scores (W, m), output (m, dv), max; normalizer float64
+    scratch = threads * (m * (d + W + dv + 1) * f + m * 8)
     # hashing blocks of 256 rows: rows (d, 256), projections (K, 256), max/min, arg max/min
     hashing = threads * 256 * ((d + cfg.rot_size // 2 + 2) * f + 2 * 4)
     # the phases run one after another, each freeing its scratch: the peak is the largest

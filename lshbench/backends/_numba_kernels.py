@@ -91,81 +91,89 @@ def _prefetch_row(arr, row, width):
 # --------------------------------------------------------------------------- exp
 
 
-def exp_sub(
-    x: np.ndarray, shift: np.ndarray, total: np.ndarray, ibuf: np.ndarray
-) -> None:  # pragma: no cover
-    """In place ``x = exp(x - shift[None, :])`` on x (k, n) where ``x <= shift``, and
-    ``total = x.sum(0)`` (float64); ibuf: int scratch (n,) of x's item size.
+@intrinsic
+def _bits_as_float(typingctx, bits):
+    """``_bits_as_float(i)``: the float with i's bits (int32 -> float32, int64 -> float64);
+    an LLVM bitcast, no memory."""
+    if bits == types.int32:
+        ret = types.float32
+    elif bits == types.int64:
+        ret = types.float64
+    else:
+        return None
 
-    Numba-only (see the overload). Numba's ``np.exp`` is a scalar libm call here (no SVML
-    in these wheels), so this is Cephes' range reduction and polynomial times ``2**k``,
-    built as float bits in ``ibuf`` and read back through a float view: plain arithmetic
-    in one pass per row, which LLVM vectorizes. Arguments below the underflow limit give 0.
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(signature.return_type))
+
+    return ret(bits), codegen
+
+
+def exp_nonpositive(t: float) -> float:  # pragma: no cover
+    """``exp(t)`` for ``t <= 0``, arguments below the underflow limit give 0. Numba-only.
+
+    Numba's ``np.exp`` is a scalar libm call here (no SVML in these wheels), so this is
+    Cephes' range reduction and polynomial times ``2**k``, with ``2**k`` built from its
+    float bits: plain arithmetic, which LLVM vectorizes inside a loop.
     """
-    raise NotImplementedError("exp_sub is only callable from Numba code")
+    raise NotImplementedError("exp_nonpositive is only callable from Numba code")
 
 
-def _exp_sub_f32(x, shift, total, ibuf):
+def _exp_nonpositive_f32(t):
     # Cephes expf: |rel err| < 2e-7 on [-87, 0] (k >= -126: 2**k is a normal float32)
-    scale = ibuf.view(np.float32)
     lo = np.float32(-87.0)
-    n = x.shape[1]
-    for j in range(n):
-        total[j] = 0.0
-    for row_i in range(x.shape[0]):
-        row = x[row_i]
-        for j in range(n):
-            t = row[j] - shift[j]
-            under = t < lo
-            t = max(t, lo)
-            k = np.floor(t * np.float32(1.4426950408889634) + np.float32(0.5))
-            r = t - k * np.float32(0.693359375) - k * np.float32(-2.12194440e-4)
-            p = np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)
-            p = p * r + np.float32(8.3334519073e-3)
-            p = p * r + np.float32(4.1665795894e-2)
-            p = p * r + np.float32(1.6666665459e-1)
-            p = p * r + np.float32(5.0000001201e-1)
-            p = p * (r * r) + r + np.float32(1.0)
-            ibuf[j] = np.int32(0) if under else (np.int32(k) + np.int32(127)) << 23  # 2**k
-            e = p * scale[j]
-            row[j] = e
-            total[j] += e
+    under = t < lo
+    t = max(t, lo)
+    k = np.floor(t * np.float32(1.4426950408889634) + np.float32(0.5))
+    r = t - k * np.float32(0.693359375) - k * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * (r * r) + r + np.float32(1.0)
+    bits = np.int32(0) if under else np.int32((np.int32(k) + np.int32(127)) << 23)  # 2**k
+    return p * _bits_as_float(bits)
 
 
-def _exp_sub_f64(x, shift, total, ibuf):
+def _exp_nonpositive_f64(t):
     # Cephes exp (Pade form): |rel err| < 3e-16 on [-708, 0] (k >= -1022: 2**k is normal)
-    scale = ibuf.view(np.float64)
     lo = -708.0
+    under = t < lo
+    t = max(t, lo)
+    k = np.floor(t * 1.4426950408889634 + 0.5)
+    r = t - k * 6.93145751953125e-1 - k * 1.42860682030941723212e-6
+    rr = r * r
+    px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 1.0)
+    qx = (
+        (3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr
+        + 2.27265548208155028766e-1
+    ) * rr + 2.0
+    bits = np.int64(0) if under else np.int64((np.int64(k) + np.int64(1023)) << 52)  # 2**k
+    return (1.0 + 2.0 * px / (qx - px)) * _bits_as_float(bits)
+
+
+@overload(exp_nonpositive, jit_options={"fastmath": FASTMATH})
+def _exp_nonpositive_overload(t):
+    if t == types.float32:
+        return _exp_nonpositive_f32
+    if t == types.float64:
+        return _exp_nonpositive_f64
+    return None
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def exp_sub(x, shift, total):
+    """In place ``x = exp(x - shift[None, :])`` on x (k, n) where ``x <= shift``, and
+    ``total = x.sum(0)`` (n,) float64: one pass per row, vectorized across columns."""
     n = x.shape[1]
     for j in range(n):
         total[j] = 0.0
     for row_i in range(x.shape[0]):
         row = x[row_i]
         for j in range(n):
-            t = row[j] - shift[j]
-            under = t < lo
-            t = max(t, lo)
-            k = np.floor(t * 1.4426950408889634 + 0.5)
-            r = t - k * 6.93145751953125e-1 - k * 1.42860682030941723212e-6
-            rr = r * r
-            px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 1.0)
-            qx = (
-                (3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr
-                + 2.27265548208155028766e-1
-            ) * rr + 2.0
-            ibuf[j] = np.int64(0) if under else (np.int64(k) + np.int64(1023)) << 52
-            e = (1.0 + 2.0 * px / (qx - px)) * scale[j]
+            e = exp_nonpositive(row[j] - shift[j])
             row[j] = e
             total[j] += e
-
-
-@overload(exp_sub, jit_options={"fastmath": FASTMATH})
-def _exp_sub_overload(x, shift, total, ibuf):
-    if isinstance(x, types.Array) and x.dtype == types.float32:
-        return _exp_sub_f32
-    if isinstance(x, types.Array) and x.dtype == types.float64:
-        return _exp_sub_f64
-    return None
 
 
 # ---------------------------------------------------------------- small products
@@ -383,7 +391,7 @@ def _gather_chunk(qk, v, kscale, slots, x, m, rq, rv, rs, rp, row0):
 @njit(cache=True, fastmath=FASTMATH)
 def _attend_chunk(
     rq, rv, rs, rp, ca, qlo, qhi, causal, first, last, use_blas, next_pos,
-    qt, st, o, top, z, ibuf, out, run,
+    qt, st, o, top, z, out, run,
 ):  # fmt: skip
     """One chunk, its queries at ring rows ``[ca, ca+m)``, against the whole ring (its window).
 
@@ -395,7 +403,7 @@ def _attend_chunk(
     and run[:, 1] the matching normalizer (run (L, 2) float64, one cache line per query);
     ``first`` initializes, ``last`` divides. next_pos (m,): the next chunk's query positions,
     whose output rows are prefetched. Scratch: qt (d, m), st (W, m), o (m, dv), top (m,) in
-    the compute dtype, z (m,) float64, ibuf (m,) int.
+    the compute dtype, z (m,) float64.
     """
     d, m = qt.shape
     W = st.shape[0]
@@ -432,7 +440,7 @@ def _attend_chunk(
                 x = self_value if kpj == qp[i] else x
                 row[i] = x
                 top[i] = x if x > top[i] else top[i]
-    exp_sub(st, top, z, ibuf)  # st = exp(st - top), z = its column sums
+    exp_sub(st, top, z)  # st = exp(st - top), z = its column sums
     if use_blas:
         np.dot(st.T, rv, o)  # (m, W) @ (W, dv) -> (m, dv), unnormalized
     else:
@@ -467,7 +475,7 @@ def _attend_chunk(
 @njit(cache=True, parallel=True)
 def attend_round(
     qk, v, kscale, slots, lo, m, before, after, causal, first, last, use_blas, seg_len,
-    out, run, rq, rv, rs, rp, qt, st, o, top, z, ibuf,
+    out, run, rq, rv, rs, rp, qt, st, o, top, z,
 ):  # fmt: skip
     """Round r's queries (sorted slots ``[lo, lo+L)``, each position once), chunk by chunk.
 
@@ -482,7 +490,7 @@ def attend_round(
     qk (B, L, d), v (B, L, dv), kscale (B, L), slots (B, H*L) sorted positions; out
     (B, L, dv), run (B, L, 2) float64 running max and normalizer. Per-thread scratch: the
     ring rq (nt, A*m, d), rv (nt, A*m, dv), rs (nt, A*m), rp (nt, A*m); qt (nt, d, m),
-    st (nt, A*m, m), o (nt, m, dv), top (nt, m), z (nt, m) float64, ibuf (nt, m) int.
+    st (nt, A*m, m), o (nt, m, dv), top (nt, m), z (nt, m) float64.
     """
     B, L, _ = qk.shape
     A = before + 1 + after
@@ -507,14 +515,14 @@ def attend_round(
             _attend_chunk(
                 tq, tv, ts, tp, (c % A) * m, qlo, qhi,
                 causal, first, last, use_blas, sl_b[nxt : min(nxt + m, n_slots)], qt[tid],
-                st[tid], o[tid], top[tid], z[tid], ibuf[tid], out[b], run[b],
+                st[tid], o[tid], top[tid], z[tid], out[b], run[b],
             )  # fmt: skip
 
 
 @njit(cache=True)
 def attend_all(
     qk, v, kscale, slots, n_hashes, m, before, after, causal, use_blas, seg_len, out, run,
-    rq, rv, rs, rp, qt, st, o, top, z, ibuf,
+    rq, rv, rs, rp, qt, st, o, top, z,
 ):  # fmt: skip
     """Every round in order, each combined online into out (B, L, dv) and run (B, L, 2).
 
@@ -525,5 +533,5 @@ def attend_all(
     for r in range(n_hashes):
         attend_round(
             qk, v, kscale, slots, r * L, m, before, after, causal, r == 0, r == n_hashes - 1,
-            use_blas, seg_len, out, run, rq, rv, rs, rp, qt, st, o, top, z, ibuf,
+            use_blas, seg_len, out, run, rq, rv, rs, rp, qt, st, o, top, z,
         )  # fmt: skip

@@ -182,7 +182,6 @@ class NumbaBackend(Backend):
             np.empty((nt, m, dv), dtype),  # o: unnormalized round output
             np.empty((nt, m), dtype),  # top: per-query max score
             np.empty((nt, m), np.float64),  # z: per-query normalizer
-            np.empty((nt, m), np.int32 if dtype == np.float32 else np.int64),  # exp scratch
         )  # fmt: skip
         return out
 
