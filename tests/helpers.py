@@ -6,6 +6,15 @@ import pytest
 
 import lshbench
 
+#: the small sweep grid the sweep and Dask executor tests share (a few seconds per backend)
+SMALL_GRID = {
+    "seqlen": [64, 128],
+    "chunk_len": [32],
+    "n_hashes": [1, 2],
+    "threads": 1,
+    "input": "gaussian",
+}
+
 
 def backend_params(*names: str) -> list:
     """pytest params for backends, each skipped with the reason when not available here."""

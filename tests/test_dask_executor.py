@@ -23,18 +23,12 @@ import pytest
 pytest.importorskip("distributed", reason="dask[distributed] is not installed (extra 'dask')")
 
 import dask_backends
+from helpers import SMALL_GRID
 
 import lshbench
 from lshbench.dask_executor import DaskExecutor
 
 TESTS = str(Path(__file__).parent)
-GRID = {
-    "seqlen": [64, 128],
-    "chunk_len": [32],
-    "n_hashes": [1, 2],
-    "threads": 1,
-    "input": "gaussian",
-}
 ERRORS = ["rel_err", "max_abs_err", "cos_sim", "mass_recall", "top1_agree"]
 MEM_LIMIT = 768 * 2**20  # per cell process; dask_backends.BIG_BYTES is 1.5 GiB
 TEST_BACKENDS = {
@@ -87,8 +81,10 @@ def worker_pids(executor: DaskExecutor) -> dict[str, int]:
 def test_dask_rows_match_local_and_resume_across_executors(
     tmp_path: Path, dask_exec: DaskExecutor
 ) -> None:
-    local = lshbench.run_sweep(tmp_path / "local", backend="numpy,dense", **GRID)
-    dask = lshbench.run_sweep(tmp_path / "dask", backend="numpy,dense", executor=dask_exec, **GRID)
+    local = lshbench.run_sweep(tmp_path / "local", backend="numpy,dense", **SMALL_GRID)
+    dask = lshbench.run_sweep(
+        tmp_path / "dask", backend="numpy,dense", executor=dask_exec, **SMALL_GRID
+    )
     assert len(local) == 6 and (local["status"] == "ok").all(), local[["status", "message"]]
     assert (dask["status"] == "ok").all(), dask[["status", "message"]]
     assert list(dask["cell_id"]) == list(local["cell_id"])  # same cells, grid order
@@ -107,8 +103,8 @@ def test_dask_rows_match_local_and_resume_across_executors(
 
     # resume across executors: a local run of L=64, then a Dask run of the whole grid
     mixed = tmp_path / "mixed"
-    first = lshbench.run_sweep(mixed, backend="numpy,dense", **{**GRID, "seqlen": [64]})
-    both = lshbench.run_sweep(mixed, backend="numpy,dense", executor=dask_exec, **GRID)
+    first = lshbench.run_sweep(mixed, backend="numpy,dense", **{**SMALL_GRID, "seqlen": [64]})
+    both = lshbench.run_sweep(mixed, backend="numpy,dense", executor=dask_exec, **SMALL_GRID)
     assert list(both["cell_id"]) == list(local["cell_id"]) and (both["status"] == "ok").all()
     assert log_ids(mixed) == Counter(both["cell_id"])  # nothing ran twice
     by_l = both.set_index("cell_id")
@@ -127,7 +123,7 @@ def test_cell_over_the_memory_limit_is_an_oom_row_and_the_worker_lives(
         tmp_path / "mem",
         backend="numpy,dense,test-alloc-big",
         executor=dask_exec,
-        **{**GRID, "seqlen": [64], "n_hashes": [1]},
+        **{**SMALL_GRID, "seqlen": [64], "n_hashes": [1]},
     )
     status = dict(zip(df["backend"], df["status"], strict=True))
     assert status == {"dense": "ok", "numpy": "ok", "test-alloc-big": "oom"}, df["message"]
@@ -141,7 +137,9 @@ def test_worker_killed_mid_cell_is_retried(
 ) -> None:
     marker.unlink(missing_ok=True)
     out = tmp_path / "killed"
-    df = lshbench.run_sweep(out, backend="numpy,dense,test-kill-worker", executor=dask_exec, **GRID)
+    df = lshbench.run_sweep(
+        out, backend="numpy,dense,test-kill-worker", executor=dask_exec, **SMALL_GRID
+    )
     assert marker.exists(), "the test backend never killed its worker"
     killed_pid = int(marker.read_text())
     assert killed_pid not in worker_pids(dask_exec).values()  # the nanny restarted it
@@ -162,7 +160,7 @@ def test_worker_lost_past_allowed_failures_is_recorded_and_rerun_completes(
         return dask_exec._client.run_on_scheduler(set_it)
 
     out = tmp_path / "failed"
-    options = {"backend": "numpy,dense,test-kill-worker", "executor": dask_exec, **GRID}
+    options = {"backend": "numpy,dense,test-kill-worker", "executor": dask_exec, **SMALL_GRID}
     old = set_allowed_failures(0)
     try:
         first = lshbench.run_sweep(out, **options)
@@ -189,7 +187,7 @@ def test_cell_above_every_thread_budget_is_skipped(tmp_path: Path, dask_exec: Da
         tmp_path / "threads",
         backend="dense",
         executor=dask_exec,
-        **{**GRID, "seqlen": [64], "threads": budget + 1},
+        **{**SMALL_GRID, "seqlen": [64], "threads": budget + 1},
     )
     assert len(df) == 1 and df["status"].item() == "skipped", df["message"]
     assert f"threads={budget + 1} exceeds every Dask worker's thread budget" in df["message"].item()

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sweep_backends
+from helpers import SMALL_GRID
 
 import lshbench
 from lshbench.cells import rotation_seed, task_config
@@ -27,13 +28,6 @@ from lshbench.results import COLUMNS
 from lshbench.sweep import build_spec, plan_tasks, predicted_bytes
 
 TESTS = str(Path(__file__).parent)
-SMALL = {
-    "seqlen": [64, 128],
-    "chunk_len": [32],
-    "n_hashes": [1, 2],
-    "threads": 1,
-    "input": "gaussian",
-}
 
 
 @pytest.fixture
@@ -63,7 +57,7 @@ def log_lines(out: Path) -> list[dict]:
 
 def test_small_sweep_rows_files_and_resume(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    df = lshbench.run_sweep(out, backend="numpy,dense", **SMALL)
+    df = lshbench.run_sweep(out, backend="numpy,dense", **SMALL_GRID)
     assert len(df) == 2 + 4 and (df["status"] == "ok").all(), df[["status", "message"]]
     assert list(df.columns[: len(COLUMNS)]) == list(COLUMNS)
     for name in ("results.parquet", "results.csv", "results.jsonl", "metadata.json"):
@@ -101,12 +95,12 @@ def test_small_sweep_rows_files_and_resume(tmp_path: Path) -> None:
 
     # resume: nothing runs again, nothing is appended
     before = (out / "results.jsonl").read_bytes()
-    again = lshbench.run_sweep(out, backend="numpy,dense", **SMALL)
+    again = lshbench.run_sweep(out, backend="numpy,dense", **SMALL_GRID)
     assert (out / "results.jsonl").read_bytes() == before
     assert list(again["cell_id"]) == list(df["cell_id"])
 
     # --force redoes the rows (appended), the table still has one row per cell
-    lshbench.run_sweep(out, backend="dense", force=True, **SMALL)
+    lshbench.run_sweep(out, backend="dense", force=True, **SMALL_GRID)
     assert len(log_lines(out)) == 6 + 2
     loaded = lshbench.load_results(out)
     assert len(loaded) == 6 and loaded["cell_id"].is_unique
@@ -116,7 +110,7 @@ def test_small_sweep_rows_files_and_resume(tmp_path: Path) -> None:
     here = socket.gethostname()
     log = out / "results.jsonl"
     log.write_text(log.read_text().replace(f'"sweep_host":"{here}"', '"sweep_host":"elsewhere"'))
-    lshbench.run_sweep(out, backend="dense", **SMALL)
+    lshbench.run_sweep(out, backend="dense", **SMALL_GRID)
     assert len(log_lines(out)) == 8 + 2
     loaded = lshbench.load_results(out)
     assert len(loaded) == 6
