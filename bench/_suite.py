@@ -156,8 +156,8 @@ def bench_inputs(seqlen: int) -> Inputs:
     against dense is a number a reader can judge, unlike on i.i.d. gaussian inputs.
     """
     if seqlen not in _INPUTS:
-        from lshbench.inputs import make_inputs
-        from lshbench.metrics import dense_reference
+        from lshbench.measurement.inputs import make_inputs
+        from lshbench.measurement.metrics import dense_reference
 
         qk, v = make_inputs("clustered", 1, seqlen, D, seed=SEED, dtype=DTYPE)  # (1, L, d)
         _INPUTS[seqlen] = Inputs(qk, v, dense_reference(qk, v, causal=False))

@@ -64,7 +64,7 @@ import click  # noqa: E402
 import numpy as np  # noqa: E402
 
 import lshbench  # noqa: E402
-from lshbench.measure import calibrate_number, measure_memory, summarize, time_interleaved  # noqa: E402
+from lshbench.measurement.phases import calibrate_number, measure_memory, summarize, time_interleaved  # noqa: E402
 
 D = 64
 CHUNK = 64

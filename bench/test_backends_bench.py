@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import lshbench
-from lshbench.cost_model import attention_flops
-from lshbench.measure import measure_memory
-from lshbench.metrics import output_errors
+from lshbench.measurement.cost_model import attention_flops
+from lshbench.measurement.phases import measure_memory
+from lshbench.measurement.metrics import output_errors
 
 pytestmark = pytest.mark.benchmark(timer=suite.TIMER, disable_gc=True)
 

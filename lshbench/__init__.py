@@ -20,9 +20,9 @@ from lshbench.backends import (
     list_backends,
     register_backend,
 )
-from lshbench.config import ConfigError, LSHConfig
-from lshbench.hashing import hash_buckets, random_rotations
-from lshbench.sorting import window_positions
+from lshbench.core.config import ConfigError, LSHConfig
+from lshbench.core.hashing import hash_buckets, random_rotations
+from lshbench.core.sorting import window_positions
 
 __version__ = "0.1.0"
 

@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 import click
 import numpy as np
 
-from lshbench.config import fail
+from lshbench.core.config import fail
 
 __all__ = [
     "BenchFile",
@@ -207,7 +207,7 @@ def invariant_problems(base: Mapping[str, Any], cur: Mapping[str, Any]) -> list[
 
     Only keys present in the baseline are checked; one missing from ``cur`` is a change.
     """
-    from lshbench.report import fmt_bytes
+    from lshbench.report.document import fmt_bytes
 
     problems = []
     for key in ("flops", "config"):

@@ -12,7 +12,7 @@ import sys
 import click
 
 import lshbench
-from lshbench.config import ConfigError
+from lshbench.core.config import ConfigError
 
 __all__ = ["main"]
 
@@ -60,8 +60,8 @@ def _add_subcommands() -> None:
     """Attach the subcommands, each defined next to the code it drives."""
     from lshbench.bench_compare import bench_compare
     from lshbench.explain import explain
-    from lshbench.report import report
-    from lshbench.sweep import sweep
+    from lshbench.report.document import report
+    from lshbench.sweep.spec import sweep
 
     for command in (sweep, report, explain, bench_compare):
         main.add_command(command)

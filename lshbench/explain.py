@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
-from lshbench.attention import (
+from lshbench.core.attention import (
     CAUSAL_MASK_VALUE,
     SELF_MASK_VALUE,
     combine_rounds,
@@ -27,10 +27,10 @@ from lshbench.attention import (
 )
 from lshbench.backends import get_backend
 from lshbench.backends.numpy_lsh import lsh_attention
-from lshbench.config import LSHConfig, fail
-from lshbench.hashing import random_rotations
-from lshbench.sorting import window_positions
-from lshbench.validation import check_inputs
+from lshbench.core.config import LSHConfig, fail
+from lshbench.core.hashing import random_rotations
+from lshbench.core.sorting import window_positions
+from lshbench.core.validation import check_inputs
 
 __all__ = ["LAB_CONFIG", "Explained", "explain", "explain_arrays", "make_inputs", "render"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import lshbench
-from lshbench.attention import valid_keys
+from lshbench.core.attention import valid_keys
 
 GOLDEN_PATH = Path(__file__).parent / "data" / "hf_reformer_lsh_cases.npz"
 

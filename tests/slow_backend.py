@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from lshbench.backends.numpy_lsh import NumpyBackend
-from lshbench.config import LSHConfig
+from lshbench.core.config import LSHConfig
 
 
 class SlowNumpyBackend(NumpyBackend):

@@ -26,7 +26,7 @@ import dask_backends
 from helpers import SMALL_GRID
 
 import lshbench
-from lshbench.dask_executor import DaskExecutor
+from lshbench.sweep.dask_executor import DaskExecutor
 
 TESTS = str(Path(__file__).parent)
 ERRORS = ["rel_err", "max_abs_err", "cos_sim", "mass_recall", "top1_agree"]
@@ -246,7 +246,7 @@ def test_bad_executor_options_exit_2_with_one_line(
 
 def test_importing_the_executor_does_not_import_dask() -> None:
     code = (
-        "import sys, lshbench.sweep, lshbench.dask_executor, lshbench.calibration; "
+        "import sys, lshbench.sweep.spec, lshbench.sweep.dask_executor, lshbench.measurement.calibration; "
         "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -254,7 +254,7 @@ def test_importing_the_executor_does_not_import_dask() -> None:
 
 
 def test_normalize_times_rescales_by_host_calibration() -> None:
-    from lshbench.calibration import normalize_times
+    from lshbench.measurement.calibration import normalize_times
 
     frame = pd.DataFrame({"time_median_s": [1.0, 2.0, 3.0], "calib_gflops": [100.0, 50.0, None]})
     norm = normalize_times(frame, reference_gflops=100.0)

@@ -35,7 +35,7 @@ def test_dense_equals_naive(L: int, causal: bool) -> None:
 
 
 def test_dense_small_blocks_equal_one_block() -> None:
-    from lshbench.backends.dense import dense_attention
+    from lshbench.core.dense import dense_attention
 
     rng = np.random.default_rng(0)
     qk = rng.standard_normal((2, 100, 8))

@@ -24,7 +24,7 @@ import lshbench
 from lshbench.backends.numpy_lsh import NumpyBackend, lsh_attention
 from lshbench.cli import main
 from lshbench.explain import LAB_CONFIG, explain_arrays, make_inputs
-from lshbench.validation import check_inputs
+from lshbench.core.validation import check_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "how-lsh-attention-works.md"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lshbench import ConfigError
-from lshbench.backends.dense import dense_probability_blocks
-from lshbench.inputs import INPUTS, make_inputs
+from lshbench.core.dense import dense_probability_blocks
+from lshbench.measurement.inputs import INPUTS, make_inputs
 
 
 @pytest.mark.parametrize("kind", INPUTS)

@@ -7,9 +7,9 @@ import pytest
 from helpers import backend_params
 
 import lshbench
-from lshbench.cost_model import attention_flops, memory_model
-from lshbench.inputs import make_inputs
-from lshbench.measure import (
+from lshbench.measurement.cost_model import attention_flops, memory_model
+from lshbench.measurement.inputs import make_inputs
+from lshbench.measurement.phases import (
     calibrate_number,
     measure_memory,
     summarize,

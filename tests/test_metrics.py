@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from strategies import lsh_problems
 
 import lshbench
-from lshbench import metrics
-from lshbench.metrics import dense_reference, output_errors, scored_rows, window_coverage
+from lshbench.measurement import metrics
+from lshbench.measurement.metrics import dense_reference, output_errors, scored_rows, window_coverage
 
 
 def naive_probs(qk: np.ndarray, causal: bool) -> np.ndarray:
@@ -159,6 +159,6 @@ def test_recall_grows_with_rounds() -> None:
 
 
 def lshbench_inputs() -> tuple[np.ndarray, np.ndarray]:
-    from lshbench.inputs import make_inputs
+    from lshbench.measurement.inputs import make_inputs
 
     return make_inputs("clustered", 1, 256, 16, seed=0, dtype=np.float64)

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from strategies import lsh_problems
 
 import lshbench
-from lshbench.attention import valid_keys
-from lshbench.sorting import sort_slots
+from lshbench.core.attention import valid_keys
+from lshbench.core.sorting import sort_slots
 
 pytestmark = pytest.mark.skipif(
     not lshbench.list_backends()["numba"].available,

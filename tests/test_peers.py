@@ -15,7 +15,7 @@ import pytest
 from golden import golden_cases
 
 import lshbench
-from lshbench.attention import normalize_keys
+from lshbench.core.attention import normalize_keys
 
 INFOS = lshbench.list_backends()
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from strategies import lsh_problems
 
 import lshbench
-from lshbench.attention import mask_scores, normalize_keys
-from lshbench.sorting import sort_slots
+from lshbench.core.attention import mask_scores, normalize_keys
+from lshbench.core.sorting import sort_slots
 
 SETTINGS = settings(max_examples=40, deadline=None)
 LSH = backend_params("numpy", "numba")
@@ -180,7 +180,7 @@ def test_float32_agrees_with_float64(backend, problem) -> None:
     L = qk.shape[-2]
     buckets = lshbench.hash_buckets(batched(qk).astype(np.float32), R, cfg)
     keys = lshbench.window_positions(buckets, cfg)  # (B, H, L, W)
-    from lshbench.attention import valid_keys
+    from lshbench.core.attention import valid_keys
 
     query = np.broadcast_to(np.arange(L)[None, None, :], keys.shape[:3])
     has_other = valid_keys(query, keys, cfg.causal).any(axis=(1, 3))  # (B, L)

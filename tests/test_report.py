@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from lshbench.report_analysis import REQUIRED_COLUMNS, bucket_label, pareto_mask
+from lshbench.report.analysis import REQUIRED_COLUMNS, bucket_label, pareto_mask
 
 LENGTHS = (256, 512, 1024, 2048, 4096, 8192)
 HASHES = (1, 2, 4, 8)
@@ -170,7 +170,7 @@ def make_rows(
 def write_results(folder: Path, rows: list[dict], log_only: bool = False) -> Path:
     """Store rows as the sweep does: through its table builder into results.parquet (or only
     the append-only results.jsonl log, as after a sweep killed before its export)."""
-    from lshbench.results import rows_to_frame
+    from lshbench.results.store import rows_to_frame
 
     folder.mkdir(parents=True, exist_ok=True)
     rows = [dict(r, cell_id=f"cell{i}") for i, r in enumerate(rows)]
@@ -199,7 +199,7 @@ def write_results(folder: Path, rows: list[dict], log_only: bool = False) -> Pat
 
 
 def render(dirs, out: Path) -> str:
-    from lshbench.report import render_report
+    from lshbench.report.document import render_report
 
     render_report([str(d) for d in dirs], out)
     return (out / "report.md").read_text()
@@ -384,7 +384,7 @@ def test_regenerating_gives_identical_report(quick, tmp_path) -> None:
 
 def test_log_only_directory_gives_the_same_tables(quick, tmp_path) -> None:
     """A sweep killed before its export leaves only results.jsonl; load_results reads it."""
-    from lshbench import report_analysis as ra
+    from lshbench.report import analysis as ra
 
     results, _, _ = quick
     log_dir = write_results(tmp_path / "quick", make_rows(), log_only=True)

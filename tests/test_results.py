@@ -10,7 +10,7 @@ import pytest
 
 import lshbench
 from lshbench import ConfigError
-from lshbench.results import COLUMNS, EXTRA_COLUMNS, ResultStore, make_row
+from lshbench.results.store import COLUMNS, EXTRA_COLUMNS, ResultStore, make_row
 
 
 def task(L: int, backend: str = "numpy", nb=8) -> dict:

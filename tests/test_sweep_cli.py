@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lshbench import ConfigError
-from lshbench.sweep import build_spec, parse_bytes, plan_tasks, resolve_n_buckets
+from lshbench.sweep.spec import build_spec, parse_bytes, plan_tasks, resolve_n_buckets
 
 
 @pytest.mark.parametrize(

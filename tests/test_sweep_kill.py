@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 import lshbench
-from lshbench.cells import task_id
-from lshbench.sweep import build_spec, plan_tasks
+from lshbench.results.cells import task_id
+from lshbench.sweep.spec import build_spec, plan_tasks
 
 ARGS = ["--seqlen", "128,256,512", "--chunk-len", "32", "--n-hashes", "1,2,4",
         "--backend", "numpy,dense", "--threads", "1", "--input", "gaussian", "--quiet"]  # fmt: skip

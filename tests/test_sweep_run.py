@@ -20,12 +20,12 @@ import sweep_backends
 from helpers import SMALL_GRID
 
 import lshbench
-from lshbench.cells import rotation_seed, task_config
-from lshbench.cost_model import attention_flops
-from lshbench.inputs import make_inputs
-from lshbench.metrics import dense_reference, output_errors
-from lshbench.results import COLUMNS
-from lshbench.sweep import build_spec, plan_tasks, predicted_bytes
+from lshbench.results.cells import rotation_seed, task_config
+from lshbench.measurement.cost_model import attention_flops
+from lshbench.measurement.inputs import make_inputs
+from lshbench.measurement.metrics import dense_reference, output_errors
+from lshbench.results.store import COLUMNS
+from lshbench.sweep.spec import build_spec, plan_tasks, predicted_bytes
 
 TESTS = str(Path(__file__).parent)
 
@@ -185,7 +185,7 @@ def test_worker_exits_when_its_executor_dies(test_backends) -> None:
     payload = {"tasks": tasks, "repeats": 5,
                "backends": {"test-sleep": [entry.target, list(entry.requires), ""]}}  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lshbench.worker"],
+        [sys.executable, "-m", "lshbench.measurement.worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

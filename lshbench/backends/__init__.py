@@ -12,7 +12,7 @@ import importlib.util
 from typing import NamedTuple
 
 from lshbench.backends.base import Backend
-from lshbench.config import fail
+from lshbench.core.config import fail
 
 __all__ = [
     "Backend",

@@ -28,7 +28,7 @@ Phases (each parallel loop is a ``prange``; the caller keeps BLAS at one thread)
    combine into the output: a running max and normalizer per query (the softmax over
    per-round logsumexps, without a log per round).
 
-The mask constants and the key-normalization epsilon come from :mod:`lshbench.attention`;
+The mask constants and the key-normalization epsilon come from :mod:`lshbench.core.attention`;
 Numba freezes them into the on-disk cache, which does not notice edits to another file:
 delete ``__pycache__/_numba_kernels*`` after changing them.
 """
@@ -42,7 +42,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from lshbench.attention import CAUSAL_MASK_VALUE, KEY_NORM_EPS, SELF_MASK_VALUE
+from lshbench.core.attention import CAUSAL_MASK_VALUE, KEY_NORM_EPS, SELF_MASK_VALUE
 
 #: positions hashed per work item (columns of the per-thread projection block)
 ROWS = 256

@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from lshbench.config import LSHConfig
-from lshbench.validation import check_inputs
+from lshbench.core.config import LSHConfig
+from lshbench.core.validation import check_inputs
 
 __all__ = ["Backend"]
 
@@ -51,7 +51,7 @@ class Backend(ABC):
             qk, v, config, rotations, need_rotations=self.uses_hashing
         )
         if self.uses_hashing and config.is_short(qk3.shape[1]) and not self.own_short_path:
-            from lshbench.backends.dense import dense_attention
+            from lshbench.core.dense import dense_attention
 
             out = dense_attention(qk3, v3, config.causal)  # the sequence fits one chunk
         else:

@@ -1,64 +1,14 @@
-"""Exact shared-QK attention with the LSH masks, processed in blocks of queries.
-
-Same key normalization and masks as the LSH backends (DESIGN.md section 2, step 8), over
-all L keys. Memory is O(L * block_rows) per sequence, never O(L^2): only a
-``(B, block_rows, L)`` score block exists at a time.
-"""
+"""The ``dense`` backend: exact attention over all keys (:mod:`lshbench.core.dense`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 
-from lshbench.attention import mask_scores, normalize_keys
 from lshbench.backends.base import Backend
-from lshbench.config import LSHConfig
+from lshbench.core.config import LSHConfig
+from lshbench.core.dense import dense_attention
 
-__all__ = ["DenseBackend", "dense_attention", "dense_probability_blocks"]
-
-#: score-block budget in elements (2**21 float32 = 8 MiB); sets the query block size
-BLOCK_ELEMENTS = 2**21
-
-
-def _block_rows(batch: int, seqlen: int) -> int:
-    return max(1, min(seqlen, BLOCK_ELEMENTS // (batch * seqlen)))
-
-
-def dense_probability_blocks(
-    qk: np.ndarray, causal: bool, block_rows: int | None = None
-) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-    """Yield ``(start, stop, probs, lse)`` for consecutive blocks of queries.
-
-    qk: (B, L, d). probs: (B, stop-start, L), each row the softmax of the masked scores of
-    one query over all L keys; lse: (B, stop-start), the rows' logsumexps.
-    """
-    B, L, _ = qk.shape
-    rows = block_rows or _block_rows(B, L)
-    keys_t = normalize_keys(qk).swapaxes(-1, -2)  # (B, L, d) -> (B, d, L)
-    key_pos = np.arange(L)  # (L,)
-    for start in range(0, L, rows):
-        stop = min(L, start + rows)
-        # (B, b, d) @ (B, d, L) -> (B, b, L)
-        scores = qk[:, start:stop] @ keys_t
-        mask_scores(scores, np.arange(start, stop), key_pos, causal)
-        top = scores.max(axis=-1, keepdims=True)  # (B, b, 1)
-        scores -= top
-        np.exp(scores, out=scores)
-        norm = scores.sum(axis=-1, keepdims=True)  # (B, b, 1)
-        scores /= norm
-        yield start, stop, scores, (np.log(norm) + top)[..., 0]
-
-
-def dense_attention(
-    qk: np.ndarray, v: np.ndarray, causal: bool, block_rows: int | None = None
-) -> np.ndarray:
-    """Exact attention: qk (B, L, d), v (B, L, dv) -> (B, L, dv), dtype of qk."""
-    out = np.empty(qk.shape[:2] + v.shape[-1:], dtype=qk.dtype)  # (B, L, dv)
-    for start, stop, probs, _ in dense_probability_blocks(qk, causal, block_rows):
-        # (B, b, L) @ (B, L, dv) -> (B, b, dv)
-        out[:, start:stop] = probs @ v
-    return out
+__all__ = ["DenseBackend"]
 
 
 class DenseBackend(Backend):

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from lshbench.backends.base import Backend
-from lshbench.config import LSHConfig
+from lshbench.core.config import LSHConfig
 
 __all__ = ["HFBackend"]
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from lshbench.backends import _numba_kernels as kernels
 from lshbench.backends.base import Backend
-from lshbench.config import LSHConfig
-from lshbench.validation import check_inputs
+from lshbench.core.config import LSHConfig
+from lshbench.core.validation import check_inputs
 
 __all__ = ["NumbaBackend"]
 
@@ -187,7 +187,7 @@ class NumbaBackend(Backend):
 
     def compile(self, dtype: np.dtype | type = np.float32) -> float:
         """Compile (or load from the on-disk cache) every kernel for ``dtype``; seconds spent."""
-        from lshbench.hashing import random_rotations
+        from lshbench.core.hashing import random_rotations
 
         start = time.perf_counter()
         cfg = LSHConfig(n_hashes=2, n_buckets=(4, 2), chunk_len=4)

@@ -13,12 +13,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lshbench.attention import combine_rounds, logsumexp, mask_scores, normalize_keys
+from lshbench.core.attention import combine_rounds, logsumexp, mask_scores, normalize_keys
 from lshbench.backends.base import Backend
-from lshbench.config import LSHConfig
-from lshbench.hashing import _hash
-from lshbench.sorting import adjacent_chunks, sort_slots
-from lshbench.validation import check_inputs
+from lshbench.core.config import LSHConfig
+from lshbench.core.hashing import _hash
+from lshbench.core.sorting import adjacent_chunks, sort_slots
+from lshbench.core.validation import check_inputs
 
 __all__ = ["LSHDetails", "NumpyBackend", "lsh_attention"]
 
@@ -124,7 +124,7 @@ class NumpyBackend(Backend):
         qk3, v3, rot, batched = check_inputs(qk, v, config, rotations)
         L = qk3.shape[1]
         if config.is_short(L):
-            from lshbench.backends.dense import dense_attention, dense_probability_blocks
+            from lshbench.core.dense import dense_attention, dense_probability_blocks
 
             out = dense_attention(qk3, v3, config.causal)  # (B, L, dv)
             lse = np.concatenate(

@@ -21,9 +21,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from lshbench.attention import normalize_keys
+from lshbench.core.attention import normalize_keys
 from lshbench.backends.base import Backend
-from lshbench.config import LSHConfig
+from lshbench.core.config import LSHConfig
 
 __all__ = ["TorchSDPABackend"]
 

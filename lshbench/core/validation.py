@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lshbench.config import LSHConfig, fail
+from lshbench.core.config import LSHConfig, fail
 
 __all__ = ["CheckedInputs", "check_config", "check_inputs", "check_rotations"]
 

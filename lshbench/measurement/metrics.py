@@ -32,10 +32,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lshbench.attention import mask_scores, normalize_keys, valid_keys
-from lshbench.backends.dense import dense_probability_blocks
-from lshbench.config import LSHConfig
-from lshbench.sorting import window_positions
+from lshbench.core.attention import mask_scores, normalize_keys, valid_keys
+from lshbench.core.dense import dense_probability_blocks
+from lshbench.core.config import LSHConfig
+from lshbench.core.sorting import window_positions
 
 __all__ = [
     "Coverage",

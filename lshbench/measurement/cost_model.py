@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lshbench.backends.dense import _block_rows
-from lshbench.config import LSHConfig
+from lshbench.core.dense import rows_per_block
+from lshbench.core.config import LSHConfig
 
 __all__ = [
     "MEMORY_MODELS",
@@ -48,7 +48,7 @@ def _dense_bytes(B: int, L: int, d: int, dv: int, f: int) -> int:
     # keys (B, L, d) and one temporary while normalizing; output (B, L, dv); score blocks
     # (B, b, L) of about BLOCK_ELEMENTS, two alive when there are several (the caller's and
     # the generator's next), and a bool mask (b, L)
-    rows = _block_rows(B, L)
+    rows = rows_per_block(B, L)
     block = B * rows * L
     alive = 2 if rows < L else 1
     return max(2 * B * L * d * f, B * L * d * f + B * L * dv * f + alive * block * f + rows * L)

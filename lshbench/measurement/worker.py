@@ -1,6 +1,6 @@
 """Entry point of the fresh worker process that measures one sweep cell.
 
-Started by an executor as ``python -m lshbench.worker`` (a new interpreter, never a fork:
+Started by an executor as ``python -m lshbench.measurement.worker`` (a new interpreter, never a fork:
 Numba's OpenMP layer is not fork-safe) with the thread variables of the cell's ``threads``
 already in its environment, so NumPy's BLAS and Numba read them at import.
 
@@ -70,7 +70,7 @@ class _Channel:
             os._exit(3)  # the executor is gone
 
     def phase(self, name: str, tasks: list[dict[str, Any]]) -> None:
-        from lshbench.cells import task_id
+        from lshbench.results.cells import task_id
 
         self.send({"event": "phase", "phase": name, "ids": [task_id(t) for t in tasks]})
 
@@ -95,7 +95,7 @@ def _status_of(exc: BaseException) -> str:
 
 def _environment() -> dict[str, Any]:
     """What this process ran with: thread variables, BLAS pools, Numba threading."""
-    from lshbench.measure import read_proc_status
+    from lshbench.measurement.phases import read_proc_status
 
     env: dict[str, Any] = {"thread_vars": {k: os.environ.get(k) for k in THREAD_VARS}}
     try:
@@ -136,7 +136,7 @@ class _CellRunner:
         import numpy as np
 
         from lshbench.backends import register_backend
-        from lshbench.cells import CELL_AXES
+        from lshbench.results.cells import CELL_AXES
 
         self.spec = spec
         self.channel = channel
@@ -154,7 +154,7 @@ class _CellRunner:
         self.compile_s: dict[str, float] = {}
 
     def row(self, task: dict[str, Any], status: str, message: str = "", **values: Any) -> None:
-        from lshbench.results import make_row
+        from lshbench.results.store import make_row
 
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         row = make_row(task, status, message, host=self.host, finished_at=stamp, **values)
@@ -165,9 +165,9 @@ class _CellRunner:
             self.row(task, _status_of(exc), f"{where}: {_one_line(exc)}")
 
     def run(self) -> None:
-        from lshbench.cells import group_key
-        from lshbench.inputs import make_inputs
-        from lshbench.metrics import dense_reference
+        from lshbench.results.cells import group_key
+        from lshbench.measurement.inputs import make_inputs
+        from lshbench.measurement.metrics import dense_reference
 
         c = self.cell
         self.channel.phase("input", self.tasks)
@@ -222,10 +222,10 @@ class _CellRunner:
     def run_group(self, tasks: list[dict[str, Any]]) -> None:
         """Measure the backends of one configuration: first call, warm-up, interleaved timing,
         memory, accuracy."""
-        from lshbench.cells import rotation_seed, task_config
-        from lshbench.cost_model import attention_flops, memory_model
-        from lshbench.hashing import hash_buckets, random_rotations
-        from lshbench.measure import (
+        from lshbench.results.cells import rotation_seed, task_config
+        from lshbench.measurement.cost_model import attention_flops, memory_model
+        from lshbench.core.hashing import hash_buckets, random_rotations
+        from lshbench.measurement.phases import (
             calibrate_number,
             first_call,
             measure_memory,
@@ -233,7 +233,7 @@ class _CellRunner:
             time_interleaved,
             warm_up,
         )
-        from lshbench.metrics import output_errors, window_coverage
+        from lshbench.measurement.metrics import output_errors, window_coverage
 
         c = self.cell
         config = task_config(tasks[0])

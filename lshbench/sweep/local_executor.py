@@ -7,7 +7,7 @@ for each finished row, failures included, in the order rows finish. Every row ca
 fills ``host``.
 
 :class:`LocalExecutor` runs cells one after another on this machine, each in a new
-``python -m lshbench.worker`` process (spawned, never forked) whose thread variables are set
+``python -m lshbench.measurement.worker`` process (spawned, never forked) whose thread variables are set
 from the cell's ``threads`` before it starts. It is the timing-grade executor: nothing else
 of the sweep runs while a cell is measured.
 
@@ -34,9 +34,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lshbench.cells import task_id
-from lshbench.results import make_row
-from lshbench.worker import thread_env
+from lshbench.results.cells import task_id
+from lshbench.results.store import make_row
+from lshbench.measurement.worker import thread_env
 
 __all__ = ["CellSpec", "Executor", "LocalExecutor", "worker_command"]
 
@@ -113,11 +113,11 @@ def worker_command(python: str, mem_limit_bytes: int | None = None) -> list[str]
     ``oom`` row; the cell goes on) instead of the machine swapping or the kernel killing it.
     """
     if mem_limit_bytes is None:
-        return [python, "-m", "lshbench.worker"]
+        return [python, "-m", "lshbench.measurement.worker"]
     n = int(mem_limit_bytes)
     start = (
         f"import resource; resource.setrlimit(resource.RLIMIT_DATA, ({n}, {n})); "
-        "from lshbench.worker import main; main()"
+        "from lshbench.measurement.worker import main; main()"
     )
     return [python, "-c", start]
 

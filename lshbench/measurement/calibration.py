@@ -13,7 +13,7 @@ This is a first-order correction only: LSH attention is gather- and sort-heavy, 
 memory bandwidth and latency more than the GEMM rate; rows normalized this way compare
 hosts to within tens of percent, not percent. Timing-grade comparisons stay on one host.
 
-Run directly, ``python -m lshbench.calibration [n] [repeats]`` prints one JSON line.
+Run directly, ``python -m lshbench.measurement.calibration [n] [repeats]`` prints one JSON line.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def gemm_rate(n: int = GEMM_N, repeats: int = GEMM_REPEATS) -> dict[str, Any]:
     """
     import numpy as np
 
-    from lshbench.measure import (
+    from lshbench.measurement.phases import (
         calibrate_number,
         summarize,
         time_interleaved,
@@ -76,9 +76,9 @@ def calibrate_host(
     """Run :func:`gemm_rate` in a fresh spawned process with ``threads`` in every thread
     variable (set before NumPy is imported). Never raises: on failure the result has
     ``calib_gflops`` None and ``calib_error`` saying why."""
-    from lshbench.worker import thread_env
+    from lshbench.measurement.worker import thread_env
 
-    cmd = [python, "-m", "lshbench.calibration", str(int(n)), str(int(repeats))]
+    cmd = [python, "-m", "lshbench.measurement.calibration", str(int(n)), str(int(repeats))]
     try:
         done = subprocess.run(
             cmd, env=thread_env(threads), capture_output=True, text=True, timeout=timeout_s
@@ -111,7 +111,7 @@ def normalize_times(frame: pd.DataFrame, reference_gflops: float | None = None) 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lshbench.calibration [n] [repeats]``: one JSON line on stdout."""
+    """``python -m lshbench.measurement.calibration [n] [repeats]``: one JSON line on stdout."""
     args = sys.argv[1:] if argv is None else argv
     n = int(args[0]) if args else GEMM_N
     repeats = int(args[1]) if len(args) > 1 else GEMM_REPEATS

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lshbench.config import LSHConfig
+from lshbench.core.config import LSHConfig
 
 __all__ = ["SortedSlots", "adjacent_chunks", "sort_slots", "window_positions"]
 

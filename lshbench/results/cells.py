@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lshbench.config import LSHConfig
+from lshbench.core.config import LSHConfig
 
 __all__ = [
     "CELL_AXES",

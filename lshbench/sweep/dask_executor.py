@@ -13,7 +13,7 @@
   can take is a ``skipped`` row that names the largest budget. The LocalCluster gives each of
   its ``N`` workers ``usable CPUs // N`` threads.
 * **Same measurement as the local executor.** The task runs the cell with
-  :meth:`lshbench.executor.LocalExecutor.run_cell`: a fresh spawned ``lshbench.worker``
+  :meth:`lshbench.executor.LocalExecutor.run_cell`: a fresh spawned ``lshbench.measurement.worker``
   process with the thread variables set before import, the same phases, timeout and failure
   rows. Only ``executor`` (``"dask"``), ``concurrency`` (cells run at once: the workers
   offering ``cell``) and ``host`` (the worker's machine) differ.
@@ -25,7 +25,7 @@
   the cell, which becomes an ``oom`` row while the cell's other rows, the Dask worker and
   every other cell go on. A LocalCluster's workers get ``memory_limit`` = the limit too.
 * **Per-host calibration.** Before its first cell at a thread count, each worker process runs
-  the calibration cell of :mod:`lshbench.calibration` (a fixed float32 GEMM in a fresh
+  the calibration cell of :mod:`lshbench.measurement.calibration` (a fixed float32 GEMM in a fresh
   process with the same thread variables); every row it returns carries ``calib_gflops``.
 * **Streaming and failures.** Rows reach ``on_row`` as tasks finish (``as_completed``), at
   most ``2 x concurrency`` tasks in flight. A worker lost mid-cell (killed, node gone): the
@@ -46,14 +46,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lshbench.cells import task_id
-from lshbench.config import ConfigError, fail
-from lshbench.executor import CellSpec, LocalExecutor
-from lshbench.results import make_row
+from lshbench.results.cells import task_id
+from lshbench.core.config import ConfigError, fail
+from lshbench.sweep.local_executor import CellSpec, LocalExecutor
+from lshbench.results.store import make_row
 
 if TYPE_CHECKING:
-    from lshbench.executor import Executor
-    from lshbench.sweep import SweepSpec
+    from lshbench.sweep.local_executor import Executor
+    from lshbench.sweep.spec import SweepSpec
 
 __all__ = ["RESOURCE", "DaskExecutor", "open_executor", "run_cell_task"]
 
@@ -105,7 +105,7 @@ def run_cell_task(
     calibration: dict[str, Any] = {}
     if calibrate:
         if cell.threads not in _CALIBRATION:
-            from lshbench.calibration import calibrate_host
+            from lshbench.measurement.calibration import calibrate_host
 
             _CALIBRATION[cell.threads] = calibrate_host(cell.threads)
         calibration = _CALIBRATION[cell.threads]
@@ -196,7 +196,7 @@ class DaskExecutor:
                 self.close()
                 fail("scheduler", self.scheduler, f"no worker joined within {self.worker_wait_s} s")
         else:
-            from lshbench.sweep import usable_cpus
+            from lshbench.sweep.spec import usable_cpus
 
             n = self.workers or usable_cpus()
             budget = self.threads_per_worker or max(1, usable_cpus() // n)
@@ -395,7 +395,7 @@ def _positive_int(field_name: str, value: Any) -> int:
 
 
 def _mem_limit(value: Any) -> int:
-    from lshbench.sweep import parse_bytes
+    from lshbench.sweep.spec import parse_bytes
 
     try:
         return parse_bytes(value)
@@ -436,7 +436,7 @@ def open_executor(
     if scheduler is not None and not str(scheduler).strip():
         fail("scheduler", scheduler, "must be an address like tcp://host:8786")
     if scheduler is None:
-        from lshbench.sweep import usable_cpus
+        from lshbench.sweep.spec import usable_cpus
 
         n = n or max(1, usable_cpus() // max(spec.threads))
         limit = limit or max(1, spec.mem_budget // n)

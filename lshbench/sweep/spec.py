@@ -18,7 +18,7 @@ input, in one to two minutes on two cores), ``paper`` (the Reformer speed study:
 to 65536, every axis).
 Threads default to 1 (see :data:`PRESETS`).
 
-Results go to ``--out`` (default ``results/<preset>``): see :mod:`lshbench.results`.
+Results go to ``--out`` (default ``results/<preset>``): see :mod:`lshbench.results.store`.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from lshbench.cells import cell_key, task_config, task_id
-from lshbench.config import ConfigError, LSHConfig, fail
-from lshbench.inputs import INPUTS
+from lshbench.results.cells import cell_key, task_config, task_id
+from lshbench.core.config import ConfigError, LSHConfig, fail
+from lshbench.measurement.inputs import INPUTS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from lshbench.executor import Executor
+    from lshbench.sweep.local_executor import Executor
 
 __all__ = ["PRESETS", "SweepSpec", "build_spec", "plan_tasks", "run_sweep", "sweep"]
 
@@ -507,7 +507,7 @@ def _add(tasks: list[dict[str, Any]], seen: set[str], task: dict[str, Any]) -> N
 
 def predicted_bytes(task: dict[str, Any], uses_hashing: bool) -> tuple[int, int | None]:
     """(predicted peak bytes of the worker for this task, the backend's model or None)."""
-    from lshbench.cost_model import coverage_bytes, memory_model, reference_bytes
+    from lshbench.measurement.cost_model import coverage_bytes, memory_model, reference_bytes
 
     B, L, d, dv = task["batch"], task["seqlen"], task["d"], task["dv"]
     itemsize = 4 if task["dtype"] == "float32" else 8
@@ -523,7 +523,7 @@ def predicted_bytes(task: dict[str, Any], uses_hashing: bool) -> tuple[int, int 
 
 def _estimate_s(task: dict[str, Any], repeats: int, uses_hashing: bool) -> float:
     """Rough seconds of a task (for the progress bar's ETA only)."""
-    from lshbench.cost_model import attention_flops
+    from lshbench.measurement.cost_model import attention_flops
 
     config = task_config(task) if uses_hashing else None
     flops = attention_flops(
@@ -571,7 +571,7 @@ def run_sweep(
     """Run a sweep and return its rows (one per task of the grid) as a DataFrame.
 
     ``preset`` defaults to the config file's ``preset`` key, else ``quick``. ``options`` are
-    the axes and settings of :mod:`lshbench.sweep` (lists, scalars or comma strings; None =
+    the axes and settings of :mod:`lshbench.sweep.spec` (lists, scalars or comma strings; None =
     not given). Rows already in ``out`` are reused (``force`` redoes them,
     ``retry_failed`` redoes those not ``ok``). Raises ConfigError on a bad value before
     anything runs.
@@ -592,9 +592,9 @@ def execute(
     import secrets
 
     from lshbench.backends import _REGISTRY, list_backends
-    from lshbench.executor import CellSpec, LocalExecutor
-    from lshbench.metadata import host_metadata, utc_now
-    from lshbench.results import ResultStore, make_row
+    from lshbench.sweep.local_executor import CellSpec, LocalExecutor
+    from lshbench.measurement.machine import host_metadata, utc_now
+    from lshbench.results.store import ResultStore, make_row
 
     executor = executor or LocalExecutor(timeout_s=spec.timeout)
     tasks, invalid = plan_tasks(spec)
@@ -799,7 +799,7 @@ def sweep(
     if options.get("causal") is not None:
         options["causal"] = [options["causal"]]
     spec = build_spec(preset, config, **options)
-    from lshbench.dask_executor import open_executor
+    from lshbench.sweep.dask_executor import open_executor
 
     runner = click.get_current_context().with_resource(
         open_executor(spec, executor_name, scheduler, workers, mem_limit)

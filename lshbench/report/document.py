@@ -4,8 +4,8 @@
 ``lshbench sweep`` (``results.parquet`` or ``results.csv`` plus ``metadata.json``) and writes
 ``report.md``, a self-contained ``index.html`` (figures embedded as base64 data URIs) and the
 PNG figures into ``REPORT_DIR`` (default ``reports/<DIR name>/``). Several DIRs overlay in one
-report, labelled by run. The numbers come from :mod:`lshbench.report_analysis`, the pictures
-from :mod:`lshbench.report_figures`; this module lays them out. Output depends only on the
+report, labelled by run. The numbers come from :mod:`lshbench.report.analysis`, the pictures
+from :mod:`lshbench.report.figures`; this module lays them out. Output depends only on the
 tables: no clock, no host name, sorted rows, fixed number formats.
 
 This module imports pandas and matplotlib only when a report is rendered.
@@ -229,7 +229,7 @@ def _plain(value: Any) -> str:
 
 
 def _figure(doc: Doc, result: Any) -> None:
-    from lshbench.report_figures import Drawn
+    from lshbench.report.figures import Drawn
 
     if isinstance(result, Drawn):
         doc.blocks.append(("figure", result.file, result.caption))
@@ -238,7 +238,7 @@ def _figure(doc: Doc, result: Any) -> None:
 
 
 def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
-    from lshbench.report_analysis import REFERENCE_BACKEND
+    from lshbench.report.analysis import REFERENCE_BACKEND
 
     doc.h(3, "Crossover L versus dense")
     if not (df["backend"] == REFERENCE_BACKEND).any():
@@ -327,7 +327,7 @@ def _table_fits(doc: Doc, fits: pd.DataFrame) -> None:
 
 
 def _table_budgets(doc: Doc, points: pd.DataFrame, several_runs: bool) -> None:
-    from lshbench.report_analysis import BUDGETS, budget_picks, candidates, compact_labels
+    from lshbench.report.analysis import BUDGETS, budget_picks, candidates, compact_labels
 
     doc.h(3, "Best configuration under an error budget")
     cand = candidates(points)
@@ -387,7 +387,7 @@ def _table_failed(doc: Doc, failed: pd.DataFrame) -> None:
 
 
 def _table_metadata(doc: Doc, runs: Sequence[Any]) -> None:
-    from lshbench.report_analysis import metadata_table
+    from lshbench.report.analysis import metadata_table
 
     doc.h(3, "Machine and versions")
     table = metadata_table(runs)
@@ -406,9 +406,9 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     Returns the report folder. Raises ConfigError (one line) for a missing or empty DIR or a
     table lacking required columns, before anything is written.
     """
-    from lshbench import report_analysis as ra
-    from lshbench import report_figures as rf
-    from lshbench.config import fail
+    from lshbench.report import analysis as ra
+    from lshbench.report import figures as rf
+    from lshbench.core.config import fail
 
     dirs = [str(d) for d in dirs]
     if not dirs:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lshbench.config import fail
+from lshbench.core.config import fail
 
 __all__ = ["INPUTS", "make_inputs"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lshbench.config import LSHConfig
-from lshbench.validation import _check_array, check_config, check_rotations
+from lshbench.core.config import LSHConfig
+from lshbench.core.validation import _check_array, check_config, check_rotations
 
 __all__ = ["argmax_plus_minus", "hash_buckets", "random_rotations"]
 
@@ -24,7 +24,7 @@ def random_rotations(
     """
     config = check_config(config)
     if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 1:
-        from lshbench.config import fail
+        from lshbench.core.config import fail
 
         fail("d", d, "must be an integer >= 1")
     rng = np.random.default_rng(seed)

@@ -9,7 +9,7 @@ is next opened for writing and ignored when read. A later row with the same ``ce
 ``DIR/results.parquet`` and ``DIR/results.csv`` are exports of the log with the columns of
 :data:`COLUMNS` first (DESIGN's list) and :data:`EXTRA_COLUMNS` after; they are rewritten
 through a temporary file and ``os.replace``, so they are always complete. ``DIR/metadata.json``
-describes the runs that wrote the directory (:mod:`lshbench.metadata`).
+describes the runs that wrote the directory (:mod:`lshbench.measurement.machine`).
 
 pandas is imported inside the functions that build tables.
 """
@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lshbench.cells import TASK_KEYS, n_buckets_spec, task_id
+from lshbench.results.cells import TASK_KEYS, n_buckets_spec, task_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -219,7 +219,7 @@ class ResultStore:
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock_fh.close()
-            from lshbench.config import fail
+            from lshbench.core.config import fail
 
             fail("out", str(self.dir), "another lshbench sweep is writing this directory")
         for stale in self.dir.glob(".*.tmp"):

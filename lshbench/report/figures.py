@@ -1,6 +1,6 @@
 """The PNG figures of ``lshbench report`` (matplotlib, Agg, no display, no pyplot state).
 
-Each ``figure_*`` function takes the tidy points of :mod:`lshbench.report_analysis` and
+Each ``figure_*`` function takes the tidy points of :mod:`lshbench.report.analysis` and
 either writes one PNG and returns a :class:`Drawn` (file name and caption), or returns a
 :class:`Skipped` with the reason the data cannot support the figure; a figure is never drawn
 empty. Colours follow (backend, n_hashes) and markers follow the run in every figure; failed
@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from lshbench.report import fmt_seconds
-from lshbench.report_analysis import (
+from lshbench.report.document import fmt_seconds
+from lshbench.report.analysis import (
     BUDGETS,
     REFERENCE_BACKEND,
     candidates,

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lshbench.config import ConfigError, fail
-from lshbench.results import COLUMNS, LOG_NAME, PARQUET_NAME
+from lshbench.core.config import ConfigError, fail
+from lshbench.results.store import COLUMNS, LOG_NAME, PARQUET_NAME
 
 __all__ = [
     "BUDGETS",
