@@ -111,7 +111,7 @@ def register_from_env() -> list[str]:
     for item in filter(None, (s.strip() for s in os.environ.get(REGISTER_ENV, "").split(";"))):
         name, sep, target = (s.strip() for s in item.partition("="))
         if not sep or ":" not in target:
-            lshbench.config.fail(REGISTER_ENV, item, "expected name=module:Class")
+            lshbench.core.config.fail(REGISTER_ENV, item, "expected name=module:Class")
         lshbench.register_backend(name, target, description=f"registered by {REGISTER_ENV}")
         names.append(name)
     return names

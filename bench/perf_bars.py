@@ -64,7 +64,12 @@ import click  # noqa: E402
 import numpy as np  # noqa: E402
 
 import lshbench  # noqa: E402
-from lshbench.measurement.phases import calibrate_number, measure_memory, summarize, time_interleaved  # noqa: E402
+from lshbench.measurement.phases import (  # noqa: E402
+    calibrate_number,
+    measure_memory,
+    summarize,
+    time_interleaved,
+)
 
 D = 64
 CHUNK = 64

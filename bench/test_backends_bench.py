@@ -14,8 +14,8 @@ import pytest
 
 import lshbench
 from lshbench.measurement.cost_model import attention_flops
-from lshbench.measurement.phases import measure_memory
 from lshbench.measurement.metrics import output_errors
+from lshbench.measurement.phases import measure_memory
 
 pytestmark = pytest.mark.benchmark(timer=suite.TIMER, disable_gc=True)
 

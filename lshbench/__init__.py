@@ -15,10 +15,13 @@ from __future__ import annotations
 from lshbench.backends import (
     Backend,
     BackendInfo,
+    BackendSpec,
     BackendUnavailable,
+    backend_spec,
     get_backend,
     list_backends,
     register_backend,
+    unregister_backend,
 )
 from lshbench.core.config import ConfigError, LSHConfig
 from lshbench.core.hashing import hash_buckets, random_rotations
@@ -29,10 +32,12 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "BackendInfo",
+    "BackendSpec",
     "BackendUnavailable",
     "ConfigError",
     "LSHConfig",
     "__version__",
+    "backend_spec",
     "get_backend",
     "hash_buckets",
     "list_backends",
@@ -40,6 +45,7 @@ __all__ = [
     "random_rotations",
     "register_backend",
     "run_sweep",
+    "unregister_backend",
     "window_positions",
 ]
 

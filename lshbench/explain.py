@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import click
 import numpy as np
 
+from lshbench.backends import get_backend
+from lshbench.backends.numpy_lsh import lsh_attention
 from lshbench.core.attention import (
     CAUSAL_MASK_VALUE,
     SELF_MASK_VALUE,
@@ -25,8 +27,6 @@ from lshbench.core.attention import (
     normalize_keys,
     round_weights,
 )
-from lshbench.backends import get_backend
-from lshbench.backends.numpy_lsh import lsh_attention
 from lshbench.core.config import LSHConfig, fail
 from lshbench.core.hashing import random_rotations
 from lshbench.core.sorting import window_positions

@@ -2,8 +2,8 @@
 
 The sweep runs each cell in a fresh worker process, so these classes must be importable
 there: tests put this folder on ``PYTHONPATH`` and register them with
-``lshbench.register_backend(name, "sweep_backends:Class")``; the sweep sends the registry
-entry to the worker.
+``lshbench.register_backend(name, "sweep_backends:Class", uses_hashing=False)``; the sweep
+sends the registry entry to the worker.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ ALLOC_BYTES = 200 * 2**20
 
 
 class _Exact(Backend):
-    """Returns zeros of the right shape; ignores hashing (one row per cell)."""
-
-    uses_hashing = False
+    """Returns zeros of the right shape; registered with ``uses_hashing=False`` (one row per
+    cell)."""
 
     def _attend(self, qk, v, config, rotations):  # type: ignore[override]
         return np.zeros(qk.shape[:2] + v.shape[-1:], dtype=qk.dtype)

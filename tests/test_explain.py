@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 import lshbench
 from lshbench.backends.numpy_lsh import NumpyBackend, lsh_attention
 from lshbench.cli import main
-from lshbench.explain import LAB_CONFIG, explain_arrays, make_inputs
 from lshbench.core.validation import check_inputs
+from lshbench.explain import LAB_CONFIG, explain_arrays, make_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "how-lsh-attention-works.md"

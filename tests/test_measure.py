@@ -86,5 +86,6 @@ def test_memory_model_close_to_measured(backend: str, L: int, H: int, m: int) ->
         import numba
 
         threads = numba.get_num_threads()
-    model = memory_model(backend, hashing, 1, L, 64, 64, 4, cfg if hashing else None, threads)
+    model_name = b.spec.memory_model
+    model = memory_model(model_name, 1, L, 64, 64, 4, cfg if hashing else None, threads)
     assert model == pytest.approx(peak.alloc_peak_bytes, rel=0.25)

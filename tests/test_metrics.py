@@ -12,7 +12,12 @@ from strategies import lsh_problems
 
 import lshbench
 from lshbench.measurement import metrics
-from lshbench.measurement.metrics import dense_reference, output_errors, scored_rows, window_coverage
+from lshbench.measurement.metrics import (
+    dense_reference,
+    output_errors,
+    scored_rows,
+    window_coverage,
+)
 
 
 def naive_probs(qk: np.ndarray, causal: bool) -> np.ndarray:

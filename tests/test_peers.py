@@ -42,13 +42,15 @@ def test_backends_command_lists_all_five() -> None:
         assert ("unavailable" in line) == (not INFOS[line.split()[0]].available)
 
 
-def test_unavailable_peer_raises_with_reason(monkeypatch) -> None:
-    import lshbench.backends as registry
-
-    monkeypatch.setattr(registry, "_missing", lambda requires: list(requires))
-    monkeypatch.setattr(registry, "_INSTANCES", {})
-    with pytest.raises(lshbench.BackendUnavailable, match="torch"):
-        lshbench.get_backend("torch-sdpa")
+def test_unavailable_peer_raises_with_reason() -> None:
+    spec = lshbench.backend_spec("torch-sdpa")
+    lshbench.register_backend("test-missing", spec.target, ("torch", "no_such_module_lshbench"))
+    try:
+        assert not lshbench.list_backends()["test-missing"].available
+        with pytest.raises(lshbench.BackendUnavailable, match="no_such_module_lshbench"):
+            lshbench.get_backend("test-missing")
+    finally:
+        lshbench.unregister_backend("test-missing")
 
 
 # ----------------------------------------------------------------------------- hf
@@ -123,16 +125,18 @@ def test_torch_sdpa_shapes_dtype_and_values(dtype, causal, batch) -> None:
     assert np.abs(out - dense).max() > 1e-3  # the self mask differs: it is not "dense"
 
 
-def test_exact_semantics_flags() -> None:
-    """Consumers of error metrics read ``exact_semantics`` (default True when absent)."""
-    from lshbench.backends.numpy_lsh import NumpyBackend
+def test_backend_facts_come_from_the_registry_without_importing_backends() -> None:
+    """Facts are declared in the registry entry and read without importing the backend."""
+    import subprocess
+    import sys
 
-    assert getattr(NumpyBackend, "exact_semantics", True) is True
-    if INFOS["torch-sdpa"].available:
-        from lshbench.backends.torch_sdpa import TorchSDPABackend
-
-        assert TorchSDPABackend.exact_semantics is False
-    if INFOS["hf"].available:
-        from lshbench.backends.hf import HFBackend
-
-        assert HFBackend.exact_semantics is True
+    code = (
+        "import sys, lshbench as l; s = {n: l.backend_spec(n) for n in l.list_backends()};"
+        "print(s['torch-sdpa'].exact, s['torch-sdpa'].uses_hashing, s['hf'].exact,"
+        " s['hf'].tracemalloc_sees, s['numpy'].memory_model, s['dense'].uses_hashing,"
+        " sorted(m for m in sys.modules if m.startswith('lshbench.backends.')))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.stdout.split(" [")[0] == "False False True False numpy False"
+    assert "lshbench.backends.numpy_lsh" not in res.stdout
+    assert lshbench.get_backend("numpy").exact_semantics is True

@@ -20,10 +20,10 @@ import sweep_backends
 from helpers import SMALL_GRID
 
 import lshbench
-from lshbench.results.cells import rotation_seed, task_config
 from lshbench.measurement.cost_model import attention_flops
 from lshbench.measurement.inputs import make_inputs
 from lshbench.measurement.metrics import dense_reference, output_errors
+from lshbench.results.cells import rotation_seed, task_config
 from lshbench.results.store import COLUMNS
 from lshbench.sweep.spec import build_spec, plan_tasks, predicted_bytes
 
@@ -42,13 +42,10 @@ def test_backends(monkeypatch: pytest.MonkeyPatch):
         "test-alloc-numba": "AllocNumbaBackend",
     }
     for name, cls in names.items():
-        lshbench.register_backend(name, f"sweep_backends:{cls}")
+        lshbench.register_backend(name, f"sweep_backends:{cls}", uses_hashing=False)
     yield
-    from lshbench.backends import _INSTANCES, _REGISTRY
-
     for name in names:
-        _REGISTRY.pop(name, None)
-        _INSTANCES.pop(name, None)
+        lshbench.unregister_backend(name)
 
 
 def log_lines(out: Path) -> list[dict]:
@@ -129,7 +126,7 @@ def test_failures_become_rows_and_the_sweep_goes_on(tmp_path: Path, test_backend
     spec = build_spec("quick", backend=backends, **grid)
     tasks, _ = plan_tasks(spec)
     need = {
-        (t["backend"], t["n_hashes"]): predicted_bytes(t, t["n_hashes"] is not None)[0]
+        (t["backend"], t["n_hashes"]): predicted_bytes(t, lshbench.backend_spec(t["backend"]))[0]
         for t in tasks
     }
     over = need[("numpy", 8)]
@@ -179,11 +176,8 @@ def test_worker_exits_when_its_executor_dies(test_backends) -> None:
     """An orphaned worker (its stdin closes) stops at once instead of finishing its cell."""
     spec = build_spec("quick", backend="test-sleep", seqlen=[64], threads=1, input="gaussian")
     tasks, _ = plan_tasks(spec)
-    from lshbench.backends import _REGISTRY
-
-    entry = _REGISTRY["test-sleep"]
-    payload = {"tasks": tasks, "repeats": 5,
-               "backends": {"test-sleep": [entry.target, list(entry.requires), ""]}}  # fmt: skip
+    entry = lshbench.backend_spec("test-sleep")
+    payload = {"tasks": tasks, "repeats": 5, "backends": {"test-sleep": entry.as_dict()}}
     proc = subprocess.Popen(
         [sys.executable, "-m", "lshbench.measurement.worker"],
         stdin=subprocess.PIPE,

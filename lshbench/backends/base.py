@@ -12,7 +12,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from lshbench.backends.registry import BackendSpec, backend_spec
 from lshbench.core.config import LSHConfig
+from lshbench.core.dense import dense_attention
 from lshbench.core.validation import check_inputs
 
 __all__ = ["Backend"]
@@ -28,13 +30,23 @@ class Backend(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    #: False for exact/dense backends: hashing fields and rotations are ignored.
-    uses_hashing: ClassVar[bool] = True
-    #: False when the backend computes other semantics (e.g. no self mask): error metrics
-    #: against the dense reference would be meaningless, so time and memory only.
-    exact_semantics: ClassVar[bool] = True
     #: True when the backend runs ``L <= chunk_len`` itself instead of the shared dense path.
     own_short_path: ClassVar[bool] = False
+
+    @property
+    def spec(self) -> BackendSpec:
+        """This backend's registry entry: the facts about it, declared once."""
+        return backend_spec(self.name)
+
+    @property
+    def uses_hashing(self) -> bool:
+        """False for exact/dense backends: hashing fields and rotations are ignored."""
+        return self.spec.uses_hashing
+
+    @property
+    def exact_semantics(self) -> bool:
+        """False when the backend computes other semantics (e.g. no self mask)."""
+        return self.spec.exact
 
     def attend(
         self,
@@ -51,8 +63,6 @@ class Backend(ABC):
             qk, v, config, rotations, need_rotations=self.uses_hashing
         )
         if self.uses_hashing and config.is_short(qk3.shape[1]) and not self.own_short_path:
-            from lshbench.core.dense import dense_attention
-
             out = dense_attention(qk3, v3, config.causal)  # the sequence fits one chunk
         else:
             out = self._attend(qk3, v3, config, rot)  # (B, L, dv)

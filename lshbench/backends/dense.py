@@ -16,7 +16,6 @@ class DenseBackend(Backend):
 
     name = "dense"
     description = "exact shared-QK attention, query-blocked (O(L * block) memory)"
-    uses_hashing = False
 
     def _attend(
         self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None

@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lshbench.core.attention import combine_rounds, logsumexp, mask_scores, normalize_keys
 from lshbench.backends.base import Backend
+from lshbench.core.attention import combine_rounds, logsumexp, mask_scores, normalize_keys
 from lshbench.core.config import LSHConfig
 from lshbench.core.hashing import _hash
 from lshbench.core.sorting import adjacent_chunks, sort_slots

@@ -10,19 +10,17 @@ config, so the scores are the section-2 scores.
 **Its masks differ.** SDPA cannot express the self mask (a query's own key set to -1e5)
 without an explicit L x L mask, which would defeat its purpose as a speed and memory
 peer, so here every query also attends to itself. Its output is therefore NOT the
-reference semantics, and ``exact_semantics = False`` says so: whoever reports error
+reference semantics, and its registry entry says so (``exact=False``): whoever reports error
 metrics (relative error, recall, top-1 agreement against ``dense``) must leave them empty
 for this backend rather than report numbers that measure the mask difference.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 
-from lshbench.core.attention import normalize_keys
 from lshbench.backends.base import Backend
+from lshbench.core.attention import normalize_keys
 from lshbench.core.config import LSHConfig
 
 __all__ = ["TorchSDPABackend"]
@@ -33,10 +31,8 @@ class TorchSDPABackend(Backend):
 
     name = "torch-sdpa"
     description = "peer: torch scaled_dot_product_attention, dense speed/memory (no self mask)"
-    uses_hashing = False  # like "dense": hashing fields and rotations are ignored
     #: False: the output differs from the section-2 semantics (no self mask), so error
     #: metrics against ``dense`` are not meaningful and must not be reported.
-    exact_semantics: ClassVar[bool] = False
 
     def _attend(
         self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
+
+from lshbench.util import shorten
 
 __all__ = ["ConfigError", "LSHConfig", "fail"]
 
@@ -17,12 +19,10 @@ class ConfigError(ValueError):
     """Invalid input. The message names the field, the value and the rule, on one line."""
 
 
-def fail(field: str, value: Any, rule: str) -> None:
+def fail(field: str, value: Any, rule: str) -> NoReturn:
     """Raise :class:`ConfigError` as ``field=value: rule``."""
     text = repr(value) if not isinstance(value, str) else value
-    if len(text) > 80:
-        text = text[:77] + "..."
-    raise ConfigError(f"{field}={text}: {rule}")
+    raise ConfigError(f"{field}={shorten(text, 80)}: {rule}")
 
 
 def _is_int(x: Any) -> bool:

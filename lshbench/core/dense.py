@@ -59,5 +59,3 @@ def dense_attention(
         # (B, b, L) @ (B, L, dv) -> (B, b, dv)
         out[:, start:stop] = probs @ v
     return out
-
-

@@ -27,21 +27,21 @@ class CheckedInputs(NamedTuple):
 def check_config(config: object) -> LSHConfig:
     if not isinstance(config, LSHConfig):
         fail("config", type(config).__name__, "must be an lshbench.LSHConfig")
-    return config  # type: ignore[return-value]
+    return config
 
 
 def _check_array(field: str, x: object) -> np.ndarray:
     if not isinstance(x, np.ndarray):
         fail(field, type(x).__name__, "must be a numpy.ndarray")
-    if x.ndim not in (2, 3):  # type: ignore[union-attr]
-        fail(f"{field}.shape", x.shape, "must be (L, d) or (B, L, d)")  # type: ignore[union-attr]
-    if x.dtype not in FLOAT_DTYPES:  # type: ignore[union-attr]
-        fail(f"{field}.dtype", str(x.dtype), "must be float32 or float64")  # type: ignore[union-attr]
-    if 0 in x.shape:  # type: ignore[union-attr]
-        fail(f"{field}.shape", x.shape, "must have no empty axis")  # type: ignore[union-attr]
+    if x.ndim not in (2, 3):
+        fail(f"{field}.shape", x.shape, "must be (L, d) or (B, L, d)")
+    if x.dtype not in FLOAT_DTYPES:
+        fail(f"{field}.dtype", str(x.dtype), "must be float32 or float64")
+    if 0 in x.shape:
+        fail(f"{field}.shape", x.shape, "must have no empty axis")
     if not np.isfinite(x).all():
         fail(field, "array with NaN or Inf", "all values must be finite")
-    return x  # type: ignore[return-value]
+    return x
 
 
 def check_rotations(rotations: object, d: int, config: LSHConfig, dtype: np.dtype) -> np.ndarray:
@@ -51,10 +51,10 @@ def check_rotations(rotations: object, d: int, config: LSHConfig, dtype: np.dtyp
             "rotations", type(rotations).__name__, "must be a numpy.ndarray (see random_rotations)"
         )
     want = (d, config.n_hashes, config.rot_size // 2)
-    if rotations.shape != want:  # type: ignore[union-attr]
-        fail("rotations.shape", rotations.shape, f"must be (d, n_hashes, rot_size//2) = {want}")  # type: ignore[union-attr]
-    if rotations.dtype.kind != "f":  # type: ignore[union-attr]
-        fail("rotations.dtype", str(rotations.dtype), "must be a float dtype")  # type: ignore[union-attr]
+    if rotations.shape != want:
+        fail("rotations.shape", rotations.shape, f"must be (d, n_hashes, rot_size//2) = {want}")
+    if rotations.dtype.kind != "f":
+        fail("rotations.dtype", str(rotations.dtype), "must be a float dtype")
     if not np.isfinite(rotations).all():
         fail("rotations", "array with NaN or Inf", "all values must be finite")
     return np.ascontiguousarray(rotations, dtype=dtype)

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lshbench.core.dense import rows_per_block
 from lshbench.core.config import LSHConfig
+from lshbench.core.dense import rows_per_block
 
 __all__ = [
     "MEMORY_MODELS",
@@ -83,15 +83,16 @@ def _numba_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, thread
     return sorted_slots + max(hashing, sort, per_sequence + ring + scratch)
 
 
+#: analytic memory models by the name a backend's registry entry declares
 MEMORY_MODELS: dict[str, Callable[..., int]] = {
+    "dense": lambda B, L, d, dv, f, cfg, threads: _dense_bytes(B, L, d, dv, f),
     "numpy": _numpy_bytes,
     "numba": _numba_bytes,
 }
 
 
 def memory_model(
-    backend: str,
-    uses_hashing: bool,
+    model_name: str | None,
     batch: int,
     seqlen: int,
     d: int,
@@ -100,11 +101,11 @@ def memory_model(
     config: LSHConfig | None,
     threads: int = 1,
 ) -> int | None:
-    """Analytic bytes allocated by one call of ``backend``, or None without a model."""
-    if not uses_hashing:
-        return _dense_bytes(batch, seqlen, d, dv, itemsize) if backend == "dense" else None
-    model = MEMORY_MODELS.get(backend)
-    if model is None or config is None:
+    """Analytic bytes allocated by one call, by the model a backend's registry entry names
+    (``BackendSpec.memory_model``); None without a model. ``config`` is None for backends
+    that do not hash."""
+    model = MEMORY_MODELS.get(model_name) if model_name else None
+    if model is None or (config is None and model_name != "dense"):
         return None
     return int(model(batch, seqlen, d, dv, itemsize, config, threads))
 

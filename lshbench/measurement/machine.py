@@ -12,12 +12,13 @@ import platform
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["host_metadata", "utc_now"]
+from lshbench.util import load_average
+
+__all__ = ["host_metadata", "physical_memory", "usable_cpus"]
 
 PACKAGES = (
     "lshbench",
@@ -35,9 +36,20 @@ PACKAGES = (
 )
 
 
-def utc_now() -> str:
-    """Current UTC time, ISO 8601, seconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory (16 GiB where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30
 
 
 def _versions() -> dict[str, str | None]:
@@ -98,10 +110,7 @@ def _git() -> dict[str, Any]:
 
 def host_metadata() -> dict[str, Any]:
     """Versions, CPU, platform, git commit, command line and load average of this process."""
-    try:
-        load = list(os.getloadavg())
-    except OSError:
-        load = None
+    load = load_average()
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),

@@ -33,8 +33,8 @@ from typing import NamedTuple
 import numpy as np
 
 from lshbench.core.attention import mask_scores, normalize_keys, valid_keys
-from lshbench.core.dense import dense_probability_blocks
 from lshbench.core.config import LSHConfig
+from lshbench.core.dense import dense_probability_blocks
 from lshbench.core.sorting import window_positions
 
 __all__ = [

@@ -1,12 +1,12 @@
 """Entry point of the fresh worker process that measures one sweep cell.
 
-Started by an executor as ``python -m lshbench.measurement.worker`` (a new interpreter, never a fork:
-Numba's OpenMP layer is not fork-safe) with the thread variables of the cell's ``threads``
-already in its environment, so NumPy's BLAS and Numba read them at import.
+Started by an executor as ``python -m lshbench.measurement.worker`` (a new interpreter,
+never a fork: Numba's OpenMP layer is not fork-safe) with the thread variables of the
+cell's ``threads`` already in its environment, so NumPy's BLAS and Numba read them at import.
 
 Protocol: the first line of stdin is the cell spec (JSON)::
 
-    {"tasks": [task, ...], "repeats": 5, "backends": {name: [target, requires, description]}}
+    {"tasks": [task, ...], "repeats": 5, "backends": {name: BackendSpec.as_dict()}}
 
 All tasks share the :data:`lshbench.cells.CELL_AXES`. The worker answers with JSON lines on
 its original stdout (anything else printed goes to stderr):
@@ -32,8 +32,9 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
+
+from lshbench.util import one_line, utc_now
 
 __all__ = ["THREAD_VARS", "main", "thread_env"]
 
@@ -84,11 +85,6 @@ def _watch_stdin() -> None:
         os._exit(4)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def _status_of(exc: BaseException) -> str:
     return "oom" if isinstance(exc, MemoryError) else "error"
 
@@ -117,7 +113,7 @@ def _environment() -> dict[str, Any]:
             for info in threadpool_info()
         ]
     except Exception as exc:  # threadpoolctl missing or failing: record why
-        env["threadpools"] = f"unavailable: {_one_line(exc)}"
+        env["threadpools"] = f"unavailable: {one_line(exc)}"
     numba = sys.modules.get("numba")
     if numba is not None:
         env["numba_num_threads"] = numba.config.NUMBA_NUM_THREADS
@@ -145,10 +141,8 @@ class _CellRunner:
         first = self.tasks[0]
         self.cell = {k: first[k] for k in CELL_AXES}
         self.dtype = np.dtype(self.cell["dtype"])
-        self.requires: dict[str, tuple[str, ...]] = {}
-        for name, (target, requires, description) in spec.get("backends", {}).items():
-            register_backend(name, target, tuple(requires), description)
-            self.requires[name] = tuple(requires)
+        for entry in spec.get("backends", {}).values():
+            register_backend(**entry)
         self.host = socket.gethostname()
         self.backends: dict[str, Any] = {}
         self.compile_s: dict[str, float] = {}
@@ -156,18 +150,18 @@ class _CellRunner:
     def row(self, task: dict[str, Any], status: str, message: str = "", **values: Any) -> None:
         from lshbench.results.store import make_row
 
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = utc_now()
         row = make_row(task, status, message, host=self.host, finished_at=stamp, **values)
         self.channel.send({"event": "row", "row": row})
 
     def fail_all(self, tasks: list[dict[str, Any]], exc: BaseException, where: str) -> None:
         for task in tasks:
-            self.row(task, _status_of(exc), f"{where}: {_one_line(exc)}")
+            self.row(task, _status_of(exc), f"{where}: {one_line(exc)}")
 
     def run(self) -> None:
-        from lshbench.results.cells import group_key
         from lshbench.measurement.inputs import make_inputs
         from lshbench.measurement.metrics import dense_reference
+        from lshbench.results.cells import group_key
 
         c = self.cell
         self.channel.phase("input", self.tasks)
@@ -222,9 +216,9 @@ class _CellRunner:
     def run_group(self, tasks: list[dict[str, Any]]) -> None:
         """Measure the backends of one configuration: first call, warm-up, interleaved timing,
         memory, accuracy."""
-        from lshbench.results.cells import rotation_seed, task_config
-        from lshbench.measurement.cost_model import attention_flops, memory_model
         from lshbench.core.hashing import hash_buckets, random_rotations
+        from lshbench.measurement.cost_model import attention_flops, memory_model
+        from lshbench.measurement.metrics import output_errors, window_coverage
         from lshbench.measurement.phases import (
             calibrate_number,
             first_call,
@@ -233,7 +227,7 @@ class _CellRunner:
             time_interleaved,
             warm_up,
         )
-        from lshbench.measurement.metrics import output_errors, window_coverage
+        from lshbench.results.cells import rotation_seed, task_config
 
         c = self.cell
         config = task_config(tasks[0])
@@ -257,7 +251,7 @@ class _CellRunner:
                 first_s[task["backend"]], outputs[task["backend"]] = first_call(call)
                 number[task["backend"]] = calibrate_number(min(warm_up(call)))
             except Exception as exc:
-                self.row(task, _status_of(exc), f"first call: {_one_line(exc)}")
+                self.row(task, _status_of(exc), f"first call: {one_line(exc)}")
                 continue
             calls[task["backend"]] = call
             live.append(task)
@@ -279,10 +273,10 @@ class _CellRunner:
             name = task["backend"]
             backend = self.backends[name]
             timing = summarize(samples[name])
-            flops = attention_flops(backend.uses_hashing, B, L, d, dv, config if hashing else None)
+            facts = backend.spec
+            flops = attention_flops(facts.uses_hashing, B, L, d, dv, config if hashing else None)
             model = memory_model(
-                name,
-                hashing,
+                facts.memory_model,
                 B,
                 L,
                 d,
@@ -310,7 +304,7 @@ class _CellRunner:
                 "tokens_per_s": B * L / timing.time_median_s,
             }
             notes = []
-            if getattr(backend, "exact_semantics", True):
+            if facts.exact:
                 values.update(output_errors(outputs[name], self.ref)._asdict())
                 if coverage is not None:
                     values.update(coverage._asdict())
@@ -321,8 +315,8 @@ class _CellRunner:
                     f"no error metrics: {name} does not compute the reference attention of "
                     f"DESIGN.md section 2 ({backend.description})"
                 )
-            if "torch" in self.requires.get(name, ()):
-                notes.append("torch's allocator is invisible to tracemalloc: read mem_rss_peak")
+            if not facts.tracemalloc_sees:
+                notes.append(f"{name}'s allocator is invisible to tracemalloc: read mem_rss_peak")
             if memory[name].rss_peak_bytes is None:
                 notes.append("resident peak unavailable (/proc/self/clear_refs not writable)")
             self.row(task, "ok", "; ".join(notes), **values)

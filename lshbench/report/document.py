@@ -406,9 +406,9 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     Returns the report folder. Raises ConfigError (one line) for a missing or empty DIR or a
     table lacking required columns, before anything is written.
     """
+    from lshbench.core.config import fail
     from lshbench.report import analysis as ra
     from lshbench.report import figures as rf
-    from lshbench.core.config import fail
 
     dirs = [str(d) for d in dirs]
     if not dirs:

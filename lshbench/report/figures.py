@@ -21,7 +21,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from lshbench.report.document import fmt_seconds
 from lshbench.report.analysis import (
     BUDGETS,
     REFERENCE_BACKEND,
@@ -31,6 +30,7 @@ from lshbench.report.analysis import (
     pareto_mask,
     reference_slice,
 )
+from lshbench.report.document import fmt_seconds
 
 __all__ = [
     "FIGURE_FILES",

@@ -46,10 +46,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lshbench.results.cells import task_id
 from lshbench.core.config import ConfigError, fail
-from lshbench.sweep.local_executor import CellSpec, LocalExecutor
+from lshbench.results.cells import task_id
 from lshbench.results.store import make_row
+from lshbench.sweep.local_executor import CellSpec, LocalExecutor
+from lshbench.util import one_line
 
 if TYPE_CHECKING:
     from lshbench.sweep.local_executor import Executor
@@ -70,11 +71,6 @@ EXECUTORS = ("local", "dask")
 
 #: calibration of this Dask worker process, per thread count (filled by run_cell_task)
 _CALIBRATION: dict[int, dict[str, Any]] = {}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _worker_memory_limit() -> int | None:
@@ -188,7 +184,7 @@ class DaskExecutor:
                     "scheduler",
                     self.scheduler,
                     f"cannot reach a Dask scheduler within {self.connect_timeout_s:g} s "
-                    f"({_one_line(exc)})",
+                    f"({one_line(exc, 200)})",
                 )
             try:
                 self._client.wait_for_workers(1, timeout=self.worker_wait_s)
@@ -196,7 +192,7 @@ class DaskExecutor:
                 self.close()
                 fail("scheduler", self.scheduler, f"no worker joined within {self.worker_wait_s} s")
         else:
-            from lshbench.sweep.spec import usable_cpus
+            from lshbench.measurement.machine import usable_cpus
 
             n = self.workers or usable_cpus()
             budget = self.threads_per_worker or max(1, usable_cpus() // n)
@@ -214,7 +210,7 @@ class DaskExecutor:
                 self._client.wait_for_workers(n, timeout=WORKER_WAIT_S)
             except Exception as exc:
                 self.close()
-                fail("workers", n, f"cannot start a Dask LocalCluster ({_one_line(exc)})")
+                fail("workers", n, f"cannot start a Dask LocalCluster ({one_line(exc, 200)})")
         self._refresh_workers()
         if not self._budgets:
             where = self.scheduler or "LocalCluster"
@@ -366,7 +362,7 @@ class DaskExecutor:
                     "rerun with --retry-failed"
                 )
             else:
-                message = f"Dask task failed: {_one_line(exc)}"
+                message = f"Dask task failed: {one_line(exc, 200)}"
             ip = _address_host(last)
             for task in cell.tasks:
                 row = make_row(task, "error", message)
@@ -436,7 +432,7 @@ def open_executor(
     if scheduler is not None and not str(scheduler).strip():
         fail("scheduler", scheduler, "must be an address like tcp://host:8786")
     if scheduler is None:
-        from lshbench.sweep.spec import usable_cpus
+        from lshbench.measurement.machine import usable_cpus
 
         n = n or max(1, usable_cpus() // max(spec.threads))
         limit = limit or max(1, spec.mem_budget // n)

@@ -7,9 +7,9 @@ for each finished row, failures included, in the order rows finish. Every row ca
 fills ``host``.
 
 :class:`LocalExecutor` runs cells one after another on this machine, each in a new
-``python -m lshbench.measurement.worker`` process (spawned, never forked) whose thread variables are set
-from the cell's ``threads`` before it starts. It is the timing-grade executor: nothing else
-of the sweep runs while a cell is measured.
+``python -m lshbench.measurement.worker`` process (spawned, never forked) whose thread
+variables are set from the cell's ``threads`` before it starts. It is the timing-grade
+executor: nothing else of the sweep runs while a cell is measured.
 
 Failures are rows, and the cell goes on in a new worker without the rows that failed:
 
@@ -34,9 +34,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lshbench.measurement.worker import thread_env
 from lshbench.results.cells import task_id
 from lshbench.results.store import make_row
-from lshbench.measurement.worker import thread_env
 
 __all__ = ["CellSpec", "Executor", "LocalExecutor", "worker_command"]
 

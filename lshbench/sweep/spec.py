@@ -36,13 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from lshbench.results.cells import cell_key, task_config, task_id
 from lshbench.core.config import ConfigError, LSHConfig, fail
 from lshbench.measurement.inputs import INPUTS
+from lshbench.measurement.machine import physical_memory, usable_cpus
+from lshbench.results.cells import cell_key, task_config, task_id
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lshbench.backends import BackendSpec
     from lshbench.sweep.local_executor import Executor
 
 __all__ = ["PRESETS", "SweepSpec", "build_spec", "plan_tasks", "run_sweep", "sweep"]
@@ -71,21 +73,6 @@ AXES = (
     "threads",
     "seed",
 )
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 16 * 2**30
 
 
 _BASE = {
@@ -291,7 +278,7 @@ def parse_bytes(value: Any) -> int:
             share = -1.0
         if not 0 < share <= 100:
             fail("mem_budget", value, "a share of RAM must be in (0%, 100%]")
-        return int(_physical_memory() * share / 100)
+        return int(physical_memory() * share / 100)
     match = _SIZE.match(text)
     if not match or float(match.group(1)) <= 0:
         fail("mem_budget", value, "must be bytes > 0 like 16G, 512M, 2.5GiB or a share like 80%")
@@ -416,28 +403,15 @@ def resolve_n_buckets(
     return item
 
 
-def _traits(name: str) -> tuple[bool, bool]:
-    """(uses_hashing, exact_semantics) of a backend class, read without instantiating it."""
-    import importlib
-
-    from lshbench.backends import _REGISTRY
-
-    target = _REGISTRY[name].target
-    module, _, cls_name = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), cls_name)
-    except Exception:  # a peer whose module needs a missing package: assume it hashes
-        return True, True
-    return bool(getattr(cls, "uses_hashing", True)), bool(getattr(cls, "exact_semantics", True))
-
-
 def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
     """Every task of the grid, in run order, and the invalid ones with the reason.
 
     Cells (inputs) vary slowest in the order input, causal, dtype, threads, seed, d, seqlen;
     inside a cell, the non-hashing backends come first, then each configuration.
     """
-    traits = {name: _traits(name) for name in spec.backend}
+    from lshbench.backends import backend_spec
+
+    hashes = {name: backend_spec(name).uses_hashing for name in spec.backend}
     tasks: list[dict[str, Any]] = []
     invalid: list[tuple[dict[str, Any], str]] = []
     seen: set[str] = set()
@@ -468,7 +442,7 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
             ("n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after")
         )
         for name in spec.backend:
-            if not traits[name][0]:
+            if not hashes[name]:
                 _add(tasks, seen, {"backend": name, **cell, **none})
         configs = itertools.product(
             spec.chunk_len, spec.n_hashes, spec.n_buckets, spec.chunks_before, spec.chunks_after
@@ -476,7 +450,7 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
         for m, H, nb_item, before, after in configs:
             nb = resolve_n_buckets(nb_item, L, m)
             for name in spec.backend:
-                if not traits[name][0]:
+                if not hashes[name]:
                     continue
                 task = {
                     "backend": name,
@@ -505,16 +479,14 @@ def _add(tasks: list[dict[str, Any]], seen: set[str], task: dict[str, Any]) -> N
         tasks.append(task)
 
 
-def predicted_bytes(task: dict[str, Any], uses_hashing: bool) -> tuple[int, int | None]:
+def predicted_bytes(task: dict[str, Any], facts: BackendSpec) -> tuple[int, int | None]:
     """(predicted peak bytes of the worker for this task, the backend's model or None)."""
     from lshbench.measurement.cost_model import coverage_bytes, memory_model, reference_bytes
 
     B, L, d, dv = task["batch"], task["seqlen"], task["d"], task["dv"]
     itemsize = 4 if task["dtype"] == "float32" else 8
-    config: LSHConfig | None = task_config(task) if uses_hashing else None
-    model = memory_model(
-        task["backend"], uses_hashing, B, L, d, dv, itemsize, config, task["threads"]
-    )
+    config: LSHConfig | None = task_config(task) if facts.uses_hashing else None
+    model = memory_model(facts.memory_model, B, L, d, dv, itemsize, config, task["threads"])
     work = model or 0
     if config is not None:
         work = max(work, coverage_bytes(L, d, config))
@@ -591,14 +563,15 @@ def execute(
     """Run a checked :class:`SweepSpec` into its directory; returns the grid's rows."""
     import secrets
 
-    from lshbench.backends import _REGISTRY, list_backends
-    from lshbench.sweep.local_executor import CellSpec, LocalExecutor
-    from lshbench.measurement.machine import host_metadata, utc_now
+    from lshbench.backends import backend_spec, list_backends
+    from lshbench.measurement.machine import host_metadata
     from lshbench.results.store import ResultStore, make_row
+    from lshbench.sweep.local_executor import CellSpec, LocalExecutor
+    from lshbench.util import load_average, utc_now
 
     executor = executor or LocalExecutor(timeout_s=spec.timeout)
     tasks, invalid = plan_tasks(spec)
-    traits = {name: _traits(name) for name in spec.backend}
+    facts = {name: backend_spec(name) for name in spec.backend}
     available = list_backends()
     run_id = f"{utc_now().replace(':', '').replace('-', '')[:15]}-{secrets.token_hex(3)}"
     grid_ids = [task_id(t) for t in tasks] + [task_id(t) for t, _ in invalid]
@@ -665,8 +638,7 @@ def execute(
             if not info.available:
                 record_once(task, "skipped", f"backend not available: {info.reason}")
                 continue
-            uses_hashing = traits[task["backend"]][0]
-            need, model = predicted_bytes(task, uses_hashing)
+            need, model = predicted_bytes(task, facts[task["backend"]])
             if need > spec.mem_budget:
                 what = f"backend model {format_bytes(model)}" if model else "no backend model"
                 record_once(
@@ -682,12 +654,10 @@ def execute(
         cells: dict[str, list[dict[str, Any]]] = {}
         for task in to_run:
             cells.setdefault(cell_key(task), []).append(task)
-        registry = {
-            name: (_REGISTRY[name].target, _REGISTRY[name].requires, _REGISTRY[name].description)
-            for name in spec.backend
-        }
+        registry = {name: facts[name].as_dict() for name in spec.backend}
         estimate = {
-            task_id(t): _estimate_s(t, spec.repeats, traits[t["backend"]][0]) for t in to_run
+            task_id(t): _estimate_s(t, spec.repeats, facts[t["backend"]].uses_hashing)
+            for t in to_run
         }
         cell_specs = [CellSpec(ts, spec.repeats, registry) for ts in cells.values()]
         bar = _progress(sum(estimate.values()) + 1.5 * len(cell_specs), quiet)
@@ -717,11 +687,7 @@ def execute(
         finally:
             bar.close()
             frame = store.export()
-            try:
-                load = list(os.getloadavg())
-            except OSError:
-                load = None
-            run_meta.update(end_time=utc_now(), load_avg_end=load, rows_run=dict(counts))
+            run_meta.update(end_time=utc_now(), load_avg_end=load_average(), rows_run=dict(counts))
             store.write_json("metadata.json", {**run_meta, "workers": workers, "runs": runs})
     by_id = frame.set_index("cell_id", drop=False)
     return by_id.loc[[i for i in grid_ids if i in by_id.index]].reset_index(drop=True)

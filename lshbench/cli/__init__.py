@@ -2,7 +2,8 @@
 
 Bad input, whether Click's own parameter checks or :class:`lshbench.ConfigError` raised
 by the code, is printed as ONE line on stderr with exit status 2, no traceback and no usage
-block. Subcommands live next to the code they drive and are attached at the bottom.
+block. Every click command lives in this package (one module per command group), as a thin
+layer over functions that take plain arguments; they are attached at the bottom.
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ def backends() -> None:
 
 
 def _add_subcommands() -> None:
-    """Attach the subcommands, each defined next to the code it drives."""
-    from lshbench.bench_compare import bench_compare
-    from lshbench.explain import explain
-    from lshbench.report.document import report
-    from lshbench.sweep.spec import sweep
+    """Attach the subcommands of the modules of this package."""
+    from lshbench.cli.bench_command import bench_compare
+    from lshbench.cli.explain_command import explain
+    from lshbench.cli.report_command import report
+    from lshbench.cli.sweep_command import sweep
 
     for command in (sweep, report, explain, bench_compare):
         main.add_command(command)
