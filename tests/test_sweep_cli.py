@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from lshbench import ConfigError
-from lshbench.sweep.spec import build_spec, parse_bytes, plan_tasks, resolve_n_buckets
+from lshbench.sweep.parsing import parse_bytes
+from lshbench.sweep.plan import plan_tasks, resolve_n_buckets
+from lshbench.sweep.spec import build_spec
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,8 @@ from lshbench.measurement.inputs import make_inputs
 from lshbench.measurement.metrics import dense_reference, output_errors
 from lshbench.results.cells import rotation_seed, task_config
 from lshbench.results.store import COLUMNS
-from lshbench.sweep.spec import build_spec, plan_tasks, predicted_bytes
+from lshbench.sweep.plan import plan_tasks, predicted_bytes
+from lshbench.sweep.spec import build_spec
 
 TESTS = str(Path(__file__).parent)
 
