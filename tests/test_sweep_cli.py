@@ -109,3 +109,69 @@ def test_mem_budget_units() -> None:
     assert 0 < parse_bytes("50%") < parse_bytes("100%")
     with pytest.raises(ConfigError, match="mem_budget=0%"):
         parse_bytes("0%")
+
+
+INT64_MAX = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("axis", "value"),
+    [
+        ("seed", "99999999999999999999"),
+        ("seed", 2**63),
+        ("seqlen", 2**64),
+        ("chunk_len", 2**63),
+        ("n_hashes", 2**63),
+        ("chunks_before", 2**63),
+        ("chunks_after", 2**63),
+        ("d", 2**63),
+        ("batch", 2**63),
+        ("tokens", 2**63),
+        ("repeats", 2**63),
+        ("n_buckets", 2**64),
+        ("n_buckets", "4294967296x4294967296"),  # each factor fits, the product does not
+    ],
+)
+def test_integers_beyond_int64_are_rejected_when_parsed(axis: str, value: object) -> None:
+    """Rows are stored with int64 columns: a value they cannot hold is a bad value, not a
+    directory that later fails to export (issue 13 item 4)."""
+    with pytest.raises(ConfigError, match=rf"^{axis}=.*2\*\*63-1") as info:
+        build_spec("quick", **{axis: value})
+    assert "\n" not in str(info.value)
+
+
+def test_largest_int64_seed_is_accepted_and_exported() -> None:
+    from lshbench.results.store import make_row, rows_to_frame
+
+    spec = build_spec("quick", seed=INT64_MAX, seqlen=[64], backend="dense")
+    assert spec.seed == (INT64_MAX,)
+    tasks, _ = plan_tasks(spec)
+    frame = rows_to_frame([make_row(t, "skipped", "test") for t in tasks])
+    assert (frame["seed"] == INT64_MAX).all()
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"batch": 2**40, "seqlen": [2**30]}, "batch="),  # batch x seqlen = 2**70 tokens
+        ({"seqlen": [2**62], "chunk_len": [1], "n_buckets": "rule"}, "n_buckets=rule"),
+    ],
+)
+def test_derived_integers_beyond_int64_are_rejected_before_running(
+    options: dict, field: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"^{field}.*2\*\*63-1"):
+        plan_tasks(build_spec("quick", backend="numpy,dense", n_hashes=[1], **options))
+
+
+def test_seed_beyond_int64_exits_2_on_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    res = subprocess.run(
+        [sys.executable, "-m", "lshbench", "sweep", "--out", str(out),
+         "--seed", "99999999999999999999"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "seed=99999999999999999999" in lines[0] and "2**63-1" in lines[0]
+    assert not out.exists()

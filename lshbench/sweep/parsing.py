@@ -22,6 +22,7 @@ from lshbench.core.config import fail
 from lshbench.measurement.machine import physical_memory
 
 __all__ = [
+    "INT64_MAX",
     "parse_bools",
     "parse_bytes",
     "parse_choices",
@@ -33,6 +34,9 @@ __all__ = [
     "parse_positive_int",
     "read_toml",
 ]
+
+#: the largest integer the results tables' int64 columns (pandas Int64) hold
+INT64_MAX = 2**63 - 1
 
 
 def parse_items(field_name: str, value: Any) -> list[Any]:
@@ -48,8 +52,10 @@ def parse_items(field_name: str, value: Any) -> list[Any]:
     return items
 
 
-def parse_int(field_name: str, item: Any, minimum: int) -> int:
-    """One integer >= ``minimum`` (a string of digits is accepted; a bool is not)."""
+def parse_int(field_name: str, item: Any, minimum: int, maximum: int = INT64_MAX) -> int:
+    """One integer in ``[minimum, maximum]`` (a string of digits is accepted; a bool is not).
+
+    The default ``maximum`` is what the results tables' int64 columns can hold."""
     rule = f"must be an integer >= {minimum}"
     if isinstance(item, bool):
         fail(field_name, item, rule)
@@ -59,18 +65,23 @@ def parse_int(field_name: str, item: Any, minimum: int) -> int:
         item = int(item)
     if not isinstance(item, int) or item < minimum:
         fail(field_name, item, rule)
+    if item > maximum:
+        top = "2**63-1] (results store it as int64)" if maximum == INT64_MAX else f"{maximum}]"
+        fail(field_name, item, f"must be an integer in [{minimum}, {top}")
     return int(item)
 
 
-def parse_ints(field_name: str, value: Any, minimum: int) -> tuple[int, ...]:
+def parse_ints(
+    field_name: str, value: Any, minimum: int, maximum: int = INT64_MAX
+) -> tuple[int, ...]:
     """A list of integers (see :func:`parse_int`), duplicates dropped, order kept."""
     items = parse_items(field_name, value)
-    return tuple(dict.fromkeys(parse_int(field_name, v, minimum) for v in items))
+    return tuple(dict.fromkeys(parse_int(field_name, v, minimum, maximum) for v in items))
 
 
 def parse_n_buckets(value: Any) -> tuple[str | int | tuple[int, ...], ...]:
     """Bucket items: ``rule``, ``auto``, an even int >= 2, or even factors (``16x32`` or a
-    TOML list ``[16, 32]``)."""
+    TOML list ``[16, 32]``) whose product fits in int64."""
     rule = "must be 'rule', 'auto', an even integer >= 2, or even factors like 16x32"
     out: list[str | int | tuple[int, ...]] = []
     for item in parse_items("n_buckets", value):
@@ -85,6 +96,8 @@ def parse_n_buckets(value: Any) -> tuple[str | int | tuple[int, ...], ...]:
             factors = (parse_int("n_buckets", item, 2),)
         if not factors or any(f % 2 for f in factors):
             fail("n_buckets", item, rule)
+        if math.prod(factors) > INT64_MAX:
+            fail("n_buckets", item, "the product of the factors must be <= 2**63-1 (int64)")
         out.append(factors[0] if len(factors) == 1 else factors)
     return tuple(dict.fromkeys(out))
 

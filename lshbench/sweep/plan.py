@@ -12,8 +12,9 @@ import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
-from lshbench.core.config import ConfigError, LSHConfig
+from lshbench.core.config import ConfigError, LSHConfig, fail
 from lshbench.results.cells import task_config, task_id
+from lshbench.sweep.parsing import INT64_MAX
 from lshbench.sweep.spec import WORKER_BASE_BYTES, SweepSpec
 
 if TYPE_CHECKING:
@@ -47,7 +48,9 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
     """Every task of the grid, in run order, and the invalid ones with the reason.
 
     Cells (inputs) vary slowest in the order input, causal, dtype, threads, seed, d, seqlen;
-    inside a cell, the non-hashing backends come first, then each configuration.
+    inside a cell, the non-hashing backends come first, then each configuration. Raises
+    ConfigError when a derived value (batch x seqlen tokens, resolved buckets) would not fit
+    the results tables' int64 columns.
     """
     from lshbench.backends import backend_spec
 
@@ -67,6 +70,7 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
     )
     for inp, causal, dtype, threads, seed, d, L, batch in cells:
         B = spec.tokens // L if spec.tokens is not None else batch
+        _check_int64("batch", B, B * L, f"batch x seqlen = {B}x{L} tokens")
         cell = {
             "seqlen": L,
             "batch": B,
@@ -89,6 +93,8 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
         )
         for m, H, nb_item, before, after in configs:
             nb = resolve_n_buckets(nb_item, L, m)
+            total = math.prod(nb) if isinstance(nb, tuple) else nb
+            _check_int64("n_buckets", nb_item, total, f"{total} buckets at L={L}, chunk_len={m}")
             for name in spec.backend:
                 if not hashes[name]:
                     continue
@@ -110,6 +116,12 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
                     continue
                 _add(tasks, seen, task)
     return tasks, invalid
+
+
+def _check_int64(field_name: str, value: Any, derived: int, what: str) -> None:
+    """Reject a value whose derived row value (a results column) does not fit in int64."""
+    if derived > INT64_MAX:
+        fail(field_name, value, f"gives {what}; must be <= 2**63-1 (results store int64)")
 
 
 def _add(tasks: list[dict[str, Any]], seen: set[str], task: dict[str, Any]) -> None:
