@@ -175,3 +175,68 @@ def test_seed_beyond_int64_exits_2_on_the_command_line(tmp_path: Path) -> None:
     assert res.returncode == 2 and len(lines) == 1, res.stderr
     assert "seed=99999999999999999999" in lines[0] and "2**63-1" in lines[0]
     assert not out.exists()
+
+
+def test_threads_above_the_usable_cpus_are_rejected_before_running(tmp_path: Path) -> None:
+    """--threads 999 on a 2-CPU machine would record threads=999 on rows BLAS ran with 2
+    (issue 13 item 6); 'all' is still every usable CPU."""
+    import lshbench
+    from lshbench.measurement.machine import usable_cpus
+
+    cpus = usable_cpus()
+    out = tmp_path / "never"
+    with pytest.raises(ConfigError, match=rf"^threads={cpus + 1}: .* {cpus} usable CPU"):
+        lshbench.run_sweep(out, threads=f"1,{cpus + 1}", seqlen=[64], backend="dense")
+    assert not out.exists()
+    assert build_spec("quick", threads="all").threads == (cpus,)
+    assert build_spec("quick", threads=f"1,{cpus}").threads == tuple(dict.fromkeys((1, cpus)))
+
+
+@pytest.mark.parametrize("budget", ["0.5", 1, "64M", "300MiB"])
+def test_mem_budget_every_row_would_exceed_is_rejected(budget: object) -> None:
+    """A budget below a worker's own footprint makes every row oom_predicted."""
+    with pytest.raises(ConfigError, match=rf"^mem_budget={budget}: .*MiB"):
+        build_spec("quick", mem_budget=budget)
+    assert build_spec("quick", mem_budget="512M").mem_budget == 512 * 2**20
+
+
+def test_empty_out_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r'^out="": '):
+        build_spec("quick", out="")
+    assert str(build_spec("quick", out=None).out) == "results/quick"  # None: not given
+
+
+@pytest.mark.parametrize("backend", ["numpy", None])
+def test_grid_where_no_lsh_task_can_run_is_rejected_before_running(
+    tmp_path: Path, backend: str | None
+) -> None:
+    """Every LSH configuration invalid (chunk_len 3 never divides H x 1024): one line, not a
+    sweep of skipped rows (with the default backends only dense could run)."""
+    import lshbench
+
+    out = tmp_path / "never"
+    with pytest.raises(ConfigError, match=r"^chunk_len=3: .*no LSH configuration") as info:
+        lshbench.run_sweep(out, chunk_len=[3], seqlen=[1024], backend=backend)
+    assert "\n" not in str(info.value)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--threads", "999"], "threads=999"),
+        (["--mem-budget", "0.5"], "mem_budget=0.5"),
+        (["--out", ""], 'out=""'),
+        (["--chunk-len", "3", "--seqlen", "1024"], "chunk_len=3"),
+    ],
+)
+def test_values_nothing_sensible_can_run_with_exit_2(
+    tmp_path: Path, args: list[str], field: str
+) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "lshbench", "sweep", "--out", str(tmp_path / "never"), *args],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and field in lines[0], res.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even results/quick

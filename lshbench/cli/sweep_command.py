@@ -1,7 +1,7 @@
 """``lshbench sweep``: parse the options, run :mod:`lshbench.sweep`, print the summary.
 
 A thin layer: every check and every step is a plain function of :mod:`lshbench.sweep`
-(:func:`~lshbench.sweep.spec.build_spec`, :func:`~lshbench.sweep.plan.plan_tasks`,
+(:func:`~lshbench.sweep.spec.build_spec`, :func:`~lshbench.sweep.run.prepare`,
 :func:`~lshbench.sweep.executors.open_executor`, :func:`~lshbench.sweep.run.execute`).
 """
 
@@ -73,8 +73,7 @@ def sweep(
     interrupted sweep resumes where it stopped when run again with the same --out.
     """
     from lshbench.sweep.executors import open_executor
-    from lshbench.sweep.plan import plan_tasks
-    from lshbench.sweep.run import execute
+    from lshbench.sweep.run import execute, prepare
     from lshbench.sweep.spec import build_spec
 
     if options.get("causal") is not None:
@@ -83,7 +82,7 @@ def sweep(
     runner = click.get_current_context().with_resource(
         open_executor(spec, executor_name, scheduler, workers, mem_limit)
     )
-    n_tasks = len(plan_tasks(spec)[0])
+    n_tasks = len(prepare(spec, runner)[0])
     click.echo(
         f"lshbench sweep: preset {spec.preset}, {n_tasks} rows, backends "
         f"{', '.join(spec.backend)}, threads {','.join(map(str, spec.threads))} -> {spec.out}",

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lshbench.measurement.machine import usable_cpus
 from lshbench.measurement.worker import thread_env
 from lshbench.results.cells import task_id
 from lshbench.results.store import make_row
@@ -63,7 +64,12 @@ class CellSpec:
 
 
 class Executor(Protocol):
-    """What the sweep needs from an executor."""
+    """What the sweep needs from an executor.
+
+    An executor may also have ``max_threads``: the most threads one cell may ask for (the
+    sweep rejects a larger ``threads`` value before anything runs); without it, the executor
+    deals with such cells itself (Dask: ``skipped`` rows naming the workers' budgets).
+    """
 
     name: str
     concurrency: int
@@ -150,6 +156,11 @@ class LocalExecutor:
     concurrency: int = 1
     #: RLIMIT_DATA of each worker process in bytes (None: no limit); see worker_command
     mem_limit_bytes: int | None = None
+
+    @property
+    def max_threads(self) -> int:
+        """The most threads a cell may ask for: the CPUs this process may run on."""
+        return usable_cpus()
 
     def run_cells(
         self,

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lshbench.core.config import ConfigError, fail
 from lshbench.results.cells import cell_key, task_id
 from lshbench.sweep.plan import estimate_seconds, plan_tasks, predicted_bytes
 from lshbench.sweep.spec import SweepSpec, build_spec
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from lshbench.results.store import ResultStore
     from lshbench.sweep.local_executor import CellSpec, Executor
 
-__all__ = ["RAN", "execute", "run_sweep"]
+__all__ = ["RAN", "execute", "prepare", "run_sweep"]
 
 #: statuses of rows that ran; a re-run skips them (unless --force; --retry-failed: non-ok)
 RAN = ("ok", "error", "timeout", "oom")
@@ -77,7 +78,7 @@ def execute(
     from lshbench.sweep.local_executor import LocalExecutor
 
     executor = executor or LocalExecutor(timeout_s=spec.timeout)
-    tasks, invalid = plan_tasks(spec)
+    tasks, invalid = prepare(spec, executor)
     with ResultStore(spec.out) as store:
         run = _SweepRun(spec, executor, store, quiet)
         run.write_metadata()
@@ -90,6 +91,49 @@ def execute(
     grid_ids = [task_id(t) for t in tasks] + [task_id(t) for t, _ in invalid]
     by_id = frame.set_index("cell_id", drop=False)
     return by_id.loc[[i for i in grid_ids if i in by_id.index]].reset_index(drop=True)
+
+
+def prepare(
+    spec: SweepSpec, executor: Executor
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+    """The plan of ``spec`` (tasks, invalid tasks with the reason), after every check that
+    needs neither a measurement nor a write, so that a sweep that cannot do what it was asked
+    stops with one ConfigError line before anything runs or is written:
+
+    * a ``threads`` value above what ``executor`` can give a cell (its ``max_threads``, if
+      it has one: the local executor's is this machine's usable CPUs);
+    * a grid where no task can run, or where every LSH configuration is invalid (only the
+      non-hashing baselines would run).
+    """
+    limit = getattr(executor, "max_threads", None)
+    if limit is not None:
+        for threads in spec.threads:
+            if threads > limit:
+                fail(
+                    "threads",
+                    threads,
+                    f"must be <= {limit}: this machine has {limit} usable CPUs ('all' = {limit})",
+                )
+    tasks, invalid = plan_tasks(spec)
+    _require_runnable(tasks, invalid)
+    return tasks, invalid
+
+
+def _require_runnable(
+    tasks: list[dict[str, Any]], invalid: list[tuple[dict[str, Any], str]]
+) -> None:
+    """Fail when nothing of the grid can run, or when no LSH configuration can."""
+    if not invalid:
+        return
+    hashing = [t for t in tasks if t.get("n_hashes") is not None]
+    if tasks and hashing:
+        return
+    baselines = sorted({t["backend"] for t in tasks})
+    only = f"; only {', '.join(baselines)} would run" if baselines else ""
+    raise ConfigError(
+        f"{invalid[0][1]} - so no LSH configuration of the grid can run "
+        f"({len(invalid)} invalid{only})"
+    )
 
 
 class _SweepRun:

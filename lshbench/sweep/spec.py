@@ -198,6 +198,31 @@ def _backends(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _mem_budget(value: Any) -> int:
+    """Bytes of --mem-budget; at least a worker's own footprint (below it every row would be
+    oom_predicted without running)."""
+    budget = parse_bytes(value)
+    if budget <= WORKER_BASE_BYTES:
+        fail(
+            "mem_budget",
+            value,
+            f"must be more than {WORKER_BASE_BYTES // 2**20} MiB, a worker's own memory "
+            "(with less every row is oom_predicted)",
+        )
+    return budget
+
+
+def _out_dir(value: Any, preset: str) -> Path:
+    """The output directory: ``results/<preset>`` when not given, else a non-empty path."""
+    if value is None:
+        return Path("results", preset)
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not str(value).strip():
+        fail("out", f'"{value}"', "must name a directory (the path is empty)")
+    return Path(value)
+
+
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Keys of a TOML sweep config (dashes or underscores), checked for unknown names."""
     return read_toml(path, AXES + SETTINGS)
@@ -246,7 +271,7 @@ def build_spec(
             if L > tokens or tokens % L:
                 fail("tokens", tokens, f"must be a multiple of every seqlen (seqlen={L})")
     repeats = parse_int("repeats", values["repeats"], 5)
-    out = values.get("out") or os.path.join("results", preset)
+    out = _out_dir(values.get("out"), preset)
     return SweepSpec(
         seqlen=seqlen,
         chunk_len=parse_ints("chunk_len", values["chunk_len"], 1),
@@ -265,7 +290,7 @@ def build_spec(
         seed=parse_ints("seed", values["seed"], 0),
         repeats=repeats,
         timeout=parse_positive_float("timeout", values["timeout"]),
-        mem_budget=parse_bytes(values["mem_budget"]),
-        out=Path(out),
+        mem_budget=_mem_budget(values["mem_budget"]),
+        out=out,
         preset=preset,
     )
