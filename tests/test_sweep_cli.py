@@ -240,3 +240,111 @@ def test_values_nothing_sensible_can_run_with_exit_2(
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1 and field in lines[0], res.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written, not even results/quick
+
+
+def run_sweep_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lshbench", "sweep", "--seqlen", "64", "--backend", "dense",
+         "--quiet", *args],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+
+
+def assert_one_line_exit_2(res: subprocess.CompletedProcess[str], *parts: str) -> None:
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert all(p in lines[0] for p in parts), lines[0]
+    assert "Traceback" not in res.stderr
+
+
+def test_out_that_is_or_lies_under_a_file_is_one_line(tmp_path: Path) -> None:
+    """(issue 13 item 7) never a traceback from mkdir."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not a directory\n")
+    res = run_sweep_cli(tmp_path, "--out", str(afile))
+    assert_one_line_exit_2(res, f"out={afile}", "is a file")
+    res = run_sweep_cli(tmp_path, "--out", str(afile / "sub" / "run"))
+    assert_one_line_exit_2(res, f"out={afile / 'sub' / 'run'}", f"{afile} is a file")
+    assert afile.read_text() == "not a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def _can_write(directory: Path) -> bool:
+    try:
+        (directory / "probe").write_text("x")
+    except OSError:
+        return False
+    (directory / "probe").unlink()
+    return True
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path: Path):
+    """A directory this process cannot write: mode 0555, and for root (whom mode bits do
+    not stop) the immutable attribute where the file system has one."""
+    import shutil
+
+    path = tmp_path / "readonly"
+    path.mkdir()
+    path.chmod(0o555)
+    immutable = False
+    if _can_write(path) and shutil.which("chattr"):
+        immutable = subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+    try:
+        if _can_write(path):
+            pytest.skip("cannot make a directory unwritable here (root without chattr +i)")
+        yield path
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o755)
+
+
+def test_unwritable_out_is_refused_before_running(tmp_path: Path, unwritable_dir: Path) -> None:
+    import lshbench
+
+    for out in (unwritable_dir, unwritable_dir / "run"):
+        res = run_sweep_cli(tmp_path, "--out", str(out))
+        assert_one_line_exit_2(res, f"out={out}", "not writable")
+        with pytest.raises(ConfigError, match="not writable"):
+            lshbench.run_sweep(out, seqlen=[64], backend="dense")
+    assert list(unwritable_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        (b"out = 5\n", ["out=5", "must be a directory path"]),
+        (b'preset = ["quick"]\n', ["preset=", "must be one of"]),
+        (b"seqlen = [64]\n# caf\xe9 in Latin-1\n", ["config=", "not UTF-8"]),
+    ],
+)
+def test_config_of_the_wrong_type_or_encoding_is_one_line(
+    tmp_path: Path, text: bytes, parts: list[str]
+) -> None:
+    config = tmp_path / "grid.toml"
+    config.write_bytes(text)
+    res = run_sweep_cli(tmp_path, "--config", str(config))
+    assert_one_line_exit_2(res, *parts)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.toml"]
+
+
+WEIRD_TOML_VALUES = ["5", "1.5", "true", "[]", "[[1]]", "{ a = 1 }", '"x"', "1979-05-27", '""',
+                     "[true]", "-3", "[[16, 32], 1.5]", "[{ a = 1 }]"]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", WEIRD_TOML_VALUES)
+def test_any_toml_value_of_any_key_is_accepted_or_one_config_error(
+    tmp_path: Path, value: str
+) -> None:
+    """Every key with values of every TOML type: a spec, or a ConfigError; never another
+    exception (a traceback on the command line)."""
+    from lshbench.sweep.spec import AXES, SETTINGS
+
+    config = tmp_path / "grid.toml"
+    for key in AXES + SETTINGS:
+        config.write_text(f"{key} = {value}\n")
+        try:
+            build_spec(None, config)
+        except ConfigError as exc:
+            assert "\n" not in str(exc)

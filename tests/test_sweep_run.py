@@ -193,3 +193,59 @@ def test_worker_exits_when_its_executor_dies(test_backends) -> None:
     proc.stdin.close()
     assert proc.wait(timeout=30) != 0
     assert time.perf_counter() - start < 10
+
+
+def test_write_errors_during_the_sweep_are_one_line_and_keep_written_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk (ENOSPC) while rows are appended: the sweep stops with one line naming the
+    directory and the OS error; the rows written before it stay in the log (issue 13 item 7)."""
+    import errno
+
+    from lshbench.results.store import ResultStore
+    from lshbench.sweep.run import ResultsWriteError
+
+    out = tmp_path / "full"
+    append = ResultStore.append
+    written: list[str] = []
+
+    def append_until_full(self, row):
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.log_path))
+        append(self, row)
+        written.append(row["cell_id"])
+
+    monkeypatch.setattr(ResultStore, "append", append_until_full)
+    with pytest.raises(ResultsWriteError) as info:
+        lshbench.run_sweep(out, backend="numpy,dense", **SMALL_GRID)
+    message = str(info.value)
+    assert "\n" not in message and str(out) in message and "No space left" in message
+    assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert list(lshbench.load_results(out)["cell_id"]) == written
+    assert not (out / ".lock").exists()
+    # the same command afterwards completes the grid, keeping the rows written before
+    df = lshbench.run_sweep(out, backend="numpy,dense", **SMALL_GRID)
+    assert len(df) == 6 and (df["status"] == "ok").all()
+    assert len(log_lines(out)) == 6
+
+
+def test_write_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    """The CLI prints the ResultsWriteError as one line, exit status 1, no traceback."""
+    out = tmp_path / "full"
+    code = (
+        "import errno, os, sys\n"
+        "from lshbench.results.store import ResultStore\n"
+        "def full(self, row):\n"
+        "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.log_path))\n"
+        "ResultStore.append = full\n"
+        "from lshbench.cli import main\n"
+        f"sys.argv = ['lshbench', 'sweep', '--out', {str(out)!r}, '--seqlen', '64',\n"
+        "            '--backend', 'dense', '--threads', '1', '--input', 'gaussian', '--quiet']\n"
+        "main()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    error = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and str(out) in error[0] and "No space left" in error[0], res.stderr

@@ -73,7 +73,7 @@ def sweep(
     interrupted sweep resumes where it stopped when run again with the same --out.
     """
     from lshbench.sweep.executors import open_executor
-    from lshbench.sweep.run import execute, prepare
+    from lshbench.sweep.run import ResultsWriteError, execute, prepare
     from lshbench.sweep.spec import build_spec
 
     if options.get("causal") is not None:
@@ -90,7 +90,10 @@ def sweep(
     )
     if hasattr(runner, "describe"):
         click.echo(runner.describe(), err=True)
-    frame = execute(spec, executor=runner, force=force, retry_failed=retry_failed, quiet=quiet)
+    try:
+        frame = execute(spec, executor=runner, force=force, retry_failed=retry_failed, quiet=quiet)
+    except ResultsWriteError as exc:
+        raise click.ClickException(str(exc)) from exc
     _print_summary(frame, spec.out)
 
 

@@ -172,7 +172,7 @@ def parse_positive_int(field_name: str, value: Any) -> int:
 def read_toml(path: str | os.PathLike[str], known: Iterable[str]) -> dict[str, Any]:
     """Keys of a TOML file (dashes become underscores), each one of ``known``.
 
-    A file that cannot be read or is not TOML is one ConfigError line."""
+    A file that cannot be read, is not UTF-8 or is not TOML is one ConfigError line."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -183,6 +183,8 @@ def read_toml(path: str | os.PathLike[str], known: Iterable[str]) -> dict[str, A
             data = tomllib.load(fh)
     except OSError as exc:
         fail("config", str(path), f"cannot read: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        fail("config", str(path), f"not UTF-8 text (byte {exc.start}); TOML files are UTF-8")
     except tomllib.TOMLDecodeError as exc:
         fail("config", str(path), f"not valid TOML: {exc}")
     out = {}

@@ -9,15 +9,20 @@ the store from this machine are reused (resume).
 Every access to the store is a method of :class:`_SweepRun`: ``store.rows`` in
 :meth:`~_SweepRun.previous` and :meth:`~_SweepRun.note_foreign_rows`, ``store.append`` in
 :meth:`~_SweepRun.record`, ``store.export`` in :meth:`~_SweepRun.cells` and
-:meth:`~_SweepRun.finish`, ``store.write_json`` in :meth:`~_SweepRun.write_metadata`.
+:meth:`~_SweepRun.finish`, ``store.write_json`` in :meth:`~_SweepRun.write_metadata`. Each
+write goes through :func:`_writing`, which turns an OSError (a full disk) into one
+:class:`ResultsWriteError` line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import secrets
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +40,7 @@ if TYPE_CHECKING:
     from lshbench.results.store import ResultStore
     from lshbench.sweep.local_executor import CellSpec, Executor
 
-__all__ = ["RAN", "execute", "prepare", "run_sweep"]
+__all__ = ["RAN", "ResultsWriteError", "check_out_dir", "execute", "prepare", "run_sweep"]
 
 #: statuses of rows that ran; a re-run skips them (unless --force; --retry-failed: non-ok)
 RAN = ("ok", "error", "timeout", "oom")
@@ -73,21 +78,29 @@ def execute(
     quiet: bool = True,
 ) -> pd.DataFrame:
     """Run a checked :class:`SweepSpec` into its directory; returns the grid's rows, in grid
-    order (one per task, invalid ones included)."""
+    order (one per task, invalid ones included).
+
+    Raises ConfigError (one line) before anything runs when :func:`prepare` refuses the
+    sweep, and :class:`ResultsWriteError` (one line) when writing the directory fails
+    during it; the rows recorded before stay in the log."""
     from lshbench.results.store import ResultStore
     from lshbench.sweep.local_executor import LocalExecutor
 
     executor = executor or LocalExecutor(timeout_s=spec.timeout)
     tasks, invalid = prepare(spec, executor)
-    with ResultStore(spec.out) as store:
+    with contextlib.ExitStack() as stack:
+        with _writing(spec.out):
+            store = stack.enter_context(ResultStore(spec.out))
         run = _SweepRun(spec, executor, store, quiet)
         run.write_metadata()
         run.note_foreign_rows()
         to_run = run.decide(tasks, invalid, force=force, retry_failed=retry_failed)
         try:
             run.measure(to_run)
-        finally:
-            frame = run.finish()
+        except BaseException:
+            run.abandon()
+            raise
+        frame = run.finish()
     grid_ids = [task_id(t) for t in tasks] + [task_id(t) for t, _ in invalid]
     by_id = frame.set_index("cell_id", drop=False)
     return by_id.loc[[i for i in grid_ids if i in by_id.index]].reset_index(drop=True)
@@ -116,7 +129,62 @@ def prepare(
                 )
     tasks, invalid = plan_tasks(spec)
     _require_runnable(tasks, invalid)
+    check_out_dir(spec.out)
     return tasks, invalid
+
+
+def check_out_dir(path: Path) -> None:
+    """Fail (one ConfigError line) unless ``path`` is a directory this process can write, or
+    can be created as one: not a file, not under a file, not in an unwritable directory.
+
+    Writability is tried, not inferred from mode bits (which do not stop root, and say
+    nothing of read-only file systems): a temporary file is created and removed in ``path``,
+    or in its nearest existing parent when ``path`` does not exist yet."""
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == path:
+            fail("out", str(path), "is a file, not a directory")
+        fail("out", str(path), f"cannot be created: {existing} is a file, not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".lshbench-write-check-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = "" if existing == path else f" (its parent {existing})"
+        fail("out", str(path), f"directory{where} is not writable: {exc.strerror or exc}")
+    log = path / "results.jsonl"
+    if log.exists() and not os.access(log, os.W_OK):
+        fail("out", str(path), f"{log.name} there is not writable")
+
+
+class ResultsWriteError(OSError):
+    """Writing the results directory failed during a sweep (disk full, permissions, ...).
+
+    The message is one line naming the directory and the OS error; ``errno`` is the OS
+    error's. Rows recorded before it stay in the log, so the same command resumes the sweep
+    once the cause is fixed."""
+
+    def __init__(self, directory: Path, exc: OSError) -> None:
+        code = errno.errorcode.get(exc.errno or 0)
+        reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
+        super().__init__(
+            f"cannot write the results in {directory}: {reason}; the rows recorded so far "
+            "are kept, run the same command again to resume"
+        )
+        self.errno = exc.errno
+
+
+@contextlib.contextmanager
+def _writing(directory: Path) -> Iterator[None]:
+    """Turn an OSError of a write to ``directory`` into one :class:`ResultsWriteError`."""
+    try:
+        yield
+    except ResultsWriteError:
+        raise
+    except OSError as exc:
+        raise ResultsWriteError(directory, exc) from exc
 
 
 def _require_runnable(
@@ -174,7 +242,8 @@ class _SweepRun:
     def write_metadata(self) -> None:
         """(Re)write metadata.json: this run, the runs before it, the workers' environments."""
         data = {**self.run_meta, "workers": self.workers, "runs": self.runs}
-        self.store.write_json("metadata.json", data)
+        with _writing(self.store.dir):
+            self.store.write_json("metadata.json", data)
 
     def record(self, row: dict[str, Any]) -> None:
         """Stamp a row with this run and machine and append it to the log."""
@@ -190,7 +259,8 @@ class _SweepRun:
                 row[key] = value
         if row.get("finished_at") is None:
             row["finished_at"] = utc_now()
-        self.store.append(row)
+        with _writing(self.store.dir):
+            self.store.append(row)
 
     def previous(self, task: dict[str, Any]) -> dict[str, Any] | None:
         """This machine's row of ``task`` in the store (rows measured elsewhere, e.g. a
@@ -289,7 +359,8 @@ class _SweepRun:
         for cs in cell_specs:
             yield cs
             self.bar.update(_CELL_OVERHEAD_S)
-            self.store.export()
+            with _writing(self.store.dir):
+                self.store.export()
 
     def on_row(self, row: dict[str, Any]) -> None:
         """A finished row from the executor: record it, advance the progress bar."""
@@ -310,12 +381,19 @@ class _SweepRun:
         """Close the bar, export the tables and close this run's metadata; returns the table."""
         if self.bar is not None:
             self.bar.close()
-        frame = self.store.export()
+        with _writing(self.store.dir):
+            frame = self.store.export()
         self.run_meta.update(
             end_time=utc_now(), load_avg_end=load_average(), rows_run=dict(self.counts)
         )
         self.write_metadata()
         return frame
+
+    def abandon(self) -> None:
+        """:meth:`finish` after an error: a write error now is dropped, so that the error
+        that ended the run is the one reported."""
+        with contextlib.suppress(ResultsWriteError):
+            self.finish()
 
 
 #: seconds of progress bar per cell for starting its worker (imports, input, reference)

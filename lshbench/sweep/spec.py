@@ -193,7 +193,7 @@ def _backends(value: Any) -> tuple[str, ...]:
         return tuple(names)
     names = parse_items("backend", value)
     for name in names:
-        if name not in known:
+        if not isinstance(name, str) or name not in known:
             fail("backend", name, f"unknown backend; choose from {', '.join(sorted(known))}")
     return tuple(dict.fromkeys(names))
 
@@ -218,7 +218,9 @@ def _out_dir(value: Any, preset: str) -> Path:
         return Path("results", preset)
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
-    if not str(value).strip():
+    if not isinstance(value, str):
+        fail("out", value, "must be a directory path (a string)")
+    if not value.strip():
         fail("out", f'"{value}"', "must name a directory (the path is empty)")
     return Path(value)
 
@@ -234,7 +236,7 @@ def _merge(preset: str | None, config: Any, options: dict[str, Any]) -> tuple[st
     file_values = load_config(config) if config is not None else {}
     file_preset = file_values.pop("preset", None)
     preset = preset or file_preset or "quick"
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         fail("preset", preset, f"must be one of {', '.join(PRESETS)}")
     values.update(PRESETS[preset])
     values.update(file_values)
