@@ -34,6 +34,7 @@ MEM_LIMIT = 768 * 2**20  # per cell process; dask_backends.BIG_BYTES is 1.5 GiB
 TEST_BACKENDS = {
     "test-alloc-big": "AllocBigBackend",
     "test-kill-worker": "KillWorkerBackend",
+    "test-killed": "KilledBackend",
 }
 
 
@@ -127,6 +128,24 @@ def test_cell_over_the_memory_limit_is_an_oom_row_and_the_worker_lives(
     message = df.loc[df["backend"] == "test-alloc-big", "message"].item()
     assert "MemoryError" in message and "cell memory limit 768 MiB" in message
     assert worker_pids(dask_exec) == before  # no Dask worker died or restarted
+
+
+def test_cell_process_killed_from_outside_is_an_error_row_not_oom(
+    tmp_path: Path, dask_exec: DaskExecutor
+) -> None:
+    """A cell process killed by SIGKILL without the OOM killer acting (issue 13 item 9): an
+    error row saying so, on Dask as locally; the Dask worker lives."""
+    before = worker_pids(dask_exec)
+    df = lshbench.run_sweep(
+        tmp_path / "sigkill",
+        backend="dense,test-killed",
+        executor=dask_exec,
+        **{**SMALL_GRID, "seqlen": [64]},
+    )
+    status = dict(zip(df["backend"], df["status"], strict=True))
+    assert status == {"dense": "ok", "test-killed": "error"}, df["message"]
+    assert "killed by signal SIGKILL" in df.loc[df["backend"] == "test-killed", "message"].item()
+    assert worker_pids(dask_exec) == before
 
 
 def test_worker_killed_mid_cell_is_retried(

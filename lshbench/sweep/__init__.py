@@ -6,7 +6,9 @@
 - :mod:`~lshbench.sweep.run`: :func:`run_sweep` and :func:`execute` into a results store;
 - :mod:`~lshbench.sweep.executors`: :func:`open_executor`, local or Dask;
 - :mod:`~lshbench.sweep.local_executor`, :mod:`~lshbench.sweep.dask_executor` (dask is
-  imported only there, and only when a Dask executor starts).
+  imported only there, and only when a Dask executor starts);
+- :mod:`~lshbench.sweep.oom_kills`: the kernel's OOM-kill counters, to tell an OOM kill
+  from another SIGKILL of a worker.
 
 Never imports the report or the CLI (DESIGN.md section 1).
 """

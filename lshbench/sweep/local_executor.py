@@ -15,8 +15,13 @@ Failures are rows, and the cell goes on in a new worker without the rows that fa
 
 * no event from the worker for ``timeout_s`` seconds: the worker's process group is killed,
   the rows of the phase in flight become ``timeout``;
-* the worker killed by SIGKILL that the executor did not send (the kernel's OOM killer):
-  ``oom``; any other death: ``error`` with the tail of its stderr.
+* the worker killed by a SIGKILL the executor did not send: ``oom`` when the kernel's
+  OOM killer acted meanwhile (an OOM-kill counter of :mod:`lshbench.sweep.oom_kills` rose),
+  else ``error`` "killed by signal SIGKILL" (a user, a job scheduler);
+* any other death: ``error`` with the signal or exit status and the tail of its stderr.
+
+A MemoryError inside the worker (an allocation beyond ``mem_limit_bytes``, or refused by the
+OS) is an ``oom`` row that the worker itself reports; the cell goes on.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from lshbench.measurement.machine import usable_cpus
 from lshbench.measurement.worker import thread_env
 from lshbench.results.cells import task_id
 from lshbench.results.store import make_row
+from lshbench.sweep.oom_kills import oom_kill_counts, oom_killed_since
 from lshbench.util import fmt_bytes
 
 __all__ = ["CellSpec", "Executor", "LocalExecutor", "stamp_row", "worker_command"]
@@ -202,7 +208,7 @@ class LocalExecutor:
     ) -> dict[str, tuple[str, str]]:
         """One worker over ``tasks``; finished rows leave ``pending``. Returns the rows to
         record as failed (id -> (status, message)) when the worker did not finish."""
-        state = _WorkerState()
+        state = _WorkerState(oom_kills=oom_kill_counts())
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(
                 worker_command(self.python, self.mem_limit_bytes),
@@ -280,7 +286,7 @@ class LocalExecutor:
                 f"no result within --timeout={self.timeout_s:g} s (phase {state.phase})",
             )
         if returncode == -signal.SIGKILL:
-            return "oom", f"worker killed by SIGKILL in phase {state.phase} (out of memory?)"
+            return _sigkill_verdict(state)
         how = (
             f"signal {signal.Signals(-returncode).name}"
             if returncode < 0
@@ -298,3 +304,15 @@ class _WorkerState:
     in_flight: list[str] = field(default_factory=list)  # ids of the phase in flight
     killed_for_timeout: bool = False
     done: bool = False
+    #: OOM-kill counters when the worker started (see lshbench.sweep.oom_kills)
+    oom_kills: dict[str, int] = field(default_factory=dict)
+
+
+def _sigkill_verdict(state: _WorkerState) -> tuple[str, str]:
+    """(status, message) of a worker killed by a SIGKILL the executor did not send."""
+    where = f"in phase {state.phase}"
+    if not state.oom_kills:
+        return "error", f"worker killed by signal SIGKILL {where} (no OOM-kill counter here)"
+    if oom_killed_since(state.oom_kills):
+        return "oom", f"worker killed by the kernel's OOM killer (SIGKILL) {where}"
+    return "error", f"worker killed by signal SIGKILL {where} (not by the kernel's OOM killer)"
