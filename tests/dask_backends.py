@@ -12,7 +12,9 @@ import signal
 import time
 from pathlib import Path
 
-from sweep_backends import AllocNumpyBackend, _Exact
+from sweep_backends import AllocNumpyBackend, KilledBackend, _Exact
+
+__all__ = ["AllocBigBackend", "KillWorkerBackend", "KilledBackend"]
 
 #: bytes AllocBigBackend allocates and touches (above the tests' per-cell memory limit)
 BIG_BYTES = 1536 * 2**20

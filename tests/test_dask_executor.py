@@ -34,6 +34,7 @@ MEM_LIMIT = 768 * 2**20  # per cell process; dask_backends.BIG_BYTES is 1.5 GiB
 TEST_BACKENDS = {
     "test-alloc-big": "AllocBigBackend",
     "test-kill-worker": "KillWorkerBackend",
+    "test-killed": "KilledBackend",
 }
 
 
@@ -125,8 +126,26 @@ def test_cell_over_the_memory_limit_is_an_oom_row_and_the_worker_lives(
     status = dict(zip(df["backend"], df["status"], strict=True))
     assert status == {"dense": "ok", "numpy": "ok", "test-alloc-big": "oom"}, df["message"]
     message = df.loc[df["backend"] == "test-alloc-big", "message"].item()
-    assert "MemoryError" in message and "cell memory limit 0.75 GiB" in message
+    assert "MemoryError" in message and "cell memory limit 768 MiB" in message
     assert worker_pids(dask_exec) == before  # no Dask worker died or restarted
+
+
+def test_cell_process_killed_from_outside_is_an_error_row_not_oom(
+    tmp_path: Path, dask_exec: DaskExecutor
+) -> None:
+    """A cell process killed by SIGKILL without the OOM killer acting (issue 13 item 9): an
+    error row saying so, on Dask as locally; the Dask worker lives."""
+    before = worker_pids(dask_exec)
+    df = lshbench.run_sweep(
+        tmp_path / "sigkill",
+        backend="dense,test-killed",
+        executor=dask_exec,
+        **{**SMALL_GRID, "seqlen": [64]},
+    )
+    status = dict(zip(df["backend"], df["status"], strict=True))
+    assert status == {"dense": "ok", "test-killed": "error"}, df["message"]
+    assert "killed by signal SIGKILL" in df.loc[df["backend"] == "test-killed", "message"].item()
+    assert worker_pids(dask_exec) == before
 
 
 def test_worker_killed_mid_cell_is_retried(
@@ -243,7 +262,7 @@ def test_bad_executor_options_exit_2_with_one_line(
 
 def test_importing_the_executor_does_not_import_dask() -> None:
     code = (
-        "import sys, lshbench.sweep.spec, lshbench.sweep.dask_executor; "
+        "import sys, lshbench.sweep.run, lshbench.sweep.executors, lshbench.cli; "
         "import lshbench.measurement.calibration; "
         "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"
     )

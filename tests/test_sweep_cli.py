@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from lshbench import ConfigError
-from lshbench.sweep.spec import build_spec, parse_bytes, plan_tasks, resolve_n_buckets
+from lshbench.sweep.parsing import parse_bytes
+from lshbench.sweep.plan import plan_tasks, resolve_n_buckets
+from lshbench.sweep.spec import build_spec
 
 
 @pytest.mark.parametrize(
@@ -107,3 +109,242 @@ def test_mem_budget_units() -> None:
     assert 0 < parse_bytes("50%") < parse_bytes("100%")
     with pytest.raises(ConfigError, match="mem_budget=0%"):
         parse_bytes("0%")
+
+
+INT64_MAX = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("axis", "value"),
+    [
+        ("seed", "99999999999999999999"),
+        ("seed", 2**63),
+        ("seqlen", 2**64),
+        ("chunk_len", 2**63),
+        ("n_hashes", 2**63),
+        ("chunks_before", 2**63),
+        ("chunks_after", 2**63),
+        ("d", 2**63),
+        ("batch", 2**63),
+        ("tokens", 2**63),
+        ("repeats", 2**63),
+        ("n_buckets", 2**64),
+        ("n_buckets", "4294967296x4294967296"),  # each factor fits, the product does not
+    ],
+)
+def test_integers_beyond_int64_are_rejected_when_parsed(axis: str, value: object) -> None:
+    """Rows are stored with int64 columns: a value they cannot hold is a bad value, not a
+    directory that later fails to export (issue 13 item 4)."""
+    with pytest.raises(ConfigError, match=rf"^{axis}=.*2\*\*63-1") as info:
+        build_spec("quick", **{axis: value})
+    assert "\n" not in str(info.value)
+
+
+def test_largest_int64_seed_is_accepted_and_exported() -> None:
+    from lshbench.results.store import make_row, rows_to_frame
+
+    spec = build_spec("quick", seed=INT64_MAX, seqlen=[64], backend="dense")
+    assert spec.seed == (INT64_MAX,)
+    tasks, _ = plan_tasks(spec)
+    frame = rows_to_frame([make_row(t, "skipped", "test") for t in tasks])
+    assert (frame["seed"] == INT64_MAX).all()
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"batch": 2**40, "seqlen": [2**30]}, "batch="),  # batch x seqlen = 2**70 tokens
+        ({"seqlen": [2**62], "chunk_len": [1], "n_buckets": "rule"}, "n_buckets=rule"),
+    ],
+)
+def test_derived_integers_beyond_int64_are_rejected_before_running(
+    options: dict, field: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"^{field}.*2\*\*63-1"):
+        plan_tasks(build_spec("quick", backend="numpy,dense", n_hashes=[1], **options))
+
+
+def test_seed_beyond_int64_exits_2_on_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    res = subprocess.run(
+        [sys.executable, "-m", "lshbench", "sweep", "--out", str(out),
+         "--seed", "99999999999999999999"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "seed=99999999999999999999" in lines[0] and "2**63-1" in lines[0]
+    assert not out.exists()
+
+
+def test_threads_above_the_usable_cpus_are_rejected_before_running(tmp_path: Path) -> None:
+    """--threads 999 on a 2-CPU machine would record threads=999 on rows BLAS ran with 2
+    (issue 13 item 6); 'all' is still every usable CPU."""
+    import lshbench
+    from lshbench.measurement.machine import usable_cpus
+
+    cpus = usable_cpus()
+    out = tmp_path / "never"
+    with pytest.raises(ConfigError, match=rf"^threads={cpus + 1}: .* {cpus} usable CPU"):
+        lshbench.run_sweep(out, threads=f"1,{cpus + 1}", seqlen=[64], backend="dense")
+    assert not out.exists()
+    assert build_spec("quick", threads="all").threads == (cpus,)
+    assert build_spec("quick", threads=f"1,{cpus}").threads == tuple(dict.fromkeys((1, cpus)))
+
+
+@pytest.mark.parametrize("budget", ["0.5", 1, "64M", "300MiB"])
+def test_mem_budget_every_row_would_exceed_is_rejected(budget: object) -> None:
+    """A budget below a worker's own footprint makes every row oom_predicted."""
+    with pytest.raises(ConfigError, match=rf"^mem_budget={budget}: .*MiB"):
+        build_spec("quick", mem_budget=budget)
+    assert build_spec("quick", mem_budget="512M").mem_budget == 512 * 2**20
+
+
+def test_empty_out_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r'^out="": '):
+        build_spec("quick", out="")
+    assert str(build_spec("quick", out=None).out) == "results/quick"  # None: not given
+
+
+@pytest.mark.parametrize("backend", ["numpy", None])
+def test_grid_where_no_lsh_task_can_run_is_rejected_before_running(
+    tmp_path: Path, backend: str | None
+) -> None:
+    """Every LSH configuration invalid (chunk_len 3 never divides H x 1024): one line, not a
+    sweep of skipped rows (with the default backends only dense could run)."""
+    import lshbench
+
+    out = tmp_path / "never"
+    with pytest.raises(ConfigError, match=r"^chunk_len=3: .*no LSH configuration") as info:
+        lshbench.run_sweep(out, chunk_len=[3], seqlen=[1024], backend=backend)
+    assert "\n" not in str(info.value)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--threads", "999"], "threads=999"),
+        (["--mem-budget", "0.5"], "mem_budget=0.5"),
+        (["--out", ""], 'out=""'),
+        (["--chunk-len", "3", "--seqlen", "1024"], "chunk_len=3"),
+    ],
+)
+def test_values_nothing_sensible_can_run_with_exit_2(
+    tmp_path: Path, args: list[str], field: str
+) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "lshbench", "sweep", "--out", str(tmp_path / "never"), *args],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and field in lines[0], res.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even results/quick
+
+
+def run_sweep_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lshbench", "sweep", "--seqlen", "64", "--backend", "dense",
+         "--quiet", *args],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+
+
+def assert_one_line_exit_2(res: subprocess.CompletedProcess[str], *parts: str) -> None:
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert all(p in lines[0] for p in parts), lines[0]
+    assert "Traceback" not in res.stderr
+
+
+def test_out_that_is_or_lies_under_a_file_is_one_line(tmp_path: Path) -> None:
+    """(issue 13 item 7) never a traceback from mkdir."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("not a directory\n")
+    res = run_sweep_cli(tmp_path, "--out", str(afile))
+    assert_one_line_exit_2(res, f"out={afile}", "is a file")
+    res = run_sweep_cli(tmp_path, "--out", str(afile / "sub" / "run"))
+    assert_one_line_exit_2(res, f"out={afile / 'sub' / 'run'}", f"{afile} is a file")
+    assert afile.read_text() == "not a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def _can_write(directory: Path) -> bool:
+    try:
+        (directory / "probe").write_text("x")
+    except OSError:
+        return False
+    (directory / "probe").unlink()
+    return True
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path: Path):
+    """A directory this process cannot write: mode 0555, and for root (whom mode bits do
+    not stop) the immutable attribute where the file system has one."""
+    import shutil
+
+    path = tmp_path / "readonly"
+    path.mkdir()
+    path.chmod(0o555)
+    immutable = False
+    if _can_write(path) and shutil.which("chattr"):
+        immutable = subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+    try:
+        if _can_write(path):
+            pytest.skip("cannot make a directory unwritable here (root without chattr +i)")
+        yield path
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o755)
+
+
+def test_unwritable_out_is_refused_before_running(tmp_path: Path, unwritable_dir: Path) -> None:
+    import lshbench
+
+    for out in (unwritable_dir, unwritable_dir / "run"):
+        res = run_sweep_cli(tmp_path, "--out", str(out))
+        assert_one_line_exit_2(res, f"out={out}", "not writable")
+        with pytest.raises(ConfigError, match="not writable"):
+            lshbench.run_sweep(out, seqlen=[64], backend="dense")
+    assert list(unwritable_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        (b"out = 5\n", ["out=5", "must be a directory path"]),
+        (b'preset = ["quick"]\n', ["preset=", "must be one of"]),
+        (b"seqlen = [64]\n# caf\xe9 in Latin-1\n", ["config=", "not UTF-8"]),
+    ],
+)
+def test_config_of_the_wrong_type_or_encoding_is_one_line(
+    tmp_path: Path, text: bytes, parts: list[str]
+) -> None:
+    config = tmp_path / "grid.toml"
+    config.write_bytes(text)
+    res = run_sweep_cli(tmp_path, "--config", str(config))
+    assert_one_line_exit_2(res, *parts)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.toml"]
+
+
+WEIRD_TOML_VALUES = ["5", "1.5", "true", "[]", "[[1]]", "{ a = 1 }", '"x"', "1979-05-27", '""',
+                     "[true]", "-3", "[[16, 32], 1.5]", "[{ a = 1 }]"]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", WEIRD_TOML_VALUES)
+def test_any_toml_value_of_any_key_is_accepted_or_one_config_error(
+    tmp_path: Path, value: str
+) -> None:
+    """Every key with values of every TOML type: a spec, or a ConfigError; never another
+    exception (a traceback on the command line)."""
+    from lshbench.sweep.spec import AXES, SETTINGS
+
+    config = tmp_path / "grid.toml"
+    for key in AXES + SETTINGS:
+        config.write_text(f"{key} = {value}\n")
+        try:
+            build_spec(None, config)
+        except ConfigError as exc:
+            assert "\n" not in str(exc)

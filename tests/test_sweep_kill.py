@@ -16,7 +16,8 @@ import pandas as pd
 
 import lshbench
 from lshbench.results.cells import task_id
-from lshbench.sweep.spec import build_spec, plan_tasks
+from lshbench.sweep.plan import plan_tasks
+from lshbench.sweep.spec import build_spec
 
 ARGS = ["--seqlen", "128,256,512", "--chunk-len", "32", "--n-hashes", "1,2,4",
         "--backend", "numpy,dense", "--threads", "1", "--input", "gaussian", "--quiet"]  # fmt: skip

@@ -25,7 +25,8 @@ from lshbench.measurement.inputs import make_inputs
 from lshbench.measurement.metrics import dense_reference, output_errors
 from lshbench.results.cells import rotation_seed, task_config
 from lshbench.results.store import COLUMNS
-from lshbench.sweep.spec import build_spec, plan_tasks, predicted_bytes
+from lshbench.sweep.plan import plan_tasks, predicted_bytes
+from lshbench.sweep.spec import build_spec
 
 TESTS = str(Path(__file__).parent)
 
@@ -146,8 +147,9 @@ def test_failures_become_rows_and_the_sweep_goes_on(tmp_path: Path, test_backend
     assert "boom from the test backend" in got[("test-raise", None)].message
     assert got[("test-sleep", None)].status == "timeout"
     assert "--timeout=6" in got[("test-sleep", None)].message
-    assert got[("test-killed", None)].status == "oom"
-    assert "SIGKILL" in got[("test-killed", None)].message
+    # killed from outside (here: by itself), not by the kernel's OOM killer (issue 13 item 9)
+    assert got[("test-killed", None)].status == "error"
+    assert "killed by signal SIGKILL" in got[("test-killed", None)].message
     assert got[("numpy", 8)].status == "oom_predicted"
     assert "--mem-budget" in got[("numpy", 8)].message
     assert elapsed < 60  # the sleeping backend (120 s) was cut off
@@ -192,3 +194,109 @@ def test_worker_exits_when_its_executor_dies(test_backends) -> None:
     proc.stdin.close()
     assert proc.wait(timeout=30) != 0
     assert time.perf_counter() - start < 10
+
+
+def test_write_errors_during_the_sweep_are_one_line_and_keep_written_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk (ENOSPC) while rows are appended: the sweep stops with one line naming the
+    directory and the OS error; the rows written before it stay in the log (issue 13 item 7)."""
+    import errno
+
+    from lshbench.results.store import ResultStore
+    from lshbench.sweep.run import ResultsWriteError
+
+    out = tmp_path / "full"
+    append = ResultStore.append
+    written: list[str] = []
+
+    def append_until_full(self, row):
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.log_path))
+        append(self, row)
+        written.append(row["cell_id"])
+
+    monkeypatch.setattr(ResultStore, "append", append_until_full)
+    with pytest.raises(ResultsWriteError) as info:
+        lshbench.run_sweep(out, backend="numpy,dense", **SMALL_GRID)
+    message = str(info.value)
+    assert "\n" not in message and str(out) in message and "No space left" in message
+    assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert list(lshbench.load_results(out)["cell_id"]) == written
+    assert not (out / ".lock").exists()
+    # the same command afterwards completes the grid, keeping the rows written before
+    df = lshbench.run_sweep(out, backend="numpy,dense", **SMALL_GRID)
+    assert len(df) == 6 and (df["status"] == "ok").all()
+    assert len(log_lines(out)) == 6
+
+
+def test_write_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    """The CLI prints the ResultsWriteError as one line, exit status 1, no traceback."""
+    out = tmp_path / "full"
+    code = (
+        "import errno, os, sys\n"
+        "from lshbench.results.store import ResultStore\n"
+        "def full(self, row):\n"
+        "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.log_path))\n"
+        "ResultStore.append = full\n"
+        "from lshbench.cli import main\n"
+        f"sys.argv = ['lshbench', 'sweep', '--out', {str(out)!r}, '--seqlen', '64',\n"
+        "            '--backend', 'dense', '--threads', '1', '--input', 'gaussian', '--quiet']\n"
+        "main()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    error = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and str(out) in error[0] and "No space left" in error[0], res.stderr
+
+
+def test_sigkill_is_oom_only_when_the_oom_killer_acted(
+    tmp_path: Path, test_backends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed by SIGKILL while an OOM-kill counter rose is an oom row; with no
+    counter readable it is an error row that says the cause is unknown."""
+    import itertools
+
+    from lshbench.sweep import local_executor, oom_kills
+
+    ticks = itertools.count()
+
+    def rising(*args):
+        return {"vmstat": next(ticks)}  # every read sees one more OOM kill
+
+    monkeypatch.setattr(local_executor, "oom_kill_counts", rising)
+    monkeypatch.setattr(oom_kills, "oom_kill_counts", rising)
+    grid = {"seqlen": [64], "threads": 1, "input": "gaussian"}
+    df = lshbench.run_sweep(tmp_path / "oom", backend="test-killed", **grid)
+    assert df["status"].item() == "oom", df["message"].item()
+    assert "OOM killer" in df["message"].item()
+
+    monkeypatch.setattr(local_executor, "oom_kill_counts", lambda *args: {})
+    df = lshbench.run_sweep(tmp_path / "unknown", backend="test-killed", **grid)
+    assert df["status"].item() == "error"
+    assert "killed by signal SIGKILL" in df["message"].item()
+    assert "no OOM-kill counter" in df["message"].item()
+
+
+def test_oom_kill_counters_of_cgroup_v1_and_v2(tmp_path: Path) -> None:
+    from lshbench.sweep.oom_kills import oom_kill_counts, oom_killed_since
+
+    proc, cg = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "vmstat").write_text("nr_free_pages 5\noom_kill 7\n")
+    (proc / "self" / "cgroup").write_text("4:memory:/job/7\n0::/user.slice/job\n")
+    (cg / "memory" / "job" / "7").mkdir(parents=True)
+    (cg / "memory" / "job" / "7" / "memory.oom_control").write_text(
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"
+    )
+    (cg / "user.slice" / "job").mkdir(parents=True)
+    (cg / "user.slice" / "job" / "memory.events").write_text("low 0\noom 1\noom_kill 1\n")
+    before = oom_kill_counts(proc, cg)
+    assert before == {"vmstat": 7, "cgroup2": 1, "cgroup1": 2}
+    assert not oom_killed_since(before, oom_kill_counts(proc, cg))
+    (cg / "user.slice" / "job" / "memory.events").write_text("low 0\noom 2\noom_kill 2\n")
+    assert oom_killed_since(before, oom_kill_counts(proc, cg))
+    assert oom_kill_counts(tmp_path / "none", tmp_path / "none") == {}
+    assert not oom_killed_since({}, {"vmstat": 3})

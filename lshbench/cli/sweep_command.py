@@ -1,5 +1,112 @@
-"""``lshbench sweep`` (placeholder: the command moves here from lshbench.sweep.spec)."""
+"""``lshbench sweep``: parse the options, run :mod:`lshbench.sweep`, print the summary.
 
-from lshbench.sweep.spec import sweep
+A thin layer: every check and every step is a plain function of :mod:`lshbench.sweep`
+(:func:`~lshbench.sweep.spec.build_spec`, :func:`~lshbench.sweep.run.prepare`,
+:func:`~lshbench.sweep.executors.open_executor`, :func:`~lshbench.sweep.run.execute`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from lshbench.measurement.inputs import INPUTS
+from lshbench.sweep.spec import PRESETS
 
 __all__ = ["sweep"]
+
+
+def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
+    return click.option(name, default=None, help=help_text, **kwargs)
+
+
+@click.command()
+@_opt("--seqlen", "Sequence lengths L, comma list (e.g. 1024,2048).")
+@_opt("--chunk-len", "Chunk lengths, comma list.")
+@_opt("--n-hashes", "Hash rounds, comma list.")
+@_opt("--n-buckets", "Buckets: rule (2L/chunk_len), auto (HF), an even int or 16x32; list.")
+@_opt("--chunks-before", "Chunks looked back at, comma list.")
+@_opt("--chunks-after", "Chunks looked ahead at, comma list.")
+@_opt("--d", "Head dimension (d = dv), comma list.")
+@_opt("--batch", "Batch sizes, comma list.")
+@_opt("--tokens", "Fixed total tokens: batch = tokens // seqlen (replaces --batch).")
+@_opt("--backend", "Backends, comma list (default: every available of numpy, numba, dense).")
+@_opt("--input", f"Input distributions: {', '.join(INPUTS)}.")
+@click.option("--causal/--no-causal", default=None, help="Causal masking (default: no).")
+@_opt("--dtype", "float32, float64 (comma list).")
+@_opt("--threads", "Threads per worker, comma list; 'all' = every usable CPU (default 1).")
+@_opt("--seed", "Seeds, comma list.")
+@click.option("--out", default=None, help="Output directory (default results/<preset>).")
+@click.option("--preset", default=None, help=f"Starting grid: {', '.join(PRESETS)} (quick).")
+@click.option("--config", "config", default=None, help="TOML file with the same keys.")
+@_opt("--repeats", "Timed samples per row (>= 5).")
+@_opt("--timeout", "Seconds without progress before a cell's worker is killed.")
+@_opt("--mem-budget", "Skip rows predicted above this (16G, 512M, 80%).")
+@click.option("--force", is_flag=True, help="Redo rows already in --out.")
+@click.option("--retry-failed", is_flag=True, help="Redo rows of --out that are not ok.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--executor",
+    "executor_name",
+    default=None,
+    help="local (default: one cell at a time, timing-grade) or dask.",
+)
+@click.option("--scheduler", default=None, help="Dask scheduler address (--executor dask).")
+@click.option("--workers", default=None, help="Start a Dask LocalCluster of N workers.")
+@click.option("--mem-limit", default=None, help="Memory limit of each cell process (4G, 25%).")
+def sweep(
+    force: bool,
+    retry_failed: bool,
+    quiet: bool,
+    config: str | None,
+    preset: str | None,
+    executor_name: str | None,
+    scheduler: str | None,
+    workers: str | None,
+    mem_limit: str | None,
+    **options: Any,
+) -> None:
+    """Measure time, memory and error against dense over a grid; write tables to --out.
+
+    Every cell runs in a fresh worker process; finished rows are logged at once, so an
+    interrupted sweep resumes where it stopped when run again with the same --out.
+    """
+    from lshbench.sweep.executors import open_executor
+    from lshbench.sweep.run import ResultsWriteError, execute, prepare
+    from lshbench.sweep.spec import build_spec
+
+    if options.get("causal") is not None:
+        options["causal"] = [options["causal"]]
+    spec = build_spec(preset, config, **options)
+    runner = click.get_current_context().with_resource(
+        open_executor(spec, executor_name, scheduler, workers, mem_limit)
+    )
+    n_tasks = len(prepare(spec, runner)[0])
+    click.echo(
+        f"lshbench sweep: preset {spec.preset}, {n_tasks} rows, backends "
+        f"{', '.join(spec.backend)}, threads {','.join(map(str, spec.threads))} -> {spec.out}",
+        err=True,
+    )
+    if hasattr(runner, "describe"):
+        click.echo(runner.describe(), err=True)
+    try:
+        frame = execute(spec, executor=runner, force=force, retry_failed=retry_failed, quiet=quiet)
+    except ResultsWriteError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _print_summary(frame, spec.out)
+
+
+def _print_summary(frame: Any, out: Any) -> None:
+    """Row counts by status, the first failures, and where the results are."""
+    counts = frame["status"].value_counts().to_dict()
+    summary = ", ".join(f"{counts[s]} {s}" for s in sorted(counts))
+    click.echo(f"{len(frame)} rows ({summary})")
+    for _, row in frame[frame["status"] != "ok"].head(10).iterrows():
+        click.echo(f"  {row['status']}: {row['backend']} L={row['seqlen']}: {row['message']}")
+    click.echo(
+        f"Results: {out / 'results.parquet'}, {out / 'results.csv'} (log results.jsonl, "
+        f"metadata.json)"
+    )
+    click.echo(f"Load them with lshbench.load_results({str(out)!r}); render the report with:")
+    click.echo(f"  lshbench report {out}")

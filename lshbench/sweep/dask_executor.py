@@ -1,6 +1,6 @@
 """Sweeps on a Dask distributed cluster: one cell per task, streamed into the same store.
 
-:class:`DaskExecutor` implements the :class:`lshbench.executor.Executor` protocol on a
+:class:`DaskExecutor` implements the :class:`lshbench.sweep.local_executor.Executor` protocol on a
 ``dask.distributed`` cluster, either an existing one (``scheduler="tcp://host:8786"``) or a
 ``LocalCluster`` it starts and stops (``workers=N``):
 
@@ -13,10 +13,11 @@
   can take is a ``skipped`` row that names the largest budget. The LocalCluster gives each of
   its ``N`` workers ``usable CPUs // N`` threads.
 * **Same measurement as the local executor.** The task runs the cell with
-  :meth:`lshbench.executor.LocalExecutor.run_cell`: a fresh spawned ``lshbench.measurement.worker``
-  process with the thread variables set before import, the same phases, timeout and failure
-  rows. Only ``executor`` (``"dask"``), ``concurrency`` (cells run at once: the workers
-  offering ``cell``) and ``host`` (the worker's machine) differ.
+  :meth:`lshbench.sweep.local_executor.LocalExecutor.run_cell`: a fresh spawned
+  ``lshbench.measurement.worker`` process with the thread variables set before import, the
+  same phases, timeout and failure rows. Only ``executor`` (``"dask"``), ``concurrency``
+  (cells run at once: the workers offering ``cell``) and ``host`` (the worker's machine)
+  differ.
 * **Memory limit per cell, not per Dask worker.** The nanny's memory policy (pause at 80 %,
   terminate at 95 % of ``memory_limit``) watches the RSS of the Dask worker process only,
   not of its children, so it never sees the cell process, where the memory is. Each cell
@@ -42,21 +43,17 @@ import contextlib
 import logging
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lshbench.core.config import ConfigError, fail
+from lshbench.core.config import fail
 from lshbench.results.cells import task_id
 from lshbench.results.store import make_row
-from lshbench.sweep.local_executor import CellSpec, LocalExecutor
-from lshbench.util import one_line
+from lshbench.sweep.local_executor import CellSpec, LocalExecutor, stamp_row
+from lshbench.util import fmt_bytes, one_line
 
-if TYPE_CHECKING:
-    from lshbench.sweep.local_executor import Executor
-    from lshbench.sweep.spec import SweepSpec
-
-__all__ = ["RESOURCE", "DaskExecutor", "open_executor", "run_cell_task"]
+__all__ = ["RESOURCE", "DaskExecutor", "run_cell_task"]
 
 RowCallback = Callable[[dict[str, Any]], None]
 EnvCallback = Callable[[int, dict[str, Any]], None]
@@ -67,7 +64,6 @@ RESOURCE = "cell"
 CONNECT_TIMEOUT_S = 5.0
 #: seconds to wait for the first worker of an existing cluster
 WORKER_WAIT_S = 60.0
-EXECUTORS = ("local", "dask")
 
 #: calibration of this Dask worker process, per thread count (filled by run_cell_task)
 _CALIBRATION: dict[int, dict[str, Any]] = {}
@@ -262,13 +258,14 @@ class DaskExecutor:
         where = f"scheduler {self.scheduler}" if self.scheduler else "a LocalCluster"
         budgets = sorted(set(self._budgets.values()))
         limit = (
-            f"{self.mem_limit_bytes / 2**30:.2f} GiB"
+            fmt_bytes(self.mem_limit_bytes)
             if self.mem_limit_bytes
             else "each worker's memory_limit"
         )
         return (
             f"dask executor: {self.concurrency} workers on {where}, thread budget "
-            f"{'/'.join(map(str, budgets))} per worker, memory limit per cell: {limit}"
+            f"{'/'.join(map(str, budgets))} per worker, memory limit per cell: "
+            f"{limit}"
         )
 
     # ------------------------------------------------------------ running
@@ -375,68 +372,4 @@ class DaskExecutor:
             on_env(cell.threads, result["env"])
 
     def _stamp(self, row: dict[str, Any]) -> dict[str, Any]:
-        row["executor"] = self.name
-        row["concurrency"] = self.concurrency
-        return row
-
-
-# ---------------------------------------------------------------- command line
-
-
-def _positive_int(field_name: str, value: Any) -> int:
-    text = str(value).strip()
-    if not text.isdigit() or int(text) < 1:
-        fail(field_name, value, "must be an integer >= 1")
-    return int(text)
-
-
-def _mem_limit(value: Any) -> int:
-    from lshbench.sweep.spec import parse_bytes
-
-    try:
-        return parse_bytes(value)
-    except ConfigError:
-        fail("mem_limit", value, "must be bytes > 0 like 4G, 512M, 2.5GiB or a share like 50%")
-
-
-@contextlib.contextmanager
-def open_executor(
-    spec: SweepSpec,
-    executor: str | None = None,
-    scheduler: str | None = None,
-    workers: Any = None,
-    mem_limit: Any = None,
-) -> Iterator[Executor]:
-    """The executor the ``sweep`` command options name, started, closed on exit.
-
-    ``executor`` is ``local`` (default; sequential, timing-grade) or ``dask``.
-    ``scheduler`` (an address) and ``workers`` (LocalCluster size, default usable CPUs //
-    the largest ``threads``) need ``dask`` and exclude each other. ``mem_limit`` is the
-    memory limit of each cell process (both executors; for a LocalCluster default
-    ``--mem-budget / workers``; on an existing cluster default each worker's memory_limit).
-    Raises ConfigError (one line) on a bad combination or an unreachable scheduler.
-    """
-    name = executor or "local"
-    if name not in EXECUTORS:
-        fail("executor", name, f"must be one of {', '.join(EXECUTORS)}")
-    limit = _mem_limit(mem_limit) if mem_limit is not None else None
-    if name == "local":
-        for field_name, value in (("scheduler", scheduler), ("workers", workers)):
-            if value is not None:
-                fail(field_name, value, "needs --executor dask")
-        yield LocalExecutor(timeout_s=spec.timeout, mem_limit_bytes=limit)
-        return
-    n = _positive_int("workers", workers) if workers is not None else None
-    if scheduler is not None and n is not None:
-        fail("workers", workers, "not with --scheduler (the cluster's own workers run the cells)")
-    if scheduler is not None and not str(scheduler).strip():
-        fail("scheduler", scheduler, "must be an address like tcp://host:8786")
-    if scheduler is None:
-        from lshbench.measurement.machine import usable_cpus
-
-        n = n or max(1, usable_cpus() // max(spec.threads))
-        limit = limit or max(1, spec.mem_budget // n)
-    with DaskExecutor(
-        scheduler=scheduler, workers=n, mem_limit_bytes=limit, timeout_s=spec.timeout
-    ) as runner:
-        yield runner
+        return stamp_row(row, self.name, self.concurrency)

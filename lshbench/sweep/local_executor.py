@@ -15,8 +15,13 @@ Failures are rows, and the cell goes on in a new worker without the rows that fa
 
 * no event from the worker for ``timeout_s`` seconds: the worker's process group is killed,
   the rows of the phase in flight become ``timeout``;
-* the worker killed by SIGKILL that the executor did not send (the kernel's OOM killer):
-  ``oom``; any other death: ``error`` with the tail of its stderr.
+* the worker killed by a SIGKILL the executor did not send: ``oom`` when the kernel's
+  OOM killer acted meanwhile (an OOM-kill counter of :mod:`lshbench.sweep.oom_kills` rose),
+  else ``error`` "killed by signal SIGKILL" (a user, a job scheduler);
+* any other death: ``error`` with the signal or exit status and the tail of its stderr.
+
+A MemoryError inside the worker (an allocation beyond ``mem_limit_bytes``, or refused by the
+OS) is an ``oom`` row that the worker itself reports; the cell goes on.
 """
 
 from __future__ import annotations
@@ -34,13 +39,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lshbench.measurement.machine import usable_cpus
 from lshbench.measurement.worker import thread_env
 from lshbench.results.cells import task_id
 from lshbench.results.store import make_row
+from lshbench.sweep.oom_kills import oom_kill_counts, oom_killed_since
+from lshbench.util import fmt_bytes
 
-__all__ = ["CellSpec", "Executor", "LocalExecutor", "worker_command"]
+__all__ = ["CellSpec", "Executor", "LocalExecutor", "stamp_row", "worker_command"]
 
 RowCallback = Callable[[dict[str, Any]], None]
+EnvCallback = Callable[[int, dict[str, Any]], None]
 STDERR_TAIL = 400  # characters of a dead worker's stderr kept in the message
 
 
@@ -61,7 +70,12 @@ class CellSpec:
 
 
 class Executor(Protocol):
-    """What the sweep needs from an executor."""
+    """What the sweep needs from an executor.
+
+    An executor may also have ``max_threads``: the most threads one cell may ask for (the
+    sweep rejects a larger ``threads`` value before anything runs); without it, the executor
+    deals with such cells itself (Dask: ``skipped`` rows naming the workers' budgets).
+    """
 
     name: str
     concurrency: int
@@ -122,6 +136,14 @@ def worker_command(python: str, mem_limit_bytes: int | None = None) -> list[str]
     return [python, "-c", start]
 
 
+def stamp_row(row: dict[str, Any], executor: str, concurrency: int) -> dict[str, Any]:
+    """Mark ``row`` (in place, and return it) as run by ``executor`` with ``concurrency``
+    cells at once: the stamp every executor puts on the rows it hands to ``on_row``."""
+    row["executor"] = executor
+    row["concurrency"] = concurrency
+    return row
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -141,6 +163,11 @@ class LocalExecutor:
     #: RLIMIT_DATA of each worker process in bytes (None: no limit); see worker_command
     mem_limit_bytes: int | None = None
 
+    @property
+    def max_threads(self) -> int:
+        """The most threads a cell may ask for: the CPUs this process may run on."""
+        return usable_cpus()
+
     def run_cells(
         self,
         cells: Iterable[CellSpec],
@@ -151,11 +178,10 @@ class LocalExecutor:
             self.run_cell(cell, on_row, on_env)
 
     def _stamp(self, row: dict[str, Any]) -> dict[str, Any]:
-        row["executor"] = self.name
-        row["concurrency"] = self.concurrency
+        stamp_row(row, self.name, self.concurrency)
         row["host"] = row.get("host") or socket.gethostname()  # rows of a dead worker
         if self.mem_limit_bytes is not None and row.get("status") == "oom":
-            limit = f"{self.mem_limit_bytes / 2**30:.2f} GiB"
+            limit = fmt_bytes(self.mem_limit_bytes)
             row["message"] = f"{row.get('message') or ''} [cell memory limit {limit}]".strip()
         return row
 
@@ -178,10 +204,11 @@ class LocalExecutor:
         tasks: list[dict[str, Any]],
         pending: dict[str, dict[str, Any]],
         on_row: RowCallback,
-        on_env: Callable[[int, dict[str, Any]], None] | None,
+        on_env: EnvCallback | None,
     ) -> dict[str, tuple[str, str]]:
         """One worker over ``tasks``; finished rows leave ``pending``. Returns the rows to
         record as failed (id -> (status, message)) when the worker did not finish."""
+        state = _WorkerState(oom_kills=oom_kill_counts())
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(
                 worker_command(self.python, self.mem_limit_bytes),
@@ -193,36 +220,10 @@ class LocalExecutor:
             )
             assert proc.stdin is not None and proc.stdout is not None
             reader = _Lines(proc.stdout)
-            in_flight: list[str] = []
-            phase = "start"
-            killed_for_timeout = False
-            done = False
             try:
                 proc.stdin.write((json.dumps(cell.payload(tasks)) + "\n").encode())
                 proc.stdin.flush()
-                deadline = time.monotonic() + self.timeout_s
-                while not done:
-                    lines = reader.read(deadline - time.monotonic())
-                    if lines is None:
-                        killed_for_timeout = True
-                        _kill_group(proc)
-                        break
-                    if not lines and reader.eof:
-                        break
-                    for line in lines:
-                        event = json.loads(line)
-                        kind = event.get("event")
-                        if kind == "phase":
-                            phase, in_flight = event["phase"], event["ids"]
-                            deadline = time.monotonic() + self.timeout_s
-                        elif kind == "row":
-                            row = event["row"]
-                            if pending.pop(row["cell_id"], None) is not None:
-                                on_row(self._stamp(row))
-                        elif kind == "done":
-                            done = True
-                            if on_env is not None and event.get("env"):
-                                on_env(cell.threads, event["env"])
+                self._follow(proc, reader, state, cell, pending, on_row, on_env)
             except BaseException:
                 _kill_group(proc)
                 raise
@@ -235,21 +236,83 @@ class LocalExecutor:
             returncode = proc.wait()
             err.seek(0)
             tail = err.read().decode(errors="replace")[-STDERR_TAIL:].strip().replace("\n", " | ")
-        if done and returncode == 0:
+        if state.done and returncode == 0:
             return {}
-        blamed = [i for i in in_flight if i in pending] or list(pending)
-        if killed_for_timeout:
-            status = "timeout"
-            message = f"no result within --timeout={self.timeout_s:g} s (phase {phase})"
-        elif returncode == -signal.SIGKILL:
-            status = "oom"
-            message = f"worker killed by SIGKILL in phase {phase} (out of memory?)"
-        else:
-            status = "error"
-            how = (
-                f"signal {signal.Signals(-returncode).name}"
-                if returncode < 0
-                else f"exit status {returncode}"
-            )
-            message = f"worker died with {how} in phase {phase}" + (f": {tail}" if tail else "")
+        blamed = [i for i in state.in_flight if i in pending] or list(pending)
+        status, message = self._failure(state, returncode, tail)
         return {i: (status, message) for i in blamed}
+
+    def _follow(
+        self,
+        proc: subprocess.Popen[bytes],
+        reader: _Lines,
+        state: _WorkerState,
+        cell: CellSpec,
+        pending: dict[str, dict[str, Any]],
+        on_row: RowCallback,
+        on_env: EnvCallback | None,
+    ) -> None:
+        """Read the worker's events until it is done, exits, or is silent for timeout_s
+        (then its process group is killed)."""
+        deadline = time.monotonic() + self.timeout_s
+        while not state.done:
+            lines = reader.read(deadline - time.monotonic())
+            if lines is None:
+                state.killed_for_timeout = True
+                _kill_group(proc)
+                return
+            if not lines and reader.eof:
+                return
+            for line in lines:
+                event = json.loads(line)
+                kind = event.get("event")
+                if kind == "phase":
+                    state.phase, state.in_flight = event["phase"], event["ids"]
+                    deadline = time.monotonic() + self.timeout_s
+                elif kind == "row":
+                    row = event["row"]
+                    if pending.pop(row["cell_id"], None) is not None:
+                        on_row(self._stamp(row))
+                elif kind == "done":
+                    state.done = True
+                    if on_env is not None and event.get("env"):
+                        on_env(cell.threads, event["env"])
+
+    def _failure(self, state: _WorkerState, returncode: int, tail: str) -> tuple[str, str]:
+        """(status, message) of the rows a worker that did not finish leaves behind."""
+        if state.killed_for_timeout:
+            return (
+                "timeout",
+                f"no result within --timeout={self.timeout_s:g} s (phase {state.phase})",
+            )
+        if returncode == -signal.SIGKILL:
+            return _sigkill_verdict(state)
+        how = (
+            f"signal {signal.Signals(-returncode).name}"
+            if returncode < 0
+            else f"exit status {returncode}"
+        )
+        message = f"worker died with {how} in phase {state.phase}" + (f": {tail}" if tail else "")
+        return "error", message
+
+
+@dataclass
+class _WorkerState:
+    """What the executor knows of a running worker."""
+
+    phase: str = "start"
+    in_flight: list[str] = field(default_factory=list)  # ids of the phase in flight
+    killed_for_timeout: bool = False
+    done: bool = False
+    #: OOM-kill counters when the worker started (see lshbench.sweep.oom_kills)
+    oom_kills: dict[str, int] = field(default_factory=dict)
+
+
+def _sigkill_verdict(state: _WorkerState) -> tuple[str, str]:
+    """(status, message) of a worker killed by a SIGKILL the executor did not send."""
+    where = f"in phase {state.phase}"
+    if not state.oom_kills:
+        return "error", f"worker killed by signal SIGKILL {where} (no OOM-kill counter here)"
+    if oom_killed_since(state.oom_kills):
+        return "oom", f"worker killed by the kernel's OOM killer (SIGKILL) {where}"
+    return "error", f"worker killed by signal SIGKILL {where} (not by the kernel's OOM killer)"

@@ -1,0 +1,156 @@
+"""The sweep's plan: the grid's tasks in run order, and what each is predicted to cost.
+
+:func:`plan_tasks` expands a checked :class:`~lshbench.sweep.spec.SweepSpec` into tasks (one
+results row each, see :mod:`lshbench.results.cells`) and the invalid ones with the reason;
+:func:`predicted_bytes` is the memory a task's worker is predicted to need (checked against
+``--mem-budget`` before it runs); :func:`estimate_seconds` a rough time for the progress bar.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import TYPE_CHECKING, Any
+
+from lshbench.core.config import ConfigError, LSHConfig, fail
+from lshbench.results.cells import task_config, task_id
+from lshbench.sweep.parsing import INT64_MAX
+from lshbench.sweep.spec import WORKER_BASE_BYTES, SweepSpec
+
+if TYPE_CHECKING:
+    from lshbench.backends import BackendSpec
+
+__all__ = ["estimate_seconds", "plan_tasks", "predicted_bytes", "resolve_n_buckets"]
+
+
+def resolve_n_buckets(
+    item: str | int | tuple[int, ...], seqlen: int, chunk_len: int
+) -> int | tuple[int, ...]:
+    """Buckets per round for one (seqlen, chunk_len).
+
+    ``rule``: the paper's ``2 L / chunk_len`` rounded to an even int >= 2 (research note A.3).
+    ``auto``: Hugging Face's rule: the largest power of two ``2**p <= 2 (L // chunk_len)``
+    (at least 2), factorized as ``(2**(p//2), 2**(p - p//2))`` when it exceeds
+    ``2 * max(int(sqrt(L // chunk_len)), chunk_len)`` (max_position_embeddings = L).
+    """
+    if item == "rule":
+        return max(2, 2 * round(seqlen / chunk_len))
+    if item == "auto":
+        target = 2 * (seqlen // chunk_len)
+        p = max(1, target.bit_length() - 1)
+        if 2**p > 2 * max(int(math.sqrt(seqlen // chunk_len)), chunk_len) and p >= 2:
+            return (2 ** (p // 2), 2 ** (p - p // 2))
+        return 2**p
+    return item
+
+
+def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+    """Every task of the grid, in run order, and the invalid ones with the reason.
+
+    Cells (inputs) vary slowest in the order input, causal, dtype, threads, seed, d, seqlen;
+    inside a cell, the non-hashing backends come first, then each configuration. Raises
+    ConfigError when a derived value (batch x seqlen tokens, resolved buckets) would not fit
+    the results tables' int64 columns.
+    """
+    from lshbench.backends import backend_spec
+
+    hashes = {name: backend_spec(name).uses_hashing for name in spec.backend}
+    tasks: list[dict[str, Any]] = []
+    invalid: list[tuple[dict[str, Any], str]] = []
+    seen: set[str] = set()
+    cells = itertools.product(
+        spec.input,
+        spec.causal,
+        spec.dtype,
+        spec.threads,
+        spec.seed,
+        spec.d,
+        spec.seqlen,
+        spec.batch or (None,),
+    )
+    for inp, causal, dtype, threads, seed, d, L, batch in cells:
+        B = spec.tokens // L if spec.tokens is not None else batch
+        _check_int64("batch", B, B * L, f"batch x seqlen = {B}x{L} tokens")
+        cell = {
+            "seqlen": L,
+            "batch": B,
+            "d": d,
+            "dv": d,
+            "input": inp,
+            "causal": causal,
+            "dtype": dtype,
+            "threads": threads,
+            "seed": seed,
+        }
+        none = dict.fromkeys(
+            ("n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after")
+        )
+        for name in spec.backend:
+            if not hashes[name]:
+                _add(tasks, seen, {"backend": name, **cell, **none})
+        configs = itertools.product(
+            spec.chunk_len, spec.n_hashes, spec.n_buckets, spec.chunks_before, spec.chunks_after
+        )
+        for m, H, nb_item, before, after in configs:
+            nb = resolve_n_buckets(nb_item, L, m)
+            total = math.prod(nb) if isinstance(nb, tuple) else nb
+            _check_int64("n_buckets", nb_item, total, f"{total} buckets at L={L}, chunk_len={m}")
+            for name in spec.backend:
+                if not hashes[name]:
+                    continue
+                task = {
+                    "backend": name,
+                    **cell,
+                    "n_hashes": H,
+                    "n_buckets": list(nb) if isinstance(nb, tuple) else nb,
+                    "chunk_len": m,
+                    "chunks_before": before,
+                    "chunks_after": after,
+                }
+                try:
+                    task_config(task).check_seqlen(L)
+                except ConfigError as exc:
+                    if task_id(task) not in seen:
+                        seen.add(task_id(task))
+                        invalid.append((task, str(exc)))
+                    continue
+                _add(tasks, seen, task)
+    return tasks, invalid
+
+
+def _check_int64(field_name: str, value: Any, derived: int, what: str) -> None:
+    """Reject a value whose derived row value (a results column) does not fit in int64."""
+    if derived > INT64_MAX:
+        fail(field_name, value, f"gives {what}; must be <= 2**63-1 (results store int64)")
+
+
+def _add(tasks: list[dict[str, Any]], seen: set[str], task: dict[str, Any]) -> None:
+    ident = task_id(task)
+    if ident not in seen:
+        seen.add(ident)
+        tasks.append(task)
+
+
+def predicted_bytes(task: dict[str, Any], facts: BackendSpec) -> tuple[int, int | None]:
+    """(predicted peak bytes of the worker for this task, the backend's model or None)."""
+    from lshbench.measurement.cost_model import coverage_bytes, memory_model, reference_bytes
+
+    B, L, d, dv = task["batch"], task["seqlen"], task["d"], task["dv"]
+    itemsize = 4 if task["dtype"] == "float32" else 8
+    config: LSHConfig | None = task_config(task) if facts.uses_hashing else None
+    model = memory_model(facts.memory_model, B, L, d, dv, itemsize, config, task["threads"])
+    work = model or 0
+    if config is not None:
+        work = max(work, coverage_bytes(L, d, config))
+    return WORKER_BASE_BYTES + reference_bytes(B, L, d, dv, itemsize) + work, model
+
+
+def estimate_seconds(task: dict[str, Any], repeats: int, uses_hashing: bool) -> float:
+    """Rough seconds of a task (for the progress bar's ETA only)."""
+    from lshbench.measurement.cost_model import attention_flops
+
+    config = task_config(task) if uses_hashing else None
+    flops = attention_flops(
+        uses_hashing, task["batch"], task["seqlen"], task["d"], task["dv"], config
+    )
+    return 0.05 + flops * (repeats + 5) / 10e9

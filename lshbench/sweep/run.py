@@ -1,0 +1,423 @@
+"""Running a sweep: :func:`run_sweep` (the Python API) and :func:`execute` (a checked spec).
+
+A run plans the grid (:mod:`lshbench.sweep.plan`), opens the directory's
+:class:`~lshbench.results.store.ResultStore`, records the rows decided without running
+(invalid configurations, unavailable backends, rows predicted over ``--mem-budget``), hands
+the rest to an executor cell by cell and records every row it streams back. Rows already in
+the store from this machine are reused (resume).
+
+Every access to the store is a method of :class:`_SweepRun`: ``store.rows`` in
+:meth:`~_SweepRun.previous` and :meth:`~_SweepRun.note_foreign_rows`, ``store.append`` in
+:meth:`~_SweepRun.record`, ``store.export`` in :meth:`~_SweepRun.cells` and
+:meth:`~_SweepRun.finish`, ``store.write_json`` in :meth:`~_SweepRun.write_metadata`. Each
+write goes through :func:`_writing`, which turns an OSError (a full disk) into one
+:class:`ResultsWriteError` line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lshbench.core.config import ConfigError, fail
+from lshbench.results.cells import cell_key, task_id
+from lshbench.sweep.plan import estimate_seconds, plan_tasks, predicted_bytes
+from lshbench.sweep.spec import SweepSpec, build_spec
+from lshbench.util import fmt_bytes, load_average, utc_now
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lshbench.results.store import ResultStore
+    from lshbench.sweep.local_executor import CellSpec, Executor
+
+__all__ = ["RAN", "ResultsWriteError", "check_out_dir", "execute", "prepare", "run_sweep"]
+
+#: statuses of rows that ran; a re-run skips them (unless --force; --retry-failed: non-ok)
+RAN = ("ok", "error", "timeout", "oom")
+
+
+def run_sweep(
+    out: str | os.PathLike[str] | None = None,
+    *,
+    preset: str | None = None,
+    config: str | os.PathLike[str] | None = None,
+    executor: Executor | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+    quiet: bool = True,
+    **options: Any,
+) -> pd.DataFrame:
+    """Run a sweep and return its rows (one per task of the grid) as a DataFrame.
+
+    ``preset`` defaults to the config file's ``preset`` key, else ``quick``. ``options`` are
+    the axes and settings of :mod:`lshbench.sweep.spec` (lists, scalars or comma strings; None =
+    not given). Rows already in ``out`` are reused (``force`` redoes them,
+    ``retry_failed`` redoes those not ``ok``). Raises ConfigError on a bad value before
+    anything runs.
+    """
+    spec = build_spec(preset, config, out=out, **options)
+    return execute(spec, executor=executor, force=force, retry_failed=retry_failed, quiet=quiet)
+
+
+def execute(
+    spec: SweepSpec,
+    *,
+    executor: Executor | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+    quiet: bool = True,
+) -> pd.DataFrame:
+    """Run a checked :class:`SweepSpec` into its directory; returns the grid's rows, in grid
+    order (one per task, invalid ones included).
+
+    Raises ConfigError (one line) before anything runs when :func:`prepare` refuses the
+    sweep, and :class:`ResultsWriteError` (one line) when writing the directory fails
+    during it; the rows recorded before stay in the log."""
+    from lshbench.results.store import ResultStore
+    from lshbench.sweep.local_executor import LocalExecutor
+
+    executor = executor or LocalExecutor(timeout_s=spec.timeout)
+    tasks, invalid = prepare(spec, executor)
+    with contextlib.ExitStack() as stack:
+        with _writing(spec.out):
+            store = stack.enter_context(ResultStore(spec.out))
+        run = _SweepRun(spec, executor, store, quiet)
+        run.write_metadata()
+        run.note_foreign_rows()
+        to_run = run.decide(tasks, invalid, force=force, retry_failed=retry_failed)
+        try:
+            run.measure(to_run)
+        except BaseException:
+            run.abandon()
+            raise
+        frame = run.finish()
+    grid_ids = [task_id(t) for t in tasks] + [task_id(t) for t, _ in invalid]
+    by_id = frame.set_index("cell_id", drop=False)
+    return by_id.loc[[i for i in grid_ids if i in by_id.index]].reset_index(drop=True)
+
+
+def prepare(
+    spec: SweepSpec, executor: Executor
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+    """The plan of ``spec`` (tasks, invalid tasks with the reason), after every check that
+    needs neither a measurement nor a write, so that a sweep that cannot do what it was asked
+    stops with one ConfigError line before anything runs or is written:
+
+    * a ``threads`` value above what ``executor`` can give a cell (its ``max_threads``, if
+      it has one: the local executor's is this machine's usable CPUs);
+    * a grid where no task can run, or where every LSH configuration is invalid (only the
+      non-hashing baselines would run).
+    """
+    limit = getattr(executor, "max_threads", None)
+    if limit is not None:
+        for threads in spec.threads:
+            if threads > limit:
+                fail(
+                    "threads",
+                    threads,
+                    f"must be <= {limit}: this machine has {limit} usable CPUs ('all' = {limit})",
+                )
+    tasks, invalid = plan_tasks(spec)
+    _require_runnable(tasks, invalid)
+    check_out_dir(spec.out)
+    return tasks, invalid
+
+
+def check_out_dir(path: Path) -> None:
+    """Fail (one ConfigError line) unless ``path`` is a directory this process can write, or
+    can be created as one: not a file, not under a file, not in an unwritable directory.
+
+    Writability is tried, not inferred from mode bits (which do not stop root, and say
+    nothing of read-only file systems): a temporary file is created and removed in ``path``,
+    or in its nearest existing parent when ``path`` does not exist yet."""
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == path:
+            fail("out", str(path), "is a file, not a directory")
+        fail("out", str(path), f"cannot be created: {existing} is a file, not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".lshbench-write-check-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = "" if existing == path else f" (its parent {existing})"
+        fail("out", str(path), f"directory{where} is not writable: {exc.strerror or exc}")
+    log = path / "results.jsonl"
+    if log.exists() and not os.access(log, os.W_OK):
+        fail("out", str(path), f"{log.name} there is not writable")
+
+
+class ResultsWriteError(OSError):
+    """Writing the results directory failed during a sweep (disk full, permissions, ...).
+
+    The message is one line naming the directory and the OS error; ``errno`` is the OS
+    error's. Rows recorded before it stay in the log, so the same command resumes the sweep
+    once the cause is fixed."""
+
+    def __init__(self, directory: Path, exc: OSError) -> None:
+        code = errno.errorcode.get(exc.errno or 0)
+        reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
+        super().__init__(
+            f"cannot write the results in {directory}: {reason}; the rows recorded so far "
+            "are kept, run the same command again to resume"
+        )
+        self.errno = exc.errno
+
+
+@contextlib.contextmanager
+def _writing(directory: Path) -> Iterator[None]:
+    """Turn an OSError of a write to ``directory`` into one :class:`ResultsWriteError`."""
+    try:
+        yield
+    except ResultsWriteError:
+        raise
+    except OSError as exc:
+        raise ResultsWriteError(directory, exc) from exc
+
+
+def _require_runnable(
+    tasks: list[dict[str, Any]], invalid: list[tuple[dict[str, Any], str]]
+) -> None:
+    """Fail when nothing of the grid can run, or when no LSH configuration can."""
+    if not invalid:
+        return
+    hashing = [t for t in tasks if t.get("n_hashes") is not None]
+    if tasks and hashing:
+        return
+    baselines = sorted({t["backend"] for t in tasks})
+    only = f"; only {', '.join(baselines)} would run" if baselines else ""
+    raise ConfigError(
+        f"{invalid[0][1]} - so no LSH configuration of the grid can run "
+        f"({len(invalid)} invalid{only})"
+    )
+
+
+class _SweepRun:
+    """One run of a sweep into an open store: its metadata, its decisions and its rows."""
+
+    def __init__(self, spec: SweepSpec, executor: Executor, store: ResultStore, quiet: bool):
+        from lshbench.backends import backend_spec, list_backends
+        from lshbench.measurement.machine import host_metadata
+
+        self.spec = spec
+        self.executor = executor
+        self.store = store
+        self.quiet = quiet
+        self.facts = {name: backend_spec(name) for name in spec.backend}
+        self.available = list_backends()
+        stamp = utc_now().replace(":", "").replace("-", "")[:15]
+        self.run_id = f"{stamp}-{secrets.token_hex(3)}"
+        meta = _read_json(store.dir / "metadata.json")
+        self.run_meta: dict[str, Any] = {
+            "run_id": self.run_id,
+            "start_time": utc_now(),
+            "end_time": None,
+            "executor": executor.name,
+            "spec": spec.as_dict(),
+            **host_metadata(),
+        }
+        self.runs = [r for r in meta.get("runs", []) if isinstance(r, dict)]
+        self.runs.append(self.run_meta)
+        self.workers: dict[str, Any] = dict(meta.get("workers", {}))
+        self.here: str = self.run_meta["host"]
+        self.counts: Counter[str] = Counter()
+        self.estimate: dict[str, float] = {}
+        self.n_to_run = 0
+        self.bar: Any = None
+
+    # ------------------------------------------------------------ the store
+
+    def write_metadata(self) -> None:
+        """(Re)write metadata.json: this run, the runs before it, the workers' environments."""
+        data = {**self.run_meta, "workers": self.workers, "runs": self.runs}
+        with _writing(self.store.dir):
+            self.store.write_json("metadata.json", data)
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Stamp a row with this run and machine and append it to the log."""
+        row["run_id"] = self.run_id
+        row["sweep_host"] = self.here
+        defaults = (
+            ("executor", self.executor.name),
+            ("host", self.here),
+            ("concurrency", self.executor.concurrency),
+        )
+        for key, value in defaults:
+            if row.get(key) is None:
+                row[key] = value
+        if row.get("finished_at") is None:
+            row["finished_at"] = utc_now()
+        with _writing(self.store.dir):
+            self.store.append(row)
+
+    def previous(self, task: dict[str, Any]) -> dict[str, Any] | None:
+        """This machine's row of ``task`` in the store (rows measured elsewhere, e.g. a
+        committed reference sweep, are measured again here and then replace them)."""
+        old = self.store.rows.get(task_id(task))
+        return old if old is not None and old.get("sweep_host") == self.here else None
+
+    def record_once(self, task: dict[str, Any], status: str, message: str) -> None:
+        """Rows decided here (never ran): appended only when they changed."""
+        from lshbench.results.store import make_row
+
+        old = self.previous(task)
+        if old is not None and old["status"] == status and old["message"] == message:
+            return
+        self.record(make_row(task, status, message))
+
+    def note_foreign_rows(self) -> None:
+        """Say (unless quiet) when the directory holds rows measured on other machines."""
+        foreign = {r.get("sweep_host") for r in self.store.rows.values()} - {self.here}
+        if foreign and not self.quiet:
+            print(
+                f"note: {self.spec.out} holds rows measured on "
+                f"{', '.join(sorted(map(str, foreign)))}; this machine ({self.here}) measures "
+                "its own, which replace them in the tables",
+                file=sys.stderr,
+            )
+
+    # ------------------------------------------------------------ deciding
+
+    def decide(
+        self,
+        tasks: list[dict[str, Any]],
+        invalid: list[tuple[dict[str, Any], str]],
+        *,
+        force: bool,
+        retry_failed: bool,
+    ) -> list[dict[str, Any]]:
+        """Record the rows decided without running; return the tasks to measure."""
+        for task, reason in invalid:
+            self.record_once(task, "skipped", f"invalid configuration: {reason}")
+        done = ("ok",) if retry_failed else RAN
+        to_run: list[dict[str, Any]] = []
+        for task in tasks:
+            old = self.previous(task)
+            if not force and old is not None and old["status"] in done:
+                continue
+            info = self.available[task["backend"]]
+            if not info.available:
+                self.record_once(task, "skipped", f"backend not available: {info.reason}")
+                continue
+            over = self.over_budget(task)
+            if over is not None:
+                self.record_once(task, "oom_predicted", over)
+                continue
+            to_run.append(task)
+        return to_run
+
+    def over_budget(self, task: dict[str, Any]) -> str | None:
+        """The oom_predicted message of a task predicted above --mem-budget, else None."""
+        need, model = predicted_bytes(task, self.facts[task["backend"]])
+        if need <= self.spec.mem_budget:
+            return None
+        what = f"backend model {fmt_bytes(model)}" if model else "no backend model"
+        need_text, budget_text = fmt_bytes(need), fmt_bytes(self.spec.mem_budget)
+        if need_text == budget_text:  # equal when rounded: say the bytes
+            need_text, budget_text = f"{need:,} B", f"{self.spec.mem_budget:,} B"
+        return (
+            f"predicted {need_text} > --mem-budget {budget_text} "
+            f"({what}; worker, input and reference included)"
+        )
+
+    # ------------------------------------------------------------ measuring
+
+    def measure(self, to_run: list[dict[str, Any]]) -> None:
+        """Run ``to_run`` on the executor, one cell (input) at a time, recording each row."""
+        from lshbench.sweep.local_executor import CellSpec
+
+        cells: dict[str, list[dict[str, Any]]] = {}
+        for task in to_run:
+            cells.setdefault(cell_key(task), []).append(task)
+        registry = {name: self.facts[name].as_dict() for name in self.spec.backend}
+        self.estimate = {
+            task_id(t): estimate_seconds(
+                t, self.spec.repeats, self.facts[t["backend"]].uses_hashing
+            )
+            for t in to_run
+        }
+        self.n_to_run = len(to_run)
+        cell_specs = [CellSpec(ts, self.spec.repeats, registry) for ts in cells.values()]
+        total = sum(self.estimate.values()) + _CELL_OVERHEAD_S * len(cell_specs)
+        self.bar = _progress(total, self.quiet)
+        self.executor.run_cells(self.cells(cell_specs), self.on_row, self.on_env)
+
+    def cells(self, cell_specs: list[CellSpec]) -> Iterator[CellSpec]:
+        """The cells, handed out one by one; the tables are exported after each."""
+        for cs in cell_specs:
+            yield cs
+            self.bar.update(_CELL_OVERHEAD_S)
+            with _writing(self.store.dir):
+                self.store.export()
+
+    def on_row(self, row: dict[str, Any]) -> None:
+        """A finished row from the executor: record it, advance the progress bar."""
+        self.record(row)
+        self.counts[row["status"]] += 1
+        self.bar.update(self.estimate.get(row["cell_id"], 0.0))
+        self.bar.set_postfix_str(
+            f"{sum(self.counts.values())}/{self.n_to_run} rows "
+            + " ".join(f"{k}={v}" for k, v in sorted(self.counts.items())),
+            refresh=False,
+        )
+
+    def on_env(self, threads: int, env: dict[str, Any]) -> None:
+        """A worker's environment (thread variables, BLAS pools) for metadata.json."""
+        self.workers[str(threads)] = env
+
+    def finish(self) -> pd.DataFrame:
+        """Close the bar, export the tables and close this run's metadata; returns the table."""
+        if self.bar is not None:
+            self.bar.close()
+        with _writing(self.store.dir):
+            frame = self.store.export()
+        self.run_meta.update(
+            end_time=utc_now(), load_avg_end=load_average(), rows_run=dict(self.counts)
+        )
+        self.write_metadata()
+        return frame
+
+    def abandon(self) -> None:
+        """:meth:`finish` after an error: a write error now is dropped, so that the error
+        that ended the run is the one reported."""
+        with contextlib.suppress(ResultsWriteError):
+            self.finish()
+
+
+#: seconds of progress bar per cell for starting its worker (imports, input, reference)
+_CELL_OVERHEAD_S = 1.5
+
+
+def _progress(total: float, quiet: bool) -> Any:
+    from tqdm import tqdm
+
+    disable = quiet or bool(os.environ.get("CI")) or None  # None: off when not a terminal
+    return tqdm(
+        total=total,
+        disable=disable,
+        unit="s",
+        bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}",
+        desc="sweep",
+        file=sys.stderr,
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
