@@ -274,3 +274,36 @@ def test_count_once_changes_only_repeated_keys() -> None:
     R4 = lshbench.random_rotations(8, many, seed=0, dtype=np.float64)
     once = be.attend(qk, v, variant(many, "lsh", "count-once"), R4)
     assert np.abs(once - be.attend(qk, v, many, R4)).max() > 1e-3
+
+
+@SETTINGS
+@given(problem=lsh_problems(), method=st.sampled_from(METHODS), rows=st.integers(1, 50))
+def test_window_blocks_are_the_window_positions_and_the_backend_windows(problem, method, rows):
+    from lshbench.backends.numpy_lsh import lsh_attention
+    from lshbench.core.sorting import window_blocks
+
+    cfg, qk, v, R = problem
+    cfg = variant(cfg, method)
+    qk = qk if qk.ndim == 3 else qk[None]
+    v = v if v.ndim == 3 else v[None]
+    L = qk.shape[1]
+    if method == "local" and not cfg.is_short(L):
+        L = (L // cfg.sort_chunk_len) * cfg.sort_chunk_len
+    qk, v = qk[:, :L], v[:, :L]
+    buckets = pipeline_buckets(qk, R, cfg)
+    whole = window_positions(buckets, cfg)  # (B, rounds, L, W)
+    blocks = list(window_blocks(buckets, cfg, rows))
+    assert [b[:2] for b in blocks] == [(s, min(L, s + rows)) for s in range(0, L, rows)]
+    np.testing.assert_array_equal(np.concatenate([b[2] for b in blocks], axis=2), whole)
+    if cfg.is_short(L):
+        np.testing.assert_array_equal(whole, np.broadcast_to(np.arange(L), whole.shape))
+    else:  # the windows the numpy backend's chunks read, brought back to position order
+        trace: dict = {}
+        lsh_attention(qk, v, cfg, R.astype(qk.dtype), trace=trace)
+        B, H = qk.shape[0], cfg.rounds
+        per_slot = np.take_along_axis(
+            np.repeat(trace["kpos"], cfg.sort_chunk_len, axis=1),
+            trace["undo_sort"][..., None],
+            axis=1,
+        )  # (B, NC, W) -> (B, H*L, W) sorted -> original slot order
+        np.testing.assert_array_equal(per_slot.reshape(B, H, L, -1), whole)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from lshbench.core.config import LSHConfig
 from lshbench.core.dense import rows_per_block
+from lshbench.measurement.metrics import COVERAGE_BLOCK_ELEMENTS
 
 __all__ = [
     "MEMORY_MODELS",
@@ -120,14 +121,18 @@ def reference_bytes(batch: int, seqlen: int, d: int, dv: int, itemsize: int) -> 
     """Bytes a sweep worker holds for one input: qk and v, and the float64 reference."""
     B, L = batch, seqlen
     inputs = B * L * (d + dv) * itemsize
-    reference = B * L * (dv + 3) * 8 + B * L * (d + dv) * 8  # out, lse, top1, rows; f64 copies
+    # out, lse, top1, rows, entropy; float64 copies of qk and v, normalized keys
+    reference = B * L * (dv + 4) * 8 + B * L * (2 * d + dv) * 8
     return inputs + reference
 
 
 def coverage_bytes(seqlen: int, d: int, config: LSHConfig) -> int:
-    """Peak bytes of the window metrics of one sequence (window lists dominate).
+    """Peak bytes of the window metrics of one sequence (measured: 27-65 MiB at L = 16384 to
+    65536, H = 2 to 8, d = 64).
 
-    ``window_positions`` builds (H*L, W) int64 lists and a reordered copy; float64 keys.
+    One sort of the rounds * L slots (offset buckets, order, inverse, positions, chunk of
+    each slot), float64 qk and normalized keys, and a few query blocks of
+    ``COVERAGE_BLOCK_ELEMENTS`` float64 each (scores, or gathered keys).
     """
-    H, W = config.rounds, config.window_len(seqlen)
-    return 3 * H * seqlen * W * INT_BYTES + 2 * seqlen * d * 8
+    slots = 6 * config.rounds * seqlen * INT_BYTES
+    return slots + 2 * seqlen * d * 8 + 3 * COVERAGE_BLOCK_ELEMENTS * 8
