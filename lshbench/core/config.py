@@ -7,12 +7,17 @@ format is the same everywhere: ``<field>=<value>: <rule>``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from lshbench.util import shorten
 
-__all__ = ["ConfigError", "LSHConfig", "fail"]
+__all__ = ["METHODS", "WEIGHTINGS", "ConfigError", "LSHConfig", "fail"]
+
+#: how each round's buckets are chosen (DESIGN.md section 2b); "lsh" is section 2
+METHODS = ("lsh", "random", "local")
+#: how a key present several times in a query's windows counts; "multiplicity" is section 2
+WEIGHTINGS = ("multiplicity", "count-once")
 
 
 class ConfigError(ValueError):
@@ -50,6 +55,15 @@ class LSHConfig:
     causal:        mask keys whose position is after the query's.
     chunks_before: chunks each chunk looks back at (cyclically over all rounds).
     chunks_after:  chunks each chunk looks ahead at.
+    method:        "lsh" (hashed buckets, section 2), "random" (each round's buckets drawn
+                   at random, seeded from the rotations: same budget, no locality) or
+                   "local" (one round, positions in order, chunks of chunk_len * n_hashes).
+    weighting:     "multiplicity" (a key in k of a query's windows counts k times, section 2)
+                   or "count-once" (each distinct key once: the exact softmax restricted to
+                   the keys the windows contain).
+
+    The sort/chunk/combine pipeline runs with :meth:`pipeline_config` (``rounds`` rounds,
+    chunks of ``sort_chunk_len``); the sequence-length helpers below already use it.
     """
 
     n_hashes: int = 1
@@ -58,6 +72,8 @@ class LSHConfig:
     causal: bool = False
     chunks_before: int = 1
     chunks_after: int = 0
+    method: str = "lsh"
+    weighting: str = "multiplicity"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n_hashes", _check_int("n_hashes", self.n_hashes, 1))
@@ -69,6 +85,10 @@ class LSHConfig:
         if not isinstance(self.causal, bool):
             fail("causal", self.causal, "must be True or False")
         object.__setattr__(self, "n_buckets", _check_buckets(self.n_buckets))
+        if not isinstance(self.method, str) or self.method not in METHODS:
+            fail("method", self.method, f"must be one of {', '.join(METHODS)}")
+        if not isinstance(self.weighting, str) or self.weighting not in WEIGHTINGS:
+            fail("weighting", self.weighting, f"must be one of {', '.join(WEIGHTINGS)}")
 
     @property
     def factors(self) -> tuple[int, ...]:
@@ -91,29 +111,60 @@ class LSHConfig:
         """Chunks in each query's window: ``1 + chunks_before + chunks_after``."""
         return 1 + self.chunks_before + self.chunks_after
 
+    @property
+    def rounds(self) -> int:
+        """Rounds the pipeline sorts and combines: n_hashes, or 1 for ``local``."""
+        return 1 if self.method == "local" else self.n_hashes
+
+    @property
+    def sort_chunk_len(self) -> int:
+        """Queries per chunk in the pipeline: chunk_len, or chunk_len * n_hashes for ``local``
+        (each query then sees as many keys as with n_hashes rounds of LSH)."""
+        return self.chunk_len * self.n_hashes if self.method == "local" else self.chunk_len
+
+    def pipeline_config(self) -> LSHConfig:
+        """The configuration the sort/chunk/combine pipeline runs with.
+
+        ``lsh`` and ``random``: this configuration. ``local``: one round of chunks of
+        ``chunk_len * n_hashes`` (method stays ``local``; applying it twice changes nothing).
+        """
+        if self.method != "local":
+            return self
+        return replace(self, n_hashes=1, chunk_len=self.sort_chunk_len)
+
     def window_len(self, seqlen: int) -> int:
         """W: keys each query copy sees per round (``seqlen`` when the dense path applies)."""
-        return seqlen if self.is_short(seqlen) else self.n_adjacent * self.chunk_len
+        return seqlen if self.is_short(seqlen) else self.n_adjacent * self.sort_chunk_len
 
     def is_short(self, seqlen: int) -> bool:
-        """True when ``seqlen <= chunk_len``: like Hugging Face, attention is exact (dense)."""
-        return seqlen <= self.chunk_len
+        """True when ``seqlen <= sort_chunk_len``: like Hugging Face, attention is exact
+        (dense)."""
+        return seqlen <= self.sort_chunk_len
 
     def n_chunks(self, seqlen: int) -> int:
-        """Total chunks over all rounds, ``H * L / m``."""
-        return self.n_hashes * seqlen // self.chunk_len
+        """Total chunks over all rounds, ``rounds * L / sort_chunk_len`` (``H * L / m``)."""
+        return self.rounds * seqlen // self.sort_chunk_len
 
     def check_seqlen(self, seqlen: int) -> None:
         """Reject a sequence length the sorted items cannot be chunked into."""
         if seqlen < 1:
             fail("seqlen", seqlen, "must be >= 1")
-        if not self.is_short(seqlen) and (self.n_hashes * seqlen) % self.chunk_len:
+        if self.is_short(seqlen) or (self.rounds * seqlen) % self.sort_chunk_len == 0:
+            return
+        if self.method == "local":
             fail(
                 "chunk_len",
                 self.chunk_len,
-                f"must divide n_hashes*seqlen = {self.n_hashes}*{seqlen} = "
-                f"{self.n_hashes * seqlen} (or be >= seqlen)",
+                f"chunk_len*n_hashes = {self.chunk_len}*{self.n_hashes} = "
+                f"{self.sort_chunk_len} must divide seqlen = {seqlen} for method local "
+                "(or be >= seqlen)",
             )
+        fail(
+            "chunk_len",
+            self.chunk_len,
+            f"must divide n_hashes*seqlen = {self.n_hashes}*{seqlen} = "
+            f"{self.n_hashes * seqlen} (or be >= seqlen)",
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form (tuples become lists)."""
@@ -125,6 +176,8 @@ class LSHConfig:
             "causal": self.causal,
             "chunks_before": self.chunks_before,
             "chunks_after": self.chunks_after,
+            "method": self.method,
+            "weighting": self.weighting,
         }
 
 

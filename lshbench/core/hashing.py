@@ -1,18 +1,29 @@
-"""Angular LSH: random rotations and bucket ids (DESIGN.md section 2, step 1).
+"""Angular LSH: random rotations and bucket ids (DESIGN.md section 2, step 1; 2b).
 
 Round r of a vector x: ``bucket = argmax(concat([x @ R_r, -(x @ R_r)]))``, first index
 winning ties. Factorized ``n_buckets = (f1, f2, ...)``: factor i uses its own slice of
 ``f_i / 2`` rotation columns and ``bucket = b1 + f1*b2 + f1*f2*b3 + ...``.
+
+:func:`pipeline_buckets` gives the buckets every method sorts by: hashed (``lsh``), drawn
+at random from a seed digested from the rotations (``random``), or all zero (``local``).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 
 from lshbench.core.config import LSHConfig
 from lshbench.core.validation import _check_array, check_config, check_rotations
 
-__all__ = ["argmax_plus_minus", "hash_buckets", "random_rotations"]
+__all__ = [
+    "argmax_plus_minus",
+    "hash_buckets",
+    "pipeline_buckets",
+    "random_bucket_seed",
+    "random_rotations",
+]
 
 
 def random_rotations(
@@ -76,3 +87,44 @@ def _hash(qk: np.ndarray, rotations: np.ndarray, config: LSHConfig) -> np.ndarra
             col += f // 2
             scale *= f
     return buckets
+
+
+def random_bucket_seed(rotations: np.ndarray) -> int:
+    """Seed of the ``random`` method's buckets: a 64-bit blake2b digest of the rotations'
+    float64 bytes (little-endian integer).
+
+    Pass the checked rotations (cast to the input's dtype, as every backend holds them):
+    the same rotations give the same draws in every backend, with no extra argument.
+    """
+    data = np.ascontiguousarray(rotations, dtype=np.float64).tobytes()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def pipeline_buckets(qk: np.ndarray, rotations: np.ndarray, config: LSHConfig) -> np.ndarray:
+    """The buckets the sort/chunk pipeline sorts by, for every method (DESIGN.md section 2b).
+
+    qk: (L, d) or (B, L, d); rotations: (d, n_hashes, rot_size // 2) for every method.
+    Returns int64 (B, rounds, L) (or (rounds, L) for unbatched input), round offsets not added:
+
+    * ``lsh``: :func:`hash_buckets`;
+    * ``random``: ``default_rng(random_bucket_seed(rotations)).integers(0, total_buckets,
+      size=(B, H, L))``, the rotations cast to qk's dtype first (as the backends hold them);
+    * ``local``: zeros (B, 1, L): the stable sort keeps positions in order.
+    """
+    config = check_config(config)
+    qk = _check_array("qk", qk)
+    rot = check_rotations(rotations, qk.shape[-1], config, qk.dtype)
+    out = _pipeline_buckets(qk if qk.ndim == 3 else qk[None], rot, config)
+    return out if qk.ndim == 3 else out[0]
+
+
+def _pipeline_buckets(qk: np.ndarray, rotations: np.ndarray, config: LSHConfig) -> np.ndarray:
+    """Checked qk (B, L, d), rotations (d, H, rot_size // 2) -> int64 (B, rounds, L)."""
+    B, L, _ = qk.shape
+    if config.method == "local":
+        return np.zeros((B, 1, L), dtype=np.int64)
+    if config.method == "random":
+        rng = np.random.default_rng(random_bucket_seed(rotations))
+        size = (B, config.n_hashes, L)
+        return rng.integers(0, config.total_buckets, size=size).astype(np.int64, copy=False)
+    return _hash(qk, rotations, config)
