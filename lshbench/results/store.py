@@ -1,288 +1,406 @@
-"""The results store of a sweep directory (DESIGN.md section 6).
+"""The results store of a sweep directory (DESIGN.md section 7): SQLite, then exports.
 
-``DIR/results.jsonl`` is the source of truth: an append-only log with one JSON object per
-finished row, each written in one ``write`` and then flushed and fsynced, so a SIGKILL loses
-at most the row being written. A torn last line (killed mid-write) is cut off when the log
-is next opened for writing and ignored when read. A later row with the same ``cell_id``
-(``--force``) replaces an earlier one.
+``DIR/results.sqlite`` is the source of truth: every row is committed in its own SQLite
+transaction (WAL mode, ``synchronous=FULL``), so a row is either fully there or absent after
+a kill, a full disk or a power cut; several processes may write the same directory at once
+(SQLite's locking, with a busy timeout). Tables:
 
-``DIR/results.parquet`` and ``DIR/results.csv`` are exports of the log with the columns of
-:data:`COLUMNS` first (DESIGN's list) and :data:`EXTRA_COLUMNS` after; they are rewritten
-through a temporary file and ``os.replace``, so they are always complete. ``DIR/metadata.json``
-describes the runs that wrote the directory (:mod:`lshbench.measurement.machine`).
+* ``rows(seq, cell_id, machine_id, code_id, run_id, status, row)``: every row ever
+  recorded, in order; ``row`` is the row as JSON. A row's key is ``(cell_id, machine_id,
+  code_id)``: a later row of the same key (``--force``) replaces an earlier one in the
+  tables, rows of other machines or code versions stay as theirs.
+* ``runs(seq, run_id, machine_id, code_id, start_time, end_time, entry)``: one entry per run
+  (:meth:`ResultStore.begin_run`); only the run that began an entry updates it.
+* ``store_info(key, value)``: schema version and what was imported from a legacy log.
 
-pandas is imported inside the functions that build tables.
+``DIR/results.parquet``, ``DIR/results.csv`` and ``DIR/metadata.json`` are exports, always
+complete (temporary file, then ``os.replace``); a directory that holds only exports is read,
+never written (opening a store there is a ConfigError). A legacy ``results.jsonl`` log is
+imported into the store once, in one transaction, and left in place.
+
+Rows are validated on the way in (:func:`lshbench.results.schema.check_storable`: a
+ConfigError naming the field) and on the way out (invalid rows are dropped, never counted as
+done, with one warning line per source on the ``lshbench.results`` logger).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import math
 import os
-import tempfile
+import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lshbench.results.cells import TASK_KEYS, n_buckets_spec, task_id
+from lshbench.core.config import fail
+from lshbench.results.files import (
+    CSV_NAME,
+    LOG_NAME,
+    PARQUET_NAME,
+    atomic_write,
+    read_export_rows,
+    read_log_rows,
+)
+from lshbench.results.load import (
+    BUSY_TIMEOUT_S,
+    RESULT_FILES,
+    STORE_NAME,
+    StoreError,
+    export_has_rows,
+    json_rows,
+    latest_rows,
+    load_results,
+    report_dropped,
+)
+from lshbench.results.runs import RunLog
+from lshbench.results.schema import (
+    COLUMNS,
+    EXTRA_COLUMNS,
+    STATUSES,
+    RowKey,
+    check_storable,
+    make_row,
+    row_key,
+    rows_to_frame,
+    valid_rows,
+)
+from lshbench.util import one_line
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
     "COLUMNS",
+    "CSV_NAME",
     "EXTRA_COLUMNS",
     "LOG_NAME",
+    "METADATA_NAME",
+    "PARQUET_NAME",
+    "RESULT_FILES",
     "STATUSES",
+    "STORE_NAME",
     "ResultStore",
+    "StoreError",
+    "latest_rows",
     "load_results",
     "make_row",
     "rows_to_frame",
 ]
 
-LOG_NAME = "results.jsonl"
-PARQUET_NAME = "results.parquet"
-CSV_NAME = "results.csv"
-LOCK_NAME = ".lock"
+METADATA_NAME = "metadata.json"
+SCHEMA_VERSION = 1
 
-STATUSES = ("ok", "oom", "oom_predicted", "timeout", "error", "skipped")
-
-#: DESIGN.md section 6, in this order
-COLUMNS = (
-    "run_id", "backend", "seqlen", "batch", "d", "dv", "n_hashes", "n_buckets", "chunk_len",
-    "chunks_before", "chunks_after", "causal", "input", "dtype", "threads", "seed", "status",
-    "message", "compile_s", "time_median_s", "time_iqr_s", "time_min_s", "n_samples",
-    "unstable", "mem_alloc_peak_bytes", "mem_rss_peak_bytes", "mem_model_bytes", "flops",
-    "gflops", "tokens_per_s", "rel_err", "max_abs_err", "cos_sim", "mass_recall", "top1_agree",
-)  # fmt: skip
-
-#: more columns, after DESIGN's
-EXTRA_COLUMNS = (
-    "cell_id",  # stable id of the row's parameters (resume key)
-    "n_buckets_spec",  # "128" or factors "16x32"; n_buckets is the total count
-    "first_call_s",  # the first call alone (compile_s = backend compile + first call)
-    "time_mean_s",
-    "number",  # calls per timing sample
-    "time_samples_s",  # raw per-call seconds of every sample
-    "tokens",  # batch * seqlen
-    "host",  # where the row was measured
-    "sweep_host",  # where the sweep that recorded it ran (resume skips only its own rows)
-    "executor",
-    "concurrency",  # cells running at once on the executor
-    "finished_at",  # UTC ISO time the row was written
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS rows (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, cell_id TEXT NOT NULL,
+        machine_id TEXT NOT NULL, code_id TEXT NOT NULL, run_id TEXT, status TEXT NOT NULL,
+        row TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS rows_by_key ON rows (cell_id, machine_id, code_id, seq)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL UNIQUE, machine_id TEXT,
+        code_id TEXT, start_time TEXT, end_time TEXT, entry TEXT NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
-
-_INT_COLUMNS = (
-    "seqlen", "batch", "d", "dv", "n_hashes", "n_buckets", "chunk_len", "chunks_before",
-    "chunks_after", "threads", "seed", "n_samples", "mem_alloc_peak_bytes",
-    "mem_rss_peak_bytes", "mem_model_bytes", "flops", "number", "tokens", "concurrency",
-)  # fmt: skip
-_FLOAT_COLUMNS = (
-    "compile_s", "time_median_s", "time_iqr_s", "time_min_s", "gflops", "tokens_per_s",
-    "rel_err", "max_abs_err", "cos_sim", "mass_recall", "top1_agree", "first_call_s",
-    "time_mean_s",
-)  # fmt: skip
-_BOOL_COLUMNS = ("causal", "unstable")
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe value: numpy scalars to Python, non-finite floats to None."""
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-def make_row(task: dict[str, Any], status: str, message: str = "", **values: Any) -> dict[str, Any]:
-    """A full results row for ``task``: every column present, missing values None."""
-    if status not in STATUSES:
-        raise ValueError(f"status={status!r}: must be one of {STATUSES}")
-    row: dict[str, Any] = dict.fromkeys(COLUMNS + EXTRA_COLUMNS)
-    row.update({k: task.get(k) for k in TASK_KEYS})
-    nb = task.get("n_buckets")
-    row["n_buckets_spec"] = n_buckets_spec(nb)
-    row["n_buckets"] = math.prod(nb) if isinstance(nb, list | tuple) else nb
-    row["cell_id"] = task_id(task)
-    row["tokens"] = task["batch"] * task["seqlen"]
-    row["status"] = status
-    row["message"] = message
-    for key, value in values.items():
-        row[key] = _clean(value)
-    return row
-
-
-def _read_log(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a log, skipping a torn or unreadable line."""
-    if not path.exists():
-        return
-    with open(path, "rb") as fh:
-        for line in fh:
-            if not line.endswith(b"\n"):
-                break  # torn write at the end
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and "cell_id" in row:
-                yield row
-
-
-def _latest(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The last row of every cell_id, in first-seen order."""
-    latest: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        latest[row["cell_id"]] = row
-    return latest
-
-
-def rows_to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Rows as a DataFrame with :data:`COLUMNS` then :data:`EXTRA_COLUMNS` (then any other)."""
-    import pandas as pd
-
-    rows = list(rows)
-    frame = pd.DataFrame.from_records(rows)
-    known = list(COLUMNS + EXTRA_COLUMNS)
-    for col in known:
-        if col not in frame:
-            frame[col] = None
-    frame = frame[known + [c for c in frame.columns if c not in known]]
-    for col in _INT_COLUMNS:
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    for col in _FLOAT_COLUMNS:
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
-    for col in _BOOL_COLUMNS:
-        frame[col] = frame[col].astype("boolean")
-    for col in ("run_id", "backend", "input", "dtype", "status", "message", "cell_id"):
-        frame[col] = frame[col].astype("string")
-    for col in ("n_buckets_spec", "host", "sweep_host", "executor", "finished_at"):
-        frame[col] = frame[col].astype("string")
-    frame["time_samples_s"] = frame["time_samples_s"].map(
-        lambda x: [float(v) for v in x] if isinstance(x, list) else None
-    )
-    return frame
-
-
-def load_results(directory: str | os.PathLike[str]) -> pd.DataFrame:
-    """The results of a sweep directory as a DataFrame, one row per cell_id (latest wins).
-
-    Reads the log ``results.jsonl`` (complete even after a crash), or ``results.parquet``
-    when the directory holds only the export.
-    """
-    import pandas as pd
-
-    path = Path(directory)
-    log = path / LOG_NAME
-    if log.exists():
-        return rows_to_frame(_latest(_read_log(log)).values())
-    if (path / PARQUET_NAME).exists():
-        return pd.read_parquet(path / PARQUET_NAME)
-    raise FileNotFoundError(f"no {LOG_NAME} or {PARQUET_NAME} in {path}")
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, fsync, then os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 class ResultStore:
-    """Append-only row log plus table exports in one directory; one writer at a time.
+    """The SQLite results store of one directory, used as a context manager.
 
-    Use as a context manager: it takes an exclusive lock on ``DIR/.lock`` (another sweep into
-    the same directory fails at once) and repairs a torn last line of the log.
+    ``dir``: the directory. ``rows``: latest row per ``cell_id`` over every machine and code
+    version, as read at open plus this store's appends (kept for callers of lshbench <= 0.1;
+    resume must use :meth:`previous`). ``append(row)`` / ``extend(rows)`` commit rows;
+    ``previous(cell_id, machine_id, code_id)`` is the row resume may reuse; ``begin_run`` /
+    ``update_run`` / ``end_run`` keep the per-run metadata; ``export()`` writes
+    results.parquet, results.csv and metadata.json.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], busy_timeout_s: float = BUSY_TIMEOUT_S
+    ) -> None:
         self.dir = Path(directory)
-        self.log_path = self.dir / LOG_NAME
-        self._lock_fh: Any = None
+        self.db_path = self.dir / STORE_NAME
+        self.busy_timeout_s = busy_timeout_s
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
         self._rows: dict[str, dict[str, Any]] = {}
+        self._runs: RunLog | None = None
+        self._reported: set[str] = set()  # warning lines already given
+
+    # ----------------------------------------------------------------------- open / close
 
     def __enter__(self) -> ResultStore:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock_fh = open(self.dir / LOCK_NAME, "w")  # held until __exit__
+        self._check_writable_target()
         try:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_fh.close()
-            from lshbench.core.config import fail
-
-            fail("out", str(self.dir), "another lshbench sweep is writing this directory")
-        for stale in self.dir.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-        self._repair_tail()
-        self._rows = _latest(_read_log(self.log_path))
+            self.dir.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.db_path,
+                timeout=self.busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            fail("out", str(self.dir), f"cannot open a results store there ({one_line(exc)})")
+        self._conn = conn
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            with self._write("create the store"):
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT OR IGNORE INTO store_info VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+                for stale in self.dir.glob(".*.tmp"):  # exports hold the lock while writing
+                    stale.unlink(missing_ok=True)
+            self._runs = RunLog(conn, self._write)
+            self._import_legacy()
+            rows = self.all_rows()
+            if not rows and (name := export_has_rows(self.dir)):
+                self._refuse(name)
+        except BaseException as exc:
+            self.__exit__()
+            if isinstance(exc, sqlite3.Error | StoreError):
+                fail("out", str(self.dir), f"cannot open its results store ({one_line(exc)})")
+            raise
+        self._rows = {row["cell_id"]: row for row in rows}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._lock_fh is not None:
-            # unlink before unlocking: a concurrent sweep fails at once (LOCK_NB), never waits
-            (self.dir / LOCK_NAME).unlink(missing_ok=True)
-            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
-            self._lock_fh.close()
-            self._lock_fh = None
+        if self._conn is not None:
+            with self._lock, contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
 
-    def _repair_tail(self) -> None:
-        """Cut a torn last line (a row whose write was interrupted) off the log."""
-        if not self.log_path.exists():
+    def _refuse(self, export: str) -> None:
+        fail(
+            "out",
+            str(self.dir),
+            f"holds exported results ({export}) but no results store; they are read, never "
+            "overwritten: sweep into a new --out",
+        )
+
+    def _check_writable_target(self) -> None:
+        """Refuse, before creating anything, a directory holding exports and no store."""
+        if not self.dir.is_dir() or self.db_path.exists():
             return
-        with open(self.log_path, "rb+") as fh:
-            data = fh.read()
-            if data and not data.endswith(b"\n"):
-                fh.truncate(data.rfind(b"\n") + 1)
-                fh.flush()
-                os.fsync(fh.fileno())
+        log = self.dir / LOG_NAME
+        if log.is_file() and valid_rows(read_log_rows(log, []), []):
+            return  # a legacy log: imported at open
+        if name := export_has_rows(self.dir):
+            self._refuse(name)
+
+    @contextlib.contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``: the database's write lock, waited for
+        up to the busy timeout); committed on success, rolled back on any error, and an
+        SQLite error becomes a one-line :class:`StoreError`."""
+        if self._conn is None:
+            raise RuntimeError("ResultStore used outside its `with` block")
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error | OSError) and not isinstance(exc, StoreError):
+                    raise StoreError(
+                        f"results store {self.dir}: could not {what} ({one_line(exc)}); every "
+                        "row recorded before is kept"
+                    ) from exc
+                raise
+
+    def _import_legacy(self) -> None:
+        """Import a legacy ``results.jsonl`` (and its metadata.json runs) once."""
+        log = self.dir / LOG_NAME
+        if not log.is_file():
+            return
+        dropped: list[str] = []
+        with self._write(f"import {LOG_NAME}") as conn:
+            if conn.execute("SELECT 1 FROM store_info WHERE key='legacy_import'").fetchone():
+                return
+            rows = valid_rows(read_log_rows(log, dropped), dropped)
+            keys = {row_key(r) for r in rows}
+            try:  # rows only an export holds (copied in beside the log): kept too
+                export = read_export_rows(self.dir)
+            except Exception:
+                export = None
+            extra = []
+            if export is not None:
+                extra = [r for r in valid_rows(export[1], []) if row_key(r) not in keys]
+            self._insert(conn, extra + rows)
+            runs = self._runs.import_legacy(self.dir / METADATA_NAME) if self._runs else 0
+            info = {"rows": len(rows), "export_rows": len(extra), "runs": runs,
+                    "dropped": len(dropped)}  # fmt: skip
+            conn.execute("INSERT INTO store_info VALUES ('legacy_import', ?)", (json.dumps(info),))
+        report_dropped(str(log), dropped, self._reported)
+
+    # ----------------------------------------------------------------------- rows
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, rows: Iterable[dict[str, Any]]) -> None:
+        conn.executemany(
+            "INSERT INTO rows (cell_id, machine_id, code_id, run_id, status, row) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    *row_key(r),
+                    r.get("run_id"),
+                    r["status"],
+                    json.dumps(r, separators=(",", ":"), allow_nan=False),
+                )
+                for r in rows
+            ],
+        )
 
     @property
     def rows(self) -> dict[str, dict[str, Any]]:
-        """The latest row of every cell_id in the log."""
+        """Latest row per ``cell_id`` (any machine or code) read at open plus this store's
+        appends. Kept for older callers; resume must use :meth:`previous`."""
         return self._rows
 
+    def _stamp(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row, validated, with the current run's ids where it has none."""
+        clean = check_storable(row)
+        run = self._runs.current if self._runs else None
+        if run is not None:
+            for key in ("run_id", "machine_id", "code_id"):
+                if clean.get(key) is None:
+                    clean[key] = run[key]
+        return clean
+
     def append(self, row: dict[str, Any]) -> None:
-        """Append one finished row: one write, flush, fsync."""
-        line = (json.dumps(row, separators=(",", ":"), allow_nan=False) + "\n").encode()
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._rows[row["cell_id"]] = row
+        """Commit one finished row (one transaction: fully there or absent).
+
+        A row without ``run_id``, ``machine_id`` or ``code_id`` gets the current run's
+        (:meth:`begin_run`); a row measured elsewhere keeps its own. ConfigError (naming the
+        field) when a value cannot be stored; :class:`StoreError` when the disk is full or
+        the database stays locked: nothing of the row is written, earlier rows are kept.
+        """
+        self.extend([row])
+
+    def extend(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Commit several rows in one transaction: all of them or none."""
+        clean = [self._stamp(r) for r in rows]
+        if not clean:
+            return
+        with self._write(f"record row {clean[0]['cell_id']}") as conn:
+            self._insert(conn, clean)
+        for row in clean:
+            self._rows[row["cell_id"]] = row
+
+    def all_rows(self) -> list[dict[str, Any]]:
+        """Every valid row ever recorded, in order (invalid ones dropped with a warning)."""
+        with self._lock:
+            if self._conn is None:
+                raise RuntimeError("ResultStore used outside its `with` block")
+            records = self._conn.execute("SELECT row FROM rows ORDER BY seq").fetchall()
+        dropped: list[str] = []
+        rows = valid_rows(json_rows(records, dropped), dropped)
+        report_dropped(str(self.db_path), dropped, self._reported)
+        return rows
+
+    def latest(self) -> dict[RowKey, dict[str, Any]]:
+        """The latest valid row of every ``(cell_id, machine_id, code_id)``, now."""
+        return latest_rows(self.all_rows())
+
+    def previous(self, cell_id: str, machine_id: str, code_id: str) -> dict[str, Any] | None:
+        """The latest valid row of this cell measured by this machine with this code, or
+        None: the only row a resumed run may reuse. Legacy rows (no ids) never match."""
+        for name, value in (("machine_id", machine_id), ("code_id", code_id)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name}={value!r}: must be a non-empty string")
+        with self._lock:
+            if self._conn is None:
+                raise RuntimeError("ResultStore used outside its `with` block")
+            records = self._conn.execute(
+                "SELECT row FROM rows WHERE cell_id=? AND machine_id=? AND code_id=? "
+                "ORDER BY seq DESC",
+                (cell_id, machine_id, code_id),
+            ).fetchall()
+        for row in valid_rows(json_rows(records, []), []):
+            return row
+        return None
+
+    # ----------------------------------------------------------------------- runs
+
+    def begin_run(self, entry: dict[str, Any]) -> str:
+        """Record a new run (``run_id``, ``machine_id``, ``code_id`` required; ``machine``,
+        ``start_time`` and the rest as given) and write metadata.json; returns the run_id.
+        An existing run_id is a ConfigError: a run's entry is never rewritten."""
+        if self._runs is None:
+            raise RuntimeError("ResultStore used outside its `with` block")
+        run_id = self._runs.begin(entry)
+        self.write_metadata()
+        return run_id
+
+    def update_run(self, run_id: str, updates: dict[str, Any]) -> None:
+        """Merge ``updates`` into a run this store began (its ids and machine stay)."""
+        if self._runs is None:
+            raise RuntimeError("ResultStore used outside its `with` block")
+        self._runs.update(run_id, updates)
+
+    def end_run(self, run_id: str, updates: dict[str, Any] | None = None) -> None:
+        """:meth:`update_run` plus ``end_time`` (now, unless given); writes metadata.json."""
+        if self._runs is None:
+            raise RuntimeError("ResultStore used outside its `with` block")
+        self._runs.end(run_id, updates or {})
+        self.write_metadata()
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run entry, oldest first."""
+        if self._runs is None:
+            raise RuntimeError("ResultStore used outside its `with` block")
+        return self._runs.entries()
+
+    # ----------------------------------------------------------------------- exports
 
     def frame(self) -> pd.DataFrame:
-        return rows_to_frame(self._rows.values())
+        """The table now: latest valid row per key, as :func:`load_results` gives it."""
+        return rows_to_frame(self.latest().values())
 
     def export(self) -> pd.DataFrame:
-        """Rewrite results.parquet and results.csv from the log; returns the table."""
-        frame = self.frame()
-        _atomic_write(self.dir / PARQUET_NAME, lambda p: frame.to_parquet(p, index=False))
-        csv = frame.copy()
-        csv["time_samples_s"] = csv["time_samples_s"].map(
-            lambda x: json.dumps(x) if isinstance(x, list) else ""
-        )
-        _atomic_write(self.dir / CSV_NAME, lambda p: csv.to_csv(p, index=False))
+        """Rewrite results.parquet, results.csv (and metadata.json when runs are recorded)
+        from the store, under its write lock (exports of concurrent writers never interleave
+        and the last one holds every row); returns the table."""
+        with self._write("export the results"):
+            rows = self.all_rows()
+            frame = rows_to_frame(latest_rows(rows).values())
+            atomic_write(self.dir / PARQUET_NAME, lambda p: frame.to_parquet(p, index=False))
+            csv = frame.copy()
+            csv["time_samples_s"] = csv["time_samples_s"].map(
+                lambda x: json.dumps(x) if isinstance(x, list) else ""
+            )
+            atomic_write(self.dir / CSV_NAME, lambda p: csv.to_csv(p, index=False))
+            self._write_metadata_locked()
+        self._rows = {row["cell_id"]: row for row in rows}
         return frame
 
-    def write_json(self, name: str, data: dict[str, Any]) -> None:
-        """Write ``DIR/name`` atomically (used for metadata.json)."""
+    def _write_metadata_locked(self) -> None:
+        meta = self._runs.metadata() if self._runs else None
+        if meta is not None:
+            self._write_json_file(METADATA_NAME, meta)
 
+    def write_metadata(self) -> None:
+        """Write metadata.json from the runs table (nothing when no run is recorded)."""
+        with self._write(f"write {METADATA_NAME}"):
+            self._write_metadata_locked()
+
+    def _write_json_file(self, name: str, data: dict[str, Any]) -> None:
         def write(p: str) -> None:
             with open(p, "w") as fh:
                 json.dump(data, fh, indent=2, default=str)
                 fh.write("\n")
 
-        _atomic_write(self.dir / name, write)
+        atomic_write(self.dir / name, write)
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        """Write ``DIR/name`` atomically (under the store's write lock)."""
+        with self._write(f"write {name}"):
+            self._write_json_file(name, data)
