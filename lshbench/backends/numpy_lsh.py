@@ -21,7 +21,12 @@ from typing import NamedTuple
 import numpy as np
 
 from lshbench.backends.base import Backend
-from lshbench.core.attention import combine_rounds, logsumexp, mask_scores, normalize_keys
+from lshbench.core.attention import (
+    combine_rounds,
+    mask_scores,
+    normalize_keys,
+    softmax_with_lse,
+)
 from lshbench.core.config import LSHConfig
 from lshbench.core.hashing import _pipeline_buckets
 from lshbench.core.sorting import adjacent_chunks, sort_slots, window_multiplicities
@@ -94,9 +99,8 @@ def lsh_attention(
         C = np.take_along_axis(C.reshape(B, H * L, -1), perm[..., None], axis=1)
         dotlike -= np.log(C.reshape(B, NC, m, -1)).astype(dotlike.dtype)
 
-    # Step 5, per-copy softmax, keeping its logsumexp.
-    slogits = logsumexp(dotlike, axis=-1)  # (B, NC, m)
-    probs = np.exp(dotlike - slogits[..., None])  # (B, NC, m, W)
+    # Step 5, per-copy softmax, keeping its logsumexp (float64: rounds are compared by it).
+    probs, slogits = softmax_with_lse(dotlike)  # (B, NC, m, W), (B, NC, m)
     # (B, NC, m, W) @ (B, NC, W, dv) -> (B, NC, m, dv)
     so = probs @ vw
     if trace is not None:

@@ -19,6 +19,7 @@ __all__ = [
     "mask_scores",
     "normalize_keys",
     "round_weights",
+    "softmax_with_lse",
     "valid_keys",
 ]
 
@@ -30,11 +31,27 @@ SELF_MASK_VALUE = -1e5  # score of the query's own position (every copy)
 def normalize_keys(x: np.ndarray) -> np.ndarray:
     """``x / sqrt(mean(x**2) + 1e-6) / sqrt(d)`` over the last axis (about unit length).
 
-    x: (..., d) -> (..., d), same dtype.
+    x: (..., d) -> (..., d), same dtype. Where ``x**2`` overflows (float32 |x| above about
+    1e19) the rows are scaled by their largest magnitude first, so any finite input gives
+    finite keys; other rows are computed exactly as written above.
     """
     d = x.shape[-1]
-    rms = np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + KEY_NORM_EPS)  # (..., 1)
+    with np.errstate(over="ignore"):  # overflowing rows are redone below
+        rms = np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + KEY_NORM_EPS)  # (..., 1)
+    if not np.isfinite(rms).all():
+        rms = _scaled_rms(x)
     return x / rms / np.sqrt(np.asarray(d, dtype=x.dtype))
+
+
+def _scaled_rms(x: np.ndarray) -> np.ndarray:
+    """``sqrt(mean(x**2) + eps)`` without overflow: ``s * sqrt(mean((x/s)**2) + eps/s**2)``
+    with ``s`` each row's largest magnitude, in float64. x: (..., d) -> (..., 1), x's dtype."""
+    x64 = x.astype(np.float64)
+    s = np.abs(x64).max(axis=-1, keepdims=True)  # (..., 1)
+    s = np.where(s > 0, s, 1.0)
+    y = x64 / s  # (..., d), |y| <= 1
+    rms = s * np.sqrt(np.mean(y * y, axis=-1, keepdims=True) + KEY_NORM_EPS / (s * s))
+    return rms.astype(x.dtype)
 
 
 def mask_scores(
@@ -71,6 +88,23 @@ def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.log(np.sum(np.exp(x - top), axis=axis)) + np.squeeze(top, axis=axis)
 
 
+def softmax_with_lse(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax over the last axis and its logsumexp, keeping float32 accuracy at any scale.
+
+    scores: (..., k) -> (probs (..., k) in scores' dtype, lse (...) float64). The
+    probabilities are ``exp(s - max) / sum``, never ``exp(s - lse)``: where scores are large
+    (say 1e8) a float32 lse cannot hold ``log(sum)`` next to the max, and subtracting it would
+    scale every probability by up to e^ulp. The logsumexp, which the round combine compares
+    across rounds, is ``max + log(sum)`` in float64.
+    """
+    top = scores.max(axis=-1, keepdims=True)  # (..., 1)
+    probs = np.exp(scores - top)  # (..., k)
+    norm = probs.sum(axis=-1, keepdims=True)  # (..., 1)
+    probs /= norm
+    lse = top[..., 0].astype(np.float64) + np.log(norm[..., 0], dtype=np.float64)  # (...)
+    return probs, lse
+
+
 def combine_rounds(round_out: np.ndarray, round_lse: np.ndarray) -> np.ndarray:
     """Combine per-round outputs with a softmax over their logsumexps.
 
@@ -78,7 +112,7 @@ def combine_rounds(round_out: np.ndarray, round_lse: np.ndarray) -> np.ndarray:
     Round r's weight ``exp(lse_r - logsumexp_r(lse))`` equals its share ``Z_r / sum(Z)`` of
     the total normalizer, so the result is ONE softmax over the multiset union of windows.
     """
-    weights = round_weights(round_lse)  # (..., H, L)
+    weights = round_weights(round_lse).astype(round_out.dtype)  # (..., H, L), in [0, 1]
     return np.sum(weights[..., None] * round_out, axis=-3)  # (..., H, L, dv) -> (..., L, dv)
 
 
@@ -87,4 +121,7 @@ def round_weights(round_lse: np.ndarray) -> np.ndarray:
 
     round_lse: (..., H, L) -> (..., H, L); weight ``[r, i]`` is ``Z_r / sum(Z)`` for query i.
     """
-    return np.exp(round_lse - logsumexp(round_lse, axis=-2)[..., None, :])  # (..., H, L)
+    # exp(lse - max) / sum, not exp(lse - logsumexp): at large scores (1e19) log(H) vanishes
+    # next to the max in floating point and the weights would not sum to one
+    weights = np.exp(round_lse - round_lse.max(axis=-2, keepdims=True))  # (..., H, L)
+    return weights / weights.sum(axis=-2, keepdims=True)

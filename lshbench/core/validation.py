@@ -44,6 +44,20 @@ def _check_array(field: str, x: object) -> np.ndarray:
     return x
 
 
+def _check_score_range(qk: np.ndarray) -> None:
+    """Reject qk so large that a score ``q . k`` (keys about unit length, so at most
+    ``max|qk| * sqrt(d)``) could overflow the dtype: finite input must give finite output."""
+    limit = float(np.finfo(qk.dtype).max) / 16 / np.sqrt(qk.shape[-1])
+    biggest = float(np.abs(qk).max())
+    if biggest > limit:
+        fail(
+            "qk",
+            f"values up to {biggest:.3g}",
+            f"|qk| must be at most {limit:.3g} for {qk.dtype} so that scores q.k stay finite "
+            "(rescale the inputs, or use float64)",
+        )
+
+
 def check_rotations(rotations: object, d: int, config: LSHConfig, dtype: np.dtype) -> np.ndarray:
     """Check rotations are ``(d, n_hashes, rot_size // 2)`` finite floats; cast to ``dtype``."""
     if not isinstance(rotations, np.ndarray):
@@ -80,6 +94,7 @@ def check_inputs(
         fail("v.shape", v.shape, f"must match qk.shape {qk.shape} except the last axis")
     if v.dtype != qk.dtype:
         fail("v.dtype", str(v.dtype), f"must equal qk.dtype ({qk.dtype})")
+    _check_score_range(qk)
     batched = qk.ndim == 3
     qk3 = np.ascontiguousarray(qk if batched else qk[None])  # (B, L, d)
     v3 = np.ascontiguousarray(v if batched else v[None])  # (B, L, dv)
