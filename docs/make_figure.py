@@ -8,6 +8,9 @@ The example is ``lshbench explain``'s default (the Coursera lab's sizes: L=8, 2 
 slots cut into chunks with each chunk's look-back, (c) the keys one query saw in each round
 and each copy's weight in the combined softmax, (d) the round weights ``probs`` of every query
 next to ``Z_r / sum(Z)`` computed straight from the window scores.
+
+:func:`build_figure` returns the :class:`matplotlib.figure.Figure` (no pyplot state), so a
+test can read what each panel shows; :func:`make_figure` writes it as PNG.
 """
 
 from __future__ import annotations
@@ -15,12 +18,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from lshbench.explain import Explained, explain_arrays
@@ -35,7 +35,7 @@ def _cell(ax, x: float, y: float, color, text: str, *, fontsize: int = 10, dark:
 
 
 def _bucket_colors(n: int) -> list:
-    cmap = plt.get_cmap("Pastel1" if n <= 9 else "tab20")
+    cmap = colormaps["Pastel1" if n <= 9 else "tab20"]
     return [cmap(k % cmap.N) for k in range(n)]
 
 
@@ -108,7 +108,7 @@ def panel_query(ax, ex: Explained, query: int) -> None:
     scores = ex.union_scores[query]  # (H*W,)
     weights = np.exp(scores - scores.max())
     weights /= weights.sum()  # (H*W,): weight of each key copy in the ONE softmax
-    cmap = plt.get_cmap("Blues")
+    cmap = colormaps["Blues"]
     for r in range(H):
         y = H - 1 - r
         for w in range(W):
@@ -142,7 +142,7 @@ def panel_weights(ax, ex: Explained) -> None:
     H, L = ex.buckets.shape
     x = np.arange(L)
     bottom = np.zeros(L)
-    colors = plt.get_cmap("tab10")
+    colors = colormaps["tab10"]
     for r in range(H):
         p = ex.probs[r, :, 0]
         ax.bar(x, p, bottom=bottom, color=colors(r), alpha=0.55, label=f"probs[{r}] (Step 5)")
@@ -160,13 +160,13 @@ def panel_weights(ax, ex: Explained) -> None:
     )
 
 
-def make_figure(out: Path, query: int = 0) -> Path:
-    """Draw the four panels for ``lshbench explain``'s default example into ``out``."""
-    ex = explain_arrays()
+def build_figure(query: int = 0, ex: Explained | None = None) -> Figure:
+    """The four panels for ``ex`` (default: ``lshbench explain``'s example), query ``query``
+    shown in panel (c)."""
+    ex = explain_arrays() if ex is None else ex
     colors = _bucket_colors(ex.config.total_buckets)
-    fig, axes = plt.subplots(
-        4, 1, figsize=(11, 12.5), gridspec_kw={"height_ratios": [1.0, 1.6, 1.0, 1.4]}
-    )
+    fig = Figure(figsize=(11, 12.5))
+    axes = fig.subplots(4, 1, gridspec_kw={"height_ratios": [1.0, 1.6, 1.0, 1.4]})
     panel_hashing(axes[0], ex, colors)
     panel_sorted(axes[1], ex, colors)
     panel_query(axes[2], ex, query)
@@ -177,9 +177,14 @@ def make_figure(out: Path, query: int = 0) -> Path:
         fontsize=12,
     )
     fig.tight_layout()
+    return fig
+
+
+def make_figure(out: Path, query: int = 0) -> Path:
+    """Draw the four panels for ``lshbench explain``'s default example into ``out``."""
+    fig = build_figure(query)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)  # metadata "Software" names the matplotlib version
-    plt.close(fig)
     return out
 
 

@@ -36,25 +36,30 @@ Deterministic invariants, gated whatever the timer says (``extra_info`` of each 
 A benchmark of the baseline missing from the current file fails (coverage was lost); a new
 one passes. Exit status: 0 pass, 1 regression (with a table of what regressed and by how
 much), 2 bad input (one line). A missing BASELINE file is not an error: it says so and passes.
+
+:func:`bench_compare` returns the exit status and the text to print; the command is
+:mod:`lshbench.cli.bench_command`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import click
 import numpy as np
 
 from lshbench.core.config import fail
+from lshbench.util import fmt_bytes
 
 __all__ = [
+    "ALPHA",
+    "THRESHOLD",
     "BenchFile",
     "Comparison",
+    "Verdict",
     "bench_compare",
     "compare_files",
     "invariant_problems",
@@ -207,8 +212,6 @@ def invariant_problems(base: Mapping[str, Any], cur: Mapping[str, Any]) -> list[
 
     Only keys present in the baseline are checked; one missing from ``cur`` is a change.
     """
-    from lshbench.report.document import fmt_bytes
-
     problems = []
     for key in ("flops", "config"):
         if key in base and cur.get(key) != base[key]:
@@ -286,58 +289,49 @@ def _warnings(base: BenchFile, cur: BenchFile) -> list[str]:
     return out
 
 
-@click.command("bench-compare")
-@click.argument("baseline", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("current", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--threshold",
-    type=click.FloatRange(min=0, min_open=True),
-    default=THRESHOLD,
-    show_default=True,
-    help="Relative slowdown of the calibrated median that fails (0.25 = 25% slower).",
-)
-@click.option(
-    "--alpha",
-    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
-    default=ALPHA,
-    show_default=True,
-    help="Significance level of the one-sided Mann-Whitney U test on the raw samples.",
-)
-def bench_compare(baseline: Path, current: Path, threshold: float, alpha: float) -> None:
-    """Fail (exit 1) when CURRENT's benchmarks regressed against BASELINE's.
+class Verdict(NamedTuple):
+    """What ``lshbench bench-compare`` ends with: its exit status and the text it prints."""
 
-    Both are pytest-benchmark JSON files (pytest bench/ --benchmark-json=FILE). Times are
-    divided by each file's own calibration benchmark (the one that ran just before them); a
-    benchmark fails when its median is slower by more than --threshold AND a one-sided
-    Mann-Whitney U test on the samples says so (p < --alpha), when its FLOPs or config
-    changed, its allocated bytes grew by more than 10% + 64 KiB, or its error against dense
-    moved by more than 1e-6 + 1e-6 x baseline; or when it is missing from CURRENT. A
-    missing BASELINE file passes. Exit 0 pass, 1 regression, 2 bad input.
+    status: int  # 0 pass, 1 regression
+    text: str
+
+
+def bench_compare(
+    baseline: str | Path,
+    current: str | Path,
+    threshold: float = THRESHOLD,
+    alpha: float = ALPHA,
+) -> Verdict:
+    """Compare CURRENT's benchmarks with BASELINE's: status 1 when any regressed, else 0.
+
+    A missing ``baseline`` file passes (there is nothing to compare against). Raises
+    ConfigError (one line) for an unreadable file, one without raw samples or without a
+    calibration benchmark; nothing is compared then.
     """
+    baseline, current = Path(baseline), Path(current)
     cur = load_bench_json(current, "current")
     if not baseline.exists():
-        click.echo(
+        return Verdict(
+            0,
             f"bench-compare: no baseline at {baseline}; nothing to compare against, passing "
-            f"({len(cur.benchmarks)} benchmarks in {current})."
+            f"({len(cur.benchmarks)} benchmarks in {current}).",
         )
-        return
     base = load_bench_json(baseline, "baseline")
     rows = compare_files(base, cur, threshold, alpha)
-    click.echo(_describe("baseline", base))
-    click.echo(_describe("current ", cur))
-    for line in _warnings(base, cur):
-        click.echo(f"warning: {line}")
-    click.echo(_table(rows))
+    lines = [_describe("baseline", base), _describe("current ", cur)]
+    lines += [f"warning: {line}" for line in _warnings(base, cur)]
+    lines.append(_table(rows))
     failed = [r for r in rows if r.status in FAILING]
     rule = (
         f"time: median > +{threshold:.0%} and Mann-Whitney p < {alpha:g}; invariants: flops "
         f"equal, alloc <= +{BYTES_RTOL:.0%} + {BYTES_SLACK // 1024} KiB, rel_err within "
         f"{ERR_ATOL:g} + {ERR_RTOL:g} x base"
     )
-    if failed:
-        click.echo(f"\nFAIL: {len(failed)} of {len(rows)} benchmarks ({rule}):")
-        for r in failed:
-            what = f"{r.change:+.1%} slower (p={r.p_value:.2g})" if r.status == "REGRESSION" else ""
-            click.echo(f"  {r.status:<10} {r.name}  {'; '.join(filter(None, [what, r.detail]))}")
-        sys.exit(1)  # SystemExit: passes through the group (a click Exit would be returned)
-    click.echo(f"\nPASS: {len(rows)} benchmarks ({rule}).")
+    if not failed:
+        lines.append(f"\nPASS: {len(rows)} benchmarks ({rule}).")
+        return Verdict(0, "\n".join(lines))
+    lines.append(f"\nFAIL: {len(failed)} of {len(rows)} benchmarks ({rule}):")
+    for r in failed:
+        what = f"{r.change:+.1%} slower (p={r.p_value:.2g})" if r.status == "REGRESSION" else ""
+        lines.append(f"  {r.status:<10} {r.name}  {'; '.join(filter(None, [what, r.detail]))}")
+    return Verdict(1, "\n".join(lines))

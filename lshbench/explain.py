@@ -7,13 +7,15 @@ with a trace, prints every intermediate array with its shape and meaning, and th
 numerically why Step 5 is right: the combined output is ONE softmax over the multiset union
 of every key a query saw in all rounds, and ``probs[r]`` is round r's share ``Z_r / sum(Z)``
 of that softmax's normalizer. Everything runs in float64 on one sequence (no batch axis).
+
+:func:`explain_text` is what the command prints (the command itself is
+:mod:`lshbench.cli.explain_command`); :func:`explain_arrays` holds every array it shows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import click
 import numpy as np
 
 from lshbench.backends import get_backend
@@ -32,7 +34,18 @@ from lshbench.core.hashing import random_rotations
 from lshbench.core.sorting import window_positions
 from lshbench.core.validation import check_inputs
 
-__all__ = ["LAB_CONFIG", "Explained", "explain", "explain_arrays", "make_inputs", "render"]
+__all__ = [
+    "LAB_CONFIG",
+    "LAB_D",
+    "LAB_DV",
+    "LAB_SEED",
+    "LAB_SEQLEN",
+    "Explained",
+    "explain_arrays",
+    "explain_text",
+    "make_inputs",
+    "render",
+]
 
 #: The lab's example: 2 hashes, 4 buckets, chunks of 2 (L = 8, d = 3, d_v = 5).
 LAB_CONFIG = LSHConfig(n_hashes=2, n_buckets=4, chunk_len=2)
@@ -138,12 +151,51 @@ def explain_arrays(
     o4, lse3, _ = lsh_attention(qk3, v3, config, rot, trace=trace)  # (1, H, L, dv), (1, H, L)
     t = {name: arr[0] for name, arr in trace.items() if name != "adj"}  # drop the batch axis
     o_rounds, lse = o4[0], lse3[0]  # (H, L, dv), (H, L)
-    probs = round_weights(lse)[..., None]  # (H, L) -> (H, L, 1)
-    out = combine_rounds(o_rounds, lse)  # (H, L, dv) -> (L, dv)
-
     # Which keys did query i see, over all rounds? Straight from the sort, not the chunks.
     windows = window_positions(t["buckets"][None], config)[0]  # (H, L, W)
-    W = windows.shape[-1]
+    return Explained(
+        config=config,
+        qk=qk,
+        v=v,
+        rotations=rotations,
+        buckets=t["buckets"],
+        sticker=t["sticker"],
+        st=t["st"],
+        undo_sort=t["undo_sort"],
+        sq=t["sq"],
+        rsq=t["rsq"],
+        qpos=t["qpos"],
+        adj=trace["adj"],
+        kw=t["kw"],
+        kpos=t["kpos"],
+        dotlike=t["dotlike"],
+        chunk_probs=t["chunk_probs"],
+        slogits=t["slogits"],
+        so=t["so"],
+        o=o_rounds.reshape(H * L, dv),  # (H, L, dv) -> (H*L, dv), as the lab's Step 4
+        logits=lse.reshape(H * L),  # (H, L) -> (H*L,)
+        o_rounds=o_rounds,
+        logits_rounds=lse[..., None],  # (H, L) -> (H, L, 1)
+        probs=round_weights(lse)[..., None],  # (H, L) -> (H, L, 1)
+        out=combine_rounds(o_rounds, lse),  # (H, L, dv) -> (L, dv)
+        windows=windows,
+        **_union_checks(qk, v, windows, config),
+        numpy_out=get_backend("numpy").attend(qk, v, config, rotations),
+        dense_out=get_backend("dense").attend(qk, v, config),
+    )
+
+
+def _union_checks(
+    qk: np.ndarray, v: np.ndarray, windows: np.ndarray, config: LSHConfig
+) -> dict[str, np.ndarray]:
+    """The arrays of the proof, from the windows and the scores alone (not the chunks).
+
+    ``qk (L, d)``, ``v (L, dv)``, ``windows (H, L, W)``: key positions query i saw in round r.
+    Returns ``union_scores (L, H*W)``, ``union_out (L, dv)``, ``counts (L, L)``,
+    ``grouped_out (L, dv)``, ``Z (H, L)``, ``z_scale (L,)`` and ``share (H, L)`` as in
+    :class:`Explained`.
+    """
+    H, L, W = windows.shape
     seen = windows.transpose(1, 0, 2).reshape(L, H * W)  # (L, H, W) -> (L, H*W)
     keys = normalize_keys(qk)  # (L, d)
     # (L, 1, d) @ (L, d, H*W) -> (L, 1, H*W): query i against every key copy it saw
@@ -171,44 +223,15 @@ def explain_arrays(
     top = per_round.max(axis=(1, 2))  # (L,)
     z_scale = np.where(np.abs(top) > 700.0, top, 0.0)  # keep exp() inside float64 range
     Z = np.exp(per_round - z_scale[:, None, None]).sum(axis=-1).T  # (L, H) -> (H, L)
-    share = Z / Z.sum(axis=0, keepdims=True)  # (H, L)
-
-    return Explained(
-        config=config,
-        qk=qk,
-        v=v,
-        rotations=rotations,
-        buckets=t["buckets"],
-        sticker=t["sticker"],
-        st=t["st"],
-        undo_sort=t["undo_sort"],
-        sq=t["sq"],
-        rsq=t["rsq"],
-        qpos=t["qpos"],
-        adj=trace["adj"],
-        kw=t["kw"],
-        kpos=t["kpos"],
-        dotlike=t["dotlike"],
-        chunk_probs=t["chunk_probs"],
-        slogits=t["slogits"],
-        so=t["so"],
-        o=o_rounds.reshape(H * L, dv),  # (H, L, dv) -> (H*L, dv), as the lab's Step 4
-        logits=lse.reshape(H * L),  # (H, L) -> (H*L,)
-        o_rounds=o_rounds,
-        logits_rounds=lse[..., None],  # (H, L) -> (H, L, 1)
-        probs=probs,
-        out=out,
-        windows=windows,
-        union_scores=union_scores,
-        union_out=union_out,
-        counts=counts,
-        grouped_out=grouped_out,
-        Z=Z,
-        z_scale=z_scale,
-        share=share,
-        numpy_out=get_backend("numpy").attend(qk, v, config, rotations),
-        dense_out=get_backend("dense").attend(qk, v, config),
-    )
+    return {
+        "union_scores": union_scores,
+        "union_out": union_out,
+        "counts": counts,
+        "grouped_out": grouped_out,
+        "Z": Z,
+        "z_scale": z_scale,
+        "share": Z / Z.sum(axis=0, keepdims=True),  # (H, L)
+    }
 
 
 def _fmt(x: np.ndarray, precision: int) -> str:
@@ -217,81 +240,124 @@ def _fmt(x: np.ndarray, precision: int) -> str:
     )
 
 
+def explain_text(
+    config: LSHConfig = LAB_CONFIG,
+    seqlen: int = LAB_SEQLEN,
+    d: int = LAB_D,
+    dv: int = LAB_DV,
+    seed: int = LAB_SEED,
+    query: int = 0,
+    precision: int = 4,
+) -> str:
+    """What ``lshbench explain`` prints: :func:`render` of :func:`explain_arrays`.
+
+    Raises ConfigError (one line) for a ``precision`` outside 1..17, bad sizes (see
+    :func:`make_inputs`) or a ``query`` that is not a position.
+    """
+    if not 1 <= precision <= 17:
+        fail("precision", precision, "must be an integer in 1..17")
+    ex = explain_arrays(config, seqlen, d, dv, seed)
+    if not 0 <= query < seqlen:
+        fail("query", query, f"must be a position in 0..{seqlen - 1}")
+    return render(ex, precision=precision, query=query)
+
+
+class _Text:
+    """The lines of the explanation, with the three ways they are written."""
+
+    def __init__(self, precision: int) -> None:
+        self.lines: list[str] = []
+        self.precision = precision
+
+    def say(self, text: str = "") -> None:
+        self.lines.append(text)
+
+    def show(self, name: str, arr: np.ndarray, meaning: str) -> None:
+        self.say(f"-- {name} {tuple(arr.shape)}: {meaning}")
+        self.say(_fmt(arr, self.precision))
+        self.say()
+
+    def part(self, title: str) -> None:
+        self.say(f"== {title} " + "=" * max(3, 86 - len(title)))
+        self.say()
+
+
 def render(ex: Explained, precision: int = 4, query: int = 0) -> str:
     """The text ``lshbench explain`` prints for ``ex``; ``query`` is shown in detail."""
+    text = _Text(precision)
+    _render_inputs_and_hashing(text, ex)
+    _render_sort_and_chunks(text, ex)
+    _render_rounds(text, ex)
+    _render_query(text, ex, query)
+    _render_proof(text, ex)
+    return "\n".join(text.lines)
+
+
+def _render_inputs_and_hashing(text: _Text, ex: Explained) -> None:
     cfg = ex.config
     H, (L, d), dv = cfg.n_hashes, ex.qk.shape, ex.v.shape[1]
-    m, NC, W = cfg.chunk_len, ex.rsq.shape[0], ex.kw.shape[1]
     nb = cfg.total_buckets
-    lines: list[str] = []
-
-    def say(text: str = "") -> None:
-        lines.append(text)
-
-    def show(name: str, arr: np.ndarray, meaning: str) -> None:
-        say(f"-- {name} {tuple(arr.shape)}: {meaning}")
-        say(_fmt(arr, precision))
-        say()
-
-    def part(title: str) -> None:
-        say(f"== {title} " + "=" * max(3, 86 - len(title)))
-        say()
-
-    say(
+    text.say(
         f"LSH attention on one sequence: L={L}, d={d}, d_v={dv}, n_hashes={H}, "
-        f"n_buckets={cfg.n_buckets}, chunk_len={m}, chunks_before={cfg.chunks_before}, "
-        f"chunks_after={cfg.chunks_after}, causal={cfg.causal}"
+        f"n_buckets={cfg.n_buckets}, chunk_len={cfg.chunk_len}, "
+        f"chunks_before={cfg.chunks_before}, chunks_after={cfg.chunks_after}, causal={cfg.causal}"
     )
-    say(
+    text.say(
         "Arrays come from lshbench.backends.numpy_lsh.lsh_attention (the numpy backend), "
         "float64, names as in the Coursera lab (C4 W4, Part 3.4)."
     )
-    say()
-    part("inputs")
-    show("qk", ex.qk, "shared queries/keys, one row per position (Gaussian)")
-    show("v", ex.v, "values, one row per position")
-    show("rotations", ex.rotations, "random rotations R, one (d, n_buckets/2) slice per round")
+    text.say()
+    text.part("inputs")
+    text.show("qk", ex.qk, "shared queries/keys, one row per position (Gaussian)")
+    text.show("v", ex.v, "values, one row per position")
+    text.show("rotations", ex.rotations, "random rotations R, one (d, n_buckets/2) slice per round")
 
-    part("hashing (the lab's our_hash_vectors)")
-    show(
+    text.part("hashing (the lab's our_hash_vectors)")
+    text.show(
         "buckets",
         ex.buckets,
         f"bucket of each position in each round: argmax([qk R_r, -qk R_r]), 0..{nb - 1}",
     )
     offset = ex.buckets + nb * np.arange(H)[:, None]  # (H, L)
-    show(
+    text.show(
         "buckets + r*n_buckets",
         offset.reshape(H * L),
         "round offsets added and flattened, so rounds never share a bucket",
     )
 
-    part("sort (the lab's sort_buckets)")
-    show("sticker", ex.sticker, "slot r*L+t of every sorted item: sorted by (round, bucket, t)")
-    show("st", ex.st, "st = sticker % L: the position of every sorted item")
-    show("undo_sort", ex.undo_sort, "where each original slot went: o = so[undo_sort]")
-    show("sq", ex.sq, "sorted queries sq = qk[st]; rows of one bucket are now neighbours")
 
-    part("chunk and look back (the lab's dotandv, Step 1)")
-    show("rsq", ex.rsq, f"sq cut into {NC} chunks of {m} queries (a chunk may mix buckets)")
-    show("chunk positions", ex.qpos, "position of each query in each chunk")
+def _render_sort_and_chunks(text: _Text, ex: Explained) -> None:
+    cfg = ex.config
+    m, NC, W = cfg.chunk_len, ex.rsq.shape[0], ex.kw.shape[1]
+    text.part("sort (the lab's sort_buckets)")
+    text.show(
+        "sticker", ex.sticker, "slot r*L+t of every sorted item: sorted by (round, bucket, t)"
+    )
+    text.show("st", ex.st, "st = sticker % L: the position of every sorted item")
+    text.show("undo_sort", ex.undo_sort, "where each original slot went: o = so[undo_sort]")
+    text.show("sq", ex.sq, "sorted queries sq = qk[st]; rows of one bucket are now neighbours")
+
+    text.part("chunk and look back (the lab's dotandv, Step 1)")
+    text.show("rsq", ex.rsq, f"sq cut into {NC} chunks of {m} queries (a chunk may mix buckets)")
+    text.show("chunk positions", ex.qpos, "position of each query in each chunk")
     wrap = f" (chunk 0 looks back at chunk {NC - 1})" if cfg.chunks_before else ""
-    show(
+    text.show(
         "look-around chunks",
         ex.adj,
         f"chunk c also sees chunks c-{cfg.chunks_before}..c+{cfg.chunks_after}, cyclically "
         f"over all rounds{wrap}; the lab's dotandv leaves this out",
     )
-    show(
+    text.show(
         "look-back key positions",
         ex.kpos,
         f"positions of the W={W} keys each chunk's queries see (duplicates count twice)",
     )
-    show(
+    text.show(
         "look-back keys",
         ex.kw,
         "keys = the same rows, length-normalized: k / sqrt(mean(k^2) + 1e-6) / sqrt(d)",
     )
-    show(
+    text.show(
         "dotlike",
         ex.dotlike,
         "scores q.k of every chunk query against its window (the lab's is q.q within the "
@@ -299,160 +365,98 @@ def render(ex: Explained, precision: int = 4, query: int = 0) -> str:
         + (f", {CAUSAL_MASK_VALUE:g} a future key" if cfg.causal else ""),
     )
 
-    part("per-copy softmax (Steps 2-3)")
-    show(
+
+def _render_rounds(text: _Text, ex: Explained) -> None:
+    text.part("per-copy softmax (Steps 2-3)")
+    text.show(
         "dotlike after softmax",
         ex.chunk_probs,
         "our_softmax: exp(dotlike - slogits), each row sums to 1 over its window",
     )
-    show(
+    text.show(
         "slogits",
         ex.slogits,
         "logsumexp of each row of dotlike = log Z, the log of that copy's softmax normalizer",
     )
-    show("so", ex.so, "(dotlike after softmax) @ values of the window: one output per copy")
+    text.show("so", ex.so, "(dotlike after softmax) @ values of the window: one output per copy")
 
-    part("undo the sort (Step 4)")
-    show("o", ex.o, "o = so[undo_sort]: row r*L+t is position t's output in round r")
-    show("logits", ex.logits, "logits = slogits[undo_sort]: log Z of position t in round r")
+    text.part("undo the sort (Step 4)")
+    text.show("o", ex.o, "o = so[undo_sort]: row r*L+t is position t's output in round r")
+    text.show("logits", ex.logits, "logits = slogits[undo_sort]: log Z of position t in round r")
 
-    part("combine the rounds (Step 5)")
-    show("o", ex.o_rounds, "o reshaped to (n_hashes, L, d_v): one block per round")
-    show("logits", ex.logits_rounds, "logits reshaped to (n_hashes, L, 1)")
-    show(
+    text.part("combine the rounds (Step 5)")
+    text.show("o", ex.o_rounds, "o reshaped to (n_hashes, L, d_v): one block per round")
+    text.show("logits", ex.logits_rounds, "logits reshaped to (n_hashes, L, 1)")
+    text.show(
         "probs",
         ex.probs,
         "exp(logits - logsumexp(logits, axis=0)): a softmax over rounds of the log Z's",
     )
-    show("output", ex.out, "sum over rounds of probs * o")
+    text.show("output", ex.out, "sum over rounds of probs * o")
 
-    part("why a softmax over logits? one query in detail")
-    i = query
+
+def _render_query(text: _Text, ex: Explained, i: int) -> None:
+    H, W, p = ex.config.n_hashes, ex.kw.shape[1], text.precision
+    text.part("why a softmax over logits? one query in detail")
     sc = ex.union_scores[i].reshape(H, W)  # (H*W,) -> (H, W)
-    say(f"query {i} (position {i}); Z_r = sum of exp(score) over its round-r window:")
+    text.say(f"query {i} (position {i}); Z_r = sum of exp(score) over its round-r window:")
     for r in range(H):
-        say(f"  round {r}: keys {ex.windows[r, i].tolist()}")
-        say(f"           scores {_fmt(sc[r], precision)}")
+        text.say(f"  round {r}: keys {ex.windows[r, i].tolist()}")
+        text.say(f"           scores {_fmt(sc[r], p)}")
         z_note = f" (times exp({ex.z_scale[i]:.6g}))" if ex.z_scale[i] else ""
-        say(
-            f"           Z_{r} = {ex.Z[r, i]:.{precision}g}{z_note}, "
-            f"log Z_{r} = {ex.logits_rounds[r, i, 0]:.{precision}g} (= logits), "
-            f"probs = {ex.probs[r, i, 0]:.{precision}g}"
+        text.say(
+            f"           Z_{r} = {ex.Z[r, i]:.{p}g}{z_note}, "
+            f"log Z_{r} = {ex.logits_rounds[r, i, 0]:.{p}g} (= logits), "
+            f"probs = {ex.probs[r, i, 0]:.{p}g}"
         )
-    say(
+    text.say(
         "  o_r = sum_j exp(s_j) v_j / Z_r, so probs_r * o_r = (Z_r / sum Z) * "
         "(sum_j exp(s_j) v_j / Z_r): Z_r cancels,"
     )
-    say(
+    text.say(
         "  and the sum over rounds is (all exp(s_j) v_j) / (all exp(s_j)): one softmax over "
         "every key copy seen."
     )
-    say()
+    text.say()
 
-    part("proof on this input")
-    show(
+
+def _render_proof(text: _Text, ex: Explained) -> None:
+    H, W = ex.config.n_hashes, ex.kw.shape[1]
+    text.part("proof on this input")
+    text.show(
         "windows",
         ex.windows,
-        "key positions query i saw in round r (lshbench.sorting.window_positions)",
+        "key positions query i saw in round r (lshbench.core.sorting.window_positions)",
     )
-    show(
+    text.show(
         "C",
         ex.counts,
         "C[i, j] = how often key j appears in query i's windows over all rounds",
     )
-    show(
+    text.show(
         "union softmax",
         ex.union_out,
         f"ONE softmax over the {H}*{W} = {H * W} masked scores each query saw, times their values",
     )
-    show("output", ex.out, "the combined output of Step 5 (as above)")
+    text.show("output", ex.out, "the combined output of Step 5 (as above)")
     ok = "yes" if ex.union_diff < 1e-12 else "NO"
-    say(f"max |output - union softmax| = {ex.union_diff:.3e}   (below 1e-12: {ok})")
+    text.say(f"max |output - union softmax| = {ex.union_diff:.3e}   (below 1e-12: {ok})")
     grouped_diff = float(np.max(np.abs(ex.out - ex.grouped_out)))
-    say(
+    text.say(
         f"max |output - softmax_j(s_ij + log C_ij) @ v| = {grouped_diff:.3e}   "
         "(keys seen C times get a log C bonus)"
     )
-    say()
+    text.say()
     z_note = " (rows scaled by exp(-top score) where needed)" if ex.z_scale.any() else ""
-    show("Z", ex.Z, f"Z[r, i] = sum of exp(score) over query i's round-r window{z_note}")
-    show("Z_r / sum(Z)", ex.share, "each round's share of the union's normalizer")
-    show("probs[r]", ex.probs[..., 0], "the round weights of Step 5 (as above)")
-    say(f"max |probs[r] - Z_r / sum(Z)| = {ex.share_diff:.3e}")
-    say()
+    text.show("Z", ex.Z, f"Z[r, i] = sum of exp(score) over query i's round-r window{z_note}")
+    text.show("Z_r / sum(Z)", ex.share, "each round's share of the union's normalizer")
+    text.show("probs[r]", ex.probs[..., 0], "the round weights of Step 5 (as above)")
+    text.say(f"max |probs[r] - Z_r / sum(Z)| = {ex.share_diff:.3e}")
+    text.say()
     numpy_diff = float(np.max(np.abs(ex.out - ex.numpy_out)))
     dense_diff = float(np.max(np.abs(ex.out - ex.dense_out)))
-    say(f"max |output - get_backend('numpy').attend| = {numpy_diff:.3e}")
-    say(
+    text.say(f"max |output - get_backend('numpy').attend| = {numpy_diff:.3e}")
+    text.say(
         f"max |output - get_backend('dense').attend| = {dense_diff:.3e}   "
         "(0 only if every query saw every key equally often)"
     )
-    return "\n".join(lines)
-
-
-def _parse_buckets(text: str) -> int | tuple[int, ...]:
-    try:
-        parts = [int(p) for p in text.split(",")]
-    except ValueError:
-        fail("n_buckets", text, "must be an even integer or comma-separated even integers")
-    return parts[0] if len(parts) == 1 else tuple(parts)
-
-
-@click.command("explain")
-@click.option("-L", "--seqlen", default=LAB_SEQLEN, show_default=True, help="Sequence length L.")
-@click.option("--n-hashes", default=LAB_CONFIG.n_hashes, show_default=True, help="Rounds.")
-@click.option(
-    "--n-buckets",
-    default=str(LAB_CONFIG.n_buckets),
-    show_default=True,
-    help="Buckets per round: an even int, or factors such as 2,4.",
-)
-@click.option("--chunk-len", default=LAB_CONFIG.chunk_len, show_default=True, help="Chunk m.")
-@click.option("-d", "--d", "d", default=LAB_D, show_default=True, help="Query/key size d.")
-@click.option("--d-v", "--dv", "dv", default=LAB_DV, show_default=True, help="Value size.")
-@click.option(
-    "--chunks-before",
-    default=LAB_CONFIG.chunks_before,
-    show_default=True,
-    help="Chunks each chunk looks back at.",
-)
-@click.option(
-    "--chunks-after",
-    default=LAB_CONFIG.chunks_after,
-    show_default=True,
-    help="Chunks each chunk looks ahead at.",
-)
-@click.option("--causal/--no-causal", default=False, show_default=True, help="Mask future keys.")
-@click.option("--seed", default=LAB_SEED, show_default=True, help="Seed of data and rotations.")
-@click.option("--query", default=0, show_default=True, help="Position shown in detail.")
-@click.option("--precision", default=4, show_default=True, help="Digits printed.")
-def explain(
-    seqlen: int,
-    n_hashes: int,
-    n_buckets: str,
-    chunk_len: int,
-    d: int,
-    dv: int,
-    chunks_before: int,
-    chunks_after: int,
-    causal: bool,
-    seed: int,
-    query: int,
-    precision: int,
-) -> None:
-    """Walk LSH attention on a tiny input (defaults: the Coursera lab) and show why the
-    rounds are combined with a softmax over their logsumexps."""
-    config = LSHConfig(
-        n_hashes=n_hashes,
-        n_buckets=_parse_buckets(n_buckets),
-        chunk_len=chunk_len,
-        causal=causal,
-        chunks_before=chunks_before,
-        chunks_after=chunks_after,
-    )
-    if not 1 <= precision <= 17:
-        fail("precision", precision, "must be an integer in 1..17")
-    ex = explain_arrays(config, seqlen, d, dv, seed)
-    if not 0 <= query < seqlen:
-        fail("query", query, f"must be a position in 0..{seqlen - 1}")
-    click.echo(render(ex, precision=precision, query=query))

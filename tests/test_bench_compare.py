@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lshbench.bench_compare import CALIBRATION, compare_files, load_bench_json
+from lshbench.bench_compare import CALIBRATION, bench_compare, compare_files, load_bench_json
 from lshbench.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,6 +192,23 @@ def test_no_baseline_passes(tmp_path: Path) -> None:
     res = compare(tmp_path / "missing.json", cur)
     assert res.exit_code == 0, res.output
     assert "no baseline" in res.output
+
+
+def test_plain_function_gives_status_and_the_text_the_command_prints(tmp_path: Path) -> None:
+    """The command is a thin layer: same verdict and text without click."""
+    doc = synthetic_run(0)
+    base = write(tmp_path, "b.json", doc)
+    slow = write(
+        tmp_path, "slow.json", scaled(doc, lambda e: 1.0 if CALIBRATION in e["name"] else 1.5)
+    )
+    for current, status in ((write(tmp_path, "same.json", synthetic_run(1)), 0), (slow, 1)):
+        verdict = bench_compare(base, current)
+        res = compare(base, current)
+        assert (verdict.status, res.exit_code) == (status, status), res.output
+        assert res.output == verdict.text + "\n"
+        assert ("PASS" if status == 0 else "FAIL") in verdict.text
+    missing = bench_compare(tmp_path / "missing.json", base)
+    assert missing.status == 0 and "no baseline" in missing.text
 
 
 def one_line_error(res) -> str:

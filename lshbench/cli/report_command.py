@@ -1,5 +1,29 @@
-"""``lshbench report`` (placeholder: the command moves here from lshbench.report.document)."""
+"""``lshbench report``: a thin layer over :func:`lshbench.report.document.render_report`."""
 
-from lshbench.report.document import report
+from __future__ import annotations
+
+import click
+
+from lshbench.report.document import render_report
 
 __all__ = ["report"]
+
+
+@click.command("report")
+@click.argument("dirs", nargs=-1, required=True, metavar="DIR [DIR ...]")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Report folder (default: reports/<DIR name>/).",
+)
+def report(dirs: tuple[str, ...], out: str | None) -> None:
+    """Render sweep results (DIR from `lshbench sweep --out DIR`) as figures and a report.
+
+    Writes report.md, a self-contained index.html and PNG figures. Several DIRs are
+    overlaid in one report, labelled by run.
+    """
+    folder = render_report(dirs, out)
+    files = sorted(p.name for p in folder.glob("*.png"))
+    click.echo(f"wrote {folder / 'report.md'} and {folder / 'index.html'} ({len(files)} figures)")

@@ -1,11 +1,14 @@
 """``lshbench report``: sweep results rendered as figures, tables, Markdown and HTML.
 
-``lshbench report DIR [DIR ...] [--out REPORT_DIR]`` reads each ``DIR`` written by
-``lshbench sweep`` (``results.parquet`` or ``results.csv`` plus ``metadata.json``) and writes
+``lshbench report DIR [DIR ...] [--out REPORT_DIR]`` (:func:`render_report`; the command is
+:mod:`lshbench.cli.report_command`) reads each ``DIR`` written by ``lshbench sweep``
+(``results.parquet``, or its log ``results.jsonl``, plus ``metadata.json``) and writes
 ``report.md``, a self-contained ``index.html`` (figures embedded as base64 data URIs) and the
 PNG figures into ``REPORT_DIR`` (default ``reports/<DIR name>/``). Several DIRs overlay in one
-report, labelled by run. The numbers come from :mod:`lshbench.report.analysis`, the pictures
-from :mod:`lshbench.report.figures`; this module lays them out. Output depends only on the
+report, labelled by run. The numbers come from :mod:`lshbench.report.analysis`,
+:mod:`~lshbench.report.scaling`, :mod:`~lshbench.report.tradeoffs` and
+:mod:`~lshbench.report.metadata`, the pictures from :mod:`~lshbench.report.figures_cost` and
+:mod:`~lshbench.report.figures_accuracy`; this module lays them out. Output depends only on the
 tables: no clock, no host name, sorted rows, fixed number formats.
 
 This module imports pandas and matplotlib only when a report is rendered.
@@ -21,50 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
+from lshbench.report.labels import plain
+from lshbench.util import fmt_length, fmt_num, fmt_pct, fmt_seconds, shorten
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["render_report", "report"]
-
-
-# --------------------------------------------------------------------------- number formats
-
-
-def fmt_seconds(t: float) -> str:
-    """Seconds with three significant digits in a readable unit: ``12.3 ms``."""
-    if t is None or not math.isfinite(t):
-        return "-"
-    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if abs(t) >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t * 1e9:.3g} ns"
-
-
-def fmt_bytes(n: float) -> str:
-    """Bytes in binary units with three significant digits: ``1.5 MiB``."""
-    if n is None or not math.isfinite(n):
-        return "-"
-    for power, unit in ((3, "GiB"), (2, "MiB"), (1, "KiB")):
-        if abs(n) >= 1024**power:
-            return f"{n / 1024**power:.3g} {unit}"
-    return f"{n:.0f} B"
-
-
-def fmt_num(x: float, digits: int) -> str:
-    """Fixed-point text, ``-`` when missing."""
-    return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
-
-
-def fmt_length(x: float) -> str:
-    """A sequence length as an integer, ``-`` when missing."""
-    return "-" if x is None or not math.isfinite(x) else f"{x:.0f}"
-
-
-def fmt_pct(x: float) -> str:
-    """A fraction as a percentage with two decimals."""
-    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.2f}%"
+__all__ = ["Doc", "default_out", "render_report"]
 
 
 # --------------------------------------------------------------------------- document
@@ -210,7 +176,7 @@ def _section_runs(doc: Doc, runs: Sequence[Any], df: pd.DataFrame) -> None:
         "chunks_after",
         "nb",
     ):
-        values = set(df[col].dropna().map(_plain)) - {""}
+        values = set(df[col].dropna().map(plain)) - {""}
         if len(values) == 1:
             fixed.append(f"{col}={next(iter(values))}")
     if fixed:
@@ -222,14 +188,8 @@ def _section_runs(doc: Doc, runs: Sequence[Any], df: pd.DataFrame) -> None:
     )
 
 
-def _plain(value: Any) -> str:
-    if isinstance(value, float) and math.isfinite(value) and value == int(value):
-        return str(int(value))
-    return str(value)
-
-
 def _figure(doc: Doc, result: Any) -> None:
-    from lshbench.report.figures import Drawn
+    from lshbench.report.plotting import Drawn
 
     if isinstance(result, Drawn):
         doc.blocks.append(("figure", result.file, result.caption))
@@ -242,7 +202,7 @@ def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
 
     doc.h(3, "Crossover L versus dense")
     if not (df["backend"] == REFERENCE_BACKEND).any():
-        doc.p("*Left out: no `dense` rows, so there is no reference to cross.*")
+        doc.p(f"*Left out: no `{REFERENCE_BACKEND}` rows, so there is no reference to cross.*")
         return
     if df["exact"].all():
         doc.p("*Left out: no LSH rows.*")
@@ -327,7 +287,8 @@ def _table_fits(doc: Doc, fits: pd.DataFrame) -> None:
 
 
 def _table_budgets(doc: Doc, points: pd.DataFrame, several_runs: bool) -> None:
-    from lshbench.report.analysis import BUDGETS, budget_picks, candidates, compact_labels
+    from lshbench.report.analysis import compact_labels
+    from lshbench.report.tradeoffs import BUDGETS, budget_picks, candidates
 
     doc.h(3, "Best configuration under an error budget")
     cand = candidates(points)
@@ -371,14 +332,13 @@ def _table_failed(doc: Doc, failed: pd.DataFrame) -> None:
     doc.p("Every row whose status is not `ok` (drawn as markers on the top edge of the plots).")
     rows = []
     for _, r in failed.iterrows():
-        message = " ".join(str(r["message"]).split())
-        message = message if len(message) <= 100 else message[:97] + "..."
+        message = shorten(" ".join(str(r["message"]).split()), 100)
         rows.append(
             [
                 r["series"],
                 fmt_length(r["seqlen"]),
-                _plain(r["batch"]),
-                _plain(r["seed"]),
+                plain(r["batch"]),
+                plain(r["seed"]),
                 r["status"],
                 message,
             ]
@@ -387,7 +347,7 @@ def _table_failed(doc: Doc, failed: pd.DataFrame) -> None:
 
 
 def _table_metadata(doc: Doc, runs: Sequence[Any]) -> None:
-    from lshbench.report.analysis import metadata_table
+    from lshbench.report.metadata import metadata_table
 
     doc.h(3, "Machine and versions")
     table = metadata_table(runs)
@@ -403,12 +363,13 @@ def _table_metadata(doc: Doc, runs: Sequence[Any]) -> None:
 def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> Path:
     """Write ``report.md``, ``index.html`` and the figures for the runs in ``dirs``.
 
-    Returns the report folder. Raises ConfigError (one line) for a missing or empty DIR or a
-    table lacking required columns, before anything is written.
+    Returns the report folder (``out``, default :func:`default_out`). Raises ConfigError
+    (one line) for a missing or empty DIR or a table lacking required columns, before
+    anything is written.
     """
     from lshbench.core.config import fail
     from lshbench.report import analysis as ra
-    from lshbench.report import figures as rf
+    from lshbench.report.plotting import FIGURE_FILES
 
     dirs = [str(d) for d in dirs]
     if not dirs:
@@ -416,65 +377,57 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     runs = [ra.load_run(d, label) for d, label in zip(dirs, _run_labels(dirs), strict=True)]
     folder = Path(out) if out is not None else default_out(dirs)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in rf.FIGURE_FILES.values():
+    for name in FIGURE_FILES.values():
         (folder / name).unlink(missing_ok=True)  # a figure left out this time leaves no file
-
     df = ra.prepare(runs)
-    points = ra.series_points(df)
-    fits = ra.fit_exponents(points)
-    cross = ra.crossovers(points)
-    varying = ra.varying_axes(df)
-    palette = rf.Palette(points)
     title = "lshbench report: " + ", ".join(run.label for run in runs)
-
     doc = Doc()
     doc.h(1, title)
     _section_runs(doc, runs, df)
-    doc.h(2, "1. Time versus sequence length")
-    _figure(doc, rf.figure_time(points, fits, cross, palette, varying, folder))
-    doc.h(2, "2. Peak memory versus sequence length")
-    _figure(doc, rf.figure_memory(points, palette, varying, folder))
-    doc.h(2, "3. Error versus number of hash rounds")
-    _figure(
-        doc,
-        rf.figure_error(points, "n_hashes", "chunk_len", "error_hashes", palette, varying, folder),
+    _sections_figures_and_tables(doc, runs, df, folder)
+    (folder / "report.md").write_text(doc.markdown(), encoding="utf-8")
+    (folder / "index.html").write_text(doc.html(folder, title), encoding="utf-8")
+    return folder
+
+
+def _sections_figures_and_tables(
+    doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path
+) -> None:
+    """Sections 1-7: the six figures (written into ``folder``), then the tables."""
+    from lshbench.report import analysis as ra
+    from lshbench.report import figures_accuracy as fa
+    from lshbench.report import figures_cost as fc
+    from lshbench.report.plotting import Palette, save
+    from lshbench.report.scaling import crossovers, fit_exponents
+
+    points = ra.series_points(df)
+    fits = fit_exponents(points)
+    cross = crossovers(points)
+    varying = ra.varying_axes(df)
+    palette = Palette(points)
+
+    def figure(heading: str, result: Any) -> None:
+        doc.h(2, heading)
+        _figure(doc, save(result, folder))
+
+    figure("1. Time versus sequence length", fc.figure_time(points, fits, cross, palette, varying))
+    figure("2. Peak memory versus sequence length", fc.figure_memory(points, palette, varying))
+    figure(
+        "3. Error versus number of hash rounds",
+        fa.figure_error(points, "n_hashes", "chunk_len", "error_hashes", palette, varying),
     )
-    doc.h(2, "4. Error versus chunk length")
-    _figure(
-        doc,
-        rf.figure_error(points, "chunk_len", "n_hashes", "error_chunk", palette, varying, folder),
+    figure(
+        "4. Error versus chunk length",
+        fa.figure_error(points, "chunk_len", "n_hashes", "error_chunk", palette, varying),
     )
-    doc.h(2, "5. Accuracy against cost")
-    _figure(doc, rf.figure_pareto(points, palette, varying, folder))
-    doc.h(2, "6. Time per token at fixed total tokens (the Reformer paper's view)")
-    _figure(doc, rf.figure_time_per_token(points, palette, varying, folder))
+    figure("5. Accuracy against cost", fa.figure_pareto(points, palette, varying))
+    figure(
+        "6. Time per token at fixed total tokens (the Reformer paper's view)",
+        fc.figure_time_per_token(points, palette, varying),
+    )
     doc.h(2, "7. Tables")
     _table_crossover(doc, cross, df)
     _table_fits(doc, fits)
     _table_budgets(doc, points, len(runs) > 1)
     _table_failed(doc, ra.failed_cells(df))
     _table_metadata(doc, runs)
-
-    (folder / "report.md").write_text(doc.markdown(), encoding="utf-8")
-    (folder / "index.html").write_text(doc.html(folder, title), encoding="utf-8")
-    return folder
-
-
-@click.command("report")
-@click.argument("dirs", nargs=-1, required=True, metavar="DIR [DIR ...]")
-@click.option(
-    "--out",
-    "out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Report folder (default: reports/<DIR name>/).",
-)
-def report(dirs: tuple[str, ...], out: str | None) -> None:
-    """Render sweep results (DIR from `lshbench sweep --out DIR`) as figures and a report.
-
-    Writes report.md, a self-contained index.html and PNG figures. Several DIRs are
-    overlaid in one report, labelled by run.
-    """
-    folder = render_report(dirs, out)
-    files = sorted(p.name for p in folder.glob("*.png"))
-    click.echo(f"wrote {folder / 'report.md'} and {folder / 'index.html'} ({len(files)} figures)")

@@ -1,0 +1,78 @@
+"""Text forms of table values: ``n_buckets`` read and written once, plain numbers.
+
+Light on purpose (standard library and NumPy only, no pandas or matplotlib), so the command
+line can parse an ``--n-buckets`` option with :func:`parse_n_buckets` without loading the
+report's stack. Formatting ``n_buckets`` as text is :func:`lshbench.results.cells.n_buckets_spec`
+(the sweep's ``n_buckets_spec`` column); this module only reads the many spellings a stored
+or typed value can take and hands the result to it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+from lshbench.results.cells import n_buckets_spec
+
+__all__ = ["bucket_label", "bucket_total", "parse_n_buckets", "plain"]
+
+_MISSING = ("", "nan", "none", "<na>")
+
+
+def parse_n_buckets(text: str) -> int | tuple[int, ...] | None:
+    """``n_buckets`` from text: ``"64"`` -> 64; ``"16x32"``, ``"16,32"``, ``"(16, 32)"`` or
+    ``"[16 32]"`` -> (16, 32); None when the text is not integers (the caller says why).
+
+    Signs are kept (``"-4"`` -> -4) so that :class:`lshbench.LSHConfig` rejects them by its
+    own rule rather than a sign being silently dropped.
+    """
+    body = str(text).strip().strip("()[]").strip()
+    parts = re.split(r"\s*[,xX]\s*|\s+", body)
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        return None
+    return numbers[0] if len(numbers) == 1 else tuple(numbers)
+
+
+def bucket_label(value: Any) -> str:
+    """``n_buckets`` as text: ``"64"``, ``"16x32"`` for a factorized value, ``""`` if missing.
+
+    Accepts an int, a float from CSV, a list/tuple/array, or text such as ``"(16, 32)"``,
+    ``"[16, 32]"`` or ``"16x32"``; text that is not integers (``"auto"``) is kept as it is.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple | np.ndarray):
+        return n_buckets_spec(tuple(int(v) for v in value)) or ""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return n_buckets_spec(int(value)) or ""
+    if isinstance(value, float | np.floating):
+        return "" if math.isnan(value) else plain(float(value))
+    text = str(value).strip()
+    if text.lower() in _MISSING:
+        return ""
+    try:
+        number = float(text)
+    except ValueError:
+        parsed = parse_n_buckets(text)
+        return text if parsed is None else n_buckets_spec(parsed) or ""
+    return str(int(number)) if number == int(number) else text
+
+
+def bucket_total(label: str) -> float:
+    """Total bucket count of a label (``"16x32"`` -> 512.0); NaN when it is not factors."""
+    parts = label.split("x")
+    if not label or not all(p.isdigit() for p in parts):
+        return math.nan
+    return float(math.prod(int(p) for p in parts))
+
+
+def plain(value: Any) -> str:
+    """A value as short text: an integral float without its ``.0`` (``64.0`` -> ``"64"``)."""
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        return str(int(value))
+    return str(value)
