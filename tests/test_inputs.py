@@ -7,10 +7,10 @@ import pytest
 
 from lshbench import ConfigError
 from lshbench.core.dense import dense_probability_blocks
-from lshbench.measurement.inputs import INPUTS, make_inputs
+from lshbench.measurement.inputs import GENERATORS, INPUTS, make_inputs
 
 
-@pytest.mark.parametrize("kind", INPUTS)
+@pytest.mark.parametrize("kind", GENERATORS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_shapes_dtypes_and_seeds(kind: str, dtype: type) -> None:
     qk, v = make_inputs(kind, 2, 33, 8, 5, seed=3, dtype=dtype)
@@ -24,7 +24,7 @@ def test_shapes_dtypes_and_seeds(kind: str, dtype: type) -> None:
     assert not np.array_equal(qk, qk3)
 
 
-@pytest.mark.parametrize("kind", INPUTS)
+@pytest.mark.parametrize("kind", GENERATORS)
 def test_float32_is_the_float64_draw_rounded(kind: str) -> None:
     qk64, v64 = make_inputs(kind, 1, 40, 6, seed=1, dtype=np.float64)
     qk32, v32 = make_inputs(kind, 1, 40, 6, seed=1, dtype=np.float32)
@@ -78,3 +78,7 @@ def test_bad_values_name_the_field(kwargs: dict, field: str) -> None:
     args.update(kwargs)
     with pytest.raises(ConfigError, match=field):
         make_inputs(**args)
+
+
+def test_sweep_inputs_are_generators() -> None:
+    assert set(INPUTS) <= set(GENERATORS) and "peaked" in GENERATORS

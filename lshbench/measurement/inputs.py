@@ -19,6 +19,20 @@ cell with the same seed see the same numbers (rounded). The values are O(1):
     positions ``0 .. L//2-1`` of a gaussian sequence, in qk and in v (an odd L leaves the last
     row unpaired). The ideal query attends to its copy: it is its highest-scoring key, and the
     two always share a bucket, so top-1 agreement measures whether LSH finds it.
+    ``target_entropy`` (nats) scales qk so the copy is attended that sharply; the copy of
+    each position is :func:`lshbench.measurement.tasks.duplicate_copy_index`.
+``peaked``
+    Attention of a chosen sharpness, shaped like trained heads (a few keys carry most of a
+    query's mass, some queries broad). ``k = max(1, round(L / cluster_size))`` unit centroids
+    ``c`` (shared by the batch); cluster ``a`` is drawn with probability proportional to
+    ``(a + 1) ** -1.1`` (Zipf(1.1) cluster sizes: a few clusters hold many tokens); token
+    ``u_j = normalize(c_a(j) + sigma xi_j)`` with ``xi ~ N(0, I/d)`` and sigma = 0.5 (cosine
+    about 0.8 within a cluster); ``qk_j = beta u_j`` with beta found by bisection so that
+    the mean exact row entropy (same attention as the dense backend, ``causal`` masks
+    included) is ``target_entropy`` nats (default 2.0). Values
+    ``v_j = rho w_a(j) + sqrt(1 - rho**2) eta_j`` with per-cluster ``w ~ N(0, I)`` and
+    noise ``eta ~ N(0, I)``, rho = ``value_corr`` in [0, 1] (default 0: independent of qk,
+    as in the other generators). The same seed gives the same qk for every rho.
 """
 
 from __future__ import annotations
@@ -26,15 +40,25 @@ from __future__ import annotations
 import numpy as np
 
 from lshbench.core.config import fail
+from lshbench.measurement.sharpness import check_target_entropy, entropy_scale
 
-__all__ = ["INPUTS", "make_inputs"]
+__all__ = ["GENERATORS", "INPUTS", "make_inputs"]
 
-#: the names accepted by ``--input``
+#: every generator :func:`make_inputs` knows
+GENERATORS = ("gaussian", "clustered", "duplicate", "peaked")
+#: the generators the sweep's ``--input`` offers today (``peaked`` joins once the sweep
+#: has its ``--target-entropy`` and ``--value-corr`` axes)
 INPUTS = ("gaussian", "clustered", "duplicate")
 
 #: defaults of the ``clustered`` distribution
 CLUSTER_SIZE = 32
 CLUSTER_NOISE = 0.3
+
+#: defaults of the ``peaked`` distribution: target mean row entropy (nats), Zipf exponent
+#: of the cluster sizes, token spread around the unit centroids
+PEAKED_ENTROPY = 2.0
+PEAKED_ZIPF = 1.1
+PEAKED_NOISE = 0.5
 
 
 def make_inputs(
@@ -48,14 +72,22 @@ def make_inputs(
     *,
     cluster_size: int = CLUSTER_SIZE,
     noise: float = CLUSTER_NOISE,
+    target_entropy: float | None = None,
+    value_corr: float = 0.0,
+    causal: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(qk (batch, seqlen, d), v (batch, seqlen, dv))`` of distribution ``kind``.
 
     dv defaults to d. Both arrays are C-contiguous in ``dtype`` (float32 or float64) and
-    reproducible from ``seed``. Raises ConfigError for an unknown kind or bad sizes.
+    reproducible from ``seed``. ``cluster_size``: mean tokens per cluster (clustered,
+    peaked); ``noise``: clustered's token noise. ``target_entropy`` (nats; peaked, where
+    None means :data:`PEAKED_ENTROPY`, and duplicate, where None leaves qk unscaled): the
+    mean exact row entropy qk is scaled to, measured with the ``causal`` masks.
+    ``value_corr`` (peaked only): rho in [0, 1]. Raises ConfigError for an unknown kind, bad
+    sizes, or a knob the kind does not take.
     """
-    if kind not in INPUTS:
-        fail("input", kind, f"must be one of {', '.join(INPUTS)}")
+    if kind not in GENERATORS:
+        fail("input", kind, f"must be one of {', '.join(GENERATORS)}")
     for field, value in (("batch", batch), ("seqlen", seqlen), ("d", d)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             fail(field, value, "must be an integer >= 1")
@@ -63,8 +95,13 @@ def make_inputs(
     dtype = np.dtype(dtype)
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         fail("dtype", str(dtype), "must be float32 or float64")
+    _check_knobs(kind, seqlen, target_entropy, value_corr, causal)
     rng = np.random.default_rng(seed)
-    if kind == "clustered":
+    if kind == "peaked":
+        entropy = PEAKED_ENTROPY if target_entropy is None else target_entropy
+        qk, v = _peaked(rng, batch, seqlen, d, dv, cluster_size, value_corr)
+        qk *= entropy_scale(qk, entropy, causal, rng)
+    elif kind == "clustered":
         n_clusters = max(1, round(seqlen / cluster_size))
         centroids = rng.standard_normal((n_clusters, d))  # (k, d)
         assign = rng.integers(0, n_clusters, size=(batch, seqlen))  # (B, L)
@@ -77,4 +114,54 @@ def make_inputs(
             half = seqlen // 2
             qk[:, half : 2 * half] = qk[:, :half]
             v[:, half : 2 * half] = v[:, :half]
+            if target_entropy is not None:
+                qk *= entropy_scale(qk, target_entropy, causal, rng)
     return np.ascontiguousarray(qk, dtype=dtype), np.ascontiguousarray(v, dtype=dtype)
+
+
+def _check_knobs(
+    kind: str, seqlen: int, target_entropy: float | None, value_corr: float, causal: bool
+) -> None:
+    """ConfigError for a knob ``kind`` does not take or a value out of its range."""
+    if not isinstance(causal, (bool, np.bool_)):
+        fail("causal", causal, "must be True or False")
+    if target_entropy is not None:
+        if kind not in ("peaked", "duplicate"):
+            fail("target_entropy", target_entropy, f"applies to peaked and duplicate, not {kind}")
+        check_target_entropy(target_entropy, seqlen, bool(causal))
+    elif kind == "peaked":
+        check_target_entropy(PEAKED_ENTROPY, seqlen, bool(causal))
+    rho_ok = isinstance(value_corr, (int, float, np.integer, np.floating)) and not isinstance(
+        value_corr, bool
+    )
+    if not rho_ok or not 0.0 <= float(value_corr) <= 1.0:
+        fail("value_corr", value_corr, "must be a number in [0, 1]")
+    if value_corr != 0 and kind != "peaked":
+        fail("value_corr", value_corr, f"applies to peaked, not {kind}")
+
+
+def _peaked(
+    rng: np.random.Generator,
+    batch: int,
+    seqlen: int,
+    d: int,
+    dv: int,
+    cluster_size: int,
+    rho: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-length tokens around Zipf-sized clusters, and cluster-correlated values.
+
+    Returns ``u (B, L, d)`` (unit rows, float64, not yet scaled) and ``v (B, L, dv)``.
+    """
+    n_clusters = max(1, round(seqlen / cluster_size))
+    centroids = rng.standard_normal((n_clusters, d))  # (k, d)
+    centroids /= np.linalg.norm(centroids, axis=-1, keepdims=True)
+    weights = np.arange(1, n_clusters + 1, dtype=np.float64) ** -PEAKED_ZIPF  # (k,)
+    assign = rng.choice(n_clusters, size=(batch, seqlen), p=weights / weights.sum())  # (B, L)
+    xi = rng.standard_normal((batch, seqlen, d)) / np.sqrt(d)  # (B, L, d), |xi| ~ 1
+    u = centroids[assign] + PEAKED_NOISE * xi  # (k, d)[(B, L)] -> (B, L, d)
+    u /= np.linalg.norm(u, axis=-1, keepdims=True)
+    cluster_values = rng.standard_normal((n_clusters, dv))  # (k, dv)
+    eta = rng.standard_normal((batch, seqlen, dv))  # (B, L, dv)
+    v = rho * cluster_values[assign] + np.sqrt(1.0 - rho * rho) * eta  # (B, L, dv)
+    return u, v

@@ -1,0 +1,229 @@
+"""A researcher's own arrays as a sweep input (``--input file:PATH``, DESIGN.md section 6).
+
+The file is a NumPy ``.npz`` archive (``numpy.savez``) with
+
+* ``qk``: shared query/key vectors, (L, d) or (B, L, d), float32 or float64;
+* ``v``: values, (L, dv) or (B, L, dv), same B and L, same dtype as qk;
+* optionally an LSH configuration, one 0-d array per field (:data:`CONFIG_FIELDS`):
+  ``n_hashes``, ``n_buckets`` (an int, or a 1-d array of ints when factorized),
+  ``chunk_len``, ``chunks_before``, ``chunks_after`` (ints) and ``causal`` (bool), the
+  configuration the arrays come from (``lshbench capture`` writes the model's).
+
+and optionally provenance strings, 0-d string arrays ``meta_<key>`` (``capture`` records the
+model directory, text and layer). Other arrays are ignored. Every problem is a one-line
+ConfigError naming the file and the rule, raised when the file is loaded, before anything
+runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lshbench.core.config import ConfigError, LSHConfig, fail
+
+__all__ = [
+    "CONFIG_FIELDS",
+    "FILE_PREFIX",
+    "InputFile",
+    "crop",
+    "load_input_file",
+    "save_input_file",
+]
+
+#: ``--input file:PATH``
+FILE_PREFIX = "file:"
+#: the LSH configuration fields a file may store (names of :class:`lshbench.LSHConfig`)
+CONFIG_FIELDS = ("n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after", "causal")
+_META = "meta_"
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """Arrays and facts of one input file.
+
+    qk: (B, L, d) and v: (B, L, dv), C-contiguous, float32 or float64 (both the same).
+    config: the stored LSH configuration as ``{field: value}`` (plain Python values: ints,
+    a tuple of ints for a factorized n_buckets, a bool), only the fields present; None when
+    the file stores none. sha256: hex digest of the file's bytes. name: the file's name
+    (no folder), for ``input = file:<name>`` in the results. path: as given. meta: the
+    file's ``meta_<key>`` strings as ``{key: text}``.
+    """
+
+    qk: np.ndarray
+    v: np.ndarray
+    config: dict[str, Any] | None
+    sha256: str
+    name: str
+    path: str
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def seqlen(self) -> int:
+        """L, the positions per sequence."""
+        return int(self.qk.shape[1])
+
+    @property
+    def input_label(self) -> str:
+        """``file:<name>``, the ``input`` column of the file's result rows."""
+        return f"{FILE_PREFIX}{self.name}"
+
+
+def _bad(path: str | os.PathLike, rule: str) -> ConfigError:
+    """The one-line error for a bad input file."""
+    try:
+        fail("input", f"{FILE_PREFIX}{os.fspath(path)}", rule)
+    except ConfigError as exc:
+        return exc
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of the archive (no pickles), or ConfigError."""
+    if not Path(path).is_file():
+        raise _bad(path, "no such file")
+    not_npz = "not an .npz archive (write it with numpy.savez)"
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise _bad(path, not_npz) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise _bad(path, not_npz)
+    with archive:
+        try:
+            return {key: archive[key] for key in archive.files}
+        except ValueError:  # an object array needs pickle
+            raise _bad(path, "holds object arrays; qk and v must be float32 or float64") from None
+        except (OSError, EOFError, zipfile.BadZipFile):
+            raise _bad(path, f"{not_npz}: damaged") from None
+
+
+def _check_arrays(path: str | os.PathLike, qk: np.ndarray, v: np.ndarray) -> None:
+    """ConfigError unless qk and v are finite float arrays of matching (B, L) shapes."""
+    for name, x in (("qk", qk), ("v", v)):
+        if x.dtype not in _FLOATS:
+            raise _bad(path, f"array {name} is {x.dtype}; it must be float32 or float64")
+    if qk.dtype != v.dtype:
+        raise _bad(path, f"qk is {qk.dtype} but v is {v.dtype}; they must be the same float")
+    if qk.ndim not in (2, 3) or v.ndim != qk.ndim:
+        raise _bad(path, f"qk {qk.shape} and v {v.shape} must be (L, d) and (L, dv) or (B, L, ...)")
+    if qk.shape[:-1] != v.shape[:-1] or 0 in qk.shape or 0 in v.shape:
+        raise _bad(path, f"qk {qk.shape} and v {v.shape} must share B and L, all sizes >= 1")
+    for name, x in (("qk", qk), ("v", v)):
+        if not np.isfinite(x).all():
+            raise _bad(path, f"array {name} holds NaN or Inf")
+
+
+def _stored_config(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> dict | None:
+    """The stored configuration fields as plain values, checked by LSHConfig; None if none."""
+    found = [key for key in CONFIG_FIELDS if key in arrays]
+    if not found:
+        return None
+    config: dict[str, Any] = {}
+    for key in found:
+        x = arrays[key]
+        if key == "causal" and x.ndim == 0 and x.dtype.kind in "biu" and int(x) in (0, 1):
+            config[key] = bool(x)
+        elif key == "n_buckets" and x.ndim == 1 and x.dtype.kind in "iu":
+            config[key] = tuple(int(f) for f in x)
+        elif key != "causal" and x.ndim == 0 and x.dtype.kind in "iu":
+            config[key] = int(x)
+        else:
+            rule = "a bool" if key == "causal" else "an integer (n_buckets: or 1-d integers)"
+            raise _bad(path, f"stored {key} {x!r} must be {rule}")
+    try:
+        LSHConfig(**config)
+    except ConfigError as exc:
+        raise _bad(path, f"stored configuration: {exc}") from None
+    return config
+
+
+def load_input_file(path: str | os.PathLike) -> InputFile:
+    """Load and check an input file (format: the module docstring).
+
+    Returns an :class:`InputFile` with a batch axis on qk and v. Raises ConfigError, one line
+    naming the file and the rule, for: a missing file, a file that is not an .npz, a missing
+    qk or v, shapes that do not match, NaN or Inf, a non-float dtype, qk and v of different
+    float dtypes, a stored configuration that is not a valid LSHConfig.
+    """
+    arrays = _read_arrays(path)
+    for name in ("qk", "v"):
+        if name not in arrays:
+            raise _bad(path, f"has no array {name!r} (needs qk (L, d) or (B, L, d) and v)")
+    qk, v = arrays["qk"], arrays["v"]
+    _check_arrays(path, qk, v)
+    if qk.ndim == 2:
+        qk, v = qk[None], v[None]  # (L, d) -> (1, L, d)
+    return InputFile(
+        qk=np.ascontiguousarray(qk),
+        v=np.ascontiguousarray(v),
+        config=_stored_config(path, arrays),
+        sha256=_sha256(Path(path)),
+        name=Path(path).name,
+        path=os.fspath(path),
+        meta={
+            key[len(_META) :]: str(x)
+            for key, x in arrays.items()
+            if key.startswith(_META) and x.ndim == 0 and x.dtype.kind == "U"
+        },
+    )
+
+
+def crop(inputs: InputFile, seqlen: int) -> InputFile:
+    """The first ``seqlen`` positions of every sequence: qk (B, seqlen, d), v (B, seqlen, dv).
+
+    Same sha256, name and configuration. ConfigError when seqlen is not an integer in
+    ``[1, L]``, L being the file's length.
+    """
+    ok = isinstance(seqlen, (int, np.integer)) and not isinstance(seqlen, bool)
+    if not ok or not 1 <= seqlen <= inputs.seqlen:
+        fail(
+            "seqlen",
+            seqlen,
+            f"must be an integer in [1, {inputs.seqlen}], the length of {inputs.input_label}",
+        )
+    qk = np.ascontiguousarray(inputs.qk[:, :seqlen])  # (B, seqlen, d)
+    v = np.ascontiguousarray(inputs.v[:, :seqlen])  # (B, seqlen, dv)
+    return replace(inputs, qk=qk, v=v)
+
+
+def save_input_file(
+    path: str | os.PathLike,
+    qk: np.ndarray,
+    v: np.ndarray,
+    config: dict[str, Any] | LSHConfig | None = None,
+    meta: dict[str, str] | None = None,
+) -> None:
+    """Write qk, v and optionally an LSH configuration in the format above.
+
+    qk: (L, d) or (B, L, d); v: matching (L, dv) or (B, L, dv); config: an LSHConfig or a
+    dict of some of :data:`CONFIG_FIELDS`; meta: provenance strings. The arrays are checked
+    as on loading (ConfigError naming the path); written uncompressed with ``numpy.savez``.
+    """
+    qk, v = np.asarray(qk), np.asarray(v)
+    _check_arrays(path, qk, v)
+    if isinstance(config, LSHConfig):
+        config = {key: getattr(config, key) for key in CONFIG_FIELDS}
+    fields: dict[str, np.ndarray] = {}
+    for key, value in (config or {}).items():
+        if key not in CONFIG_FIELDS:
+            raise _bad(path, f"configuration field {key!r} is not one of {CONFIG_FIELDS}")
+        fields[key] = np.asarray(value, dtype=bool if key == "causal" else np.int64)
+    for key, text in (meta or {}).items():
+        fields[f"{_META}{key}"] = np.asarray(str(text))
+    with open(path, "wb") as fh:
+        np.savez(fh, qk=qk, v=v, **fields)
