@@ -21,14 +21,22 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from lshbench.report.analysis import REQUIRED_COLUMNS
 from lshbench.report.labels import bucket_label, parse_n_buckets
 from lshbench.report.tradeoffs import pareto_mask
+from lshbench.results.store import COLUMNS
 
 LENGTHS = (256, 512, 1024, 2048, 4096, 8192)
 HASHES = (1, 2, 4, 8)
 CHUNKS = (32, 64)
 INPUTS = ("clustered", "gaussian")
+#: Columns of the newer schema (DESIGN.md sections 6 and 7) a fixture row may carry.
+NEW_COLUMNS = ("machine_id", "code_id", "method", "weighting", "target_entropy", "value_corr",
+               "attn_tv", "top1_recall", "attn_entropy", "out_err_v", "task_acc")  # fmt: skip
+MACHINE = "a1b2c3d4e5f60718"  # machine_id of the fixture's rows (new schema)
+CODE = "c0de000000000001"
+CPU_MODEL = "AMD EPYC 7B13 64-Core Processor"
+#: How the report labels the fixture's machine: short CPU model and the machine_id's prefix.
+MACHINE_LABEL = "AMD EPYC 7B13 (a1b2c3d4)"
 FIGURES = (
     "time_vs_seqlen.png",
     "memory_vs_seqlen.png",
@@ -50,7 +58,7 @@ def _wobble(*keys: float) -> float:
 
 
 def _row(**kw) -> dict:
-    base = {c: np.nan for c in REQUIRED_COLUMNS}
+    base = {c: np.nan for c in (*COLUMNS, *NEW_COLUMNS)}
     base.update(
         run_id="r1",
         batch=1,
@@ -92,9 +100,12 @@ def make_rows(
     tokens: int | None = None,
     factors: str | None = None,
     hashes=HASHES,
+    schema: str = "new",
 ) -> list[dict]:
     """Sweep rows; ``tokens`` holds batch * L fixed (the paper preset) when given, ``factors``
-    (e.g. "16x32") replaces the default n_buckets rule 2L/m."""
+    (e.g. "16x32") replaces the default n_buckets rule 2L/m. ``schema="new"`` gives the
+    columns of DESIGN.md sections 6-7 (attn_tv, method, weighting, machine_id, ...);
+    ``"old"`` the table of lshbench 0.1 (rel_err, mass_recall and top1_agree only)."""
     rows = []
     for L in lengths:
         batch = tokens // L if tokens else 1
@@ -112,7 +123,7 @@ def make_rows(
                     max_abs_err=0.0,
                     cos_sim=1.0,
                     mass_recall=1.0,
-                    top1_agree=1.0,
+                    **_accuracy(schema, 0.0, exact=True),
                     mem_alloc_peak_bytes=4 * L * 512 * batch,
                     mem_rss_peak_bytes=5 * L * 512 * batch,
                     mem_model_bytes=4 * L * 512 * batch,
@@ -147,7 +158,7 @@ def make_rows(
                             max_abs_err=3 * err,
                             cos_sim=1 - err**2,
                             mass_recall=1 - 0.8 * err,
-                            top1_agree=1 - err,
+                            **_accuracy(schema, _fixture_tv(H, m, inp, L)),
                             mem_alloc_peak_bytes=int(mem * 1.1),
                             mem_rss_peak_bytes=int(mem * 1.3),
                             mem_model_bytes=mem,
@@ -169,9 +180,39 @@ def make_rows(
                 input="gaussian",
                 status="timeout",
                 message="cell exceeded --timeout 60 s",
+                **_accuracy(schema, np.nan, exact=True),
             )
         )
+    if schema == "old":  # lshbench 0.1 wrote none of the newer columns
+        rows = [{k: v for k, v in r.items() if k not in NEW_COLUMNS} for r in rows]
     return rows
+
+
+def _fixture_tv(H: int, m: int, inp: str, L: int) -> float:
+    """The fixture's attn_tv: falls with n_hashes and chunk length, lower on clustered."""
+    return (
+        0.3
+        / math.sqrt(H)
+        * math.sqrt(32 / m)
+        * (1.0 if inp == "gaussian" else 0.15)
+        * (math.log2(L) / 13)
+    )
+
+
+def _accuracy(schema: str, tv: float, exact: bool = False) -> dict:
+    """The accuracy and provenance columns of a row of the given schema."""
+    if schema == "old":
+        return {"top1_agree": 1.0 - tv}
+    return {
+        "machine_id": MACHINE,
+        "code_id": CODE,
+        "method": None if exact else "lsh",
+        "weighting": None if exact else "multiplicity",
+        "attn_tv": tv,
+        "top1_recall": 1.0 - tv / 2,
+        "attn_entropy": 5.0,
+        "out_err_v": tv / 3,
+    }
 
 
 def write_results(folder: Path, rows: list[dict], log_only: bool = False) -> Path:
@@ -200,6 +241,15 @@ def write_results(folder: Path, rows: list[dict], log_only: bool = False) -> Pat
         "versions": {"python": "3.11.7", "numpy": "2.4.6", "numba": "0.68.1", "lshbench": "0.1.0"},
         "workers": {"1": {"threading_layer": "omp", "blas": [{"internal_api": "openblas"}]}},
         "runs": [{"run_id": "r1"}],
+        "machines": {
+            MACHINE: {
+                "cpu_model": CPU_MODEL,
+                "logical_cpus": 2,
+                "memory_mib": 24105,
+                "os": "Linux",
+                "packages": {"numpy": "2.4.6"},
+            }
+        },
     }
     (folder / "metadata.json").write_text(json.dumps(meta))
     return folder
@@ -292,6 +342,7 @@ def test_time_figure_plots_the_fixture_times(tables) -> None:
     (ax,) = plot.figure.axes
     assert ax.get_xlabel() == "sequence length L"
     assert ax.get_ylabel() == "time per sequence (s) = time_median_s / batch"
+    assert ax.get_title().startswith("Time versus sequence length, input=gaussian")
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     lines = _labelled(ax)
     expected = {"dense": [dense_time(L) for L in LENGTHS]}
@@ -324,31 +375,53 @@ def _fixture_error(H: int, m: int, inp: str, L: int) -> float:
 
 
 def test_error_figure_plots_the_fixture_errors(tables) -> None:
+    """attn_tv (top) and mass recall versus n_hashes, one line per method and weighting,
+    at the slice's chunk length; and versus chunk length, one line per n_hashes."""
     from lshbench.report.figures_accuracy import figure_error
 
     t = tables
     plot = figure_error(
-        t["points"], "n_hashes", "chunk_len", "error_hashes", t["palette"], t["varying"]
-    )
+        t["points"], "n_hashes", ("method", "weighting"), "error_hashes", t["palette"],
+        t["varying"],
+    )  # fmt: skip
     L = max(LENGTHS)
+    m = int(re.search(r"chunk_len=(\d+)", plot.caption).group(1))  # the slice shown
     assert f"at L={L}" in plot.caption and "backend numpy" in plot.caption
+    assert plot.figure._suptitle.get_text() == (
+        "attn_tv and mass_recall versus n_hashes at L=8K, one panel per input"
+    )
     axes = plot.figure.axes
     assert [ax.get_title() for ax in axes] == [f"input={i}" for i in INPUTS] * 2
+    hashes = [H for H in HASHES if (H, m) != (8, 32)]  # numpy H=8 m=32 is oom_predicted
     for ax in axes:
         inp = ax.get_title().removeprefix("input=")
-        recall = ax.get_ylabel() == "mass recall"
-        assert ax.get_ylabel() in ("mass recall", "relative error (Frobenius)")
+        recall = ax.get_ylabel().startswith("mass_recall")
+        assert ax.get_ylabel() in ("mass_recall (exact mass on keys seen)",
+                                   "attn_tv (attention distance)")  # fmt: skip
         assert ax.get_xlabel() == "n_hashes"
         lines = _labelled(ax)
-        assert set(lines) == {f"m={m}" for m in CHUNKS}
-        for m in CHUNKS:
-            x, y = lines[f"m={m}"]
-            hashes = [H for H in HASHES if (H, m) != (8, 32)]  # numpy H=8 m=32 is oom_predicted
-            errors = np.array([_fixture_error(H, m, inp, L) for H in hashes])
-            np.testing.assert_array_equal(x, hashes)
-            np.testing.assert_allclose(y, 1 - 0.8 * errors if recall else errors, rtol=1e-12)
+        assert set(lines) == {"lsh, multiplicity"}
+        x, y = lines["lsh, multiplicity"]
+        np.testing.assert_array_equal(x, hashes)
+        errors = np.array([_fixture_error(H, m, inp, L) for H in hashes])
+        tv = np.array([_fixture_tv(H, m, inp, L) for H in hashes])
+        np.testing.assert_allclose(y, 1 - 0.8 * errors if recall else tv, rtol=1e-12)
         failed = [line.get_xdata()[0] for line in ax.lines if line.get_label().startswith("_")]
-        assert failed == [8]  # the failed cell, on the top edge at its n_hashes
+        assert failed == ([8] if m == 32 else [])  # a failed cell: top edge at its n_hashes
+
+    plot = figure_error(
+        t["points"], "chunk_len", "n_hashes", "error_chunk", t["palette"], t["varying"]
+    )
+    for ax in plot.figure.axes:
+        inp = ax.get_title().removeprefix("input=")
+        lines = _labelled(ax)
+        assert set(lines) == {f"H={H}" for H in HASHES}
+        if ax.get_ylabel().startswith("attn_tv"):
+            for H in HASHES:
+                chunks = [c for c in CHUNKS if (H, c) != (8, 32)]
+                np.testing.assert_array_equal(lines[f"H={H}"][0], chunks)
+                want = [_fixture_tv(H, c, inp, L) for c in chunks]
+                np.testing.assert_allclose(lines[f"H={H}"][1], want, rtol=1e-12)
 
 
 def test_pareto_figure_draws_the_front_of_the_fixture(tables) -> None:
@@ -358,9 +431,10 @@ def test_pareto_figure_draws_the_front_of_the_fixture(tables) -> None:
     plot = figure_pareto(t["points"], t["palette"], t["varying"])
     L = max(LENGTHS)
     ax = next(a for a in plot.figure.axes if a.get_title() == "input=gaussian, L=8K")
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("time per sequence", "relative error")
+    assert ax.get_xlabel() == "time per sequence"
+    assert ax.get_ylabel() == "attn_tv (attention distance)"
     configs = [
-        (lsh_time(b, H, m, L), _fixture_error(H, m, "gaussian", L))
+        (lsh_time(b, H, m, L), _fixture_tv(H, m, "gaussian", L))
         for b in ("numba", "numpy")
         for H in HASHES
         for m in CHUNKS
@@ -379,6 +453,8 @@ def test_pareto_figure_draws_the_front_of_the_fixture(tables) -> None:
     np.testing.assert_allclose(np.c_[step.get_xdata(), step.get_ydata()], front, rtol=1e-12)
     dense = [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"]
     np.testing.assert_allclose(dense, [dense_time(L)], rtol=1e-12)
+    budgets = sorted(line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == ":")
+    assert budgets == [0.05, 0.10, 0.20]  # on attn_tv
 
 
 def test_html_is_self_contained(quick) -> None:
@@ -464,25 +540,31 @@ def test_fixture_has_every_crossover_kind() -> None:
 
 
 def test_budget_table_picks_the_fastest_within_budget(quick) -> None:
+    """Budgets are on attn_tv (0.05 / 0.10 / 0.20), not on the relative error."""
     _, _, md = quick
+    section = md.split("### Best configuration under an error budget", 1)[1]
+    header = next(ln for ln in section.splitlines() if ln.startswith("|"))
+    assert header == "| input | L | attn_tv <= 0.05 | attn_tv <= 0.1 | attn_tv <= 0.2 |"
     rows = table_rows(md, "### Best configuration under an error budget")
     assert len(rows) == len(INPUTS) * len(LENGTHS)
+    lsh_picked = 0
     for inp in INPUTS:
         for L in LENGTHS:
             row = next(r for r in rows if r[0] == inp and r[1] == str(L))
-            for col, budget in zip(row[2:], (0.01, 0.05, 0.10), strict=True):
+            for col, budget in zip(row[2:], (0.05, 0.10, 0.20), strict=True):
                 options = [("dense", dense_time(L), 0.0)]
                 for b in ("numba", "numpy"):
                     for H in HASHES:
                         for m in CHUNKS:
                             if L <= m or (b, H, m, L) == ("numpy", 8, 32, 8192):
                                 continue
-                            err = 0.4 / math.sqrt(H) * math.sqrt(32 / m)
-                            err *= (1.0 if inp == "gaussian" else 0.2) * math.log2(L) / 13
-                            options.append((f"{b} H={H} m={m}", lsh_time(b, H, m, L), err))
+                            tv = _fixture_tv(H, m, inp, L)
+                            options.append((f"{b} H={H} m={m}", lsh_time(b, H, m, L), tv))
                 best = min((o for o in options if o[2] <= budget), key=lambda o: o[1])
                 assert col.split(":")[0] == best[0], (inp, L, budget, col, best)
-                assert f"{100 * best[2]:.2f}%" in col
+                assert f"attn_tv {best[2]:.3g}," in col
+                lsh_picked += best[0] != "dense"
+    assert lsh_picked > 0  # the fixture lets LSH meet some budgets
 
 
 def test_failed_cells_listed(quick) -> None:
@@ -562,10 +644,12 @@ def test_paper_view_and_overlay_of_two_runs(tmp_path) -> None:
     assert (out / "time_per_token.png").is_file()
     assert "batch x L = 8192" in md
     rows = table_rows(md, "### Fitted scaling exponents")
-    assert any(r[0].startswith("[paper] numba H=1 m=32 nb=16x32 ") for r in rows)
-    assert any(r[0].startswith("[quick] numba H=1 m=32 nb=2L/m ") for r in rows)
+    # two directories: each series is labelled by directory and machine
+    paper_run, quick_run = f"[paper: {MACHINE_LABEL}]", f"[quick: {MACHINE_LABEL}]"
+    assert any(r[0].startswith(f"{paper_run} numba H=1 m=32 nb=16x32 ") for r in rows)
+    assert any(r[0].startswith(f"{quick_run} numba H=1 m=32 nb=2L/m ") for r in rows)
     # the paper run's per-sequence times still follow the laws: exponent near 1.05 and 2
-    row = _row_for(rows, "[paper]", "dense", "gaussian")
+    row = _row_for(rows, *paper_run.split(), "dense", "gaussian")
     assert abs(float(row[3]) - 2) < 0.1
     header = next(ln for ln in md.split("### Machine and versions")[1].splitlines() if ln)
     assert header.startswith("| key | quick | paper |")

@@ -22,7 +22,9 @@ def report(dirs: tuple[str, ...], out: str | None) -> None:
     """Render sweep results (DIR from `lshbench sweep --out DIR`) as figures and a report.
 
     Writes report.md, a self-contained index.html and PNG figures. Several DIRs are
-    overlaid in one report, labelled by run.
+    overlaid in one report, labelled by directory and machine; a DIR holding several
+    machines' rows gives one series per machine. Metrics and how to read the accuracy
+    tables: docs/metrics.md.
     """
     folder = render_report(dirs, out)
     files = sorted(p.name for p in folder.glob("*.png"))

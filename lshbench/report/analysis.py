@@ -14,6 +14,11 @@ The tables built on the points live next door: fits and crossovers in
 :mod:`lshbench.report.scaling`, the Pareto front and error budgets in
 :mod:`lshbench.report.tradeoffs`, the flattened metadata in :mod:`lshbench.report.metadata`.
 
+A *run* of the report is one machine's rows of one results directory: a directory holding
+several machines' rows (``machine_id``) is split into one run per machine, so that two
+machines are never merged into one line (:mod:`lshbench.report.machines` labels them). On
+one machine only the newest ``code_id``'s rows are kept (older code is superseded).
+
 Times are per sequence, ``time_median_s / batch`` (seconds), so that runs with different
 batch sizes compare; memory is bytes per call. Every output is sorted, so the same tables
 give the same report.
@@ -32,8 +37,18 @@ import numpy as np
 import pandas as pd
 
 from lshbench.core.config import ConfigError, fail
+from lshbench.report.columns import (
+    DEFAULT_METHOD,
+    DEFAULT_WEIGHTING,
+    METHOD_ORDER,
+    OPTIONAL_NUMERIC,
+    REQUIRED_COLUMNS,
+    input_label,
+    with_optional_columns,
+)
 from lshbench.report.labels import bucket_label, bucket_total
-from lshbench.results.store import COLUMNS, LOG_NAME, PARQUET_NAME, load_results
+from lshbench.report.machines import machine_facts, machine_label, newest_code
+from lshbench.results.store import RESULT_FILES, load_results
 from lshbench.util import one_line
 
 __all__ = [
@@ -43,6 +58,7 @@ __all__ = [
     "REFERENCE_LSH_BACKEND",
     "REQUIRED_COLUMNS",
     "SERIES_KEY",
+    "VARIANT_AXES",
     "Run",
     "canon",
     "compact_labels",
@@ -56,9 +72,6 @@ __all__ = [
     "varying_axes",
 ]
 
-#: Columns every results table must hold (DESIGN.md section 6), as the sweep writes them.
-REQUIRED_COLUMNS: tuple[str, ...] = COLUMNS
-
 #: The study's named reference, the exact backend the sweep measures every error against:
 #: crossovers and speedups are measured against it. Which backends are exact is read from
 #: the rows (see :func:`prepare`), not from their names.
@@ -70,34 +83,39 @@ REFERENCE_LSH_BACKEND = "numpy"
 
 _NUMERIC = (
     "seqlen", "batch", "d", "dv", "n_hashes", "chunk_len", "chunks_before", "chunks_after",
-    "threads", "seed", "compile_s", "time_median_s", "time_iqr_s", "time_min_s", "n_samples",
-    "mem_alloc_peak_bytes", "mem_rss_peak_bytes", "mem_model_bytes", "flops", "gflops",
-    "tokens_per_s", "rel_err", "max_abs_err", "cos_sim", "mass_recall", "top1_agree",
+    "threads", "seed", "time_median_s", *OPTIONAL_NUMERIC,
 )  # fmt: skip
-LSH_AXES = ("n_hashes", "chunk_len", "chunks_before", "chunks_after")
+#: The variants of DESIGN.md section 2b (text; "" for exact backends).
+VARIANT_AXES = ("method", "weighting")
+LSH_AXES = ("n_hashes", "chunk_len", "chunks_before", "chunks_after", *VARIANT_AXES)
+#: ``input`` is the input label with its parameters (see ``columns.input_label``).
 COMMON_AXES = ("input", "causal", "dtype", "threads", "d", "dv")
 #: Columns that identify a series before the L-dependent axes (nb, batch) are considered.
 SERIES_KEY = ("run", "backend", *LSH_AXES, *COMMON_AXES)
 #: Metrics folded by the median over the ok rows of one (series, L) point.
 _METRICS = (
     "time_seq", "time_tok", "time_median_s", "mem_alloc_peak_bytes", "mem_rss_peak_bytes",
-    "mem_model_bytes", "gflops", "tokens_per_s", "rel_err", "mass_recall", "max_abs_err",
-    "cos_sim", "top1_agree",
+    "mem_model_bytes", "gflops", "tokens_per_s", "attn_tv", "mass_recall", "top1_recall",
+    "attn_entropy", "out_err_v", "task_acc", "rel_err", "max_abs_err", "cos_sim",
 )  # fmt: skip
 _POINT_ATTRS = (
     *SERIES_KEY, "run_index", "exact", "short", "nb", "nb_total", "batch", "tokens",
-    "nb_desc", "batch_desc", "series_order",
+    "nb_desc", "batch_desc", "series_order", "input_kind", "target_entropy", "value_corr",
+    "dir", "machine", "machine_id", "method_order",
 )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Run:
-    """One results directory: its label in the report, its rows and its metadata."""
+    """One results directory: its label in the report, its rows (the newest code's on each
+    machine), its metadata, and the older code's rows left out (``superseded``: one
+    ``{"machine_id", "code_id", "rows", "newest"}`` per code version)."""
 
     label: str
     path: str
     table: pd.DataFrame
     metadata: dict[str, Any] = field(default_factory=dict)
+    superseded: tuple[dict[str, Any], ...] = ()
 
 
 # --------------------------------------------------------------------------- loading
@@ -107,14 +125,16 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
     """Read a sweep directory with :func:`lshbench.load_results`, and its ``metadata.json``.
 
     Raises ConfigError (one line) when the directory is missing, holds no table, the table
-    is empty or lacks a column of :data:`REQUIRED_COLUMNS`.
+    is empty or lacks a column of :data:`~lshbench.report.columns.REQUIRED_COLUMNS`. Rows of
+    older code on a machine that also has newer code's rows are left out
+    (:func:`~lshbench.report.machines.newest_code`).
     """
     p = Path(path)
     if not p.is_dir():
         fail("DIR", str(path), "no such directory (give a `lshbench sweep --out` directory)")
-    names = (LOG_NAME, PARQUET_NAME)  # what lshbench.load_results reads
-    if not any((p / name).is_file() for name in names):
-        fail("DIR", str(path), f"holds no {' or '.join(names)} (run `lshbench sweep --out DIR`)")
+    if not any((p / name).is_file() for name in RESULT_FILES):  # what load_results reads
+        names = " or ".join(RESULT_FILES)
+        fail("DIR", str(path), f"holds no results ({names}; run `lshbench sweep --out DIR`)")
     try:
         table = load_results(p)
     except ConfigError:
@@ -133,7 +153,10 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
             metadata = json.loads(meta_path.read_text())
         except (OSError, ValueError) as exc:
             metadata = {"error": f"metadata.json unreadable: {exc}"}
-    return Run(label or p.resolve().name, str(path), table, metadata)
+    if not isinstance(metadata, dict):
+        metadata = {"error": "metadata.json is not an object"}
+    table, superseded = newest_code(table, metadata)
+    return Run(label or p.resolve().name, str(path), table, metadata, tuple(superseded))
 
 
 # --------------------------------------------------------------------------- preparing
@@ -161,32 +184,63 @@ def canon(value: Any) -> str:
     return str(value)
 
 
+def _group_label(dir_label: str, machine: str, known: bool, n_machines: int, dirs: int) -> str:
+    """A run's label: the directory, the machine, or both (see :func:`prepare`)."""
+    show_machine = n_machines > 1 or (dirs > 1 and known)
+    if not show_machine:
+        return dir_label
+    return f"{dir_label}: {machine}" if dirs > 1 else machine
+
+
+def _split_machines(runs: Sequence[Run]) -> list[pd.DataFrame]:
+    """Every directory's rows split by machine_id, each part labelled as one run."""
+    frames = []
+    for run in runs:
+        frame = with_optional_columns(run.table)
+        facts = machine_facts(run.metadata)
+        mids = frame["machine_id"].map(canon)
+        labels = {m: machine_label(m, facts.get(m)) for m in set(mids)}
+        for mid in sorted(labels, key=lambda m: (m == "", labels[m], m)):
+            part = frame[mids == mid].copy()
+            label = _group_label(run.label, labels[mid], mid != "", len(labels), len(runs))
+            part.insert(0, "run", label)
+            part.insert(1, "run_index", len(frames))
+            part["dir"], part["dir_path"], part["machine"] = run.label, run.path, labels[mid]
+            frames.append(part)
+    return frames
+
+
 def prepare(runs: Sequence[Run]) -> pd.DataFrame:
     """All runs' rows in one frame with normalized types and derived columns.
 
-    Adds ``run`` (label), ``run_index`` (order given), ``exact`` (a backend whose rows carry
-    no hashing configuration: ``n_hashes`` missing in all of them), ``nb``
+    A directory holding several machines' rows becomes one run per machine: ``run`` is the
+    directory label when it holds one machine and the report one directory, the machine's
+    label (:func:`~lshbench.report.machines.machine_label`) for several machines in one
+    directory, ``"DIR: machine"`` for several directories. Adds ``run``, ``run_index``,
+    ``dir``, ``dir_path``, ``machine``, ``exact`` (a backend whose rows carry no hashing
+    configuration: ``n_hashes`` missing in all of them), ``input_kind`` (the generator or
+    file; ``input`` becomes its label with ``target_entropy`` / ``value_corr``), ``nb``
     (n_buckets as text), ``nb_total``, ``tokens = batch * seqlen``, ``time_seq =
-    time_median_s / batch`` (s per sequence), ``time_tok`` (s per token), ``short`` (an LSH row
-    with L <= chunk_len, computed exactly), ``series``, ``series_order``, ``nb_desc`` and
-    ``batch_desc``. Hashing fields of exact backends are blanked; their missing error is 0
-    and their missing recall 1.
+    time_median_s / batch`` (s per sequence), ``time_tok`` (s per token), ``short`` (an LSH
+    row with L <= chunk_len, computed exactly), ``method_order``, ``series``,
+    ``series_order``, ``nb_desc`` and ``batch_desc``. LSH rows without ``method`` /
+    ``weighting`` (older tables) are the default of DESIGN.md section 2 (lsh,
+    multiplicity). Hashing fields of exact backends are blanked; their missing
+    ``attn_tv``, ``out_err_v`` and ``rel_err`` are 0, their missing recalls 1, and their
+    missing ``task_acc`` on duplicate input 1.
     """
-    frames = []
-    for index, run in enumerate(runs):
-        frame = run.table.copy()
-        frame.insert(0, "run", run.label)
-        frame.insert(1, "run_index", index)
-        frames.append(frame)
-    df = pd.concat(frames, ignore_index=True)
+    df = pd.concat(_split_machines(runs), ignore_index=True)
     for col in _NUMERIC:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     for col in ("causal", "unstable"):
         df[col] = df[col].map(_to_bool).astype(object)
-    for col in ("backend", "input", "dtype", "run_id"):
-        df[col] = df[col].map(canon)
+    for col in ("backend", "input", "dtype", "run_id", "machine_id", "code_id", *VARIANT_AXES):
+        df[col] = df[col].map(canon).str.strip()
     df["status"] = df["status"].map(canon).str.strip().str.lower().replace("", "unknown")
     df["message"] = df["message"].map(canon)
+    df["input_kind"] = df["input"]
+    df["input"] = [input_label(*v) for v in zip(df["input"], df["target_entropy"],
+                                                 df["value_corr"], strict=True)]  # fmt: skip
     nb = df["n_buckets"].map(bucket_label)
     if "n_buckets_spec" in df:  # the sweep's text form: "16x32" for factors
         spec = df["n_buckets_spec"].map(bucket_label)
@@ -194,17 +248,33 @@ def prepare(runs: Sequence[Run]) -> pd.DataFrame:
     df["nb"] = nb
     no_hashing = df["n_hashes"].isna().groupby(df["backend"]).all()  # rows without LSH fields
     df["exact"] = df["backend"].map(no_hashing).astype(bool)
-    df.loc[df["exact"], list(LSH_AXES)] = math.nan
-    df.loc[df["exact"], "nb"] = ""
+    _fill_variants_and_exact(df)
     df["nb_total"] = df["nb"].map(bucket_total)
-    ok_exact = df["exact"] & (df["status"] == "ok")
-    df.loc[ok_exact, "rel_err"] = df.loc[ok_exact, "rel_err"].fillna(0.0)
-    df.loc[ok_exact, "mass_recall"] = df.loc[ok_exact, "mass_recall"].fillna(1.0)
     df["tokens"] = df["batch"] * df["seqlen"]
     df["time_seq"] = df["time_median_s"] / df["batch"]
     df["time_tok"] = df["time_median_s"] / df["tokens"]
     df["short"] = ~df["exact"] & (df["seqlen"] <= df["chunk_len"])
     return _assign_series(df)
+
+
+def _fill_variants_and_exact(df: pd.DataFrame) -> None:
+    """In place: default variants on LSH rows, blank hashing fields and exact values on
+    exact rows (see :func:`prepare`)."""
+    exact = df["exact"]
+    lsh = ~exact
+    df.loc[lsh & (df["method"] == ""), "method"] = DEFAULT_METHOD
+    df.loc[lsh & (df["weighting"] == ""), "weighting"] = DEFAULT_WEIGHTING
+    numeric_axes = [c for c in LSH_AXES if c not in VARIANT_AXES]
+    df.loc[exact, numeric_axes] = math.nan
+    df.loc[exact, [*VARIANT_AXES, "nb"]] = ""
+    df["method_order"] = df["method"].map(METHOD_ORDER).fillna(len(METHOD_ORDER))
+    ok_exact = exact & (df["status"] == "ok")
+    fills = {"attn_tv": 0.0, "out_err_v": 0.0, "rel_err": 0.0, "mass_recall": 1.0,
+             "top1_recall": 1.0}  # fmt: skip
+    for col, value in fills.items():
+        df.loc[ok_exact, col] = df.loc[ok_exact, col].fillna(value)
+    dup = ok_exact & (df["input_kind"] == "duplicate")
+    df.loc[dup, "task_acc"] = df.loc[dup, "task_acc"].fillna(1.0)
 
 
 def varying_axes(df: pd.DataFrame) -> set[str]:
@@ -234,6 +304,8 @@ def series_label(row: Mapping[str, Any], show: set[str]) -> str:
     parts = [f"[{row['run']}]"] if "run" in show else []
     parts.append(str(row["backend"]))
     if not row["exact"]:
+        if "method" in show:
+            parts.append(str(row["method"]))
         parts.append(f"H={canon(row['n_hashes'])}")
         if "chunk_len" in show:
             parts.append(f"m={canon(row['chunk_len'])}")
@@ -241,6 +313,8 @@ def series_label(row: Mapping[str, Any], show: set[str]) -> str:
             parts.append(f"nb={row['nb_desc']}")
         if {"chunks_before", "chunks_after"} & show:
             parts.append(f"look={canon(row['chunks_before'])}/{canon(row['chunks_after'])}")
+        if "weighting" in show:
+            parts.append(str(row["weighting"]))
     if "input" in show:
         parts.append(str(row["input"]))
     if "causal" in show:
@@ -305,7 +379,8 @@ def _assign_series(df: pd.DataFrame) -> pd.DataFrame:
         used.add(label)
         labels[key] = label
     df["series"] = df["series"].map(labels)
-    order_cols = ["run_index", "exact", "backend", *LSH_AXES, *COMMON_AXES]
+    numeric_axes = [c for c in LSH_AXES if c != "method"]  # methods: LSH, then baselines
+    order_cols = ["run_index", "exact", "backend", "method_order", *numeric_axes, *COMMON_AXES]
     order_cols += ["nb_total", "batch", "series"]
     first = df.assign(causal=df["causal"].map(canon)).sort_values(
         order_cols, na_position="last", kind="mergesort"
@@ -362,7 +437,8 @@ def reference_slice(points: pd.DataFrame) -> dict[str, Any]:
     """The value of each non-plotted axis used by the L-axis figures, per the data.
 
     The most frequent value among ok points (LSH points for hashing fields); ``gaussian`` is
-    preferred for the input (the hard case; time does not depend on it).
+    preferred for the input (the hard case; time does not depend on it), the default of
+    DESIGN.md section 2 for the method (lsh) and the weighting (multiplicity).
     """
     ok = points[points["status"] == "ok"]
     base = ok if not ok.empty else points
@@ -372,6 +448,8 @@ def reference_slice(points: pd.DataFrame) -> dict[str, Any]:
         out[col] = _mode(base[col].tolist(), prefer="gaussian" if col == "input" else None)
     for col in ("chunk_len", "chunks_before", "chunks_after"):
         out[col] = _mode(lsh[col].tolist())
+    out["method"] = _mode(lsh["method"].tolist(), prefer=DEFAULT_METHOD)
+    out["weighting"] = _mode(lsh["weighting"].tolist(), prefer=DEFAULT_WEIGHTING)
     return out
 
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lshbench.report.labels import plain
-from lshbench.util import fmt_length, fmt_num, fmt_pct, fmt_seconds, shorten
+from lshbench.util import fmt_length, fmt_num, shorten
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -134,9 +133,10 @@ def _inline(text: str) -> str:
 def _run_labels(dirs: Sequence[str]) -> list[str]:
     """Run labels from the directory names, made unique with their parents when needed."""
     paths = [Path(d).resolve() for d in dirs]
-    labels = [p.name for p in paths]
+    names = [p.name for p in paths]
+    labels = list(names)
     for i, p in enumerate(paths):
-        if labels.count(p.name) > 1:
+        if names.count(p.name) > 1:
             labels[i] = "/".join(p.parts[-2:])
     for i in range(len(labels)):  # still equal (same directory twice): number them
         if labels.count(labels[i]) > 1:
@@ -152,30 +152,18 @@ def default_out(dirs: Sequence[str]) -> Path:
 
 def _section_runs(doc: Doc, runs: Sequence[Any], df: pd.DataFrame) -> None:
     rows = []
-    for run in runs:
-        g = df[df["run"] == run.label]
+    for label, g in df.groupby("run", sort=False):
         ok = int((g["status"] == "ok").sum())
         lengths = f"{fmt_length(g['seqlen'].min())}..{fmt_length(g['seqlen'].max())}"
         backends = ", ".join(sorted(set(g["backend"])))
         ids = ", ".join(sorted(set(g["run_id"]) - {""}))
-        rows.append(
-            [run.label, run.path, str(len(g)), str(ok), str(len(g) - ok), lengths, backends, ids]
-        )
-    doc.table(["run", "directory", "rows", "ok", "not ok", "L", "backends", "run_id"], rows)
+        rows.append([str(label), str(g["dir_path"].iloc[0]), str(g["machine"].iloc[0]),
+                     str(len(g)), str(ok), str(len(g) - ok), lengths, backends, ids])  # fmt: skip
+    header = ["run", "directory", "machine", "rows", "ok", "not ok", "L", "backends", "run_id"]
+    doc.table(header, rows)
     fixed = []
-    for col in (
-        "d",
-        "dv",
-        "dtype",
-        "causal",
-        "threads",
-        "input",
-        "batch",
-        "chunk_len",
-        "chunks_before",
-        "chunks_after",
-        "nb",
-    ):
+    for col in ("d", "dv", "dtype", "causal", "threads", "input", "batch", "chunk_len",
+                "chunks_before", "chunks_after", "nb", "method", "weighting"):  # fmt: skip
         values = set(df[col].dropna().map(plain)) - {""}
         if len(values) == 1:
             fixed.append(f"{col}={next(iter(values))}")
@@ -183,8 +171,12 @@ def _section_runs(doc: Doc, runs: Sequence[Any], df: pd.DataFrame) -> None:
         doc.p("Same in every row: " + ", ".join(fixed) + ".")
     doc.p(
         "Times are per sequence (`time_median_s / batch`, median of the timed samples). "
-        "Labels name the backend, H = n_hashes, m = chunk_len, nb = n_buckets "
-        "(`2L/m` when it follows the default rule), and the axes that vary."
+        "Labels name the backend, the method when it varies (lsh, or its random / local "
+        "baselines), H = n_hashes, m = chunk_len, nb = n_buckets (`2L/m` when it follows the "
+        "default rule), the weighting when it varies, and the other axes that vary. The "
+        "headline error is `attn_tv`, the share of attention mass put in the wrong place "
+        "(0 = exact; `docs/metrics.md`); a table written before it existed is shown with "
+        "`rel_err`, and the report says so where it does."
     )
 
 
@@ -286,44 +278,6 @@ def _table_fits(doc: Doc, fits: pd.DataFrame) -> None:
     )
 
 
-def _table_budgets(doc: Doc, points: pd.DataFrame, several_runs: bool) -> None:
-    from lshbench.report.analysis import compact_labels
-    from lshbench.report.tradeoffs import BUDGETS, budget_picks, candidates
-
-    doc.h(3, "Best configuration under an error budget")
-    cand = candidates(points)
-    if cand["exact"].all():
-        doc.p("*Left out: no ok LSH rows with both a time and a relative error.*")
-        return
-    picks = budget_picks(points)
-    names = {"": ""}  # short labels per run: run and input have their own columns
-    for _, g in cand.groupby("run_index", sort=True):
-        names |= compact_labels(g, drop=("run", "input"))
-    doc.p(
-        "The fastest configuration (time per sequence) whose relative Frobenius error against "
-        "dense is within the budget, at each L and input; dense itself counts, with error 0. "
-        "Each cell: configuration, time, error, speedup over dense."
-    )
-    scen = ["run_index", "run", "input", "causal", "dtype", "threads", "d", "dv", "seqlen"]
-    rows = []
-    for _, g in picks.groupby(scen, sort=False):
-        first = g.iloc[0]
-        row = [str(first["run"])] if several_runs else []
-        row += [str(first["input"]), fmt_length(first["seqlen"])]
-        for budget in BUDGETS:
-            r = g[g["budget"] == budget].iloc[0]
-            if r["series"]:
-                speed = f", {fmt_num(r['speedup'], 2)}x" if math.isfinite(r["speedup"]) else ""
-                cost = f"{fmt_seconds(r['time_seq'])}, {fmt_pct(r['rel_err'])}{speed}"
-                row.append(f"{names[r['series']]}: {cost}")
-            else:
-                row.append(f"none (lowest {fmt_pct(r['best_err'])}: {names[r['best_err_series']]})")
-        rows.append(row)
-    header = (["run"] if several_runs else []) + ["input", "L"]
-    header += [f"error <= {100 * b:g}%" for b in BUDGETS]
-    doc.table(header, rows)
-
-
 def _table_failed(doc: Doc, failed: pd.DataFrame) -> None:
     doc.h(3, "Failed cells")
     if failed.empty:
@@ -369,6 +323,7 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     """
     from lshbench.core.config import fail
     from lshbench.report import analysis as ra
+    from lshbench.report import sections
     from lshbench.report.plotting import FIGURE_FILES
 
     dirs = [str(d) for d in dirs]
@@ -384,6 +339,7 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     doc = Doc()
     doc.h(1, title)
     _section_runs(doc, runs, df)
+    sections.section_columns(doc, runs)
     _sections_figures_and_tables(doc, runs, df, folder)
     (folder / "report.md").write_text(doc.markdown(), encoding="utf-8")
     (folder / "index.html").write_text(doc.html(folder, title), encoding="utf-8")
@@ -393,10 +349,13 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
 def _sections_figures_and_tables(
     doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path
 ) -> None:
-    """Sections 1-7: the six figures (written into ``folder``), then the tables."""
+    """Sections 1-9: the figures (written into ``folder``) with the accuracy sections, then
+    the tables."""
     from lshbench.report import analysis as ra
     from lshbench.report import figures_accuracy as fa
     from lshbench.report import figures_cost as fc
+    from lshbench.report import sections as sc
+    from lshbench.report.figures_task import figure_task
     from lshbench.report.plotting import Palette, save
     from lshbench.report.scaling import crossovers, fit_exponents
 
@@ -405,6 +364,7 @@ def _sections_figures_and_tables(
     cross = crossovers(points)
     varying = ra.varying_axes(df)
     palette = Palette(points)
+    several = points["run"].nunique() > 1
 
     def figure(heading: str, result: Any) -> None:
         doc.h(2, heading)
@@ -413,21 +373,28 @@ def _sections_figures_and_tables(
     figure("1. Time versus sequence length", fc.figure_time(points, fits, cross, palette, varying))
     figure("2. Peak memory versus sequence length", fc.figure_memory(points, palette, varying))
     figure(
-        "3. Error versus number of hash rounds",
-        fa.figure_error(points, "n_hashes", "chunk_len", "error_hashes", palette, varying),
+        "3. Error versus number of hash rounds, by method and weighting",
+        fa.figure_error(
+            points, "n_hashes", ("method", "weighting"), "error_hashes", palette, varying
+        ),
     )
     figure(
         "4. Error versus chunk length",
         fa.figure_error(points, "chunk_len", "n_hashes", "error_chunk", palette, varying),
     )
     figure("5. Accuracy against cost", fa.figure_pareto(points, palette, varying))
+    doc.h(2, "6. What hashing buys")
+    sc.section_hashing(doc, points, several)
+    figure("7. Reformer Table 2 view", figure_task(points, palette, varying))
+    sc.table_task(doc, points, several)
     figure(
-        "6. Time per token at fixed total tokens (the Reformer paper's view)",
+        "8. Time per token at fixed total tokens (the Reformer paper's view)",
         fc.figure_time_per_token(points, palette, varying),
     )
-    doc.h(2, "7. Tables")
+    doc.h(2, "9. Tables")
     _table_crossover(doc, cross, df)
     _table_fits(doc, fits)
-    _table_budgets(doc, points, len(runs) > 1)
+    sc.table_budgets(doc, points, several)
     _table_failed(doc, ra.failed_cells(df))
+    sc.table_machines(doc, runs, df)
     _table_metadata(doc, runs)

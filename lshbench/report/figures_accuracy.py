@@ -1,9 +1,11 @@
 """The accuracy figures of ``lshbench report``: error versus n_hashes / chunk length, and
-accuracy against cost (the Pareto front with the error budgets).
+accuracy against cost (the Pareto front with the error budgets and the baselines).
 
-Each ``figure_*`` function takes the tidy points of :mod:`lshbench.report.analysis` and
-returns a :class:`~lshbench.report.plotting.Plot` (write it with
-:func:`~lshbench.report.plotting.save`) or a :class:`~lshbench.report.plotting.Skipped`.
+The error is the headline metric ``attn_tv`` (DESIGN.md section 6); a run whose table
+predates it is drawn with ``rel_err`` instead, and the axis says which. Each ``figure_*``
+function takes the tidy points of :mod:`lshbench.report.analysis` and returns a
+:class:`~lshbench.report.plotting.Plot` (write it with :func:`~lshbench.report.plotting.save`)
+or a :class:`~lshbench.report.plotting.Skipped`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from lshbench.report.analysis import REFERENCE_BACKEND, REFERENCE_LSH_BACKEND
-from lshbench.report.labels import plain
+from lshbench.report.columns import METHOD_ORDER
+from lshbench.report.labels import METHOD_NAMES, metric_axis, plain
 from lshbench.report.plotting import (
-    CHUNK_MARKERS,
     Palette,
     Plot,
     Skipped,
@@ -30,20 +32,37 @@ from lshbench.report.plotting import (
     legend,
     length_tick,
     line_styles,
+    plain_log_ticks,
     slice_points,
     status_handles,
 )
-from lshbench.report.tradeoffs import BUDGETS, candidates, pareto_mask
+from lshbench.report.tradeoffs import (
+    FALLBACK_METRIC,
+    HEADLINE_METRIC,
+    budgets_for,
+    candidates,
+    error_metric,
+    pareto_mask,
+)
 from lshbench.util import fmt_seconds
 
-__all__ = ["figure_error", "figure_pareto"]
+__all__ = ["METHOD_STYLE", "figure_error", "figure_pareto"]
 
 #: The symbols of the hashing axes in labels (the report's legend: H = n_hashes, m = chunk).
 _SYMBOL = {"chunk_len": "m", "n_hashes": "H"}
-#: Axes held at one value in the error figures (besides the plotted and the line axis).
+#: Axes held at one value in the error figures (besides the plotted and the line axes).
 _ERROR_FIXED = (
     "causal", "dtype", "threads", "d", "dv", "chunks_before", "chunks_after", "chunk_len",
+    "method", "weighting",
 )  # fmt: skip
+#: (colour, marker) of each method (DESIGN.md section 2b) in the error and Pareto figures.
+METHOD_STYLE = {
+    "lsh": ("tab:blue", "o"),
+    "random": ("tab:orange", "X"),
+    "local": ("tab:green", "s"),
+}
+#: Line style of each weighting.
+_WEIGHTING_LINE = {"multiplicity": "-", "count-once": "--"}
 
 
 # --------------------------------------------------------------------------- 3, 4. error
@@ -53,9 +72,10 @@ def _error_points(points: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     """LSH points of one backend per run (the reference LSH backend when present) with a
     measured error, and the backend chosen per run."""
     lsh = points[~points["exact"].astype(bool) & ~points["short"].astype(bool)]
+    measured_any = np.isfinite(lsh[HEADLINE_METRIC]) | np.isfinite(lsh[FALLBACK_METRIC])
     chosen, keep = {}, []
     for run, g in lsh.groupby("run", sort=False):
-        measured = g[(g["status"] == "ok") & np.isfinite(g["rel_err"])]
+        measured = g[(g["status"] == "ok") & measured_any.loc[g.index]]
         names = sorted(set(measured["backend"]))
         if names:
             preferred = REFERENCE_LSH_BACKEND in names
@@ -64,21 +84,45 @@ def _error_points(points: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     return (pd.concat(keep) if keep else lsh.iloc[:0]), chosen
 
 
-def figure_error(
-    points: pd.DataFrame, x: str, line: str, name: str, palette: Palette, varying: set[str]
-) -> Plot | Skipped:
-    """Relative error and mass recall versus ``x`` (n_hashes or chunk_len) at one L.
+def _error_metrics(ok: pd.DataFrame) -> list[str]:
+    """Rows of the error figure: attn_tv, rel_err for runs without attn_tv, mass recall."""
+    metrics = []
+    if np.isfinite(ok[HEADLINE_METRIC]).any():
+        metrics.append(HEADLINE_METRIC)
+    without = ok.groupby("run")[HEADLINE_METRIC].apply(lambda v: not np.isfinite(v).any())
+    if without.any() and np.isfinite(ok[FALLBACK_METRIC]).any():
+        metrics.append(FALLBACK_METRIC)
+    if np.isfinite(ok["mass_recall"]).any():
+        metrics.append("mass_recall")
+    return metrics
 
-    One panel column per input distribution, one line per value of ``line`` (and run).
-    L is the largest one where some run has two or more values of ``x``. ``name`` is the
-    figure's key in :data:`~lshbench.report.plotting.FIGURE_FILES`.
+
+def figure_error(
+    points: pd.DataFrame,
+    x: str,
+    line: str | Sequence[str],
+    name: str,
+    palette: Palette,
+    varying: set[str],
+) -> Plot | Skipped:
+    """The error (``attn_tv``; ``rel_err`` for older tables) and mass recall versus ``x``
+    (n_hashes or chunk_len) at one L.
+
+    One panel column per input, one line per value of ``line`` (a column, or several, e.g.
+    ``("method", "weighting")``: one line per method and weighting) and run; the other axes
+    are held at the reference slice. L is the largest one where some run has two or more
+    values of ``x``. ``name`` is the figure's key in
+    :data:`~lshbench.report.plotting.FIGURE_FILES`.
     """
+    lines = [line] if isinstance(line, str) else list(line)
     pts, backends = _error_points(points)
     if pts.empty:
-        return Skipped("no LSH rows with a measured error (rel_err)")
-    fixed = [k for k in _ERROR_FIXED if k not in (x, line)]
+        return Skipped(
+            f"no LSH rows with a measured error ({HEADLINE_METRIC} or {FALLBACK_METRIC})"
+        )
+    fixed = [k for k in _ERROR_FIXED if k != x and k not in lines]
     pts, ref = slice_points(pts, keep=fixed)
-    ok = pts[(pts["status"] == "ok") & np.isfinite(pts["rel_err"])]
+    ok = pts[pts["status"] == "ok"]
     spread = ok.groupby(["run", "input", "seqlen"])[x].nunique()
     lengths = sorted({k[2] for k, n in spread.items() if n >= 2})
     if not lengths:
@@ -86,59 +130,107 @@ def figure_error(
     L = lengths[-1]
     ok, at_l = ok[ok["seqlen"] == L], pts[pts["seqlen"] == L]
     inputs = sorted(set(ok["input"]))
-    metrics = [m for m in ("rel_err", "mass_recall") if np.isfinite(ok[m]).any()]
-    fig = Figure(figsize=(4.3 * len(inputs) + 2.8, 3.4 * len(metrics)))
+    metrics = _error_metrics(ok)
+    fig = Figure(figsize=(4.3 * len(inputs) + 3.2, 3.4 * len(metrics) + 0.4))
     grid = fig.subplots(len(metrics), len(inputs), squeeze=False)
     statuses: set[str] = set()
-    styles = line_styles(sorted(set(ok[line].dropna())))
+    styles = _line_styles(ok, lines)
     xs = sorted(set(pts[x].dropna()))
     for j, input_name in enumerate(inputs):
         for i, metric in enumerate(metrics):
             ax = grid[i][j]
             g = ok[(ok["input"] == input_name) & np.isfinite(ok[metric])]
-            _error_lines(ax, g, x, line, metric, styles, palette, varying)
+            _error_lines(ax, g, x, lines, metric, styles, palette, varying)
             failed = at_l[(at_l["input"] == input_name) & (at_l["status"] != "ok")]
-            colours = [styles.get(v, ("0.4", "o"))[0] for v in failed[line]]
+            colours = [styles.get(_line_key(r, lines), ("0.4", "o", "-"))[0]
+                       for _, r in failed.iterrows()]  # fmt: skip
             statuses |= failure_markers(ax, failed, x, colours)
-            log_y = metric == "rel_err" and (g[metric] > 0).all() and not g.empty
+            log_y = metric != "mass_recall" and (g[metric] > 0).all() and not g.empty
             _error_axes(ax, xs, x, metric, log_y)
             ax.set_title(f"input={input_name}", fontsize=9)
     legend(grid[0][-1], status_handles(statuses))
+    shown = " and ".join(metrics)
+    fig.suptitle(f"{shown} versus {x} at L={length_tick(L)}, one panel per input", fontsize=10)
     fig.tight_layout()
     used = ", ".join(
         sorted({f"{b} ({r})" if len(backends) > 1 else b for r, b in backends.items()})
     )
+    per = " and ".join(lines)
     caption = (
-        f"Relative error (top) and attention-mass recall (bottom) versus {x} at L={plain(L)}, "
-        f"one line per {line}, one panel per input; backend {used}."
+        f"{' and '.join(metric_axis(m) for m in metrics)} versus {x} at L={plain(L)}, one "
+        f"line per {per}, one panel per input (panel titles); backend {used}."
     )
+    if FALLBACK_METRIC in metrics:
+        caption += (f" Runs without {HEADLINE_METRIC} (older tables) are drawn with "
+                    f"{FALLBACK_METRIC}.")  # fmt: skip
     return Plot(name, fig, caption_with_slice(caption, ref, varying))
+
+
+def _line_key(row: Any, lines: Sequence[str]) -> tuple:
+    return tuple(row[c] for c in lines)
+
+
+def _line_styles(ok: pd.DataFrame, lines: Sequence[str]) -> dict[tuple, tuple[Any, str, str]]:
+    """(colour, marker, line style) per line key: by method and weighting when the lines
+    are those, else viridis shades over the single line axis."""
+
+    def order(key: tuple) -> tuple:  # numbers by value, methods LSH first, then text
+        return tuple((0, v, "") if isinstance(v, float) else (1, METHOD_ORDER.get(v, 9), str(v))
+                     for v in key)  # fmt: skip
+
+    keys = sorted({_line_key(r, lines) for _, r in ok.iterrows()}, key=order)
+    if set(lines) <= {"method", "weighting"}:
+        out = {}
+        for key in keys:
+            named = dict(zip(lines, key, strict=True))
+            colour, marker = METHOD_STYLE.get(named.get("method", "lsh"), ("0.4", "o"))
+            out[key] = (colour, marker, _WEIGHTING_LINE.get(named.get("weighting", ""), "-"))
+        return out
+    shades = line_styles(keys)
+    return {k: (c, m, "-") for k, (c, m) in shades.items()}
+
+
+def _line_label(lines: Sequence[str], key: tuple) -> str:
+    parts = []
+    for col, value in zip(lines, key, strict=True):
+        if col in _SYMBOL:
+            parts.append(f"{_SYMBOL[col]}={plain(value)}")
+        else:
+            parts.append(str(value))
+    return ", ".join(parts)
 
 
 def _error_lines(
     ax: Any,
     g: pd.DataFrame,
     x: str,
-    line: str,
+    lines: Sequence[str],
     metric: str,
-    styles: dict[Any, tuple[Any, str]],
+    styles: dict[tuple, tuple[Any, str, str]],
     palette: Palette,
     varying: set[str],
 ) -> None:
-    """One line per (run, value of ``line``, n_buckets description): median ``metric``
-    versus ``x``."""
-    for (run, value, nb), h in g.groupby(["run", line, "nb_desc"], sort=True):
+    """One line per (run, line key, n_buckets description): median ``metric`` versus ``x``."""
+    rank = {key: i for i, key in enumerate(styles)}  # styles are in legend order
+    groups = sorted(g.groupby(["run", *lines, "nb_desc"], sort=True),
+                    key=lambda item: (item[0][0], rank[tuple(item[0][1:-1])]))  # fmt: skip
+    for (run, *key, nb), h in groups:
         h = h.groupby(x, as_index=False)[metric].median().sort_values(x)
         prefix = f"[{run}] " if "run" in varying else ""
-        label = f"{prefix}{_SYMBOL.get(line, line)}={plain(value)}"
+        label = prefix + _line_label(lines, tuple(key))
         if "nb" in varying and nb not in ("", "2L/m"):
             label += f" nb={nb}"
-        colour, marker = styles[value]
+        colour, marker, style = styles[tuple(key)]
+        if "run" in varying:  # runs apart: by marker where line styles mean weightings
+            if set(lines) <= {"method", "weighting"}:
+                marker = palette.marker(str(run))
+            else:
+                style = palette.line(str(run))
         ax.plot(
             h[x],
             h[metric],
             marker=marker,
-            ls=palette.line(str(run)),
+            ls=style,
             color=colour,
             lw=1.4,
             ms=5,
@@ -154,8 +246,9 @@ def _error_axes(ax: Any, xs: Sequence[float], x: str, metric: str, log_y: bool) 
     ax.xaxis.set_minor_formatter(NullFormatter())
     if log_y:
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
     ax.set_xlabel(x)
-    ax.set_ylabel("relative error (Frobenius)" if metric == "rel_err" else "mass recall")
+    ax.set_ylabel(metric_axis(metric), fontsize=8)
     ax.grid(True, which="both", alpha=0.25)
 
 
@@ -171,24 +264,37 @@ def _pick_lengths(lengths: Sequence[float], most: int = 4) -> list[float]:
     return [lengths[i] for i in index]
 
 
+def _pareto_candidates(points: pd.DataFrame) -> pd.DataFrame:
+    """Candidates of every run judged by its own metric (attn_tv, or rel_err for older
+    tables): ``error`` and ``metric`` columns added."""
+    parts = []
+    for _, g in points.groupby("run_index", sort=True):
+        metric = error_metric(g)
+        parts.append(candidates(g, metric).assign(metric=metric))
+    return pd.concat(parts) if parts else points.iloc[:0].assign(error=[], metric=[])
+
+
 def figure_pareto(points: pd.DataFrame, palette: Palette, varying: set[str]) -> Plot | Skipped:
-    """Relative error versus time per sequence per L, Pareto front drawn as a black step."""
-    cand = candidates(points)
+    """The error (``attn_tv``; ``rel_err`` for older tables) versus time per sequence, one
+    panel per input and L (and run): every LSH configuration, its random and local baselines
+    at the same key budget (other markers), dense, the error budgets, and the Pareto front
+    computed over the LSH points (a black step)."""
+    cand = _pareto_candidates(points)
     if cand.empty:
-        return Skipped("no ok rows with both a time and a relative error")
+        return Skipped("no ok rows with both a time and an error (attn_tv or rel_err)")
     keep = ("causal", "dtype", "threads", "d", "dv")  # one row of panels per input
     cand, slices = slice_points(cand, source=points, keep=keep)
     lsh = cand[~cand["exact"].astype(bool)]
-    per_l = lsh.groupby(["run_index", "input", "seqlen"])["series"].nunique()
+    per_l = lsh[lsh["method"] == "lsh"].groupby(["run_index", "input", "seqlen"])["series"]
+    per_l = per_l.nunique()
     rows = sorted({(r, i) for (r, i, _), n in per_l.items() if n >= 2})
     if not rows:
         return Skipped("no L has two or more LSH configurations with a time and an error")
     lengths = _pick_lengths(sorted({L for (_, _, L), n in per_l.items() if n >= 2}), most=3)
-    chunk_values = sorted(set(lsh["chunk_len"].dropna()))
-    chunk_marker = {v: CHUNK_MARKERS[i % len(CHUNK_MARKERS)] for i, v in enumerate(chunk_values)}
     run_names = dict(zip(cand["run_index"], cand["run"], strict=True))
+    metric_of = dict(zip(cand["run_index"], cand["metric"], strict=True))
     several = len({r for r, _ in rows}) > 1
-    fig = Figure(figsize=(4.4 * len(lengths) + 2.4, 3.5 * len(rows)))
+    fig = Figure(figsize=(4.4 * len(lengths) + 2.8, 3.5 * len(rows)))
     grid = fig.subplots(len(rows), len(lengths), squeeze=False)
     for i, (run_index, input_name) in enumerate(rows):
         for j, L in enumerate(lengths):
@@ -197,79 +303,94 @@ def figure_pareto(points: pd.DataFrame, palette: Palette, varying: set[str]) -> 
             g = g[g["seqlen"] == L]
             if g.empty:
                 ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
-            _pareto_panel(ax, g, palette, chunk_marker)
+            _pareto_panel(ax, g, palette, metric_of[run_index])
             run_text = f"[{run_names[run_index]}] " if several else ""
             ax.set_title(f"{run_text}input={input_name}, L={length_tick(L)}", fontsize=9)
             ax.set_xlabel("time per sequence")
-            ax.set_ylabel("relative error")
-    handles = _pareto_handles(lsh, palette, chunk_marker)
+            ax.set_ylabel(metric_axis(metric_of[run_index]), fontsize=8)
+    handles = _pareto_handles(lsh, palette)
     grid[0][len(lengths) - 1].legend(
         handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False
     )
     fig.tight_layout()
-    budgets = ", ".join(f"{100 * b:g}%" for b in BUDGETS)
-    caption = (
-        "Accuracy against cost, one row per input: each point is one LSH configuration; the "
-        "black step is "
-        "the Pareto front (nothing is both faster and more accurate); dotted lines are the error "
-        f"budgets {budgets}; the dashed line is {REFERENCE_BACKEND}. Labels on the front: "
-        "backend, H, m."
-    )
-    return Plot("pareto", fig, caption_with_slice(caption, slices, varying))
+    return Plot("pareto", fig, caption_with_slice(_pareto_caption(cand), slices, varying))
 
 
-def _pareto_handles(
-    lsh: pd.DataFrame, palette: Palette, chunk_marker: dict[float, str]
-) -> list[Line2D]:
-    """Legend of the Pareto panels: front, dense, one colour per (backend, H), one marker
-    per chunk length."""
-    handles = [Line2D([], [], color="black", lw=1.2, drawstyle="steps-post", label="Pareto front")]
-    handles.append(
-        Line2D(
-            [], [], color="black", ls="--", lw=1.0, label=f"{REFERENCE_BACKEND} (exact, error 0)"
-        )
+def _pareto_caption(cand: pd.DataFrame) -> str:
+    metrics = sorted(set(cand["metric"]), key=lambda m: m != HEADLINE_METRIC)
+    budgets = "; ".join(f"{m} " + ", ".join(f"{b:g}" for b in budgets_for(m)) for m in metrics)
+    text = (
+        f"Accuracy against cost: {' / '.join(metric_axis(m) for m in metrics)} versus time per "
+        "sequence, one panel per input and L. Circles are LSH configurations; crosses (random "
+        "keys) and squares (a local window) are the baselines of DESIGN.md section 2b at the "
+        "same key budget (same n_hashes, chunk_len, look-around); hollow markers use "
+        "count-once weighting. The black step is the Pareto front over the LSH points "
+        "(nothing is both faster and more accurate); a baseline below it does better than "
+        f"hashing. Dotted lines are the error budgets ({budgets}); the dashed line is "
+        f"{REFERENCE_BACKEND} (exact, error 0). Labels on the front: backend, H, m (and "
+        "count-once where it applies)."
     )
+    if FALLBACK_METRIC in metrics:
+        text += f" Runs without {HEADLINE_METRIC} (older tables) are drawn with {FALLBACK_METRIC}."
+    return text
+
+
+def _method_marker(row: Any, palette: Palette) -> dict[str, Any]:
+    """Marker keywords of a point: shape by method, colour by (backend, H), hollow for
+    count-once."""
+    colour = palette.colour(row)
+    marker = METHOD_STYLE.get(row["method"], ("0.4", "o"))[1]
+    hollow = row["weighting"] == "count-once"
+    return {"marker": marker, "color": colour, "mfc": "none" if hollow else colour}
+
+
+def _pareto_handles(lsh: pd.DataFrame, palette: Palette) -> list[Line2D]:
+    """Legend of the Pareto panels: front, dense, each method, count-once, one colour per
+    (backend, H)."""
+    handles = [
+        Line2D([], [], color="black", lw=1.2, drawstyle="steps-post",
+               label="Pareto front (over LSH points)"),
+        Line2D([], [], color="black", ls="--", lw=1.0,
+               label=f"{REFERENCE_BACKEND} (exact, error 0)"),
+    ]  # fmt: skip
+    methods = [m for m in METHOD_STYLE if m in set(lsh["method"])]
+    for method in methods:
+        marker = METHOD_STYLE[method][1]
+        name = METHOD_NAMES.get(method, method)
+        handles.append(Line2D([], [], marker=marker, ls="none", color="0.3", label=name))
+    if (lsh["weighting"] == "count-once").any():
+        handles.append(Line2D([], [], marker="o", ls="none", color="0.3", mfc="none",
+                              label="count-once weighting (hollow)"))  # fmt: skip
     keys = lsh.drop_duplicates(["backend", "n_hashes"]).sort_values(["backend", "n_hashes"])
     for _, row in keys.iterrows():
         label = f"{row['backend']} H={plain(row['n_hashes'])}"
         handles.append(
             Line2D([], [], marker="o", ls="none", color=palette.colour(row), label=label)
         )
-    for value, marker in chunk_marker.items():
-        handles.append(
-            Line2D(
-                [], [], marker=marker, ls="none", color="0.4", mfc="none", label=f"m={plain(value)}"
-            )
-        )
     return handles
 
 
-def _pareto_panel(ax: Any, g: pd.DataFrame, palette: Palette, chunk_marker: dict) -> None:
-    """One (input, L) panel: every LSH point, the front with labels, dense, the budgets."""
-    lsh = g[~g["exact"].astype(bool)].sort_values(["series_order"], kind="mergesort")
-    for _, row in lsh.iterrows():
-        ax.plot(
-            [row["time_seq"]],
-            [row["rel_err"]],
-            marker=chunk_marker.get(row["chunk_len"], "o"),
-            color=palette.colour(row),
-            ms=6,
-            ls="none",
-            alpha=0.85,
-        )
-    front = lsh[pareto_mask(lsh["time_seq"], lsh["rel_err"])].sort_values("time_seq")
+def _pareto_panel(ax: Any, g: pd.DataFrame, palette: Palette, metric: str) -> None:
+    """One (input, L) panel: every LSH and baseline point, the front over the LSH points
+    with labels, dense, the budgets of ``metric``."""
+    inexact = g[~g["exact"].astype(bool)].sort_values(["series_order"], kind="mergesort")
+    for _, row in inexact.iterrows():
+        ax.plot([row["time_seq"]], [row["error"]], ms=6, ls="none", alpha=0.85,
+                **_method_marker(row, palette))  # fmt: skip
+    lsh = inexact[inexact["method"] == "lsh"]
+    front = lsh[pareto_mask(lsh["time_seq"], lsh["error"])].sort_values("time_seq")
     if len(front):
-        ax.plot(front["time_seq"], front["rel_err"], color="black", lw=1.2, drawstyle="steps-post")
-        _label_front(ax, front, g, lsh)
+        ax.plot(front["time_seq"], front["error"], color="black", lw=1.2, drawstyle="steps-post")
+        _label_front(ax, front, g, inexact, metric)
     dense = g[g["backend"] == REFERENCE_BACKEND]
     for t in sorted(set(dense["time_seq"])):
         ax.axvline(t, color="black", ls="--", lw=1.0)
-    if (lsh["rel_err"] > 0).all() and len(lsh):
+    if (inexact["error"] > 0).all() and len(inexact):
         ax.set_yscale("log")
-    for b in BUDGETS:
+    for b in budgets_for(metric):
         ax.axhline(b, color="0.5", ls=":", lw=0.9)
         ax.annotate(
-            f"{100 * b:g}%",
+            f"{b:g}",
             (1.0, b),
             xycoords=("axes fraction", "data"),
             xytext=(-2, 2),
@@ -282,29 +403,35 @@ def _pareto_panel(ax: Any, g: pd.DataFrame, palette: Palette, chunk_marker: dict
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_seconds(v)))
     ax.xaxis.set_minor_formatter(NullFormatter())
+    if ax.get_yscale() == "log":
+        plain_log_ticks(ax.yaxis)
     ax.grid(True, which="both", alpha=0.2)
 
 
-def _label_front(ax: Any, front: pd.DataFrame, g: pd.DataFrame, lsh: pd.DataFrame) -> None:
+def _label_front(
+    ax: Any, front: pd.DataFrame, g: pd.DataFrame, shown: pd.DataFrame, metric: str
+) -> None:
     """Name the configurations on the front (backend, H, m), skipping labels that would
     overlap the previous one."""
     span_t = np.ptp(np.log(g["time_seq"])) or 1.0
-    errors = np.concatenate([lsh["rel_err"].clip(lower=1e-12), BUDGETS])  # y range drawn
+    errors = np.concatenate([shown["error"].clip(lower=1e-12), budgets_for(metric)])
     span_e = np.ptp(np.log(errors)) or 1.0
     last = None
     for i, (_, row) in enumerate(front.iterrows()):
         here = (
             math.log(row["time_seq"]) / span_t,
-            math.log(max(row["rel_err"], 1e-12)) / span_e,
+            math.log(max(row["error"], 1e-12)) / span_e,
         )
         if last is not None and math.dist(here, last) < 0.12:
             continue  # too close to the previous label to read
         last = here
         text = f"{row['backend']} H={plain(row['n_hashes'])} m={plain(row['chunk_len'])}"
+        if row["weighting"] == "count-once":
+            text += " count-once"
         right = math.log(row["time_seq"] / g["time_seq"].min()) / span_t > 0.6
         ax.annotate(
             text,
-            (row["time_seq"], row["rel_err"]),
+            (row["time_seq"], row["error"]),
             xytext=(-5 if right else 5, 4 if i % 2 else -9),
             textcoords="offset points",
             ha="right" if right else "left",

@@ -25,6 +25,7 @@ from lshbench.report.plotting import (
     length_axis,
     length_tick,
     one_length_reason,
+    slice_inputs,
     slice_points,
     status_handles,
 )
@@ -88,7 +89,9 @@ def figure_time(
             )
         )
     legend(ax, extra)
-    ax.set_title("Time versus sequence length (k: fitted exponent, time ~ L^k)")
+    ax.set_title(
+        f"Time versus sequence length, {slice_inputs(slices)} (k: fitted exponent, time ~ L^k)"
+    )
     fig.tight_layout()
     caption = _time_caption(points, cross, marks)
     return Plot("time", fig, caption_with_slice(caption, slices, varying))
@@ -196,6 +199,7 @@ def figure_memory(points: pd.DataFrame, palette: Palette, varying: set[str]) -> 
             if i == 0:
                 extra = [Line2D([], [], ls="--", color="0.3", label="analytic model")]
                 legend(ax, extra + status_handles(statuses), outside=False, loc="upper left")
+    fig.suptitle(f"Peak memory per call versus L, {slice_inputs(slices)}", fontsize=10)
     fig.tight_layout()
     caption = (
         "Peak memory per call versus L, measured (solid) and analytic model "
@@ -283,7 +287,9 @@ def figure_time_per_token(
     ax.grid(True, which="both", alpha=0.25)
     legend(ax, status_handles(statuses))
     total_text = ", ".join(str(t) for t in sorted(totals))
-    ax.set_title(f"Time per token at fixed total tokens (batch x L = {total_text})")
+    ax.set_title(
+        f"Time per token at fixed total tokens (batch x L = {total_text}), {slice_inputs(slices)}"
+    )
     fig.tight_layout()
     shown = list(dict.fromkeys(ok[ok["series"].isin(series)]["run"]))
     caption = (

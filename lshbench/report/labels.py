@@ -17,9 +17,40 @@ import numpy as np
 
 from lshbench.results.cells import n_buckets_spec
 
-__all__ = ["bucket_label", "bucket_total", "parse_n_buckets", "plain"]
+__all__ = [
+    "METHOD_NAMES",
+    "METRIC_NAMES",
+    "bucket_label",
+    "bucket_total",
+    "metric_axis",
+    "parse_n_buckets",
+    "plain",
+]
 
 _MISSING = ("", "nan", "none", "<na>")
+
+#: What each accuracy column measures, in a few words (DESIGN.md section 6; docs/metrics.md).
+METRIC_NAMES = {
+    "attn_tv": "attention distance",
+    "mass_recall": "exact mass on keys seen",
+    "top1_recall": "exact top key seen",
+    "attn_entropy": "exact row entropy, nats",
+    "out_err_v": "output error on the scale of v",
+    "task_acc": "duplication task accuracy",
+    "rel_err": "relative output error",
+}
+#: The methods of DESIGN.md section 2b as legends name them.
+METHOD_NAMES = {
+    "lsh": "LSH (hashed buckets)",
+    "random": "random keys, same budget",
+    "local": "local window, same budget",
+}
+
+
+def metric_axis(metric: str) -> str:
+    """Axis text for a metric column: ``"attn_tv (attention distance)"``."""
+    words = METRIC_NAMES.get(metric)
+    return f"{metric} ({words})" if words else metric
 
 
 def parse_n_buckets(text: str) -> int | tuple[int, ...] | None:

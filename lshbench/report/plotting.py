@@ -39,7 +39,9 @@ __all__ = [
     "length_tick",
     "line_styles",
     "one_length_reason",
+    "plain_log_ticks",
     "save",
+    "slice_inputs",
     "slice_points",
     "slice_text",
     "status_handles",
@@ -52,6 +54,7 @@ FIGURE_FILES = {
     "error_hashes": "error_vs_n_hashes.png",
     "error_chunk": "error_vs_chunk_len.png",
     "pareto": "pareto.png",
+    "task": "task_acc_vs_n_hashes.png",
     "paper": "time_per_token.png",
 }
 _DPI = 110
@@ -132,6 +135,16 @@ def length_axis(ax: Any, lengths: Sequence[float]) -> None:
         ax.xaxis.set_major_formatter(FuncFormatter(length_tick))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlim(ticks[0] / 1.3, ticks[-1] * 1.3)
+
+
+def plain_log_ticks(axis: Any) -> None:
+    """Ticks of a log axis at 1, 2 and 5 times each power of ten, labelled as plain numbers
+    (0.05, 0.1, 0.2) instead of powers of ten."""
+    from matplotlib.ticker import LogLocator
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.3g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 class Palette:
@@ -274,6 +287,14 @@ def slice_points(
         masks.append(mask)
     mask = pd.concat(masks).reindex(points.index, fill_value=False)
     return points[mask], slices
+
+
+def slice_inputs(slices: Mapping[str, Mapping[str, Any]]) -> str:
+    """``"input=gaussian"`` (or ``"inputs=a, b"``): the input(s) a sliced figure shows."""
+    inputs = sorted({str(ref["input"]) for ref in slices.values() if ref.get("input")})
+    if not inputs:
+        return "every input"
+    return f"input={inputs[0]}" if len(inputs) == 1 else f"inputs={', '.join(inputs)}"
 
 
 def slice_text(slices: Mapping[str, Mapping[str, Any]], varying: set[str]) -> str:

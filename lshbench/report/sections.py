@@ -1,0 +1,235 @@
+"""The accuracy and provenance sections of the report document, as text and tables.
+
+Each ``section_*`` / ``table_*`` function appends blocks to a
+:class:`lshbench.report.document.Doc` (``doc.h``, ``doc.p``, ``doc.table``) from the tidy
+points of :mod:`lshbench.report.analysis`: what the tables hold and lack, the error-budget
+table (on ``attn_tv``; ``rel_err`` for older tables), what hashing buys over the random and
+local baselines, the Reformer Table 2 view, and the machines. How to read them:
+docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lshbench.report.labels import METRIC_NAMES, plain
+from lshbench.util import fmt_length, fmt_num, fmt_seconds
+
+__all__ = [
+    "section_columns",
+    "section_hashing",
+    "table_budgets",
+    "table_machines",
+    "table_task",
+]
+
+METRICS_DOC = "docs/metrics.md"
+
+
+def _err(metric: str, value: float) -> str:
+    return f"{metric} {value:.3g}" if math.isfinite(value) else "-"
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def section_columns(doc: Any, runs: Sequence[Any]) -> None:
+    """Say, per directory, which newer columns its table lacks and which older code's rows
+    were left out; nothing when every table is complete."""
+    from lshbench.report.columns import missing_columns
+
+    for run in runs:
+        missing = missing_columns(run.table)
+        if missing:
+            doc.p(
+                f"*`{run.label}`: the table has no {', '.join(f'`{c}`' for c in missing)} "
+                "(written by an older lshbench). What needs them is drawn from what exists "
+                "(`rel_err` stands in for `attn_tv`; LSH rows without `method` / `weighting` "
+                "are read as the default, lsh with multiplicity weighting) or left out with "
+                "a reason.*"
+            )
+        for d in run.superseded:
+            doc.p(
+                f"*`{run.label}`: {d['rows']} rows of older code `{d['code_id']}` on machine "
+                f"`{d['machine_id'][:8]}` left out; that machine's rows of the newest code "
+                f"`{d['newest']}` are shown.*"
+            )
+
+
+def table_machines(doc: Any, runs: Sequence[Any], df: pd.DataFrame) -> None:
+    """One row per (directory, machine): the machines every series was measured on."""
+    from lshbench.report.machines import machines_table
+
+    doc.h(3, "Machines")
+    table = machines_table(runs, df)
+    doc.p(
+        "Each machine (`machine_id`: CPU, memory, OS and library versions) is its own series "
+        "in the figures, labelled as in the first column; rows of one machine are never "
+        "merged with another's. On each machine only the newest code version's rows "
+        "(`code_id`) are shown; older code's rows are superseded."
+    )
+    doc.table(list(table.columns), table.astype(str).to_numpy().tolist())
+
+
+# --------------------------------------------------------------------------- budgets
+
+
+def table_budgets(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
+    """The fastest configuration under each error budget, per run, input and L: one table on
+    attn_tv, and one on rel_err for runs whose tables predate attn_tv."""
+    from lshbench.report.tradeoffs import HEADLINE_METRIC, candidates, error_metric
+
+    doc.h(3, "Best configuration under an error budget")
+    by_metric: dict[str, list[pd.DataFrame]] = {}
+    for _, g in points.groupby("run_index", sort=True):
+        by_metric.setdefault(error_metric(g), []).append(g)
+    if all(candidates(pd.concat(gs), m)["exact"].all() for m, gs in by_metric.items()):
+        doc.p("*Left out: no ok LSH rows with both a time and an error (attn_tv or rel_err).*")
+        return
+    for metric in sorted(by_metric, key=lambda m: m != HEADLINE_METRIC):
+        if metric == HEADLINE_METRIC:
+            doc.p(
+                f"The fastest configuration (time per sequence) whose `{metric}` "
+                f"({METRIC_NAMES[metric]}: the share of attention mass put in the wrong "
+                "place, 0 for exact attention) is within the budget, at each L and input. "
+                "Every configuration competes: LSH, its random and local baselines, and "
+                "dense (attn_tv 0). Each cell: configuration, time, error, speedup over "
+                f"dense. How to read it: `{METRICS_DOC}`."
+            )
+        else:
+            doc.p(
+                f"*These runs' tables have no `attn_tv` (older lshbench): their budgets are on "
+                f"`{metric}`, the relative Frobenius error of the output against dense, which "
+                "misleads on near-uniform attention (an all-zero output scores 1.0; "
+                f"`{METRICS_DOC}`). Re-run the sweep for attn_tv budgets.*"
+            )
+        _budget_rows(doc, pd.concat(by_metric[metric]), metric, several_runs)
+
+
+def _budget_rows(doc: Any, points: pd.DataFrame, metric: str, several_runs: bool) -> None:
+    from lshbench.report.analysis import compact_labels
+    from lshbench.report.tradeoffs import budget_picks, budgets_for, candidates
+
+    budgets = budgets_for(metric)
+    picks = budget_picks(points, budgets, metric)
+    names = {"": ""}  # short labels per run: run and input have their own columns
+    for _, g in candidates(points, metric).groupby("run_index", sort=True):
+        names |= compact_labels(g, drop=("run", "input"))
+    scen = ["run_index", "run", "input", "causal", "dtype", "threads", "d", "dv", "seqlen"]
+    rows = []
+    for _, g in picks.groupby(scen, sort=False):
+        first = g.iloc[0]
+        row = [str(first["run"])] if several_runs else []
+        row += [str(first["input"]), fmt_length(first["seqlen"])]
+        for budget in budgets:
+            r = g[g["budget"] == budget].iloc[0]
+            if r["series"]:
+                speed = f", {fmt_num(r['speedup'], 2)}x" if math.isfinite(r["speedup"]) else ""
+                cost = f"{fmt_seconds(r['time_seq'])}, {_err(metric, r['error'])}{speed}"
+                row.append(f"{names[r['series']]}: {cost}")
+            else:
+                lowest = _err(metric, r["best_err"])
+                row.append(f"none (lowest {lowest}: {names[r['best_err_series']]})")
+        rows.append(row)
+    header = (["run"] if several_runs else []) + ["input", "L"]
+    header += [f"{metric} <= {b:g}" for b in budgets]
+    doc.table(header, rows)
+
+
+# --------------------------------------------------------------------------- hashing buys
+
+
+def section_hashing(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
+    """What hashing buys: LSH against random keys and a local window at the same key
+    budget, a verdict per input in words, then the pairs."""
+    from lshbench.report.baselines import CUTS_BELOW, hashing_table, verdicts
+    from lshbench.report.tradeoffs import error_metric
+
+    parts = [hashing_table(g, error_metric(g)) for _, g in points.groupby("run_index")]
+    table = pd.concat(parts) if parts else pd.DataFrame()
+    if table.empty:
+        doc.p(
+            "*Left out: no LSH configuration has a random or local baseline at the same key "
+            "budget (sweep with `--method lsh,random,local`).*"
+        )
+        return
+    metrics = sorted(set(table["metric"]))
+    doc.p(
+        "Does hashing put keys where attention goes, or would any keys do? Each row pairs an "
+        "LSH configuration with the baselines of DESIGN.md section 2b at the same key "
+        "budget (same n_hashes, chunk_len, look-around and weighting, so the same number of "
+        "keys per query: `keys = H * m * (1 + before + after)`): random keys (buckets drawn "
+        "at random) and a local window of positions. Gain = baseline error - LSH error "
+        f"(positive: hashing helps). Error: {', '.join(f'`{m}`' for m in metrics)}. LSH "
+        f"'cuts' the error when it is at least {100 * (1 - CUTS_BELOW):.0f} % lower "
+        f"(`{METRICS_DOC}`)."
+    )
+    for sentence in verdicts(table, several_runs):
+        doc.p(sentence)
+    doc.table(*_hashing_rows(table, several_runs))
+
+
+def _hashing_rows(table: pd.DataFrame, several_runs: bool) -> tuple[list[str], list[list[str]]]:
+    show_weighting = table["weighting"].nunique() > 1
+    rows = []
+    for _, r in table.iterrows():
+        config = f"{r['backend']} H={plain(r['n_hashes'])} m={plain(r['chunk_len'])}"
+        config += f" look={plain(r['chunks_before'])}/{plain(r['chunks_after'])}"
+        if show_weighting:
+            config += f" {r['weighting']}"
+        row = [str(r["run"])] if several_runs else []
+        row += [str(r["input"]), fmt_length(r["seqlen"]), config, plain(r["keys"])]
+        row += [fmt_num(r["err_lsh"], 3), fmt_num(r["err_random"], 3), fmt_num(r["err_local"], 3)]
+        row += [_signed(r["gain_random"]), _signed(r["gain_local"])]
+        row += [fmt_seconds(r[f"time_{m}"]) for m in ("lsh", "random", "local")]
+        rows.append(row)
+    metric = "/".join(sorted(set(table["metric"])))
+    header = (["run"] if several_runs else []) + ["input", "L", "LSH configuration", "keys"]
+    header += [f"LSH {metric}", f"random {metric}", f"local {metric}", "gain over random",
+               "gain over local", "LSH time", "random time", "local time"]  # fmt: skip
+    return header, rows
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.3f}" if math.isfinite(x) else "-"
+
+
+# --------------------------------------------------------------------------- Table 2 view
+
+
+def table_task(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
+    """The Reformer Table 2 view as a table: the paper's row, then task accuracy (%) per
+    run, input, L and configuration, one column per n_hashes, and dense."""
+    from lshbench.report.figures_task import PAPER_LABEL, PAPER_TABLE2, TASK_CONFIG, task_table
+
+    table, hashes = task_table(points)
+    if table.empty:
+        return
+    cols = sorted(set(hashes) | set(PAPER_TABLE2))
+    varies = [c for c in TASK_CONFIG if table[c].map(str).nunique() > 1]
+    lead = (["run"] if several_runs else []) + ["input", "L", *varies]
+    header = [*lead, *(f"LSH-{plain(h)}" for h in cols), "dense"]
+    paper = [PAPER_LABEL, *([""] * (len(lead) - 1))]
+    paper += [f"{100 * PAPER_TABLE2[h]:.1f} %" if h in PAPER_TABLE2 else "" for h in cols]
+    rows = [[*paper, ""]]
+    for _, r in table.iterrows():
+        row = [str(r["run"])] if several_runs else []
+        row += [str(r["input"]), fmt_length(r["seqlen"]), *(plain(r[c]) for c in varies)]
+        row += [_pct(r[h]) if h in r.index else "" for h in cols]
+        rows.append([*row, _pct(r["dense"])])
+    doc.p(
+        "Task accuracy (%) on the duplication task by n_hashes, as in the Reformer paper's "
+        "Table 2 (Kitaev et al. 2020); its first row is the paper's model trained with full "
+        "attention and evaluated with LSH. The paper measures a trained model, this table the "
+        "attention operation alone: compare how accuracy grows with n_hashes."
+    )
+    doc.table(header, rows)
+
+
+def _pct(x: Any) -> str:
+    return f"{100 * float(x):.1f} %" if np.isfinite(float(x)) else "-"
