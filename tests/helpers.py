@@ -29,3 +29,58 @@ def backend_params(*names: str) -> list:
             )
         )
     return params
+
+
+def full_scores(qk, causal: bool):
+    """Masked scores of every (query, key) pair, written out plainly: qk (B, L, d) ->
+    float64 (B, L, L) (DESIGN.md section 2, steps 4-5)."""
+    import numpy as np
+
+    qk = np.asarray(qk, dtype=np.float64)
+    _, L, d = qk.shape
+    keys = qk / np.sqrt((qk**2).mean(-1, keepdims=True) + 1e-6) / np.sqrt(d)
+    s = qk @ keys.transpose(0, 2, 1)  # (B, L, d) @ (B, d, L) -> (B, L, L)
+    i, j = np.indices((L, L))
+    if causal:
+        s[:, j > i] = -1e9
+    s[:, j == i] = -1e5
+    return s
+
+
+def full_multiplicities(qk, rotations, config):
+    """C (B, L, L): occurrences of key j in ALL of query i's windows, by counting the
+    window lists of :func:`lshbench.window_positions` one query at a time."""
+    import numpy as np
+
+    from lshbench.core.hashing import pipeline_buckets
+
+    windows = lshbench.window_positions(pipeline_buckets(qk, rotations, config), config)
+    B, _, L, _ = windows.shape
+    C = np.zeros((B, L, L), dtype=np.int64)
+    for b in range(B):
+        for i in range(L):
+            np.add.at(C[b, i], windows[b, :, i, :].ravel(), 1)
+    return C
+
+
+def full_softmax(logits):
+    """Row softmax of (..., L) float64 logits (-inf allowed where a row has a finite one)."""
+    import numpy as np
+
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def naive_window_attention(qk, rotations, config):
+    """(exact a, LSH ahat), each float64 (B, L, L), by the definitions of DESIGN.md
+    section 6: a = softmax(s); ahat_ij = C_ij exp(s_ij) / sum_k C_ik exp(s_ik), with
+    C -> 1 where C > 0 for count-once weighting. O(L^2): small cases only."""
+    import numpy as np
+
+    s = full_scores(qk, config.causal)
+    C = full_multiplicities(qk, rotations, config)
+    if config.weighting == "count-once":
+        C = (C > 0).astype(np.int64)
+    with np.errstate(divide="ignore"):
+        ahat = full_softmax(s + np.log(C))  # -inf where key j is in no window
+    return full_softmax(s), ahat

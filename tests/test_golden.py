@@ -18,6 +18,20 @@ def test_there_are_24_cases() -> None:
     assert len(CASES) == 24
 
 
+def test_the_golden_file_covers_distinct_configurations() -> None:
+    """The npz itself holds at least 12 distinct configurations, causal and not, factorized
+    buckets, look-ahead and chunks straddling rounds (H*L/m not a multiple of H)."""
+    configs = {c.config for c in CASES}
+    assert len(configs) >= 12
+    assert {c.causal for c in configs} == {False, True}
+    assert any(isinstance(c.n_buckets, tuple) for c in configs)
+    assert any(c.chunks_after > 0 for c in configs)
+    assert any(c.n_hashes > 1 for c in configs)
+    assert all((c.method, c.weighting) == ("lsh", "multiplicity") for c in configs)
+    straddle = [c for c in CASES if c.qk.shape[0] % c.config.chunk_len and c.config.n_hashes > 1]
+    assert straddle, "no case has chunks that straddle two rounds"
+
+
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_hash_buckets_exact(case) -> None:
     buckets = lshbench.hash_buckets(case.qk, case.rotations, case.config)

@@ -5,6 +5,13 @@ Read it next to the Coursera lab (C4 W4 "Reformer Efficient Attention"): the nam
 lab's. Shapes: B batch, L positions, d query/key size, dv value size, H rounds, m chunk
 length, NC = H*L/m chunks over all rounds, A = 1 + chunks_before + chunks_after chunks per
 window, W = A*m keys per window. No Python loop runs over tokens or chunks.
+
+Every variant of DESIGN.md section 2b runs through the same steps: the pipeline
+configuration (``config.pipeline_config()``) sets H = ``config.rounds`` and
+m = ``config.sort_chunk_len`` (``local``: one round of chunks of chunk_len * n_hashes), the
+buckets come from :func:`lshbench.core.hashing.pipeline_buckets` (hashed, random or all
+zero), and count-once weighting subtracts ``log C`` from every key occurrence's score
+before the per-round softmax, so each distinct key of a query's windows counts once.
 """
 
 from __future__ import annotations
@@ -16,8 +23,8 @@ import numpy as np
 from lshbench.backends.base import Backend
 from lshbench.core.attention import combine_rounds, logsumexp, mask_scores, normalize_keys
 from lshbench.core.config import LSHConfig
-from lshbench.core.hashing import _hash
-from lshbench.core.sorting import adjacent_chunks, sort_slots
+from lshbench.core.hashing import _pipeline_buckets
+from lshbench.core.sorting import adjacent_chunks, sort_slots, window_multiplicities
 from lshbench.core.validation import check_inputs
 
 __all__ = ["LSHDetails", "NumpyBackend", "lsh_attention"]
@@ -27,9 +34,9 @@ class LSHDetails(NamedTuple):
     """Everything the study needs from one call (leading batch axis kept as given)."""
 
     out: np.ndarray  # (B, L, dv) combined output
-    round_out: np.ndarray  # (B, H, L, dv) per-round outputs o_r, position order
+    round_out: np.ndarray  # (B, H, L, dv) per-round outputs o_r, position order (H = rounds)
     round_lse: np.ndarray  # (B, H, L) per-round logsumexps (the lab's `logits`)
-    buckets: np.ndarray  # (B, H, L) buckets, round offsets not added
+    buckets: np.ndarray  # (B, H, L) pipeline buckets, round offsets not added
 
 
 def lsh_attention(
@@ -39,22 +46,26 @@ def lsh_attention(
     rotations: np.ndarray,
     trace: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Checked qk (B, L, d), v (B, L, dv), rotations (d, H, rot_size/2), L > chunk_len.
+    """Checked qk (B, L, d), v (B, L, dv), rotations (d, n_hashes, rot_size/2),
+    L > config.sort_chunk_len.
 
-    Returns ``(round_out (B, H, L, dv), round_lse (B, H, L), buckets (B, H, L))``.
-    ``trace``, if given, receives the intermediate arrays under the lab's names (read by
-    ``lshbench explain``); ``dotlike`` is stored after masking, ``so`` as (B, NC, m, dv).
+    Returns ``(round_out (B, H, L, dv), round_lse (B, H, L), buckets (B, H, L))`` with
+    H = ``config.rounds`` (1 for ``local``). ``trace``, if given, receives the intermediate
+    arrays under the lab's names (read by ``lshbench explain``); ``dotlike`` is stored after
+    masking (and the count-once adjustment), ``so`` as (B, NC, m, dv).
     """
     B, L, d = qk.shape
     dv = v.shape[-1]
-    H, m = config.n_hashes, config.chunk_len
-    NC = config.n_chunks(L)
+    pc = config.pipeline_config()  # local: one round of chunks of chunk_len * n_hashes
+    H, m = pc.n_hashes, pc.chunk_len
+    NC = pc.n_chunks(L)
 
-    # Step 1, hash: bucket of every position in every round.
-    buckets = _hash(qk, rotations, config)  # (B, H, L)
+    # Step 1, buckets of every position in every round: hashed (lsh), drawn at random
+    # (random) or all zero (local: the stable sort keeps positions in order).
+    buckets = _pipeline_buckets(qk, rotations, config)  # (B, H, L)
 
     # Step 2, sort the H*L (round, position) slots by (round, bucket, position).
-    perm, undo_sort, st = sort_slots(buckets, config.total_buckets)  # each (B, H*L)
+    perm, undo_sort, st = sort_slots(buckets, pc.total_buckets)  # each (B, H*L)
     sq = np.take_along_axis(qk, st[..., None], axis=1)  # (B, H*L, d) sorted queries
     sv = np.take_along_axis(v, st[..., None], axis=1)  # (B, H*L, dv) sorted values
 
@@ -67,7 +78,7 @@ def lsh_attention(
     rsk = normalize_keys(rsq)  # (B, NC, m, d)
 
     # Look around: chunk c sees chunks c-before..c+after, cyclically over all rounds.
-    adj = adjacent_chunks(NC, config.chunks_before, config.chunks_after)  # (NC, A)
+    adj = adjacent_chunks(NC, pc.chunks_before, pc.chunks_after)  # (NC, A)
     kw = rsk[:, adj].reshape(B, NC, -1, d)  # (B, NC, A, m, d) -> (B, NC, W, d)
     vw = rsv[:, adj].reshape(B, NC, -1, dv)  # (B, NC, A, m, dv) -> (B, NC, W, dv)
     kpos = qpos[:, adj].reshape(B, NC, -1)  # (B, NC, A, m) -> (B, NC, W)
@@ -75,6 +86,13 @@ def lsh_attention(
     # Step 4, scores: (B, NC, m, d) @ (B, NC, d, W) -> (B, NC, m, W)
     dotlike = rsq @ kw.swapaxes(-1, -2)
     mask_scores(dotlike, qpos, kpos, config.causal)  # set -1e9 (future) and -1e5 (self)
+    if config.weighting == "count-once":
+        # Each distinct key once: an occurrence's weight exp(s) becomes exp(s) / C, C the
+        # key's count in ALL of the query's windows (every round).
+        C = window_multiplicities(buckets, config)  # (B, H, L, W), position order
+        # to sorted order: (B, H*L, W)[perm] -> (B, NC, m, W), the layout of dotlike
+        C = np.take_along_axis(C.reshape(B, H * L, -1), perm[..., None], axis=1)
+        dotlike -= np.log(C.reshape(B, NC, m, -1)).astype(dotlike.dtype)
 
     # Step 5, per-copy softmax, keeping its logsumexp.
     slogits = logsumexp(dotlike, axis=-1)  # (B, NC, m)
@@ -118,8 +136,9 @@ class NumpyBackend(Backend):
     ) -> LSHDetails:
         """Like :meth:`attend`, also returning per-round outputs, logsumexps and buckets.
 
-        Arrays keep a leading batch axis only if the input had one. For ``L <= chunk_len``
-        (the dense path) every round is the same exact attention over all keys.
+        Arrays keep a leading batch axis only if the input had one; H = ``config.rounds``
+        (1 for ``local``). For ``L <= config.sort_chunk_len`` (the dense path) every round is
+        the same exact attention over all keys.
         """
         qk3, v3, rot, batched = check_inputs(qk, v, config, rotations)
         L = qk3.shape[1]
@@ -130,10 +149,10 @@ class NumpyBackend(Backend):
             lse = np.concatenate(
                 [blk[3] for blk in dense_probability_blocks(qk3, config.causal)], axis=1
             )  # (B, L)
-            H = config.n_hashes
+            H = config.rounds
             o = np.repeat(out[:, None], H, axis=1)  # (B, H, L, dv)
             logits = np.repeat(lse[:, None], H, axis=1)  # (B, H, L)
-            buckets = _hash(qk3, rot, config)
+            buckets = _pipeline_buckets(qk3, rot, config)  # (B, H, L)
         else:
             o, logits, buckets = lsh_attention(qk3, v3, config, rot)
             out = combine_rounds(o, logits)

@@ -11,6 +11,7 @@ pipeline_buckets`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -23,6 +24,7 @@ __all__ = [
     "count_in_rows",
     "run_lengths",
     "sort_slots",
+    "window_blocks",
     "window_multiplicities",
     "window_positions",
 ]
@@ -70,24 +72,43 @@ def window_positions(buckets: np.ndarray, config: LSHConfig) -> np.ndarray:
     backends' key windows). When ``L <= sort_chunk_len`` (the dense path) every round's
     window is all L keys once. The multiplicity of key j for query i is the count of j in
     ``[b, :, i, :]`` (:func:`window_multiplicities`); causal and self masks are not applied
-    here (see :func:`lshbench.core.attention.valid_keys`).
+    here (see :func:`lshbench.core.attention.valid_keys`). For long sequences read the
+    windows a block of queries at a time with :func:`window_blocks`.
+    """
+    L = buckets.shape[-1]
+    return next(window_blocks(buckets, config, L))[2]
+
+
+def window_blocks(
+    buckets: np.ndarray, config: LSHConfig, block_rows: int
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(start, stop, keys)`` for consecutive blocks of ``block_rows`` queries.
+
+    buckets: (B, rounds, L). keys: int64 (B, rounds, stop - start, W), the rows
+    ``[start, stop)`` of :func:`window_positions`. One sort, then O(B * rounds * block * W)
+    per block: the windows of every query at once are never held.
     """
     B, R, L = buckets.shape
     if config.is_short(L):
-        return np.broadcast_to(np.arange(L), (B, R, L, L)).copy()  # (B, R, L, L)
+        for start in range(0, L, block_rows):
+            stop = min(L, start + block_rows)
+            yield start, stop, np.broadcast_to(np.arange(L), (B, R, stop - start, L)).copy()
+        return
     pc = config.pipeline_config()
     m = pc.chunk_len
     n_chunks = pc.n_chunks(L)
     slots = sort_slots(buckets, pc.total_buckets)
     chunk_pos = slots.positions.reshape(B, n_chunks, m)  # (B, NC, m)
     adj = adjacent_chunks(n_chunks, pc.chunks_before, pc.chunks_after)  # (NC, A)
-    # (B, NC, A, m) -> (B, NC, W): the keys of each chunk's window
-    window = chunk_pos[:, adj].reshape(B, n_chunks, -1)
-    # every query of a chunk shares its window: (B, NC, W) -> (B, R*L, W) in sorted order
-    per_slot = np.repeat(window, m, axis=1)
-    # undo the sort: (B, R*L, W) -> (B, R, L, W)
-    per_slot = np.take_along_axis(per_slot, slots.inverse[..., None], axis=1)
-    return per_slot.reshape(B, R, L, -1)
+    chunk_of = (slots.inverse // m).reshape(B, R, L)  # chunk of every (round, position) slot
+    seq = np.arange(B)[:, None, None, None]  # (B, 1, 1, 1)
+    for start in range(0, L, block_rows):
+        stop = min(L, start + block_rows)
+        # the chunks each query's window reads: (B, R, n) -> (B, R, n, A)
+        window_chunks = adj[chunk_of[:, :, start:stop]]
+        # their positions: (B, R, n, A, m) -> (B, R, n, W), in window order
+        keys = chunk_pos[seq, window_chunks].reshape(B, R, stop - start, -1)
+        yield start, stop, keys
 
 
 def run_lengths(sorted_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from lshbench.core.config import LSHConfig
 from lshbench.core.dense import rows_per_block
+from lshbench.measurement.metrics import COVERAGE_BLOCK_ELEMENTS
 
 __all__ = [
     "MEMORY_MODELS",
@@ -40,8 +41,9 @@ def attention_flops(
     B, L = batch, seqlen
     if not uses_hashing or config is None or config.is_short(L):
         return 2 * B * L * L * (d + dv)
-    H, W = config.n_hashes, config.window_len(L)
-    return 2 * B * H * L * W * (d + dv) + B * H * L * d * config.rot_size
+    H, W = config.rounds, config.window_len(L)  # local: 1 round, no hashing
+    hashing = 0 if config.method == "local" else B * config.n_hashes * L * d * config.rot_size
+    return 2 * B * H * L * W * (d + dv) + hashing
 
 
 def _dense_bytes(B: int, L: int, d: int, dv: int, f: int) -> int:
@@ -57,18 +59,21 @@ def _dense_bytes(B: int, L: int, d: int, dv: int, f: int) -> int:
 def _numpy_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, threads: int) -> int:
     if cfg.is_short(L):
         return _dense_bytes(B, L, d, dv, f)
-    S = B * cfg.n_hashes * L  # slots (B, H*L)
+    S = B * cfg.rounds * L  # slots (B, H*L); local: one round
     A, W = cfg.n_adjacent, cfg.window_len(L)
     ints = 4 * S * INT_BYTES + S * A * INT_BYTES  # buckets, perm, inverse, positions; kpos
     sorted_vecs = S * (2 * d + dv) * f  # sq, sv, rsk (B, H*L, .)
     windows = S * A * (d + dv) * f  # kw (B, NC, W, d), vw (B, NC, W, dv)
     scores = 3 * S * W * f  # dotlike, dotlike - lse, probs (B, NC, m, W)
+    if cfg.weighting == "count-once":  # window lists, sort order, counts, sorted C (S, W)
+        scores += 4 * S * W * INT_BYTES + S * W * 8
     return ints + sorted_vecs + windows + scores
 
 
 def _numba_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, threads: int) -> int:
     if cfg.is_short(L):
         return _dense_bytes(B, L, d, dv, f)
+    cfg = cfg.pipeline_config()  # local: one round of chunks of chunk_len * n_hashes
     m, W, nb = cfg.chunk_len, cfg.window_len(L), cfg.total_buckets
     idx = 4  # int32 indices below 2**31
     sorted_slots = B * cfg.n_hashes * L * idx  # (B, H*L): the only n_hashes-sized array
@@ -79,6 +84,8 @@ def _numba_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, thread
     scratch = threads * (m * (d + W + dv + 1) * f + m * 8)
     # hashing blocks of 256 rows: rows (d, 256), projections (K, 256), max/min, arg max/min
     hashing = threads * 256 * ((d + cfg.rot_size // 2 + 2) * f + 2 * 4)
+    if cfg.method == "random":  # drawn buckets (B, H, L) int64 replace the hashing phase
+        hashing = B * cfg.n_hashes * L * INT_BYTES
     # the phases run one after another, each freeing its scratch: the peak is the largest
     return sorted_slots + max(hashing, sort, per_sequence + ring + scratch)
 
@@ -114,14 +121,18 @@ def reference_bytes(batch: int, seqlen: int, d: int, dv: int, itemsize: int) -> 
     """Bytes a sweep worker holds for one input: qk and v, and the float64 reference."""
     B, L = batch, seqlen
     inputs = B * L * (d + dv) * itemsize
-    reference = B * L * (dv + 3) * 8 + B * L * (d + dv) * 8  # out, lse, top1, rows; f64 copies
+    # out, lse, top1, rows, entropy; float64 copies of qk and v, normalized keys
+    reference = B * L * (dv + 4) * 8 + B * L * (2 * d + dv) * 8
     return inputs + reference
 
 
 def coverage_bytes(seqlen: int, d: int, config: LSHConfig) -> int:
-    """Peak bytes of the window-coverage metrics of one sequence (window lists dominate).
+    """Peak bytes of the window metrics of one sequence (measured: 27-65 MiB at L = 16384 to
+    65536, H = 2 to 8, d = 64).
 
-    ``window_positions`` builds (H*L, W) int64 lists and a reordered copy; float64 keys.
+    One sort of the rounds * L slots (offset buckets, order, inverse, positions, chunk of
+    each slot), float64 qk and normalized keys, and a few query blocks of
+    ``COVERAGE_BLOCK_ELEMENTS`` float64 each (scores, or gathered keys).
     """
-    H, W = config.n_hashes, config.window_len(seqlen)
-    return 3 * H * seqlen * W * INT_BYTES + 2 * seqlen * d * 8
+    slots = 6 * config.rounds * seqlen * INT_BYTES
+    return slots + 2 * seqlen * d * 8 + 3 * COVERAGE_BLOCK_ELEMENTS * 8

@@ -1,25 +1,31 @@
-"""Approximation error of an attention output against the dense reference (DESIGN.md section 5).
+"""How close an attention output is to exact attention (DESIGN.md section 6).
 
-Two kinds of numbers:
+For query i, exact attention is ``a_i = softmax(s_i)`` over its valid keys (the scores and
+masks of :mod:`lshbench.core.dense`); an LSH backend computes
+``out_i = sum_j ahat_ij v_j`` with ``ahat_ij = C_ij exp(s_ij) / sum_k C_ik exp(s_ik)``, C the
+multiplicity of key j in query i's windows over all rounds (``C -> 1`` where ``C > 0`` for
+count-once weighting). Recorded:
 
-* **Output errors** (:func:`output_errors`), per backend: relative Frobenius error
-  ``||out - ref||_F / ||ref||_F``, max abs error, and the mean over rows of the cosine
-  similarity between ``out_i`` and ``ref_i``.
-* **Window coverage** (:func:`window_coverage`), per LSH configuration: what the LSH windows
-  let each query see, read from the multiplicities the core exposes
-  (:func:`lshbench.window_positions`), never re-derived here.
+* **Window metrics** (:func:`window_metrics`), per configuration, from the windows the core
+  exposes (:func:`lshbench.core.sorting.window_blocks`), never re-derived here:
 
-  - *attention-mass recall*: the share of query i's dense softmax mass on the distinct keys
-    its windows contain, averaged over queries;
-  - *top-1 agreement*: the share of queries whose highest-weight key under LSH equals the
-    highest-weight key under dense attention. LSH gives key j the weight
-    ``C_ij * exp(s_ij)`` over valid keys (``C_ij`` = occurrences of j in i's windows over all
-    rounds, research note section B), or puts all weight on i itself when no valid key is
-    in its windows.
+  - ``attn_tv = mean_i 0.5 * sum_j |ahat_ij - a_ij|`` in [0, 1], the headline: the share of
+    attention mass put in the wrong place (independent of v);
+  - ``mass_recall``: mean exact mass on the keys the windows contain (with count-once
+    weighting ``attn_tv == 1 - mass_recall``);
+  - ``top1_recall``: share of queries whose exact top key is in their windows.
+* **Output errors** (:func:`output_errors`), per backend: ``out_err_v = ||out - ref||_F /
+  ||v - mean(v)||_F`` (the error on the scale of the values; mean over positions per
+  sequence), relative error ``||out - ref||_F / ||ref||_F``, max abs error, and the mean
+  over rows of ``cos(out_i, ref_i)``.
+* ``attn_entropy`` (:class:`DenseReference`): mean exact row entropy in nats, a property of
+  the input (how peaked its attention is).
+
+:func:`attention_metrics` computes all of them for one output of any backend.
 
 The reference is computed once per input, in float64 whatever the input dtype, in blocks of
-queries (:func:`lshbench.backends.dense.dense_probability_blocks`), so memory stays
-O(L * block) and the metrics run at L = 65536.
+queries (:func:`lshbench.core.dense.dense_probability_blocks`); the window metrics also run
+in query blocks, so memory stays O(L * block) and the metrics run at L = 65536.
 
 Rows whose only valid key is the query itself (position 0 when causal) are left out of every
 metric: they are exact in every implementation, and their float32 output carries the
@@ -32,22 +38,27 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lshbench.core.attention import mask_scores, normalize_keys, valid_keys
-from lshbench.core.config import LSHConfig
+from lshbench.core.attention import logsumexp, mask_scores, normalize_keys, valid_keys
+from lshbench.core.config import LSHConfig, fail
 from lshbench.core.dense import dense_probability_blocks
-from lshbench.core.sorting import window_positions
+from lshbench.core.hashing import _pipeline_buckets
+from lshbench.core.sorting import run_lengths, window_blocks
+from lshbench.core.validation import check_inputs
 
 __all__ = [
-    "Coverage",
+    "EXACT_WINDOWS",
     "DenseReference",
     "OutputErrors",
+    "WindowMetrics",
+    "attention_metrics",
     "dense_reference",
     "output_errors",
     "scored_rows",
     "window_coverage",
+    "window_metrics",
 ]
 
-#: scores gathered per query block in :func:`window_coverage` (elements of float64)
+#: scores gathered per query block in :func:`window_metrics` (elements of float64)
 COVERAGE_BLOCK_ELEMENTS = 2**21
 #: a listed key costs about this many times a key of a full score row (measured: a gathered
 #: (n, K, d) einsum against a (n, d) @ (d, L) GEMM); below it, scores are gathered
@@ -59,19 +70,32 @@ class DenseReference(NamedTuple):
 
     out: np.ndarray  # (B, L, dv) exact output
     lse: np.ndarray  # (B, L) logsumexp of each query's masked scores over all L keys
-    top1: np.ndarray  # (B, L) int64: key with the highest dense weight (first on ties)
+    top1: np.ndarray  # (B, L) int64: key with the highest exact weight (first on ties)
     rows: np.ndarray  # (B, L) bool: rows scored by the metrics (see scored_rows)
+    entropy: np.ndarray  # (B, L) exact row entropy, nats
+    v_spread: float  # ||v - mean(v)||_F, the mean over positions of each sequence
+
+    @property
+    def attn_entropy(self) -> float:
+        """Mean exact row entropy over the scored rows (nats)."""
+        return float(self.entropy[self.rows].mean()) if self.rows.any() else float("nan")
 
 
 class OutputErrors(NamedTuple):
     rel_err: float  # ||out - ref||_F / ||ref||_F over scored rows
     max_abs_err: float  # max |out - ref| over scored rows
     cos_sim: float  # mean over scored rows of cos(out_i, ref_i)
+    out_err_v: float  # ||out - ref||_F over scored rows / ||v - mean(v)||_F
 
 
-class Coverage(NamedTuple):
-    mass_recall: float  # mean share of dense softmax mass on keys the windows contain
-    top1_agree: float  # share of queries whose LSH top key equals the dense top key
+class WindowMetrics(NamedTuple):
+    attn_tv: float  # mean total-variation distance between ahat_i and a_i
+    mass_recall: float  # mean exact mass on keys the windows contain
+    top1_recall: float  # share of queries whose exact top key is in their windows
+
+
+#: the window metrics of exact attention (dense backends: every key, weighted once)
+EXACT_WINDOWS = WindowMetrics(attn_tv=0.0, mass_recall=1.0, top1_recall=1.0)
 
 
 def scored_rows(batch: int, seqlen: int, causal: bool) -> np.ndarray:
@@ -89,7 +113,8 @@ def scored_rows(batch: int, seqlen: int, causal: bool) -> np.ndarray:
 def dense_reference(
     qk: np.ndarray, v: np.ndarray, causal: bool, block_rows: int | None = None
 ) -> DenseReference:
-    """Exact attention of qk (B, L, d), v (B, L, dv) in float64, with lse and top-1 keys.
+    """Exact attention of qk (B, L, d), v (B, L, dv) in float64, with lse, top-1 keys,
+    row entropies and the spread of v.
 
     One pass over blocks of queries; memory O(B * L * (dv + block_rows)).
     """
@@ -99,24 +124,38 @@ def dense_reference(
     out = np.empty((B, L, v64.shape[-1]))  # (B, L, dv)
     lse = np.empty((B, L))
     top1 = np.empty((B, L), dtype=np.int64)
+    entropy = np.empty((B, L))
+    keys = normalize_keys(qk64)  # (B, L, d)
     for start, stop, probs, block_lse in dense_probability_blocks(qk64, causal, block_rows):
         out[:, start:stop] = probs @ v64  # (B, b, L) @ (B, L, dv) -> (B, b, dv)
         lse[:, start:stop] = block_lse
         top1[:, start:stop] = probs.argmax(axis=-1)  # (B, b)
-    return DenseReference(out, lse, top1, scored_rows(B, L, causal))
+        # entropy -sum_j p_ij (s_ij - lse_i) = lse_i - q_i . sum_j p_ij k_j: masked keys have
+        # p = 0 exactly in every scored row. (B, b, L) @ (B, L, d) -> (B, b, d)
+        mean_key = probs @ keys
+        entropy[:, start:stop] = block_lse - np.einsum("bqd,bqd->bq", qk64[:, start:stop], mean_key)
+    rows = scored_rows(B, L, causal)
+    entropy[~rows] = 0.0  # all weight on the query itself
+    centered = v64 - v64.mean(axis=1, keepdims=True)  # (B, L, dv)
+    spread = float(np.linalg.norm(centered))
+    return DenseReference(out, lse, top1, rows, entropy, spread)
 
 
 def output_errors(
-    out: np.ndarray, ref: np.ndarray | DenseReference, rows: np.ndarray | None = None
+    out: np.ndarray,
+    ref: np.ndarray | DenseReference,
+    rows: np.ndarray | None = None,
+    v_spread: float | None = None,
 ) -> OutputErrors:
     """Errors of ``out`` (B, L, dv) or (L, dv) against ``ref`` of the same shape.
 
-    ``ref`` may be a :class:`DenseReference` (its ``rows`` are used unless ``rows`` is
+    ``ref`` may be a :class:`DenseReference` (its ``rows`` and ``v_spread`` are used unless
     given). Computed in float64. A row where both vectors are zero has cosine 1, a row
-    where exactly one is zero has cosine 0.
+    where exactly one is zero has cosine 0. ``out_err_v`` is NaN without ``v_spread``.
     """
     if isinstance(ref, DenseReference):
         rows = ref.rows if rows is None else rows
+        v_spread = ref.v_spread if v_spread is None else v_spread
         ref = ref.out
     a = np.asarray(out, dtype=np.float64)
     b = np.asarray(ref, dtype=np.float64)
@@ -127,30 +166,91 @@ def output_errors(
     a = a.reshape(-1, a.shape[-1])  # (N, dv)
     b = b.reshape(-1, b.shape[-1])  # (N, dv)
     if a.shape[0] == 0:
-        return OutputErrors(float("nan"), float("nan"), float("nan"))
+        return OutputErrors(*[float("nan")] * 4)
     diff = a - b
+    err = float(np.linalg.norm(diff))
     ref_norm = np.linalg.norm(b)
-    rel = np.linalg.norm(diff) / ref_norm if ref_norm > 0 else float(np.linalg.norm(diff) > 0)
+    rel = err / ref_norm if ref_norm > 0 else float(err > 0)
+    if v_spread is None:
+        err_v = float("nan")
+    else:
+        err_v = err / v_spread if v_spread > 0 else float(err > 0)
     na = np.linalg.norm(a, axis=-1)  # (N,)
     nb = np.linalg.norm(b, axis=-1)  # (N,)
     dots = np.einsum("nd,nd->n", a, b)  # (N,)
     both = na * nb
     cos = np.where(both > 0, dots / np.where(both > 0, both, 1.0), (na == 0) & (nb == 0))
-    return OutputErrors(float(rel), float(np.abs(diff).max()), float(cos.mean()))
+    return OutputErrors(float(rel), float(np.abs(diff).max()), float(cos.mean()), err_v)
 
 
-def _run_lengths(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For rows of sorted keys (n, K): (first occurrence mask, run length of every entry)."""
-    n, K = sorted_keys.shape
-    first = np.ones((n, K), dtype=bool)
-    first[:, 1:] = sorted_keys[:, 1:] != sorted_keys[:, :-1]
-    last = np.ones((n, K), dtype=bool)
-    last[:, :-1] = first[:, 1:]
-    idx = np.arange(K)  # (K,)
-    start = np.maximum.accumulate(np.where(first, idx, 0), axis=1)  # (n, K) run start
-    # run end: minimum over the following "last" indices, scanned from the right
-    end = np.minimum.accumulate(np.where(last, idx, K - 1)[:, ::-1], axis=1)[:, ::-1]  # (n, K)
-    return first, end - start + 1
+def window_metrics(
+    qk: np.ndarray,
+    buckets: np.ndarray,
+    config: LSHConfig,
+    reference: DenseReference,
+    block_rows: int | None = None,
+) -> WindowMetrics:
+    """attn_tv, mass recall and top-1 recall of the windows of ``buckets``.
+
+    qk: (B, L, d) the input; buckets: (B, rounds, L) from
+    :func:`lshbench.core.hashing.pipeline_buckets` (for ``lsh``, the hash buckets);
+    reference: :func:`dense_reference` of the same input. Per query block, the window lists
+    (b, rounds*W) and their scores, never (L, L). The weighting is ``config.weighting``.
+    """
+    qk64 = np.asarray(qk, dtype=np.float64)
+    B, L, d = qk64.shape
+    keys_n = normalize_keys(qk64)  # (B, L, d)
+    K = config.rounds * config.window_len(L)  # key occurrences per query
+    gather = K * GATHER_COST_RATIO < L  # cheaper than a full score row per query
+    rows = block_rows or max(1, COVERAGE_BLOCK_ELEMENTS // (K * d if gather else max(L, K)))
+    sums = np.zeros(3)  # attn_tv, mass_recall, top1_recall summed over scored rows
+    for b in range(B):
+        for start, stop, windows in window_blocks(buckets[b : b + 1], config, rows):
+            n = stop - start
+            # every key occurrence of each query's windows, all rounds: (R, n, W) -> (n, K)
+            keys = np.sort(windows[0].transpose(1, 0, 2).reshape(n, K), axis=1)
+            q = qk64[b, start:stop]  # (n, d)
+            if gather:
+                # (n, d) . (n, K, d) -> (n, K)
+                scores = np.einsum("nd,nkd->nk", q, keys_n[b][keys])
+            else:
+                # (n, d) @ (d, L) -> (n, L): scores against all keys, then those listed
+                scores = np.take_along_axis(q @ keys_n[b].T, keys, axis=1)  # (n, K)
+            qpos = np.arange(start, stop)  # (n,)
+            mask_scores(scores[:, None, :], qpos[:, None], keys, config.causal)  # (n, 1, K)
+            keep = reference.rows[b, start:stop]  # (n,)
+            block = _block_metrics(
+                keys, scores, reference.lse[b, start:stop], reference.top1[b, start:stop], config
+            )  # (3, n)
+            sums += block[:, keep].sum(axis=1)
+    n_rows = int(reference.rows.sum())
+    if n_rows == 0:
+        return WindowMetrics(*[float("nan")] * 3)
+    return WindowMetrics(*(float(x) for x in sums / n_rows))
+
+
+def _block_metrics(
+    keys: np.ndarray, scores: np.ndarray, lse: np.ndarray, top1: np.ndarray, config: LSHConfig
+) -> np.ndarray:
+    """Per query of one block: (attn_tv, mass_recall, top1_recall) as float64 (3, n).
+
+    keys: (n, K) every key occurrence of each query's windows, sorted; scores: (n, K) their
+    masked scores; lse: (n,) exact logsumexps; top1: (n,) exact top keys.
+    """
+    first, count = run_lengths(keys)  # (n, K): first occurrence of each key, its C
+    exact = np.exp(scores - lse[:, None])  # (n, K) a_ij of every occurrence
+    recall = np.sum(exact, axis=1, where=first)  # (n,) exact mass on distinct window keys
+    if config.weighting == "count-once":  # C -> 1: one term per distinct key
+        norm = logsumexp(np.where(first, scores, -np.inf), axis=1)  # (n,)
+        lsh = np.exp(scores - norm[:, None])  # (n, K) ahat_ij of each distinct key
+    else:  # summing all occurrences gives C_ij exp(s_ij) per distinct key
+        norm = logsumexp(scores, axis=1)  # (n,)
+        lsh = count * np.exp(scores - norm[:, None])  # (n, K) ahat_ij = C_ij exp(s_ij) / Z
+    # keys outside the windows: ahat = 0, a = what the windows miss (1 - recall, >= 0)
+    missed = np.maximum(1.0 - recall, 0.0)  # (n,) rounding can take 1 - recall below 0
+    tv = 0.5 * (np.sum(np.abs(lsh - exact), axis=1, where=first) + missed)  # (n,)
+    top = (keys == top1[:, None]).any(axis=1)  # (n,)
+    return np.stack([tv, recall, top.astype(np.float64)])  # (3, n)
 
 
 def window_coverage(
@@ -159,49 +259,50 @@ def window_coverage(
     config: LSHConfig,
     reference: DenseReference,
     block_rows: int | None = None,
-) -> Coverage:
-    """Attention-mass recall and top-1 agreement of the LSH windows of ``buckets``.
+) -> WindowMetrics:
+    """Old name of :func:`window_metrics` (the sweep worker's call site until it moves)."""
+    return window_metrics(qk, buckets, config, reference, block_rows)
 
-    qk: (B, L, d) the input; buckets: (B, H, L) from :func:`lshbench.hash_buckets`;
-    reference: :func:`dense_reference` of the same input. Works in query blocks: per block,
-    scores against all keys (b, L) and the window lists (b, H*W), never (L, L).
+
+def attention_metrics(
+    qk: np.ndarray,
+    v: np.ndarray,
+    out: np.ndarray,
+    config: LSHConfig,
+    rotations: np.ndarray | None = None,
+    reference: DenseReference | None = None,
+    *,
+    exact: bool = False,
+    block_rows: int | None = None,
+) -> dict[str, float]:
+    """Every accuracy metric of one backend output, usable outside a sweep.
+
+    qk: (L, d) or (B, L, d); v: (L, dv) or (B, L, dv); out: the backend's output for them,
+    shaped like v. ``config`` and ``rotations`` are what the backend was called with (the
+    windows are rebuilt from them, :func:`lshbench.core.hashing.pipeline_buckets`).
+    ``exact=True``: ``out`` is exact attention (a dense backend; ``config`` gives only
+    ``causal`` and rotations are not needed): attn_tv 0, recalls 1. ``reference``: a
+    :func:`dense_reference` of the same input, to reuse (computed otherwise).
+
+    Returns ``attn_tv``, ``mass_recall``, ``top1_recall``, ``attn_entropy``,
+    ``out_err_v``, ``rel_err``, ``max_abs_err``, ``cos_sim`` (floats; NaN where no row is
+    scored).
     """
-    qk64 = np.asarray(qk, dtype=np.float64)
-    B, L, d = qk64.shape
-    causal = config.causal
-    keys_n = normalize_keys(qk64)  # (B, L, d)
-    mass_sum = 0.0
-    agree_sum = 0
-    for b in range(B):
-        windows = window_positions(buckets[b : b + 1], config)[0]  # (H, L, W)
-        H, _, W = windows.shape
-        K = H * W  # key occurrences per query
-        gather = K * GATHER_COST_RATIO < L  # cheaper than a full score row per query
-        rows = block_rows or max(1, COVERAGE_BLOCK_ELEMENTS // (K * d if gather else max(L, K)))
-        for start in range(0, L, rows):
-            stop = min(L, start + rows)
-            qpos = np.arange(start, stop)  # (n,)
-            # every key occurrence of each query's windows, all rounds: (H, n, W) -> (n, K)
-            keys = np.sort(windows[:, start:stop].transpose(1, 0, 2).reshape(stop - start, K))
-            q = qk64[b, start:stop]  # (n, d)
-            if gather:
-                # (n, d) . (n, K, d) -> (n, K)
-                scores = np.einsum("nd,nkd->nk", q, keys_n[b][keys])
-            else:
-                # (n, d) @ (d, L) -> (n, L): scores against all keys, then those listed
-                scores = np.take_along_axis(q @ keys_n[b].T, keys, axis=1)  # (n, K)
-            mask_scores(scores[:, None, :], qpos[:, None], keys, causal)  # -1e9 / -1e5 set
-            prob = np.exp(scores - reference.lse[b, start:stop, None])  # (n, K) dense weights
-            first, count = _run_lengths(keys)
-            keep = reference.rows[b, start:stop]  # (n,)
-            mass_sum += float((prob * first).sum(axis=1)[keep].sum())
-            # LSH weight of key j: C_ij * exp(s_ij) over valid keys; all on self if none valid
-            valid = valid_keys(qpos, keys, causal)  # (n, K)
-            log_w = np.where(valid, scores + np.log(count), -np.inf)  # (n, K)
-            best = np.take_along_axis(keys, log_w.argmax(axis=1)[:, None], axis=1)[:, 0]
-            top = np.where(valid.any(axis=1), best, qpos)  # (n,)
-            agree_sum += int((top == reference.top1[b, start:stop])[keep].sum())
-    n_rows = int(reference.rows.sum())
-    if n_rows == 0:
-        return Coverage(float("nan"), float("nan"))
-    return Coverage(mass_sum / n_rows, agree_sum / n_rows)
+    if not exact and rotations is None:
+        fail("rotations", None, "required for an LSH output (pass exact=True for dense)")
+    qk3, v3, rot, batched = check_inputs(qk, v, config, rotations, need_rotations=not exact)
+    out3 = np.asarray(out)
+    out3 = out3 if batched else out3[None]
+    if out3.shape != v3.shape:
+        fail("out.shape", np.shape(out), f"must equal v.shape {np.shape(v)}")
+    ref = reference if reference is not None else dense_reference(qk3, v3, config.causal)
+    if exact:
+        windows = EXACT_WINDOWS
+    else:
+        buckets = _pipeline_buckets(qk3, rot, config)  # (B, rounds, L) as the backend sorts
+        windows = window_metrics(qk3, buckets, config, ref, block_rows)
+    return {
+        **windows._asdict(),
+        "attn_entropy": ref.attn_entropy,
+        **output_errors(out3, ref)._asdict(),
+    }
