@@ -395,7 +395,8 @@ def part_cache() -> str:
         "c = b.compile(np.float32); t2 = time.perf_counter()\n"
         "from lshbench.backends import _numba_kernels as k\n"
         "miss = sum(sum(getattr(k, n).stats.cache_misses.values())\n"
-        "           for n in ('hash_all', 'sort_rounds', 'key_scales', 'attend_all'))\n"
+        "           for n in ('hash_all', 'sort_rounds', 'key_scales', 'attend_all',\n"
+        "                     'chunk_ids'))\n"
         "print(json.dumps({'import_s': t1 - t0, 'compile_s': c, 'misses': miss}))\n"
     )
     first = []

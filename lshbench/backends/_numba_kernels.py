@@ -28,6 +28,16 @@ Phases (each parallel loop is a ``prange``; the caller keeps BLAS at one thread)
    combine into the output: a running max and normalizer per query (the softmax over
    per-round logsumexps, without a log per round).
 
+Variants (DESIGN.md section 2b) run through the same phases with the pipeline
+configuration: ``random`` sorts drawn buckets instead of hashed ones; ``local`` is one round
+of chunks of m*H positions in order (no hash, no sort), its long chunks scored in blocks of
+queries against the whole window. Count-once weighting divides every weight
+``exp(s - top)`` by C, the key's occurrences in all of the query's windows (the same as
+subtracting ``log C`` from the score): :func:`chunk_ids` gives the chunk of every
+(position, round) copy, the ring carries each key's H chunk ids, and per block of queries
+:func:`occurrence_counts` counts with a table of query bits over the chunks, O(H) per
+query and key plus one step per extra occurrence; no H*L*W array either.
+
 The mask constants and the key-normalization epsilon come from :mod:`lshbench.core.attention`;
 Numba freezes them into the on-disk cache, which does not notice edits to another file:
 delete ``__pycache__/_numba_kernels*`` after changing them.
@@ -431,6 +441,14 @@ def _lowest_bit(typingctx, x):
 
 
 @njit(inline="always")
+def _add_bits(row, mk, base, one):
+    """``row[base + b] += one`` for every set bit b of the int64 mask mk."""
+    while mk != 0:
+        row[base + _lowest_bit(mk)] += one
+        mk &= mk - 1  # clear the lowest set bit
+
+
+@njit(inline="always")
 def _wrap(y, n):
     """``y mod n`` for ``-n <= y < 2n``, without a division."""
     y = y + n if y < 0 else y
@@ -499,34 +517,39 @@ def occurrence_counts(rch, row0, nq, s0, L, m, before, after, table, cw):
                     x = np.int64(rch[row0 + i, r])
                     for y in range(x - before, x + after + 1):
                         y = _wrap(y, NC)
-                        overlap |= table[y, word] & bit
-                        table[y, word] |= bit
+                        overlap |= table[np.uint64(y), word] & bit
+                        table[np.uint64(y), word] |= bit
         if overlap != 0 or A > NC:  # count this query exactly instead
             for r in range(H):
                 if r != r_i:
                     x = np.int64(rch[row0 + i, r])
                     if A <= NC:
                         for y in range(x - before, x + after + 1):
-                            table[_wrap(y, NC), word] &= ~bit
+                            table[np.uint64(_wrap(y, NC)), word] &= ~bit
                     for j in range(W):
                         cw[j, i] += _window_sum(rch, j, x, L, m, before, after)
     if A > NC:
         return
     for j in range(W):  # every copy of every key against the table
         row = cw[j]
-        for r2 in range(H):
-            y = rch[j, r2]
-            for word in range(table.shape[1]):
-                mk = table[y, word]
-                while mk != 0:
-                    row[word * 64 + _lowest_bit(mk)] += one
-                    mk &= mk - 1  # clear the lowest set bit
+        for word in range(table.shape[1]):
+            seen = np.int64(0)  # queries set in at least one of the key's H lookups
+            seen2 = np.int64(0)  # ... in at least two
+            for r2 in range(H):
+                mk = table[np.uint64(rch[j, r2]), word]  # unsigned: no wraparound check
+                seen2 |= seen & mk
+                seen |= mk
+            if seen2 == 0:  # no query twice (most keys of unclustered input): one pass
+                _add_bits(row, seen, word * 64, one)
+                continue
+            for r2 in range(H):
+                _add_bits(row, table[np.uint64(rch[j, r2]), word], word * 64, one)
     for i in range(nq):  # clear the table again
         word = i >> 6
         for r in range(H):
             x = np.int64(rch[row0 + i, r])
             for y in range(x - before, x + after + 1):
-                table[_wrap(y, NC), word] = 0
+                table[np.uint64(_wrap(y, NC)), word] = 0
 
 
 # --------------------------------------------------------------------- attention

@@ -4,7 +4,12 @@ The kernels live in :mod:`lshbench.backends._numba_kernels` (imported here, so i
 :mod:`lshbench` never imports numba). This module owns the buffers: every array the
 kernels touch is allocated here with NumPy, so ``tracemalloc`` sees all of it, and the
 only arrays whose size depends on ``n_hashes`` are the int32 sorted positions
-``(B, H*L)``. Per-round outputs never exist: rounds are combined online.
+``(B, H*L)`` (with count-once weighting also the int32 chunk ids ``(B, L, H)`` and, per
+thread, a ring of them ``(W, H)`` and a table of query bits over the ``H*L/m`` chunks).
+Per-round outputs never exist: rounds are combined online.
+
+Every method and weighting of DESIGN.md section 2b runs through the same kernels with
+``config.pipeline_config()`` (``local``: one round of chunks of chunk_len * n_hashes).
 
 BLAS inside the ``prange`` loops runs at one thread (threadpoolctl, for the duration of
 the call); the Numba threads are ``numba.get_num_threads()``.
@@ -20,7 +25,7 @@ import numpy as np
 from lshbench.backends import _numba_kernels as kernels
 from lshbench.backends.base import Backend
 from lshbench.core.config import LSHConfig
-from lshbench.core.hashing import pipeline_buckets
+from lshbench.core.hashing import _pipeline_buckets
 from lshbench.core.validation import check_inputs
 
 __all__ = ["NumbaBackend"]
@@ -46,18 +51,20 @@ def segment_chunks(round_chunks: int, threads: int) -> int:
     return max(1, -(-round_chunks // (threads * SEGMENTS_PER_THREAD)))
 
 
-#: chunks longer than this (``local``: chunk_len * n_hashes) are scored in blocks of
+#: ``local`` chunks (chunk_len * n_hashes queries) are scored in blocks of at most this many
 #: queries, so the (W, block) scores stay in the thread's cache
 QUERY_BLOCK = 128
 
 
-def query_block(chunk_len: int) -> int:
-    """Queries scored together: the chunk, or its largest divisor <= QUERY_BLOCK for long
-    chunks (the chunk itself when that divisor is tiny)."""
-    if chunk_len <= QUERY_BLOCK:
-        return chunk_len
-    best = max(k for k in range(1, QUERY_BLOCK + 1) if chunk_len % k == 0)
-    return best if best >= 16 else chunk_len
+def query_block(config: LSHConfig) -> int:
+    """Queries scored together: the pipeline's chunk, except for ``local`` chunks longer than
+    QUERY_BLOCK: their largest divisor <= QUERY_BLOCK (the chunk itself when that divisor
+    is tiny). lsh and random keep whole chunks, so section 2 runs exactly as it always did."""
+    m = config.sort_chunk_len
+    if config.method != "local" or m <= QUERY_BLOCK:
+        return m
+    best = max(k for k in range(1, QUERY_BLOCK + 1) if m % k == 0)
+    return best if best >= 16 else m
 
 
 def needs_counts(config: LSHConfig, seqlen: int) -> bool:
@@ -153,8 +160,8 @@ class NumbaBackend(Backend):
         if config.method == "local":
             return np.broadcast_to(np.arange(L, dtype=index), (B, L)).copy()  # (B, 1*L)
         if config.method == "random":
-            buckets = pipeline_buckets(qk, rotations, config)  # int64 (B, H, L)
-            slots = buckets.reshape(B, -1).astype(index)  # (B, H*L), round-major
+            # int64 (B, H, L) -> (B, H*L), round-major (inputs checked already)
+            slots = _pipeline_buckets(qk, rotations, config).reshape(B, -1).astype(index)
         else:
             slots = self._hash(qk, config, rotations)  # (B, H*L)
         self._sort(slots, pc)
@@ -212,7 +219,7 @@ class NumbaBackend(Backend):
         B, L, d = qk.shape
         dv = v.shape[-1]
         H, m = pc.n_hashes, pc.chunk_len
-        mq = query_block(m)
+        mq = query_block(config)
         W = pc.n_adjacent * m  # keys per window (also when m >= L)
         before, after = pc.chunks_before, pc.chunks_after
         nt = numba.get_num_threads()
