@@ -586,6 +586,39 @@ def _gather_chunk(qk, v, kscale, chunk_of, slots, x, m, rq, rv, rs, rp, rch, row
             rch[e, t] = chunk_of[p, t]
 
 
+@njit(inline="always")
+def _combine(o, top, z, qp, qlo, qhi, first, last, out, run):
+    """Online round combine of queries ``[qlo, qhi)`` of a block: out (L, dv) accumulates
+    ``exp(top - M) * o`` with M = run[:, 0] the running max and run[:, 1] the matching
+    normalizer; ``first`` initializes, ``last`` divides (see :func:`_attend_chunk`)."""
+    dv = o.shape[1]
+    for i in range(qlo, qhi):
+        p = qp[i]
+        t_i = np.float64(top[i])  # this round's logsumexp is top + log(z)
+        if first:
+            run[p, 0] = t_i
+            run[p, 1] = z[i]
+            for c in range(dv):
+                out[p, c] = o[i, c]
+        elif t_i > run[p, 0]:
+            a = np.exp(run[p, 0] - t_i)  # rescale what was accumulated
+            run[p, 0] = t_i
+            run[p, 1] = run[p, 1] * a + z[i]
+            a_ = out.dtype.type(a)
+            for c in range(dv):
+                out[p, c] = out[p, c] * a_ + o[i, c]
+        else:
+            b_ = np.exp(t_i - run[p, 0])  # rescale this round
+            run[p, 1] += z[i] * b_
+            bo = out.dtype.type(b_)
+            for c in range(dv):
+                out[p, c] += o[i, c] * bo
+        if last:
+            inv = out.dtype.type(1.0 / run[p, 1])
+            for c in range(dv):
+                out[p, c] *= inv
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def _attend_chunk(
     rq, rv, rs, rp, ca, qlo, qhi, causal, first, last, use_blas, next_pos,
@@ -648,31 +681,7 @@ def _attend_chunk(
         np.dot(st.T, rv, o)  # (m, W) @ (W, dv) -> (m, dv), unnormalized
     else:
         _matmul_tn(st, rv, o)
-    for i in range(qlo, qhi):
-        p = qp[i]
-        t_i = np.float64(top[i])  # this round's logsumexp is top + log(z)
-        if first:
-            run[p, 0] = t_i
-            run[p, 1] = z[i]
-            for c in range(dv):
-                out[p, c] = o[i, c]
-        elif t_i > run[p, 0]:
-            a = np.exp(run[p, 0] - t_i)  # rescale what was accumulated
-            run[p, 0] = t_i
-            run[p, 1] = run[p, 1] * a + z[i]
-            a_ = out.dtype.type(a)
-            for c in range(dv):
-                out[p, c] = out[p, c] * a_ + o[i, c]
-        else:
-            b_ = np.exp(t_i - run[p, 0])  # rescale this round
-            run[p, 1] += z[i] * b_
-            bo = out.dtype.type(b_)
-            for c in range(dv):
-                out[p, c] += o[i, c] * bo
-        if last:
-            inv = out.dtype.type(1.0 / run[p, 1])
-            for c in range(dv):
-                out[p, c] *= inv
+    _combine(o, top, z, qp, qlo, qhi, first, last, out, run)
 
 
 @njit(cache=True, parallel=True)
