@@ -14,6 +14,7 @@ Parts (``--part``, repeatable; default ``bars memory cache``)::
 
     python bench/perf_bars.py                          # the headline bars
     python bench/perf_bars.py --part table             # numba vs numpy, L 1K..64K, H 1..8
+    python bench/perf_bars.py --part variants          # random / local / count-once vs lsh
     python bench/perf_bars.py --part table --table-backends numba,numpy,hf,dense,torch-sdpa
 
 * ``bars``: L=16384, d=64, n_hashes=8, chunk 64, 1 back, float32: numba vs hf for
@@ -22,6 +23,8 @@ Parts (``--part``, repeatable; default ``bars memory cache``)::
 * ``memory``: numba vs hf at n_hashes 1 and 8 (tracemalloc cannot see torch's allocator,
   so hf's tracemalloc number is only its NumPy output; compare the resident peaks).
 * ``cache``: a second process loads the compiled kernels from the on-disk cache.
+* ``variants``: numba's section-2b variants (random, local, count-once) against its default
+  on the bars configuration (nb=512), time ratios per round (bar: <= 1.3x).
 * ``table``: time and memory per backend for every L and n_hashes (nb = 2L/chunk).
 """
 
@@ -58,6 +61,7 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from typing import Any  # noqa: E402
 
 import click  # noqa: E402
@@ -249,6 +253,61 @@ def part_bars(rounds: int) -> str:
     return "\n".join(text)
 
 
+# ------------------------------------------------------------------------ variants
+
+#: DESIGN.md section 2b variants timed against the default (lsh, multiplicity); bar 1.3x
+VARIANTS: dict[str, dict[str, str]] = {
+    "random": {"method": "random"},
+    "local": {"method": "local"},
+    "count-once": {"weighting": "count-once"},
+}
+VARIANT_BAR = 1.3
+
+
+def part_variants(rounds: int) -> str:
+    """numba's variants vs its default on the bars configuration (nb=512), interleaved; on
+    the bars' Gaussian input (the bar) and on clustered input (count-once does one step per
+    extra occurrence of a key, and clustered input has many)."""
+    from lshbench.measurement.inputs import make_inputs
+
+    numba_backend = lshbench.get_backend("numba")
+    compile_s = numba_backend.compile(np.float32)
+    rounds = max(rounds, 7)
+    base = config(N_HASHES, 512)
+    rot = lshbench.random_rotations(D, base, seed=0)
+    configs = {"default (lsh, multiplicity)": base}
+    configs.update({name: replace(base, **fields) for name, fields in VARIANTS.items()})
+    text = [
+        f"### Variants: L={SEQLEN}, d={D}, n_hashes={N_HASHES}, chunk {CHUNK}, 1 back, "
+        f"nb=512, float32, {THREADS} threads, {rounds} interleaved rounds per input",
+        f"numba compile/cache-load in this process: {compile_s:.2f} s",
+        "",
+    ]
+    for kind in ("gaussian", "clustered"):
+        qk, v = inputs(SEQLEN) if kind == "gaussian" else make_inputs(kind, 1, SEQLEN, D)
+        calls: dict[str, Callable[[], Any]] = {
+            name: (lambda c=cfg, x=qk, y=v: numba_backend.attend(x, y, c, rot))
+            for name, cfg in configs.items()
+        }
+        for call in calls.values():
+            call()  # warm-up (compiles the count-once kernels if compile() did not)
+        samples = interleaved(calls, rounds, {})
+        default = samples["default (lsh, multiplicity)"]
+        rows = []
+        for name, got in samples.items():
+            s = summarize(got)
+            ratio, met = "1", ""
+            if name in VARIANTS:
+                med, lo, hi = paired_ratio(got, default)
+                ratio = f"{med:.2f} ({lo:.2f}-{hi:.2f})"
+                met = ("yes" if med <= VARIANT_BAR else "NO") if kind == "gaussian" else "-"
+            rows.append([name, ms(s.time_median_s), ms(s.time_iqr_s), ms(s.time_min_s), ratio, met])
+        header = ["variant", "median ms", "IQR ms", "min ms", "time / default (per round)"]
+        bar = f"<= {VARIANT_BAR}x" + (" (the bar)" if kind == "gaussian" else " (information)")
+        text += [f"{kind} input:", "", table([*header, bar], rows), ""]
+    return "\n".join(text)
+
+
 # -------------------------------------------------------------------------- memory
 
 
@@ -333,7 +392,8 @@ def part_cache() -> str:
         "c = b.compile(np.float32); t2 = time.perf_counter()\n"
         "from lshbench.backends import _numba_kernels as k\n"
         "miss = sum(sum(getattr(k, n).stats.cache_misses.values())\n"
-        "           for n in ('hash_all', 'sort_rounds', 'key_scales', 'attend_all'))\n"
+        "           for n in ('hash_all', 'sort_rounds', 'key_scales', 'attend_all',\n"
+        "                     'chunk_ids'))\n"
         "print(json.dumps({'import_s': t1 - t0, 'compile_s': c, 'misses': miss}))\n"
     )
     first = []
@@ -466,7 +526,7 @@ def part_table(seqlens: list[int], hashes: list[int], backends: list[str], round
     "parts",
     multiple=True,
     default=("bars", "memory", "cache"),
-    type=click.Choice(["bars", "memory", "cache", "table"]),
+    type=click.Choice(["bars", "memory", "cache", "table", "variants"]),
     show_default=True,
 )
 @click.option("--rounds", type=int, default=7, show_default=True, help="interleaved rounds")
@@ -511,6 +571,8 @@ def main(
             body.append(part_memory())
         elif part == "cache":
             body.append(part_cache())
+        elif part == "variants":
+            body.append(part_variants(rounds))
         elif part == "table":
             body.append(
                 part_table(

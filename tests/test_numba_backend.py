@@ -223,7 +223,7 @@ def test_second_process_loads_kernels_from_cache(numba_backend) -> None:
         "b = lshbench.get_backend('numba')\n"
         "b.compile(np.float32); b.compile(np.float64)\n"
         "from lshbench.backends import _numba_kernels as k\n"
-        "names = ['hash_all', 'sort_rounds', 'key_scales', 'attend_all']\n"
+        "names = ['hash_all', 'sort_rounds', 'key_scales', 'attend_all', 'chunk_ids']\n"
         "print(json.dumps({n: [sum(getattr(k, n).stats.cache_hits.values()),\n"
         "                      sum(getattr(k, n).stats.cache_misses.values())] for n in names}))\n"
     )

@@ -28,6 +28,16 @@ Phases (each parallel loop is a ``prange``; the caller keeps BLAS at one thread)
    combine into the output: a running max and normalizer per query (the softmax over
    per-round logsumexps, without a log per round).
 
+Variants (DESIGN.md section 2b) run through the same phases with the pipeline
+configuration: ``random`` sorts drawn buckets instead of hashed ones; ``local`` is one round
+of chunks of m*H positions in order (no hash, no sort), its long chunks scored in blocks of
+queries against the whole window. Count-once weighting divides every weight
+``exp(s - top)`` by C, the key's occurrences in all of the query's windows (the same as
+subtracting ``log C`` from the score): :func:`chunk_ids` gives the chunk of every
+(position, round) copy, the ring carries each key's H chunk ids, and per block of queries
+:func:`occurrence_counts` counts with a table of query bits over the chunks, O(H) per
+query and key plus one step per extra occurrence; no H*L*W array either.
+
 The mask constants and the key-normalization epsilon come from :mod:`lshbench.core.attention`;
 Numba freezes them into the on-disk cache, which does not notice edits to another file:
 delete ``__pycache__/_numba_kernels*`` after changing them.
@@ -172,6 +182,24 @@ def exp_sub(x, shift, total):
         row = x[row_i]
         for j in range(n):
             e = exp_nonpositive(row[j] - shift[j])
+            row[j] = e
+            total[j] += e
+
+
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+def exp_sub_div(x, shift, total, count):
+    """Like :func:`exp_sub`, each entry then divided by ``count`` (k, n) (same dtype as x):
+    ``x = exp(x - shift[None, :]) / count``, ``total = x.sum(0)``. Dividing an occurrence's
+    weight by C is subtracting ``log C`` from its score (count-once weighting). NumPy's
+    error model: no zero-division check, so the division vectorizes (counts are >= 1)."""
+    n = x.shape[1]
+    for j in range(n):
+        total[j] = 0.0
+    for row_i in range(x.shape[0]):
+        row = x[row_i]
+        crow = count[row_i]
+        for j in range(n):
+            e = exp_nonpositive(row[j] - shift[j]) / crow[j]
             row[j] = e
             total[j] += e
 
@@ -357,17 +385,185 @@ def sort_rounds_argsort(slots, n_hashes):
             seg[i] = order[i]
 
 
+# ------------------------------------------------------------ count-once weighting
+
+
+@njit(cache=True, parallel=True)
+def chunk_ids(slots, m, out):
+    """``out[b, p, r]``: the chunk holding round r's copy of position p (its sorted slot // m).
+
+    slots: int (B, H*L) sorted positions (round r's items fill sorted slots
+    ``[r*L, (r+1)*L)``); m: chunk length; out: int32 (B, L, H), written.
+    """
+    B, L, H = out.shape
+    for item in prange(B * H):
+        b = item // H
+        r = item % H
+        row = slots[b]
+        for s in range(r * L, (r + 1) * L):
+            out[b, row[s], r] = s // m
+
+
+@njit(inline="always")
+def _offset_count(delta, before, A, NC):
+    """How often the chunk ``delta`` chunks after a window's own chunk (cyclically over NC
+    chunks, ``|delta| < NC``) occurs in that window: the offsets ``o`` in
+    ``[-before, after]`` with ``o = delta (mod NC)`` (more than one only when A > NC)."""
+    if A <= NC:  # no division: at most one offset matches
+        u = delta + before
+        u = u + NC if u < 0 else u
+        u = u - NC if u >= NC else u
+        return 1 if u < A else 0
+    u = (delta + before) % NC  # Python semantics: in [0, NC)
+    return 0 if u >= A else 1 + (A - 1 - u) // NC
+
+
+@njit(inline="always")
+def _inside_round(c, r, L, m, before, after):
+    """Whether the window of chunk c lies within round r's sorted slots ``[r*L, (r+1)*L)``
+    (then it holds round r's key copies only, each once)."""
+    return (c - before) * m >= r * L and (c + after + 1) * m <= (r + 1) * L
+
+
+@intrinsic
+def _lowest_bit(typingctx, x):
+    """``_lowest_bit(x)``: index of the lowest set bit of the int64 x != 0 (``llvm.cttz``)."""
+    if x != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        fnty = ir.FunctionType(i64, [i64, ir.IntType(1)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.cttz.i64")
+        return builder.call(fn, [args[0], ir.IntType(1)(1)])  # 1: x == 0 is undefined
+
+    return types.int64(x), codegen
+
+
+@njit(inline="always")
+def _add_bits(row, mk, base, one):
+    """``row[base + b] += one`` for every set bit b of the int64 mask mk."""
+    while mk != 0:
+        row[base + _lowest_bit(mk)] += one
+        mk &= mk - 1  # clear the lowest set bit
+
+
+@njit(inline="always")
+def _wrap(y, n):
+    """``y mod n`` for ``-n <= y < 2n``, without a division."""
+    y = y + n if y < 0 else y
+    return y - n if y >= n else y
+
+
+@njit(inline="always")
+def _window_sum(rch, j, x, L, m, before, after):
+    """Occurrences of ring row j's key in the window of chunk x (any window: straddling,
+    wrapping, longer than all chunks), over the rounds the window's slots touch."""
+    H = rch.shape[1]
+    A = before + 1 + after
+    NC = H * L // m
+    x0 = ((x - before) * m) // L  # unwrapped rounds of the window's first and last slot
+    x1 = ((x + after + 1) * m - 1) // L
+    acc = 0
+    if x1 - x0 + 1 >= H:
+        for r2 in range(H):
+            acc += _offset_count(np.int64(rch[j, r2]) - x, before, A, NC)
+    else:
+        for y in range(x0, x1 + 1):
+            acc += _offset_count(np.int64(rch[j, y % H]) - x, before, A, NC)
+    return acc
+
+
+@njit(cache=True)
+def occurrence_counts(rch, row0, nq, s0, L, m, before, after, table, cw):
+    """``cw[j, i]`` = C: occurrences of ring row j's key in ALL the windows of query i.
+
+    The queries are ring rows ``[row0, row0+nq)``, sorted slots ``[s0, s0+nq)`` (a block
+    of chunk ``c = s0 // m``, whose window is the ring). rch int (W, H): chunk ids
+    (:func:`chunk_ids`) of each ring row's key in every round; table int64
+    (NC, ceil(nq/64)) all zero (left all zero); cw (W, nq) written, in the compute dtype.
+    Query i, of round r_i, counts:
+
+    * its own window, the ring: how often the key occurs in the ring (1 unless the window
+      straddles rounds or wraps), the same for every query of the block;
+    * its windows of the other rounds: a table over all chunks holds a bit per query, set
+      over each of those windows' A chunks; key j then adds the set bits of
+      ``table[ch_j[r']]`` over its H copies r' (lookups mostly zero; each set bit is one
+      occurrence). Exact as long as no chunk is in two of a query's windows; a query whose
+      windows overlap (near round ends), or any query when A > NC, is counted exactly,
+      window by window, instead.
+    """
+    W, H = rch.shape
+    A = before + 1 + after
+    NC = H * L // m
+    c = s0 // m
+    one = cw.dtype.type(1)
+    r_own = ((c - before) * m) // L  # round of the window's first slot (unwrapped)
+    plain = r_own >= 0 and _inside_round(c, r_own, L, m, before, after)
+    for j in range(W):  # the own window: how often the key occurs in the ring
+        kf = one if plain else cw.dtype.type(_window_sum(rch, j, c, L, m, before, after))
+        for i in range(nq):
+            cw[j, i] = kf
+    r_first = s0 // L  # the block's queries: round r_first, then r_first + 1 from i_next on
+    i_next = (r_first + 1) * L - s0
+    for i in range(nq):  # the other rounds' windows: set the query's bit over their chunks
+        r_i = r_first + (i >= i_next)
+        word = i >> 6
+        bit = np.int64(1) << (i & 63)
+        overlap = np.int64(0)
+        if A <= NC:
+            for r in range(H):
+                if r != r_i:
+                    x = np.int64(rch[row0 + i, r])
+                    for y in range(x - before, x + after + 1):
+                        y = _wrap(y, NC)
+                        overlap |= table[np.uint64(y), word] & bit
+                        table[np.uint64(y), word] |= bit
+        if overlap != 0 or A > NC:  # count this query exactly instead
+            for r in range(H):
+                if r != r_i:
+                    x = np.int64(rch[row0 + i, r])
+                    if A <= NC:
+                        for y in range(x - before, x + after + 1):
+                            table[np.uint64(_wrap(y, NC)), word] &= ~bit
+                    for j in range(W):
+                        cw[j, i] += _window_sum(rch, j, x, L, m, before, after)
+    if A > NC:
+        return
+    for j in range(W):  # every copy of every key against the table
+        row = cw[j]
+        for word in range(table.shape[1]):
+            seen = np.int64(0)  # queries set in at least one of the key's H lookups
+            seen2 = np.int64(0)  # ... in at least two
+            for r2 in range(H):
+                mk = table[np.uint64(rch[j, r2]), word]  # unsigned: no wraparound check
+                seen2 |= seen & mk
+                seen |= mk
+            if seen2 == 0:  # no query twice (most keys of unclustered input): one pass
+                _add_bits(row, seen, word * 64, one)
+                continue
+            for r2 in range(H):
+                _add_bits(row, table[np.uint64(rch[j, r2]), word], word * 64, one)
+    for i in range(nq):  # clear the table again
+        word = i >> 6
+        for r in range(H):
+            x = np.int64(rch[row0 + i, r])
+            for y in range(x - before, x + after + 1):
+                table[np.uint64(_wrap(y, NC)), word] = 0
+
+
 # --------------------------------------------------------------------- attention
 
 
 @njit(inline="always")
-def _gather_chunk(qk, v, kscale, slots, x, m, rq, rv, rs, rp, row0):
+def _gather_chunk(qk, v, kscale, chunk_of, slots, x, m, rq, rv, rs, rp, rch, row0):
     """Copy chunk x's sorted rows into ring rows ``[row0, row0+m)``.
 
     Chunk x holds sorted slots ``[x*m, (x+1)*m)`` taken cyclically over all chunks of all
     rounds (so x = -1 is the last chunk of the last round, as in the look-back of the very
-    first chunk). qk (L, d), v (L, dv), kscale (L,), slots (H*L,) sorted positions of one
-    sequence; rq (A*m, d), rv (A*m, dv), rs (A*m,), rp (A*m,): the thread's ring.
+    first chunk). qk (L, d), v (L, dv), kscale (L,), chunk_of (L, Hc) (Hc = 0 unless
+    count-once), slots (H*L,) sorted positions of one sequence; rq (A*m, d), rv (A*m, dv),
+    rs (A*m,), rp (A*m,), rch (A*m, Hc): the thread's ring.
     """
     n_slots = slots.shape[0]
     d = qk.shape[1]
@@ -386,24 +582,61 @@ def _gather_chunk(qk, v, kscale, slots, x, m, rq, rv, rs, rp, row0):
             rq[e, t] = qk[p, t]
         for t in range(dv):
             rv[e, t] = v[p, t]
+        for t in range(chunk_of.shape[1]):
+            rch[e, t] = chunk_of[p, t]
+
+
+@njit(inline="always")
+def _combine(o, top, z, qp, qlo, qhi, first, last, out, run):
+    """Online round combine of queries ``[qlo, qhi)`` of a block: out (L, dv) accumulates
+    ``exp(top - M) * o`` with M = run[:, 0] the running max and run[:, 1] the matching
+    normalizer; ``first`` initializes, ``last`` divides (see :func:`_attend_chunk`)."""
+    dv = o.shape[1]
+    for i in range(qlo, qhi):
+        p = qp[i]
+        t_i = np.float64(top[i])  # this round's logsumexp is top + log(z)
+        if first:
+            run[p, 0] = t_i
+            run[p, 1] = z[i]
+            for c in range(dv):
+                out[p, c] = o[i, c]
+        elif t_i > run[p, 0]:
+            a = np.exp(run[p, 0] - t_i)  # rescale what was accumulated
+            run[p, 0] = t_i
+            run[p, 1] = run[p, 1] * a + z[i]
+            a_ = out.dtype.type(a)
+            for c in range(dv):
+                out[p, c] = out[p, c] * a_ + o[i, c]
+        else:
+            b_ = np.exp(t_i - run[p, 0])  # rescale this round
+            run[p, 1] += z[i] * b_
+            bo = out.dtype.type(b_)
+            for c in range(dv):
+                out[p, c] += o[i, c] * bo
+        if last:
+            inv = out.dtype.type(1.0 / run[p, 1])
+            for c in range(dv):
+                out[p, c] *= inv
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _attend_chunk(
     rq, rv, rs, rp, ca, qlo, qhi, causal, first, last, use_blas, next_pos,
-    qt, st, o, top, z, out, run,
+    qt, st, o, top, z, out, run, count_once, cw,
 ):  # fmt: skip
-    """One chunk, its queries at ring rows ``[ca, ca+m)``, against the whole ring (its window).
+    """A block of queries, at ring rows ``[ca, ca+mq)``, against the whole ring (its window).
 
     rq (W, d), rv (W, dv), rs (W,), rp (W,): the window's query/key vectors, values, key
     scales and positions (see :func:`_gather_chunk`; the order of the window's chunks in the
-    ring does not matter to a softmax). All m queries are scored; the round's own, chunk
+    ring does not matter to a softmax). All mq queries are scored; the round's own, block
     rows ``[qlo, qhi)``, are combined online: out (L, dv) accumulates
     ``sum_r exp(top_r - M) * (exp(s_r - top_r) @ v)`` with M = run[:, 0] the running max
     and run[:, 1] the matching normalizer (run (L, 2) float64, one cache line per query);
-    ``first`` initializes, ``last`` divides. next_pos (m,): the next chunk's query positions,
-    whose output rows are prefetched. Scratch: qt (d, m), st (W, m), o (m, dv), top (m,) in
-    the compute dtype, z (m,) float64.
+    ``first`` initializes, ``last`` divides. next_pos (mq,): the next block's query
+    positions, whose output rows are prefetched. Scratch: qt (d, mq), st (W, mq), o (mq, dv),
+    top (mq,) in the compute dtype, z (mq,) float64. count_once: every weight
+    ``exp(s - top)`` is divided by cw (W, mq), the key's occurrences in all of the query's
+    windows (:func:`occurrence_counts`).
     """
     d, m = qt.shape
     W = st.shape[0]
@@ -440,42 +673,21 @@ def _attend_chunk(
                 x = self_value if kpj == qp[i] else x
                 row[i] = x
                 top[i] = x if x > top[i] else top[i]
-    exp_sub(st, top, z)  # st = exp(st - top), z = its column sums
+    if count_once:
+        exp_sub_div(st, top, z, cw)  # st = exp(st - top) / C, z = its column sums
+    else:
+        exp_sub(st, top, z)  # st = exp(st - top), z = its column sums
     if use_blas:
         np.dot(st.T, rv, o)  # (m, W) @ (W, dv) -> (m, dv), unnormalized
     else:
         _matmul_tn(st, rv, o)
-    for i in range(qlo, qhi):
-        p = qp[i]
-        t_i = np.float64(top[i])  # this round's logsumexp is top + log(z)
-        if first:
-            run[p, 0] = t_i
-            run[p, 1] = z[i]
-            for c in range(dv):
-                out[p, c] = o[i, c]
-        elif t_i > run[p, 0]:
-            a = np.exp(run[p, 0] - t_i)  # rescale what was accumulated
-            run[p, 0] = t_i
-            run[p, 1] = run[p, 1] * a + z[i]
-            a_ = out.dtype.type(a)
-            for c in range(dv):
-                out[p, c] = out[p, c] * a_ + o[i, c]
-        else:
-            b_ = np.exp(t_i - run[p, 0])  # rescale this round
-            run[p, 1] += z[i] * b_
-            bo = out.dtype.type(b_)
-            for c in range(dv):
-                out[p, c] += o[i, c] * bo
-        if last:
-            inv = out.dtype.type(1.0 / run[p, 1])
-            for c in range(dv):
-                out[p, c] *= inv
+    _combine(o, top, z, qp, qlo, qhi, first, last, out, run)
 
 
 @njit(cache=True, parallel=True)
 def attend_round(
-    qk, v, kscale, slots, lo, m, before, after, causal, first, last, use_blas, seg_len,
-    out, run, rq, rv, rs, rp, qt, st, o, top, z,
+    qk, v, kscale, chunk_of, slots, lo, m, before, after, causal, first, last, use_blas,
+    seg_len, out, run, rq, rv, rs, rp, rch, qt, st, o, top, z, table, cw,
 ):  # fmt: skip
     """Round r's queries (sorted slots ``[lo, lo+L)``, each position once), chunk by chunk.
 
@@ -483,17 +695,24 @@ def attend_round(
     parallel. A thread walks its segment with a ring of the A = before + 1 + after chunks
     of the current window: moving on one chunk gathers one new chunk (:func:`_gather_chunk`)
     over the one that left the window, so every sorted row is copied about once per round,
-    into memory the thread keeps in cache. Each position occurs once among a round's query
-    slots, so no two threads write the same output row; a chunk straddling two rounds is
-    computed in both and each time combines only its own round's queries.
+    into memory the thread keeps in cache. A chunk's queries are taken in blocks of mq
+    (mq = m unless chunks are long, e.g. ``local``), each against the whole window. Each
+    position occurs once among a round's query slots, so no two threads write the same
+    output row; a chunk straddling two rounds is computed in both and each time combines
+    only its own round's queries.
 
-    qk (B, L, d), v (B, L, dv), kscale (B, L), slots (B, H*L) sorted positions; out
-    (B, L, dv), run (B, L, 2) float64 running max and normalizer. Per-thread scratch: the
-    ring rq (nt, A*m, d), rv (nt, A*m, dv), rs (nt, A*m), rp (nt, A*m); qt (nt, d, m),
-    st (nt, A*m, m), o (nt, m, dv), top (nt, m), z (nt, m) float64.
+    qk (B, L, d), v (B, L, dv), kscale (B, L), chunk_of (B, L, Hc) chunk ids (Hc = H for
+    count-once weighting, else 0), slots (B, H*L) sorted positions; out (B, L, dv), run
+    (B, L, 2) float64 running max and normalizer. Per-thread scratch: the ring rq
+    (nt, A*m, d), rv (nt, A*m, dv), rs (nt, A*m), rp (nt, A*m), rch (nt, A*m, Hc); qt
+    (nt, d, mq), st (nt, A*m, mq), o (nt, mq, dv), top (nt, mq), z (nt, mq) float64; for
+    count-once, table int64 (nt, NC, ceil(mq/64)) all zero and cw (nt, A*m, mq) (any shape
+    otherwise; see :func:`occurrence_counts`).
     """
     B, L, _ = qk.shape
     A = before + 1 + after
+    mq = qt.shape[2]
+    count_once = chunk_of.shape[2] > 0
     n_slots = slots.shape[1]
     c0 = lo // m
     c_end = (lo + L - 1) // m + 1  # one past the round's last chunk
@@ -503,35 +722,43 @@ def attend_round(
         b = item // n_seg
         ca = c0 + (item % n_seg) * seg_len
         cb = min(ca + seg_len, c_end)
-        qk_b, v_b, ks_b, sl_b = qk[b], v[b], kscale[b], slots[b]
-        tq, tv, ts, tp = rq[tid], rv[tid], rs[tid], rp[tid]  # this thread's ring
+        qk_b, v_b, ks_b, ch_b, sl_b = qk[b], v[b], kscale[b], chunk_of[b], slots[b]
+        tq, tv, ts, tp, tc = rq[tid], rv[tid], rs[tid], rp[tid], rch[tid]  # this thread's ring
         for x in range(ca - before, ca + after):  # the first window, but its last chunk
-            _gather_chunk(qk_b, v_b, ks_b, sl_b, x, m, tq, tv, ts, tp, (x % A) * m)
+            _gather_chunk(qk_b, v_b, ks_b, ch_b, sl_b, x, m, tq, tv, ts, tp, tc, (x % A) * m)
         for c in range(ca, cb):
             x = c + after  # the chunk entering the window
-            _gather_chunk(qk_b, v_b, ks_b, sl_b, x, m, tq, tv, ts, tp, (x % A) * m)
-            nxt = (c + 1) * m
-            qlo, qhi = max(c * m, lo) - c * m, min(nxt, lo + L) - c * m  # the round's queries
-            _attend_chunk(
-                tq, tv, ts, tp, (c % A) * m, qlo, qhi,
-                causal, first, last, use_blas, sl_b[nxt : min(nxt + m, n_slots)], qt[tid],
-                st[tid], o[tid], top[tid], z[tid], out[b], run[b],
-            )  # fmt: skip
+            _gather_chunk(qk_b, v_b, ks_b, ch_b, sl_b, x, m, tq, tv, ts, tp, tc, (x % A) * m)
+            for q0 in range(0, m, mq):  # blocks of mq queries
+                s0 = c * m + q0  # the block's first sorted slot
+                nxt = s0 + mq
+                qlo, qhi = max(s0, lo) - s0, min(nxt, lo + L) - s0  # the round's queries
+                if qhi <= qlo:
+                    continue  # a block of another round's queries (long straddling chunks)
+                row0 = (c % A) * m + q0
+                if count_once:
+                    occurrence_counts(tc, row0, mq, s0, L, m, before, after, table[tid], cw[tid])
+                _attend_chunk(
+                    tq, tv, ts, tp, row0, qlo, qhi, causal, first, last, use_blas,
+                    sl_b[nxt : min(nxt + mq, n_slots)], qt[tid], st[tid], o[tid], top[tid],
+                    z[tid], out[b], run[b], count_once, cw[tid],
+                )  # fmt: skip
 
 
 @njit(cache=True)
 def attend_all(
-    qk, v, kscale, slots, n_hashes, m, before, after, causal, use_blas, seg_len, out, run,
-    rq, rv, rs, rp, qt, st, o, top, z,
+    qk, v, kscale, chunk_of, slots, n_hashes, m, before, after, causal, use_blas, seg_len,
+    out, run, rq, rv, rs, rp, rch, qt, st, o, top, z, table, cw,
 ):  # fmt: skip
     """Every round in order, each combined online into out (B, L, dv) and run (B, L, 2).
 
-    qk (B, L, d), v (B, L, dv), kscale (B, L), slots (B, H*L) sorted positions; the
-    rest as in :func:`attend_round`.
+    qk (B, L, d), v (B, L, dv), kscale (B, L), chunk_of (B, L, Hc), slots (B, H*L) sorted
+    positions; the rest as in :func:`attend_round`.
     """
     L = qk.shape[1]
     for r in range(n_hashes):
         attend_round(
-            qk, v, kscale, slots, r * L, m, before, after, causal, r == 0, r == n_hashes - 1,
-            use_blas, seg_len, out, run, rq, rv, rs, rp, qt, st, o, top, z,
+            qk, v, kscale, chunk_of, slots, r * L, m, before, after, causal, r == 0,
+            r == n_hashes - 1, use_blas, seg_len, out, run, rq, rv, rs, rp, rch, qt, st, o,
+            top, z, table, cw,
         )  # fmt: skip

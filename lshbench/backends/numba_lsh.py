@@ -4,7 +4,12 @@ The kernels live in :mod:`lshbench.backends._numba_kernels` (imported here, so i
 :mod:`lshbench` never imports numba). This module owns the buffers: every array the
 kernels touch is allocated here with NumPy, so ``tracemalloc`` sees all of it, and the
 only arrays whose size depends on ``n_hashes`` are the int32 sorted positions
-``(B, H*L)``. Per-round outputs never exist: rounds are combined online.
+``(B, H*L)`` (with count-once weighting also the int32 chunk ids ``(B, L, H)`` and, per
+thread, a ring of them ``(W, H)`` and a table of query bits over the ``H*L/m`` chunks).
+Per-round outputs never exist: rounds are combined online.
+
+Every method and weighting of DESIGN.md section 2b runs through the same kernels with
+``config.pipeline_config()`` (``local``: one round of chunks of chunk_len * n_hashes).
 
 BLAS inside the ``prange`` loops runs at one thread (threadpoolctl, for the duration of
 the call); the Numba threads are ``numba.get_num_threads()``.
@@ -20,6 +25,7 @@ import numpy as np
 from lshbench.backends import _numba_kernels as kernels
 from lshbench.backends.base import Backend
 from lshbench.core.config import LSHConfig
+from lshbench.core.hashing import _pipeline_buckets
 from lshbench.core.validation import check_inputs
 
 __all__ = ["NumbaBackend"]
@@ -43,6 +49,31 @@ SEGMENTS_PER_THREAD = 4
 def segment_chunks(round_chunks: int, threads: int) -> int:
     """Chunks per segment of a round of ``round_chunks`` chunks on ``threads`` threads."""
     return max(1, -(-round_chunks // (threads * SEGMENTS_PER_THREAD)))
+
+
+#: ``local`` chunks (chunk_len * n_hashes queries) are scored in blocks of at most this many
+#: queries, so the (W, block) scores stay in the thread's cache
+QUERY_BLOCK = 128
+
+
+def query_block(config: LSHConfig) -> int:
+    """Queries scored together: the pipeline's chunk, except for ``local`` chunks longer than
+    QUERY_BLOCK: their largest divisor <= QUERY_BLOCK (the chunk itself when that divisor
+    is tiny). lsh and random keep whole chunks, so section 2 runs exactly as it always did."""
+    m = config.sort_chunk_len
+    if config.method != "local" or m <= QUERY_BLOCK:
+        return m
+    best = max(k for k in range(1, QUERY_BLOCK + 1) if m % k == 0)
+    return best if best >= 16 else m
+
+
+def needs_counts(config: LSHConfig, seqlen: int) -> bool:
+    """Whether count-once weighting changes anything: not with one round whose windows hold
+    distinct chunks (every key then occurs once in a query's only window)."""
+    if config.weighting != "count-once":
+        return False
+    pc = config.pipeline_config()
+    return pc.n_hashes > 1 or pc.n_adjacent > pc.n_chunks(seqlen)
 
 
 def use_blas(chunk_len: int, window: int, width: int) -> bool:
@@ -83,14 +114,14 @@ class NumbaBackend(Backend):
     ) -> np.ndarray:
         assert rotations is not None
         with self._blas.limit():
-            slots = self._hash(qk, config, rotations)
-            self._sort(slots, config)
+            slots = self._pipeline_slots(qk, config, rotations)
             return self._chunked_attention(qk, v, config, slots)
 
     def hash_buckets(self, qk: np.ndarray, rotations: np.ndarray, config: LSHConfig) -> np.ndarray:
         """This backend's own hashing: int (H, L), or (B, H, L) for batched qk.
 
-        Same contract as :func:`lshbench.hash_buckets` (round offsets not added).
+        Same contract as :func:`lshbench.hash_buckets` (round offsets not added; hashed
+        whatever ``config.method``).
         """
         qk3, _, rot, batched = check_inputs(qk, qk, config, rotations)
         with self._blas.limit():
@@ -101,16 +132,40 @@ class NumbaBackend(Backend):
     def sorted_positions(
         self, qk: np.ndarray, rotations: np.ndarray, config: LSHConfig
     ) -> np.ndarray:
-        """This backend's hash and counting sort: int64 (H*L,) or (B, H*L) positions.
+        """This backend's pipeline buckets and sort: int64 (R*L,) or (B, R*L) positions,
+        R = ``config.rounds``.
 
-        Equals ``lshbench.sorting.sort_slots(buckets, nb).positions``.
+        Equals ``sort_slots(pipeline_buckets(qk, rotations, config),
+        config.pipeline_config().total_buckets).positions``.
         """
         qk3, _, rot, batched = check_inputs(qk, qk, config, rotations)
         with self._blas.limit():
-            slots = self._hash(qk3, config, rot)
-            self._sort(slots, config)
+            slots = self._pipeline_slots(qk3, config, rot)
         positions = slots.astype(np.int64)
         return positions if batched else positions[0]
+
+    def _pipeline_slots(
+        self, qk: np.ndarray, config: LSHConfig, rotations: np.ndarray
+    ) -> np.ndarray:
+        """Steps 1-2 for every method: qk (B, L, d) -> sorted positions (B, R*L), R rounds.
+
+        ``lsh``: this backend's hashing and counting sort. ``random``: the buckets of
+        :func:`~lshbench.core.hashing.pipeline_buckets` (the same seeded draws as every
+        backend), then the same sort. ``local``: positions in order (the stable sort of
+        all-zero buckets), nothing to hash or sort.
+        """
+        pc = config.pipeline_config()
+        B, L, _ = qk.shape
+        index = self._index_dtype(pc, L)
+        if config.method == "local":
+            return np.broadcast_to(np.arange(L, dtype=index), (B, L)).copy()  # (B, 1*L)
+        if config.method == "random":
+            # int64 (B, H, L) -> (B, H*L), round-major (inputs checked already)
+            slots = _pipeline_buckets(qk, rotations, config).reshape(B, -1).astype(index)
+        else:
+            slots = self._hash(qk, config, rotations)  # (B, H*L)
+        self._sort(slots, pc)
+        return slots
 
     @staticmethod
     def _index_dtype(config: LSHConfig, seqlen: int) -> type:
@@ -156,32 +211,45 @@ class NumbaBackend(Backend):
     def _chunked_attention(
         self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, slots: np.ndarray
     ) -> np.ndarray:
-        """Steps 3-7: chunks of the sorted slots, streamed round by round, combined online."""
+        """Steps 3-7: chunks of the sorted slots (B, R*L), streamed round by round, combined
+        online; with the pipeline configuration (``local``: one round, chunks of m*H)."""
         import numba
 
+        pc = config.pipeline_config()
         B, L, d = qk.shape
         dv = v.shape[-1]
-        m = config.chunk_len
-        W = config.n_adjacent * m  # keys per window (also when m >= L)
-        before, after = config.chunks_before, config.chunks_after
+        H, m = pc.n_hashes, pc.chunk_len
+        mq = query_block(config)
+        W = pc.n_adjacent * m  # keys per window (also when m >= L)
+        before, after = pc.chunks_before, pc.chunks_after
         nt = numba.get_num_threads()
         dtype = qk.dtype
         kscale = np.empty((B, L), dtype=dtype)  # key = qk * kscale
         kernels.key_scales(qk, kscale)
+        count_once = needs_counts(config, L)
+        Hc = H if count_once else 0
+        chunk_of = np.empty((B, L, Hc), slots.dtype)  # (B, L, H) chunk of every copy
+        if count_once:
+            kernels.chunk_ids(slots, m, chunk_of)
+        # count-once: per thread, a bit per query of the block over every chunk
+        table = (pc.n_chunks(L), -(-mq // 64)) if count_once else (1, 1)
         out = np.empty((B, L, dv), dtype=dtype)
         kernels.attend_all(
-            qk, v, kscale, slots, config.n_hashes, m, before, after, config.causal,
-            use_blas(m, W, max(d, dv)), segment_chunks(L // m + 1, nt), out,
+            qk, v, kscale, chunk_of, slots, H, m, before, after, config.causal,
+            use_blas(mq, W, max(d, dv)), segment_chunks(L // m + 1, nt), out,
             np.empty((B, L, 2), np.float64),  # per query: running max, running normalizer
             np.empty((nt, W, d), dtype),  # ring: the window's query/key rows
             np.empty((nt, W, dv), dtype),  # ring: their values
             np.empty((nt, W), dtype),  # ring: their key scales
             np.empty((nt, W), slots.dtype),  # ring: their positions
-            np.empty((nt, d, m), dtype),  # qt: a chunk's queries, transposed
-            np.empty((nt, W, m), dtype),  # st: scores (transposed), then probabilities
-            np.empty((nt, m, dv), dtype),  # o: unnormalized round output
-            np.empty((nt, m), dtype),  # top: per-query max score
-            np.empty((nt, m), np.float64),  # z: per-query normalizer
+            np.empty((nt, W, Hc), slots.dtype),  # ring: their chunk ids (count-once)
+            np.empty((nt, d, mq), dtype),  # qt: a query block, transposed
+            np.empty((nt, W, mq), dtype),  # st: scores (transposed), then probabilities
+            np.empty((nt, mq, dv), dtype),  # o: unnormalized round output
+            np.empty((nt, mq), dtype),  # top: per-query max score
+            np.empty((nt, mq), np.float64),  # z: per-query normalizer
+            np.zeros((nt, *table), np.int64),  # table: the other windows' query bits
+            np.empty((nt, W if count_once else 1, mq), dtype),  # cw: occurrence counts C
         )  # fmt: skip
         return out
 
@@ -190,8 +258,8 @@ class NumbaBackend(Backend):
         from lshbench.core.hashing import random_rotations
 
         start = time.perf_counter()
-        cfg = LSHConfig(n_hashes=2, n_buckets=(4, 2), chunk_len=4)
+        cfg = LSHConfig(n_hashes=2, n_buckets=(4, 2), chunk_len=4, weighting="count-once")
         qk = np.random.default_rng(0).standard_normal((1, 12, 4)).astype(dtype)
-        self._attend(qk, qk, cfg, random_rotations(4, cfg, seed=0, dtype=dtype))
+        self._attend(qk, qk, cfg, random_rotations(4, cfg, seed=0, dtype=dtype))  # all kernels
         kernels.sort_rounds_argsort(np.zeros((1, 4), dtype=np.int32), 2)  # the huge-nb sort
         return time.perf_counter() - start
