@@ -45,9 +45,11 @@ def _check_array(field: str, x: object) -> np.ndarray:
 
 
 def _check_score_range(qk: np.ndarray) -> None:
-    """Reject qk so large that a score ``q . k`` (keys about unit length, so at most
-    ``max|qk| * sqrt(d)``) could overflow the dtype: finite input must give finite output."""
-    limit = float(np.finfo(qk.dtype).max) / 16 / np.sqrt(qk.shape[-1])
+    """Reject qk so large that a score could overflow the dtype: finite input must give a
+    finite, correct output in every backend. A backend may form ``q . x`` before scaling
+    ``x`` to a key (the numba kernels do), which is at most ``max|qk|**2 * d``; the bound
+    keeps that 16x below the dtype's largest value (float32: |qk| up to about 5.7e17)."""
+    limit = float(np.sqrt(np.finfo(qk.dtype).max / 16 / qk.shape[-1]))
     biggest = float(np.abs(qk).max())
     if biggest > limit:
         fail(
