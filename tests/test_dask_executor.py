@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +69,9 @@ def dask_exec(marker: Path):
 
 
 def log_ids(out: Path) -> Counter[str]:
-    """How often each cell_id was written to the log."""
-    lines = (out / "results.jsonl").read_text().splitlines()
-    return Counter(json.loads(line)["cell_id"] for line in lines)
+    """How often each cell_id was recorded in the directory's store."""
+    with closing(sqlite3.connect(out / "results.sqlite")) as db:
+        return Counter(cell_id for (cell_id,) in db.execute("SELECT cell_id FROM rows"))
 
 
 def worker_pids(executor: DaskExecutor) -> dict[str, int]:

@@ -69,8 +69,9 @@ def sweep(
 ) -> None:
     """Measure time, memory and error against dense over a grid; write tables to --out.
 
-    Every cell runs in a fresh worker process; finished rows are logged at once, so an
-    interrupted sweep resumes where it stopped when run again with the same --out.
+    Every cell runs in a fresh worker process; finished rows are stored at once, so an
+    interrupted sweep resumes where it stopped when run again with the same --out (on the
+    same machine with the same code: rows of other machines are kept, never reused).
     """
     from lshbench.sweep.executors import open_executor
     from lshbench.sweep.run import ResultsWriteError, execute, prepare
@@ -92,8 +93,9 @@ def sweep(
         click.echo(runner.describe(), err=True)
     try:
         frame = execute(spec, executor=runner, force=force, retry_failed=retry_failed, quiet=quiet)
-    except ResultsWriteError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # ResultsWriteError, the store's StoreError: one line, exit 1
+        error = exc if isinstance(exc, ResultsWriteError) else ResultsWriteError(spec.out, exc)
+        raise click.ClickException(str(error)) from exc
     _print_summary(frame, spec.out)
 
 
@@ -105,7 +107,7 @@ def _print_summary(frame: Any, out: Any) -> None:
     for _, row in frame[frame["status"] != "ok"].head(10).iterrows():
         click.echo(f"  {row['status']}: {row['backend']} L={row['seqlen']}: {row['message']}")
     click.echo(
-        f"Results: {out / 'results.parquet'}, {out / 'results.csv'} (log results.jsonl, "
+        f"Results: {out / 'results.parquet'}, {out / 'results.csv'} (store results.sqlite, "
         f"metadata.json)"
     )
     click.echo(f"Load them with lshbench.load_results({str(out)!r}); render the report with:")

@@ -14,7 +14,9 @@ its original stdout (anything else printed goes to stderr):
 * ``{"event": "phase", "phase": NAME, "ids": [cell_id, ...]}`` before each phase, naming the
   rows it can fail; an executor that sees no event for ``--timeout`` seconds kills the worker
   and records those rows as timeouts;
-* ``{"event": "row", "row": {...}}`` for each finished row (see :func:`lshbench.results.make_row`);
+* ``{"event": "row", "row": {...}}`` for each finished row (see
+  :func:`lshbench.results.schema.make_row`), stamped with this process's ``machine_id`` and
+  ``code_id`` (:func:`provenance_ids`) and host name;
 * ``{"event": "done", "env": {...}}`` at the end, with the BLAS pools and the Numba threading
   layer seen in this process.
 
@@ -36,7 +38,7 @@ from typing import Any
 
 from lshbench.util import one_line, utc_now
 
-__all__ = ["THREAD_VARS", "main", "thread_env"]
+__all__ = ["THREAD_VARS", "main", "provenance_ids", "thread_env"]
 
 #: thread-pool sizes set from the cell's ``threads`` before the worker imports anything
 THREAD_VARS = (
@@ -47,6 +49,22 @@ THREAD_VARS = (
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
 )
+
+
+_PROVENANCE: dict[str, str] = {}
+
+
+def provenance_ids() -> dict[str, str]:
+    """``{"machine_id": ..., "code_id": ...}`` of this process
+    (:func:`lshbench.measurement.machine.provenance`, computed once per process): the stamp
+    of every row measured here, so a row says which machine and code measured it wherever
+    the sweep that records it runs (a Dask worker on another machine stamps its own)."""
+    if not _PROVENANCE:
+        from lshbench.measurement.machine import provenance
+
+        ids = provenance()
+        _PROVENANCE.update(machine_id=ids["machine_id"], code_id=ids["code_id"])
+    return dict(_PROVENANCE)
 
 
 def thread_env(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -144,6 +162,7 @@ class _CellRunner:
         for entry in spec.get("backends", {}).values():
             register_backend(**entry)
         self.host = socket.gethostname()
+        self.ids = provenance_ids()
         self.backends: dict[str, Any] = {}
         self.compile_s: dict[str, float] = {}
 
@@ -151,7 +170,9 @@ class _CellRunner:
         from lshbench.results.store import make_row
 
         stamp = utc_now()
-        row = make_row(task, status, message, host=self.host, finished_at=stamp, **values)
+        row = make_row(
+            task, status, message, host=self.host, finished_at=stamp, **self.ids, **values
+        )
         self.channel.send({"event": "row", "row": row})
 
     def fail_all(self, tasks: list[dict[str, Any]], exc: BaseException, where: str) -> None:

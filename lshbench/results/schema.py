@@ -64,7 +64,6 @@ EXTRA_COLUMNS = (
     "time_samples_s",  # raw per-call seconds of every sample
     "tokens",  # batch * seqlen
     "host",  # host name where the row was measured (a label; machine_id is the identity)
-    "sweep_host",  # host name of the sweep that recorded it
     "executor",
     "concurrency",  # cells running at once on the executor
     "finished_at",  # UTC ISO time the row was written
@@ -89,7 +88,7 @@ _BOOL_COLUMNS = ("causal", "unstable")
 _REQUIRED_STRINGS = ("cell_id", "backend", "status", "input", "dtype")
 _STRING_COLUMNS = (
     "run_id", "machine_id", "code_id", "backend", "input", "dtype", "status", "message",
-    "cell_id", "n_buckets_spec", "host", "sweep_host", "executor", "finished_at",
+    "cell_id", "n_buckets_spec", "host", "executor", "finished_at",
 )  # fmt: skip
 _LIST_COLUMNS = ("time_samples_s",)
 #: what every row must have (anything else may be missing)
