@@ -31,7 +31,7 @@ import lshbench
 from lshbench.sweep.dask_executor import DaskExecutor
 
 TESTS = str(Path(__file__).parent)
-ERRORS = ["rel_err", "max_abs_err", "cos_sim", "mass_recall", "top1_agree"]
+ERRORS = ["attn_tv", "mass_recall", "top1_recall", "out_err_v", "rel_err", "max_abs_err", "cos_sim"]
 MEM_LIMIT = 768 * 2**20  # per cell process; dask_backends.BIG_BYTES is 1.5 GiB
 TEST_BACKENDS = {
     "test-alloc-big": "AllocBigBackend",

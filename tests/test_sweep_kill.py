@@ -102,7 +102,9 @@ def test_sigkill_never_corrupts_and_rerun_completes(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         moments.append((k, target, round(delay, 2), proc.returncode))
-        assert proc.returncode == -signal.SIGKILL, f"the sweep ended before the kill: {moments}"
+        if proc.returncode != -signal.SIGKILL:
+            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+            raise AssertionError(f"the sweep ended before the kill: {moments}\n{err}")
         done = check_store(out)
         assert done <= expected, moments
         for pid in workers:  # an orphaned worker notices and exits

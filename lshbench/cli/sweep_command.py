@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from lshbench.core.config import METHODS, WEIGHTINGS
 from lshbench.measurement.inputs import INPUTS
 from lshbench.sweep.spec import PRESETS
 
@@ -28,11 +29,18 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
 @_opt("--n-buckets", "Buckets: rule (2L/chunk_len), auto (HF), an even int or 16x32; list.")
 @_opt("--chunks-before", "Chunks looked back at, comma list.")
 @_opt("--chunks-after", "Chunks looked ahead at, comma list.")
+@_opt("--method", f"How buckets are chosen: {', '.join(METHODS)} (comma list; default lsh).")
+@_opt(
+    "--weighting",
+    f"How a key in several windows counts: {', '.join(WEIGHTINGS)} (default multiplicity).",
+)
 @_opt("--d", "Head dimension (d = dv), comma list.")
 @_opt("--batch", "Batch sizes, comma list.")
 @_opt("--tokens", "Fixed total tokens: batch = tokens // seqlen (replaces --batch).")
 @_opt("--backend", "Backends, comma list (default: every available of numpy, numba, dense).")
 @_opt("--input", f"Input distributions: {', '.join(INPUTS)}.")
+@_opt("--target-entropy", "Mean exact row entropy, nats (> 0; peaked, duplicate), comma list.")
+@_opt("--value-corr", "Correlation of values with the token's cluster, in [0, 1] (peaked).")
 @click.option("--causal/--no-causal", default=None, help="Causal masking (default: no).")
 @_opt("--dtype", "float32, float64 (comma list).")
 @_opt("--threads", "Threads per worker, comma list; 'all' = every usable CPU (default 1).")
