@@ -253,6 +253,30 @@ def test_write_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
     assert len(error) == 1 and str(out) in error[0] and "No space left" in error[0], res.stderr
 
 
+def test_store_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    """An SQLite failure inside the store (a full disk as SQLite reports it) ends the sweep
+    with one line naming the directory, exit status 1, no traceback; nothing half written."""
+    out = tmp_path / "full"
+    code = (
+        "import sqlite3, sys\n"
+        "from lshbench.results.store import ResultStore\n"
+        "def full(conn, rows):\n"
+        "    raise sqlite3.OperationalError('database or disk is full')\n"
+        "ResultStore._insert = staticmethod(full)\n"
+        "from lshbench.cli import main\n"
+        f"sys.argv = ['lshbench', 'sweep', '--out', {str(out)!r}, '--seqlen', '64',\n"
+        "            '--backend', 'dense', '--threads', '1', '--input', 'gaussian', '--quiet']\n"
+        "main()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    error = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and str(out) in error[0], res.stderr
+    assert "database or disk is full" in error[0] and "resume" in error[0]
+    assert stored(out) == []
+
+
 def test_sigkill_is_oom_only_when_the_oom_killer_acted(
     tmp_path: Path, test_backends, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -269,13 +269,7 @@ class _CellRunner:
         memory, accuracy."""
         from lshbench.core.hashing import pipeline_buckets, random_rotations
         from lshbench.measurement.metrics import EXACT_WINDOWS, output_errors, window_metrics
-        from lshbench.measurement.phases import (
-            calibrate_number,
-            first_call,
-            measure_memory,
-            time_interleaved,
-            warm_up,
-        )
+        from lshbench.measurement.phases import measure_memory, time_interleaved
         from lshbench.results.cells import rotation_seed, task_config
 
         c = self.cell
@@ -284,26 +278,8 @@ class _CellRunner:
         rotations = None
         if hashing:
             rotations = random_rotations(c["d"], config, rotation_seed(c["seed"]), self.dtype)
-        calls: dict[str, Callable[[], Any]] = {}
-        outputs: dict[str, Any] = {}
-        first_s: dict[str, float] = {}
-        number: dict[str, int] = {}
-        live: list[dict[str, Any]] = []
-        for task in tasks:
-            backend = self.backends[task["backend"]]
-
-            def call(backend: Any = backend) -> Any:
-                return backend.attend(self.qk, self.v, config, rotations)
-
-            self.channel.phase("first call and warm-up", [task])
-            try:
-                first_s[task["backend"]], outputs[task["backend"]] = first_call(call)
-                number[task["backend"]] = calibrate_number(min(warm_up(call)))
-            except Exception as exc:
-                self.row(task, _status_of(exc), f"first call: {one_line(exc)}")
-                continue
-            calls[task["backend"]] = call
-            live.append(task)
+        calls, outputs, first_s, number = self.first_calls(tasks, config, rotations)
+        live = [task for task in tasks if task["backend"] in calls]
         if not live:
             return
         self.channel.phase("timing", live)
@@ -344,6 +320,36 @@ class _CellRunner:
             if memory[name].rss_peak_bytes is None:
                 notes.append("resident peak unavailable (/proc/self/clear_refs not writable)")
             self.row(task, "ok", "; ".join(notes), **values)
+
+    def first_calls(
+        self, tasks: list[dict[str, Any]], config: Any, rotations: Any
+    ) -> tuple[dict[str, Callable[[], Any]], dict[str, Any], dict[str, float], dict[str, int]]:
+        """First call and warm-up of each task's backend; a failing one becomes its row.
+
+        Returns, by backend name, for those that ran: the call, its first output, the first
+        call's seconds and the calls per timing sample."""
+        from lshbench.measurement.phases import calibrate_number, first_call, warm_up
+
+        calls: dict[str, Callable[[], Any]] = {}
+        outputs: dict[str, Any] = {}
+        first_s: dict[str, float] = {}
+        number: dict[str, int] = {}
+        for task in tasks:
+            name = task["backend"]
+            backend = self.backends[name]
+
+            def call(backend: Any = backend) -> Any:
+                return backend.attend(self.qk, self.v, config, rotations)
+
+            self.channel.phase("first call and warm-up", [task])
+            try:
+                first_s[name], outputs[name] = first_call(call)
+                number[name] = calibrate_number(min(warm_up(call)))
+            except Exception as exc:
+                self.row(task, _status_of(exc), f"first call: {one_line(exc)}")
+                continue
+            calls[name] = call
+        return calls, outputs, first_s, number
 
     def timing_values(
         self, name: str, samples: list[float], first_s: float, number: int

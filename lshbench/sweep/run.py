@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import ConfigError, fail
 from lshbench.results.cells import cell_key, task_id
-from lshbench.results.load import STORE_NAME
+from lshbench.results.load import STORE_NAME, StoreError
 from lshbench.sweep.plan import estimate_seconds, plan_tasks, predicted_bytes
 from lshbench.sweep.spec import SweepSpec, build_spec
 from lshbench.util import fmt_bytes, load_average, utc_now
@@ -167,12 +167,15 @@ class ResultsWriteError(OSError):
     once the cause is fixed."""
 
     def __init__(self, directory: Path, exc: OSError) -> None:
-        code = errno.errorcode.get(exc.errno or 0)
-        reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
-        super().__init__(
-            f"cannot write the results in {directory}: {reason}; the rows recorded so far "
-            "are kept, run the same command again to resume"
-        )
+        if isinstance(exc, StoreError):  # names the directory and what is kept already
+            super().__init__(f"{exc}; run the same command again to resume")
+        else:
+            code = errno.errorcode.get(exc.errno or 0)
+            reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
+            super().__init__(
+                f"cannot write the results in {directory}: {reason}; the rows recorded so "
+                "far are kept, run the same command again to resume"
+            )
         self.errno = exc.errno
 
 
