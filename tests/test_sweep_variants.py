@@ -245,3 +245,22 @@ def test_task_accuracy_only_for_the_duplicate_input() -> None:
         assert got is None
     else:
         assert got == task_accuracy(v, v, duplicate_copy_index(64))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("target_entropy", 10**400),
+        ("target_entropy", "nan"),
+        ("target_entropy", True),
+        ("target_entropy", 0),
+        ("value_corr", -0.1),
+        ("value_corr", "inf"),
+        ("method", ["lsh", 3]),
+    ],
+    ids=["huge", "nan", "bool", "zero", "negative", "inf", "not-a-name"],
+)
+def test_bad_axis_values_from_python_are_one_config_error(field: str, value: Any) -> None:
+    with pytest.raises(lshbench.ConfigError) as info:
+        build_spec("quick", input="duplicate", **{field: value})
+    assert str(info.value).startswith(f"{field}=") and "\n" not in str(info.value)

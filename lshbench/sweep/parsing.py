@@ -121,7 +121,7 @@ def parse_floats(
     for item in parse_items(field_name, value):
         try:
             number = float(item.strip() if isinstance(item, str) else item)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             fail(field_name, item, rule)
         below = number <= minimum if open_minimum else number < minimum
         above = maximum is not None and number > maximum
