@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,7 @@ import lshbench
 from lshbench.sweep.dask_executor import DaskExecutor
 
 TESTS = str(Path(__file__).parent)
-ERRORS = ["rel_err", "max_abs_err", "cos_sim", "mass_recall", "top1_agree"]
+ERRORS = ["attn_tv", "mass_recall", "top1_recall", "out_err_v", "rel_err", "max_abs_err", "cos_sim"]
 MEM_LIMIT = 768 * 2**20  # per cell process; dask_backends.BIG_BYTES is 1.5 GiB
 TEST_BACKENDS = {
     "test-alloc-big": "AllocBigBackend",
@@ -67,9 +69,9 @@ def dask_exec(marker: Path):
 
 
 def log_ids(out: Path) -> Counter[str]:
-    """How often each cell_id was written to the log."""
-    lines = (out / "results.jsonl").read_text().splitlines()
-    return Counter(json.loads(line)["cell_id"] for line in lines)
+    """How often each cell_id was recorded in the directory's store."""
+    with closing(sqlite3.connect(out / "results.sqlite")) as db:
+        return Counter(cell_id for (cell_id,) in db.execute("SELECT cell_id FROM rows"))
 
 
 def worker_pids(executor: DaskExecutor) -> dict[str, int]:

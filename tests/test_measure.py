@@ -7,8 +7,16 @@ import pytest
 from helpers import backend_params
 
 import lshbench
-from lshbench.measurement.cost_model import attention_flops, memory_model
+from lshbench.core.hashing import pipeline_buckets
+from lshbench.measurement.cost_model import (
+    attention_flops,
+    coverage_bytes,
+    memory_model,
+    reference_bytes,
+    reference_work_bytes,
+)
 from lshbench.measurement.inputs import make_inputs
+from lshbench.measurement.metrics import dense_reference, window_metrics
 from lshbench.measurement.phases import (
     calibrate_number,
     measure_memory,
@@ -89,3 +97,35 @@ def test_memory_model_close_to_measured(backend: str, L: int, H: int, m: int) ->
     model_name = b.spec.memory_model
     model = memory_model(model_name, 1, L, 64, 64, 4, cfg if hashing else None, threads)
     assert model == pytest.approx(peak.alloc_peak_bytes, rel=0.25)
+
+
+@pytest.mark.parametrize(
+    ("method", "weighting", "H", "dtype"),
+    [
+        ("lsh", "multiplicity", 8, np.float32),
+        ("lsh", "count-once", 2, np.float64),
+        ("random", "count-once", 4, np.float32),
+        ("local", "multiplicity", 4, np.float32),
+    ],
+)
+def test_accuracy_phase_and_reference_stay_within_their_models(
+    method: str, weighting: str, H: int, dtype: type
+) -> None:
+    """What a sweep checks against --mem-budget covers the worker's accuracy work: the
+    dense reference and the window metrics of every method and weighting peak at or below
+    their models (and not far below: a model far above would skip cells that fit)."""
+    B, L, d, m = 2, 4096, 64, 64
+    qk, v = make_inputs("gaussian", B, L, d, seed=0, dtype=dtype)
+    itemsize = np.dtype(dtype).itemsize
+    ref_peak, ref = measure_memory(lambda: dense_reference(qk, v, False))
+    inputs = qk.nbytes + v.nbytes
+    ref_model = reference_bytes(B, L, d, d, itemsize) - inputs + reference_work_bytes(B, L, d, d)
+    assert ref_peak.alloc_peak_bytes <= ref_model <= 1.5 * ref_peak.alloc_peak_bytes
+
+    cfg = lshbench.LSHConfig(
+        n_hashes=H, n_buckets=2 * L // m, chunk_len=m, method=method, weighting=weighting
+    )
+    R = lshbench.random_rotations(d, cfg, seed=0, dtype=dtype)
+    peak, _ = measure_memory(lambda: window_metrics(qk, pipeline_buckets(qk, R, cfg), cfg, ref))
+    model = coverage_bytes(B, L, d, itemsize, cfg)
+    assert peak.alloc_peak_bytes <= model <= 1.5 * peak.alloc_peak_bytes

@@ -164,7 +164,7 @@ def test_an_unusable_directory_is_one_config_error(tmp_path: Path) -> None:
 
 def test_a_legacy_log_is_imported_once_and_kept(tmp_path: Path, caplog) -> None:
     out = tmp_path / "quick"
-    shutil.copytree(REPO / "results" / "quick", out)
+    shutil.copytree(REPO / "results" / "reference" / "quick", out)
     log_bytes = (out / "results.jsonl").read_bytes()
     legacy = lshbench.load_results(out)
     assert legacy.attrs["source"] == "results.jsonl" and len(legacy) > 0

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,10 @@ def test_backends(monkeypatch: pytest.MonkeyPatch):
         lshbench.unregister_backend(name)
 
 
-def log_lines(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+def stored(out: Path) -> list[dict]:
+    """Every row the directory's store ever recorded, in order (superseded ones included)."""
+    with closing(sqlite3.connect(out / "results.sqlite")) as db:
+        return [json.loads(text) for (text,) in db.execute("SELECT row FROM rows ORDER BY seq")]
 
 
 def test_small_sweep_rows_files_and_resume(tmp_path: Path) -> None:
@@ -58,14 +61,21 @@ def test_small_sweep_rows_files_and_resume(tmp_path: Path) -> None:
     df = lshbench.run_sweep(out, backend="numpy,dense", **SMALL_GRID)
     assert len(df) == 2 + 4 and (df["status"] == "ok").all(), df[["status", "message"]]
     assert list(df.columns[: len(COLUMNS)]) == list(COLUMNS)
-    for name in ("results.parquet", "results.csv", "results.jsonl", "metadata.json"):
+    for name in ("results.parquet", "results.csv", "results.sqlite", "metadata.json"):
         assert (out / name).exists(), name
+    assert not (out / "results.jsonl").exists()
     assert set(COLUMNS) <= set(pd.read_parquet(out / "results.parquet").columns)
     assert set(COLUMNS) <= set(pd.read_csv(out / "results.csv").columns)
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["versions"]["numpy"] == np.__version__ and meta["cpu"]["count"] >= 1
     assert meta["end_time"] and meta["command_line"] and "1" in meta["workers"]
     assert meta["workers"]["1"]["thread_vars"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert meta["machine"]["cpu_model"] == meta["machines"][meta["machine_id"]]["cpu_model"]
+    # every row: this run, and the machine and code the run entry names (stamped by the
+    # worker process that measured it)
+    assert (df["run_id"] == meta["run_id"]).all()
+    assert (df["machine_id"] == meta["machine_id"]).all()
+    assert (df["code_id"] == meta["code_id"]).all()
 
     for _, row in df.iterrows():
         assert row["n_samples"] == 5 and len(row["time_samples_s"]) == 5
@@ -91,28 +101,19 @@ def test_small_sweep_rows_files_and_resume(tmp_path: Path) -> None:
     assert row["rel_err"] == pytest.approx(expected.rel_err, rel=1e-12)
     assert row["flops"] == attention_flops(True, 1, 128, 64, 64, cfg)
 
-    # resume: nothing runs again, nothing is appended
-    before = (out / "results.jsonl").read_bytes()
+    # resume: nothing runs again, nothing is appended; the table is the same rows
     again = lshbench.run_sweep(out, backend="numpy,dense", **SMALL_GRID)
-    assert (out / "results.jsonl").read_bytes() == before
+    assert len(stored(out)) == 6
     assert list(again["cell_id"]) == list(df["cell_id"])
+    assert (again["run_id"] == meta["run_id"]).all()  # reused: the run that measured them
 
     # --force redoes the rows (appended), the table still has one row per cell
-    lshbench.run_sweep(out, backend="dense", force=True, **SMALL_GRID)
-    assert len(log_lines(out)) == 6 + 2
+    forced = lshbench.run_sweep(out, backend="dense", force=True, **SMALL_GRID)
+    assert len(stored(out)) == 6 + 2 and len(forced) == 2
     loaded = lshbench.load_results(out)
     assert len(loaded) == 6 and loaded["cell_id"].is_unique
-
-    # rows recorded by a sweep on another machine (a committed reference run) are measured
-    # again here, and the new rows replace them in the table
-    here = socket.gethostname()
-    log = out / "results.jsonl"
-    log.write_text(log.read_text().replace(f'"sweep_host":"{here}"', '"sweep_host":"elsewhere"'))
-    lshbench.run_sweep(out, backend="dense", **SMALL_GRID)
-    assert len(log_lines(out)) == 8 + 2
-    loaded = lshbench.load_results(out)
-    assert len(loaded) == 6
-    assert (loaded[loaded["backend"] == "dense"]["sweep_host"] == here).all()
+    assert set(loaded["run_id"]) == {meta["run_id"], forced["run_id"][0]}
+    assert len(json.loads((out / "metadata.json").read_text())["runs"]) == 3
 
 
 def test_failures_become_rows_and_the_sweep_goes_on(tmp_path: Path, test_backends) -> None:
@@ -200,7 +201,8 @@ def test_write_errors_during_the_sweep_are_one_line_and_keep_written_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A full disk (ENOSPC) while rows are appended: the sweep stops with one line naming the
-    directory and the OS error; the rows written before it stay in the log (issue 13 item 7)."""
+    directory and the OS error; the rows written before it stay in the store (issue 13
+    item 7)."""
     import errno
 
     from lshbench.results.store import ResultStore
@@ -212,7 +214,7 @@ def test_write_errors_during_the_sweep_are_one_line_and_keep_written_rows(
 
     def append_until_full(self, row):
         if len(written) == 2:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.log_path))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.db_path))
         append(self, row)
         written.append(row["cell_id"])
 
@@ -224,11 +226,10 @@ def test_write_errors_during_the_sweep_are_one_line_and_keep_written_rows(
     assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
     monkeypatch.undo()
     assert list(lshbench.load_results(out)["cell_id"]) == written
-    assert not (out / ".lock").exists()
     # the same command afterwards completes the grid, keeping the rows written before
     df = lshbench.run_sweep(out, backend="numpy,dense", **SMALL_GRID)
     assert len(df) == 6 and (df["status"] == "ok").all()
-    assert len(log_lines(out)) == 6
+    assert [r["cell_id"] for r in stored(out)][:2] == written and len(stored(out)) == 6
 
 
 def test_write_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
@@ -238,7 +239,7 @@ def test_write_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
         "import errno, os, sys\n"
         "from lshbench.results.store import ResultStore\n"
         "def full(self, row):\n"
-        "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.log_path))\n"
+        "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.db_path))\n"
         "ResultStore.append = full\n"
         "from lshbench.cli import main\n"
         f"sys.argv = ['lshbench', 'sweep', '--out', {str(out)!r}, '--seqlen', '64',\n"
@@ -250,6 +251,30 @@ def test_write_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
     error = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
     assert len(error) == 1 and str(out) in error[0] and "No space left" in error[0], res.stderr
+
+
+def test_store_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    """An SQLite failure inside the store (a full disk as SQLite reports it) ends the sweep
+    with one line naming the directory, exit status 1, no traceback; nothing half written."""
+    out = tmp_path / "full"
+    code = (
+        "import sqlite3, sys\n"
+        "from lshbench.results.store import ResultStore\n"
+        "def full(conn, rows):\n"
+        "    raise sqlite3.OperationalError('database or disk is full')\n"
+        "ResultStore._insert = staticmethod(full)\n"
+        "from lshbench.cli import main\n"
+        f"sys.argv = ['lshbench', 'sweep', '--out', {str(out)!r}, '--seqlen', '64',\n"
+        "            '--backend', 'dense', '--threads', '1', '--input', 'gaussian', '--quiet']\n"
+        "main()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    error = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and str(out) in error[0], res.stderr
+    assert "database or disk is full" in error[0] and "resume" in error[0]
+    assert stored(out) == []
 
 
 def test_sigkill_is_oom_only_when_the_oom_killer_acted(

@@ -125,10 +125,6 @@ def test_bad_input_names_field_value_rule(call, field, value, rule) -> None:
     assert rule in msg, msg
 
 
-def test_at_least_twelve_distinct_cases() -> None:
-    assert len({c[0] for c in CASES}) >= 12
-
-
 def test_chunk_len_rule_allows_short_sequences() -> None:
     """L <= chunk_len takes the exact dense path (as Hugging Face), whatever H*L % m."""
     cfg = lshbench.LSHConfig(n_hashes=3, n_buckets=4, chunk_len=100)

@@ -13,6 +13,8 @@ attention of the same ``qk``, ``v`` and rotations as the other backends:
   for ``d_v != d`` the values are processed in blocks of d columns (zero padded), one call
   per block: exact, since the output is linear in v.
 * ``L <= chunk_len`` runs HF's own full-attention path (not lshbench's dense one).
+* Only section 2: a configuration with another ``method`` or ``weighting`` (section 2b) is a
+  ConfigError (its registry entry says ``variants=False``).
 
 Hashing, sorting, masks, softmax and the round combine are all Hugging Face's code. float32
 in, float32 out; float64 runs the layer in double precision.
@@ -26,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from lshbench.backends.base import Backend
-from lshbench.core.config import LSHConfig
+from lshbench.core.config import LSHConfig, fail
 
 __all__ = ["HFBackend"]
 
@@ -61,6 +63,22 @@ def _columns(start: int, stop: int) -> Any:
             return hidden[..., start:stop]
 
     return Columns()
+
+
+def _check_section_2(config: LSHConfig) -> None:
+    """Hugging Face computes section 2 only: ConfigError for a variant of section 2b."""
+    for field, value, only in (
+        ("method", config.method, "lsh"),
+        ("weighting", config.weighting, "multiplicity"),
+    ):
+        if value != only:
+            fail(
+                field,
+                value,
+                f"the hf backend (Hugging Face's LSHSelfAttention) computes only {field} "
+                f"{only}; the variants of DESIGN.md section 2b need a backend that has them, "
+                "e.g. numpy",
+            )
 
 
 class HFBackend(Backend):
@@ -111,6 +129,7 @@ class HFBackend(Backend):
     def _attend(
         self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None
     ) -> np.ndarray:
+        _check_section_2(config)
         import torch
         from transformers.models.reformer import modeling_reformer
 

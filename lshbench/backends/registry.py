@@ -1,7 +1,8 @@
 """The backend registry: every backend's import path and the facts other layers need.
 
 Facts about a backend (does it hash, does it compute the reference semantics, which
-analytic memory model describes it, does tracemalloc see its allocations) are declared
+analytic memory model describes it, does tracemalloc see its allocations, does it compute
+the variants of DESIGN.md section 2b) are declared
 once, here, in its :class:`BackendSpec`, and read without importing the backend: the
 sweep plans and the worker reports from them, nobody tests a backend by name.
 
@@ -45,6 +46,9 @@ class BackendSpec(NamedTuple):
     exact: bool = True  # computes DESIGN.md section 2 (error metrics against dense mean something)
     memory_model: str | None = None  # analytic model in lshbench.measurement.cost_model
     tracemalloc_sees: bool = True  # False when its allocator is invisible to tracemalloc
+    #: True when it computes every variant of DESIGN.md section 2b (LSHConfig.method and
+    #: weighting); False: only section 2 (method lsh, weighting multiplicity)
+    variants: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form (sent to worker processes, which register it again)."""
@@ -78,6 +82,7 @@ def register_backend(
     exact: bool = True,
     memory_model: str | None = None,
     tracemalloc_sees: bool = True,
+    variants: bool = False,
 ) -> BackendSpec:
     """Register (or replace) a backend by import path ``"module:ClassName"``.
 
@@ -93,6 +98,7 @@ def register_backend(
         bool(exact),
         memory_model,
         bool(tracemalloc_sees),
+        bool(variants),
     )
     _SPECS[name] = spec
     _INSTANCES.pop(name, None)
@@ -153,6 +159,7 @@ register_backend(
     "lshbench.backends.numpy_lsh:NumpyBackend",
     description="vectorized NumPy LSH attention (reference)",
     memory_model="numpy",
+    variants=True,
 )
 register_backend(
     "dense",
@@ -167,6 +174,7 @@ register_backend(
     ("numba", "scipy"),
     "Numba LSH attention: parallel over chunks, streamed rounds (cache=True)",
     memory_model="numba",
+    variants=True,
 )
 register_backend(
     "hf",

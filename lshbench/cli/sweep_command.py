@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from lshbench.core.config import METHODS, WEIGHTINGS
 from lshbench.measurement.inputs import INPUTS
 from lshbench.sweep.spec import PRESETS
 
@@ -28,11 +29,18 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
 @_opt("--n-buckets", "Buckets: rule (2L/chunk_len), auto (HF), an even int or 16x32; list.")
 @_opt("--chunks-before", "Chunks looked back at, comma list.")
 @_opt("--chunks-after", "Chunks looked ahead at, comma list.")
+@_opt("--method", f"How buckets are chosen: {', '.join(METHODS)} (comma list; default lsh).")
+@_opt(
+    "--weighting",
+    f"How a key in several windows counts: {', '.join(WEIGHTINGS)} (default multiplicity).",
+)
 @_opt("--d", "Head dimension (d = dv), comma list.")
 @_opt("--batch", "Batch sizes, comma list.")
 @_opt("--tokens", "Fixed total tokens: batch = tokens // seqlen (replaces --batch).")
 @_opt("--backend", "Backends, comma list (default: every available of numpy, numba, dense).")
 @_opt("--input", f"Input distributions: {', '.join(INPUTS)}.")
+@_opt("--target-entropy", "Mean exact row entropy, nats (> 0; peaked, duplicate), comma list.")
+@_opt("--value-corr", "Correlation of values with the token's cluster, in [0, 1] (peaked).")
 @click.option("--causal/--no-causal", default=None, help="Causal masking (default: no).")
 @_opt("--dtype", "float32, float64 (comma list).")
 @_opt("--threads", "Threads per worker, comma list; 'all' = every usable CPU (default 1).")
@@ -69,8 +77,9 @@ def sweep(
 ) -> None:
     """Measure time, memory and error against dense over a grid; write tables to --out.
 
-    Every cell runs in a fresh worker process; finished rows are logged at once, so an
-    interrupted sweep resumes where it stopped when run again with the same --out.
+    Every cell runs in a fresh worker process; finished rows are stored at once, so an
+    interrupted sweep resumes where it stopped when run again with the same --out (on the
+    same machine with the same code: rows of other machines are kept, never reused).
     """
     from lshbench.sweep.executors import open_executor
     from lshbench.sweep.run import ResultsWriteError, execute, prepare
@@ -92,8 +101,9 @@ def sweep(
         click.echo(runner.describe(), err=True)
     try:
         frame = execute(spec, executor=runner, force=force, retry_failed=retry_failed, quiet=quiet)
-    except ResultsWriteError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # ResultsWriteError, the store's StoreError: one line, exit 1
+        error = exc if isinstance(exc, ResultsWriteError) else ResultsWriteError(spec.out, exc)
+        raise click.ClickException(str(error)) from exc
     _print_summary(frame, spec.out)
 
 
@@ -105,7 +115,7 @@ def _print_summary(frame: Any, out: Any) -> None:
     for _, row in frame[frame["status"] != "ok"].head(10).iterrows():
         click.echo(f"  {row['status']}: {row['backend']} L={row['seqlen']}: {row['message']}")
     click.echo(
-        f"Results: {out / 'results.parquet'}, {out / 'results.csv'} (log results.jsonl, "
+        f"Results: {out / 'results.parquet'}, {out / 'results.csv'} (store results.sqlite, "
         f"metadata.json)"
     )
     click.echo(f"Load them with lshbench.load_results({str(out)!r}); render the report with:")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from lshbench.core.config import LSHConfig
 from lshbench.core.dense import rows_per_block
-from lshbench.measurement.metrics import COVERAGE_BLOCK_ELEMENTS
+from lshbench.measurement.metrics import COVERAGE_BLOCK_ELEMENTS, GATHER_COST_RATIO
 
 __all__ = [
     "MEMORY_MODELS",
@@ -29,6 +29,7 @@ __all__ = [
     "coverage_bytes",
     "memory_model",
     "reference_bytes",
+    "reference_work_bytes",
 ]
 
 INT_BYTES = 8  # int64 indices
@@ -118,21 +119,52 @@ def memory_model(
 
 
 def reference_bytes(batch: int, seqlen: int, d: int, dv: int, itemsize: int) -> int:
-    """Bytes a sweep worker holds for one input: qk and v, and the float64 reference."""
+    """Bytes a sweep worker holds for one input all through its cell: qk and v, and the
+    float64 reference (:func:`lshbench.measurement.metrics.dense_reference`: out, lse, top1,
+    rows, entropy)."""
     B, L = batch, seqlen
     inputs = B * L * (d + dv) * itemsize
-    # out, lse, top1, rows, entropy; float64 copies of qk and v, normalized keys
-    reference = B * L * (dv + 4) * 8 + B * L * (2 * d + dv) * 8
-    return inputs + reference
+    held = B * L * (dv + 3) * 8 + B * L  # out, lse, top1, entropy float64/int64; rows bool
+    return inputs + held
 
 
-def coverage_bytes(seqlen: int, d: int, config: LSHConfig) -> int:
-    """Peak bytes of the window metrics of one sequence (measured: 27-65 MiB at L = 16384 to
-    65536, H = 2 to 8, d = 64).
+def reference_work_bytes(batch: int, seqlen: int, d: int, dv: int) -> int:
+    """Peak bytes, on top of :func:`reference_bytes`, while the reference is computed
+    (measured with tracemalloc, d = 64: within 2% at B x L = 8192 to 32768, up to twice the
+    measured at L <= 2048, where one block is the whole score matrix).
 
-    One sort of the rounds * L slots (offset buckets, order, inverse, positions, chunk of
-    each slot), float64 qk and normalized keys, and a few query blocks of
-    ``COVERAGE_BLOCK_ELEMENTS`` float64 each (scores, or gathered keys).
+    float64 copies of qk and v and the normalized keys (freed after), and three query blocks
+    of probabilities (``B * rows_per_block(B, L) * L`` float64 each: the scores, and the
+    products and reductions taken from them)."""
+    B, L = batch, seqlen
+    copies = B * L * (2 * d + dv) * 8
+    block = B * rows_per_block(B, L) * L * 8
+    return copies + 3 * block
+
+
+def coverage_bytes(batch: int, seqlen: int, d: int, itemsize: int, config: LSHConfig) -> int:
+    """Peak bytes of the accuracy phase of one LSH configuration, on top of
+    :func:`reference_bytes` (measured with tracemalloc at L = 1024 to 32768, B = 1 to 8,
+    d = 64, H = 1 to 8, every method and weighting: the model is 0 to 35% above, and twice
+    the measured where one chunk holds the whole sequence).
+
+    The buckets (B, rounds, L) int64 of :func:`lshbench.core.hashing.pipeline_buckets`, plus
+    the larger of its hashing (``lsh``: a projection (B, L, rot_size / 2) in the input dtype
+    and its temporaries, about twice that) and the window metrics
+    (:func:`lshbench.measurement.metrics.window_metrics`): float64 qk and normalized keys,
+    one sequence's sort of its rounds * L slots (offset buckets, order, inverse, positions,
+    chunk of each slot), and one query block (scores against all keys or gathered keys, and
+    about eight (rows, K) arrays of the K key occurrences of each query's windows).
     """
-    slots = 6 * config.rounds * seqlen * INT_BYTES
-    return slots + 2 * seqlen * d * 8 + 3 * COVERAGE_BLOCK_ELEMENTS * 8
+    B, L, R = batch, seqlen, config.rounds
+    buckets = B * R * L * INT_BYTES
+    hashing = 0
+    if config.method == "lsh":
+        hashing = 2 * B * L * ((config.rot_size // 2) * itemsize + INT_BYTES)
+    K = R * config.window_len(L)  # key occurrences per query
+    gather = K * GATHER_COST_RATIO < L  # as window_metrics decides
+    width = K * d if gather else max(L, K)
+    rows = min(L, max(1, COVERAGE_BLOCK_ELEMENTS // width))
+    block = rows * width * 8 + 8 * rows * K * 8
+    metrics = 2 * B * L * d * 8 + 6 * R * L * INT_BYTES + block
+    return buckets + max(hashing, metrics)

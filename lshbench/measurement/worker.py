@@ -14,7 +14,9 @@ its original stdout (anything else printed goes to stderr):
 * ``{"event": "phase", "phase": NAME, "ids": [cell_id, ...]}`` before each phase, naming the
   rows it can fail; an executor that sees no event for ``--timeout`` seconds kills the worker
   and records those rows as timeouts;
-* ``{"event": "row", "row": {...}}`` for each finished row (see :func:`lshbench.results.make_row`);
+* ``{"event": "row", "row": {...}}`` for each finished row (see
+  :func:`lshbench.results.schema.make_row`), stamped with this process's ``machine_id`` and
+  ``code_id`` (:func:`provenance_ids`) and host name;
 * ``{"event": "done", "env": {...}}`` at the end, with the BLAS pools and the Numba threading
   layer seen in this process.
 
@@ -36,7 +38,7 @@ from typing import Any
 
 from lshbench.util import one_line, utc_now
 
-__all__ = ["THREAD_VARS", "main", "thread_env"]
+__all__ = ["THREAD_VARS", "main", "provenance_ids", "thread_env"]
 
 #: thread-pool sizes set from the cell's ``threads`` before the worker imports anything
 THREAD_VARS = (
@@ -47,6 +49,22 @@ THREAD_VARS = (
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
 )
+
+
+_PROVENANCE: dict[str, str] = {}
+
+
+def provenance_ids() -> dict[str, str]:
+    """``{"machine_id": ..., "code_id": ...}`` of this process
+    (:func:`lshbench.measurement.machine.provenance`, computed once per process): the stamp
+    of every row measured here, so a row says which machine and code measured it wherever
+    the sweep that records it runs (a Dask worker on another machine stamps its own)."""
+    if not _PROVENANCE:
+        from lshbench.measurement.machine import provenance
+
+        ids = provenance()
+        _PROVENANCE.update(machine_id=ids["machine_id"], code_id=ids["code_id"])
+    return dict(_PROVENANCE)
 
 
 def thread_env(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -83,6 +101,35 @@ def _watch_stdin() -> None:
             pass
     finally:
         os._exit(4)
+
+
+def _input_knobs(make_inputs: Callable[..., Any], cell: dict[str, Any]) -> dict[str, Any]:
+    """Keywords of ``make_inputs`` for the cell: ``target_entropy`` and ``value_corr`` when
+    the cell has them (not None), and ``causal`` when the generator takes it (it scales qk to
+    the target entropy under the cell's masks)."""
+    import inspect
+
+    knobs = {k: cell.get(k) for k in ("target_entropy", "value_corr") if cell.get(k) is not None}
+    if knobs and "causal" in inspect.signature(make_inputs).parameters:
+        knobs["causal"] = bool(cell["causal"])
+    return knobs
+
+
+def _task_accuracy(cell: dict[str, Any], out: Any, v: Any) -> float | None:
+    """``task_acc`` of an output: for the ``duplicate`` input, the share of queries whose
+    output is nearest to their copy's value (DESIGN.md section 6); None for other inputs.
+
+    Also None while :mod:`lshbench.measurement.tasks` is not part of the package (it comes
+    with the inputs work); drop the ModuleNotFoundError guard once it is."""
+    if cell["input"] != "duplicate":
+        return None
+    try:
+        from lshbench.measurement.tasks import duplicate_copy_index, task_accuracy
+    except ModuleNotFoundError as exc:
+        if exc.name != "lshbench.measurement.tasks":
+            raise
+        return None
+    return task_accuracy(out, v, duplicate_copy_index(cell["seqlen"]))
 
 
 def _status_of(exc: BaseException) -> str:
@@ -139,11 +186,12 @@ class _CellRunner:
         self.tasks: list[dict[str, Any]] = spec["tasks"]
         self.repeats = int(spec["repeats"])
         first = self.tasks[0]
-        self.cell = {k: first[k] for k in CELL_AXES}
+        self.cell = {k: first.get(k) for k in CELL_AXES}
         self.dtype = np.dtype(self.cell["dtype"])
         for entry in spec.get("backends", {}).values():
             register_backend(**entry)
         self.host = socket.gethostname()
+        self.ids = provenance_ids()
         self.backends: dict[str, Any] = {}
         self.compile_s: dict[str, float] = {}
 
@@ -151,7 +199,9 @@ class _CellRunner:
         from lshbench.results.store import make_row
 
         stamp = utc_now()
-        row = make_row(task, status, message, host=self.host, finished_at=stamp, **values)
+        row = make_row(
+            task, status, message, host=self.host, finished_at=stamp, **self.ids, **values
+        )
         self.channel.send({"event": "row", "row": row})
 
     def fail_all(self, tasks: list[dict[str, Any]], exc: BaseException, where: str) -> None:
@@ -167,8 +217,9 @@ class _CellRunner:
         self.channel.phase("input", self.tasks)
         try:
             self.qk, self.v = make_inputs(
-                c["input"], c["batch"], c["seqlen"], c["d"], c["dv"], c["seed"], self.dtype
-            )
+                c["input"], c["batch"], c["seqlen"], c["d"], c["dv"], c["seed"], self.dtype,
+                **_input_knobs(make_inputs, c),
+            )  # fmt: skip
             self.channel.phase("reference", self.tasks)
             self.ref = dense_reference(self.qk, self.v, bool(c["causal"]))
         except Exception as exc:  # MemoryError included: it becomes an oom row
@@ -216,17 +267,9 @@ class _CellRunner:
     def run_group(self, tasks: list[dict[str, Any]]) -> None:
         """Measure the backends of one configuration: first call, warm-up, interleaved timing,
         memory, accuracy."""
-        from lshbench.core.hashing import hash_buckets, random_rotations
-        from lshbench.measurement.cost_model import attention_flops, memory_model
-        from lshbench.measurement.metrics import output_errors, window_coverage
-        from lshbench.measurement.phases import (
-            calibrate_number,
-            first_call,
-            measure_memory,
-            summarize,
-            time_interleaved,
-            warm_up,
-        )
+        from lshbench.core.hashing import pipeline_buckets, random_rotations
+        from lshbench.measurement.metrics import EXACT_WINDOWS, output_errors, window_metrics
+        from lshbench.measurement.phases import measure_memory, time_interleaved
         from lshbench.results.cells import rotation_seed, task_config
 
         c = self.cell
@@ -235,26 +278,8 @@ class _CellRunner:
         rotations = None
         if hashing:
             rotations = random_rotations(c["d"], config, rotation_seed(c["seed"]), self.dtype)
-        calls: dict[str, Callable[[], Any]] = {}
-        outputs: dict[str, Any] = {}
-        first_s: dict[str, float] = {}
-        number: dict[str, int] = {}
-        live: list[dict[str, Any]] = []
-        for task in tasks:
-            backend = self.backends[task["backend"]]
-
-            def call(backend: Any = backend) -> Any:
-                return backend.attend(self.qk, self.v, config, rotations)
-
-            self.channel.phase("first call and warm-up", [task])
-            try:
-                first_s[task["backend"]], outputs[task["backend"]] = first_call(call)
-                number[task["backend"]] = calibrate_number(min(warm_up(call)))
-            except Exception as exc:
-                self.row(task, _status_of(exc), f"first call: {one_line(exc)}")
-                continue
-            calls[task["backend"]] = call
-            live.append(task)
+        calls, outputs, first_s, number = self.first_calls(tasks, config, rotations)
+        live = [task for task in tasks if task["backend"] in calls]
         if not live:
             return
         self.channel.phase("timing", live)
@@ -264,62 +289,105 @@ class _CellRunner:
             self.channel.phase("memory", [task])
             memory[task["backend"]], _ = measure_memory(calls[task["backend"]])
         self.channel.phase("accuracy", live)
-        coverage = None
+        windows = EXACT_WINDOWS  # exact attention: every key, once
         if hashing:
-            buckets = hash_buckets(self.qk, rotations, config)  # (B, H, L)
-            coverage = window_coverage(self.qk, buckets, config, self.ref)
-        B, L, d, dv = c["batch"], c["seqlen"], c["d"], c["dv"]
+            buckets = pipeline_buckets(self.qk, rotations, config)  # (B, rounds, L)
+            windows = window_metrics(self.qk, buckets, config, self.ref)
+            del buckets
         for task in live:
             name = task["backend"]
-            backend = self.backends[name]
-            timing = summarize(samples[name])
-            facts = backend.spec
-            flops = attention_flops(facts.uses_hashing, B, L, d, dv, config if hashing else None)
-            model = memory_model(
-                facts.memory_model,
-                B,
-                L,
-                d,
-                dv,
-                self.dtype.itemsize,
-                config if hashing else None,
-                c["threads"],
-            )
-            values: dict[str, Any] = {
-                "compile_s": self.compile_s[name] + first_s[name],
-                "first_call_s": first_s[name],
-                "time_median_s": timing.time_median_s,
-                "time_iqr_s": timing.time_iqr_s,
-                "time_min_s": timing.time_min_s,
-                "time_mean_s": timing.time_mean_s,
-                "n_samples": timing.n_samples,
-                "number": number[name],
-                "time_samples_s": timing.samples,
-                "unstable": timing.unstable,
-                "mem_alloc_peak_bytes": memory[name].alloc_peak_bytes,
-                "mem_rss_peak_bytes": memory[name].rss_peak_bytes,
-                "mem_model_bytes": model,
-                "flops": flops,
-                "gflops": flops / timing.time_median_s / 1e9,
-                "tokens_per_s": B * L / timing.time_median_s,
+            values = {
+                **self.timing_values(name, samples[name], first_s[name], number[name]),
+                **self.cost_values(task, config if hashing else None, memory[name]),
+                "attn_entropy": self.ref.attn_entropy,
+                "task_acc": _task_accuracy(c, outputs[name], self.v),
             }
+            median = values["time_median_s"]
+            values["gflops"] = values["flops"] / median / 1e9
+            values["tokens_per_s"] = c["batch"] * c["seqlen"] / median
+            backend = self.backends[name]
             notes = []
-            if facts.exact:
+            if backend.spec.exact:
+                values.update(windows._asdict())
                 values.update(output_errors(outputs[name], self.ref)._asdict())
-                if coverage is not None:
-                    values.update(coverage._asdict())
-                else:  # exact attention sees every key
-                    values.update(mass_recall=1.0, top1_agree=1.0)
             else:
                 notes.append(
                     f"no error metrics: {name} does not compute the reference attention of "
                     f"DESIGN.md section 2 ({backend.description})"
                 )
-            if not facts.tracemalloc_sees:
+            if not backend.spec.tracemalloc_sees:
                 notes.append(f"{name}'s allocator is invisible to tracemalloc: read mem_rss_peak")
             if memory[name].rss_peak_bytes is None:
                 notes.append("resident peak unavailable (/proc/self/clear_refs not writable)")
             self.row(task, "ok", "; ".join(notes), **values)
+
+    def first_calls(
+        self, tasks: list[dict[str, Any]], config: Any, rotations: Any
+    ) -> tuple[dict[str, Callable[[], Any]], dict[str, Any], dict[str, float], dict[str, int]]:
+        """First call and warm-up of each task's backend; a failing one becomes its row.
+
+        Returns, by backend name, for those that ran: the call, its first output, the first
+        call's seconds and the calls per timing sample."""
+        from lshbench.measurement.phases import calibrate_number, first_call, warm_up
+
+        calls: dict[str, Callable[[], Any]] = {}
+        outputs: dict[str, Any] = {}
+        first_s: dict[str, float] = {}
+        number: dict[str, int] = {}
+        for task in tasks:
+            name = task["backend"]
+            backend = self.backends[name]
+
+            def call(backend: Any = backend) -> Any:
+                return backend.attend(self.qk, self.v, config, rotations)
+
+            self.channel.phase("first call and warm-up", [task])
+            try:
+                first_s[name], outputs[name] = first_call(call)
+                number[name] = calibrate_number(min(warm_up(call)))
+            except Exception as exc:
+                self.row(task, _status_of(exc), f"first call: {one_line(exc)}")
+                continue
+            calls[name] = call
+        return calls, outputs, first_s, number
+
+    def timing_values(
+        self, name: str, samples: list[float], first_s: float, number: int
+    ) -> dict[str, Any]:
+        """The timing columns of a row: compile, first call, the samples' statistics."""
+        from lshbench.measurement.phases import summarize
+
+        timing = summarize(samples)
+        return {
+            "compile_s": self.compile_s[name] + first_s,
+            "first_call_s": first_s,
+            "time_median_s": timing.time_median_s,
+            "time_iqr_s": timing.time_iqr_s,
+            "time_min_s": timing.time_min_s,
+            "time_mean_s": timing.time_mean_s,
+            "n_samples": timing.n_samples,
+            "number": number,
+            "time_samples_s": timing.samples,
+            "unstable": timing.unstable,
+        }
+
+    def cost_values(self, task: dict[str, Any], config: Any, memory: Any) -> dict[str, Any]:
+        """The memory and FLOP columns of a row (``config`` None for non-hashing backends)."""
+        from lshbench.measurement.cost_model import attention_flops, memory_model
+
+        c = self.cell
+        facts = self.backends[task["backend"]].spec
+        B, L, d, dv = c["batch"], c["seqlen"], c["d"], c["dv"]
+        flops = attention_flops(facts.uses_hashing, B, L, d, dv, config)
+        model = memory_model(
+            facts.memory_model, B, L, d, dv, self.dtype.itemsize, config, c["threads"]
+        )
+        return {
+            "mem_alloc_peak_bytes": memory.alloc_peak_bytes,
+            "mem_rss_peak_bytes": memory.rss_peak_bytes,
+            "mem_model_bytes": model,
+            "flops": flops,
+        }
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 A **task** is one row of the results table: one backend on one input with one LSH
 configuration. It is a plain JSON-able dict with the keys of :data:`TASK_KEYS`; hashing fields
-are ``None`` for backends that do not hash (dense, peers like torch-sdpa).
+(``method`` and ``weighting`` included) are ``None`` for backends that do not hash (dense,
+peers like torch-sdpa), ``n_buckets`` is ``None`` for method ``local`` (it has no buckets),
+and ``target_entropy`` / ``value_corr`` are ``None`` for inputs that do not take them.
 
 A **cell** is what one fresh worker process runs: every task that shares an input (the
 :data:`CELL_AXES`), so the dense reference of that input is computed once and every backend
@@ -33,18 +35,36 @@ __all__ = [
 ]
 
 #: the axes that define one input (one worker, one dense reference)
-CELL_AXES = ("seqlen", "batch", "d", "dv", "input", "causal", "dtype", "threads", "seed")
+CELL_AXES = (
+    "seqlen", "batch", "d", "dv", "input", "target_entropy", "value_corr", "causal", "dtype",
+    "threads", "seed",
+)  # fmt: skip
 #: the LSH configuration axes (None for backends that do not hash)
-CONFIG_AXES = ("n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after")
+CONFIG_AXES = (
+    "n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after", "method", "weighting",
+)  # fmt: skip
 TASK_KEYS = ("backend", *CELL_AXES, *CONFIG_AXES)
+
+#: axes added after results were first stored, with the values every earlier row had: a key
+#: holding one of them is left out of the ids, so the cells of earlier tables keep theirs
+_ADDED_AXES: dict[str, tuple[Any, ...]] = {
+    "method": (None, "lsh"),
+    "weighting": (None, "multiplicity"),
+    "target_entropy": (None,),
+    "value_corr": (None,),
+}
 
 
 def _canonical(task: dict[str, Any], keys: tuple[str, ...]) -> str:
-    return json.dumps({k: task.get(k) for k in keys}, sort_keys=True, separators=(",", ":"))
+    values = {
+        k: task.get(k) for k in keys if k not in _ADDED_AXES or task.get(k) not in _ADDED_AXES[k]
+    }
+    return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
 
 def task_id(task: dict[str, Any]) -> str:
-    """Stable id of a task (16 hex digits): the same parameters give the same id in any run."""
+    """Stable id of a task (16 hex digits): the same parameters give the same id in any run
+    (and a section-2 LSH task the id it had before ``method`` and ``weighting`` existed)."""
     return hashlib.sha1(_canonical(task, TASK_KEYS).encode()).hexdigest()[:16]
 
 
@@ -58,11 +78,21 @@ def group_key(task: dict[str, Any]) -> str:
     return _canonical(task, CONFIG_AXES)
 
 
+#: buckets of the configuration of a task without any (method ``local``): the rotations
+#: are drawn with one column per round, which ``local`` never reads
+_NO_BUCKETS = 2
+
+
 def task_config(task: dict[str, Any]) -> LSHConfig:
-    """The :class:`LSHConfig` of a task (a placeholder one for backends that do not hash)."""
+    """The :class:`LSHConfig` of a task (a placeholder one for backends that do not hash).
+
+    ``method`` and ``weighting`` default to section 2's (``lsh``, ``multiplicity``) when the
+    task has none (tasks of earlier tables)."""
     if task.get("n_hashes") is None:
         return LSHConfig(causal=bool(task["causal"]))
-    nb = task["n_buckets"]
+    nb = task.get("n_buckets")
+    if nb is None:
+        nb = _NO_BUCKETS
     return LSHConfig(
         n_hashes=task["n_hashes"],
         n_buckets=tuple(nb) if isinstance(nb, list | tuple) else nb,
@@ -70,6 +100,8 @@ def task_config(task: dict[str, Any]) -> LSHConfig:
         causal=bool(task["causal"]),
         chunks_before=task["chunks_before"],
         chunks_after=task["chunks_after"],
+        method=task.get("method") or "lsh",
+        weighting=task.get("weighting") or "multiplicity",
     )
 
 

@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from lshbench.core.config import fail
+from lshbench.core.config import METHODS, WEIGHTINGS, fail
 from lshbench.results.cells import TASK_KEYS, n_buckets_spec, task_id
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "EXTRA_COLUMNS",
     "PROVENANCE_COLUMNS",
     "REQUIRED_FIELDS",
+    "SECTION_2",
     "STATUSES",
     "RowKey",
     "check_storable",
@@ -44,14 +45,15 @@ __all__ = [
 
 STATUSES = ("ok", "oom", "oom_predicted", "timeout", "error", "skipped")
 
-#: DESIGN.md section 7, in this order (accuracy columns as measured today)
+#: DESIGN.md section 7, in this order
 COLUMNS = (
-    "run_id", "machine_id", "code_id", "backend", "seqlen", "batch", "d", "dv", "n_hashes",
-    "n_buckets", "chunk_len", "chunks_before", "chunks_after", "causal", "input", "dtype",
-    "threads", "seed", "status", "message", "compile_s", "time_median_s", "time_iqr_s",
-    "time_min_s", "n_samples", "unstable", "mem_alloc_peak_bytes", "mem_rss_peak_bytes",
-    "mem_model_bytes", "flops", "gflops", "tokens_per_s", "rel_err", "max_abs_err", "cos_sim",
-    "mass_recall", "top1_agree",
+    "run_id", "machine_id", "code_id", "backend", "method", "weighting", "seqlen", "batch", "d",
+    "dv", "n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after", "causal",
+    "input", "target_entropy", "value_corr", "dtype", "threads", "seed", "status", "message",
+    "compile_s", "time_median_s", "time_iqr_s", "time_min_s", "n_samples", "unstable",
+    "mem_alloc_peak_bytes", "mem_rss_peak_bytes", "mem_model_bytes", "flops", "gflops",
+    "tokens_per_s", "attn_tv", "mass_recall", "top1_recall", "attn_entropy", "out_err_v",
+    "task_acc", "rel_err", "max_abs_err", "cos_sim",
 )  # fmt: skip
 
 #: more columns, after DESIGN's
@@ -64,7 +66,6 @@ EXTRA_COLUMNS = (
     "time_samples_s",  # raw per-call seconds of every sample
     "tokens",  # batch * seqlen
     "host",  # host name where the row was measured (a label; machine_id is the identity)
-    "sweep_host",  # host name of the sweep that recorded it
     "executor",
     "concurrency",  # cells running at once on the executor
     "finished_at",  # UTC ISO time the row was written
@@ -80,16 +81,17 @@ _OPTIONAL_INTS = {
 }  # fmt: skip
 _INT_COLUMNS = (*_REQUIRED_INTS, *_OPTIONAL_INTS)
 _FLOAT_COLUMNS = (
-    "compile_s", "time_median_s", "time_iqr_s", "time_min_s", "gflops", "tokens_per_s",
-    "rel_err", "max_abs_err", "cos_sim", "mass_recall", "top1_agree", "first_call_s",
-    "time_mean_s",
+    "target_entropy", "value_corr", "compile_s", "time_median_s", "time_iqr_s", "time_min_s",
+    "gflops", "tokens_per_s", "attn_tv", "mass_recall", "top1_recall", "attn_entropy",
+    "out_err_v", "task_acc", "rel_err", "max_abs_err", "cos_sim", "first_call_s", "time_mean_s",
 )  # fmt: skip
 _BOOL_COLUMNS = ("causal", "unstable")
 #: string columns that every row has, non-empty
 _REQUIRED_STRINGS = ("cell_id", "backend", "status", "input", "dtype")
 _STRING_COLUMNS = (
-    "run_id", "machine_id", "code_id", "backend", "input", "dtype", "status", "message",
-    "cell_id", "n_buckets_spec", "host", "sweep_host", "executor", "finished_at",
+    "run_id", "machine_id", "code_id", "backend", "method", "weighting", "input", "dtype",
+    "status", "message",
+    "cell_id", "n_buckets_spec", "host", "executor", "finished_at",
 )  # fmt: skip
 _LIST_COLUMNS = ("time_samples_s",)
 #: what every row must have (anything else may be missing)
@@ -97,6 +99,8 @@ REQUIRED_FIELDS = (*_REQUIRED_STRINGS, *_REQUIRED_INTS, "causal")
 #: columns added after tables were first written: older tables lack them (their rows never
 #: match a resume and are labelled by no machine)
 PROVENANCE_COLUMNS = ("machine_id", "code_id")
+#: values a hashing row of an earlier table (no ``method``/``weighting``) had: section 2
+SECTION_2 = {"method": "lsh", "weighting": "multiplicity"}
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -257,6 +261,11 @@ def _check_other(row: dict[str, Any]) -> str | None:
             return f"{col}: must be a non-empty string"
     if row["status"] not in STATUSES:
         return f"status: must be one of {', '.join(STATUSES)}"
+    for col, allowed in (("method", METHODS), ("weighting", WEIGHTINGS)):
+        if row.get(col) is None and row.get("n_hashes") is not None:
+            row[col] = SECTION_2[col]  # a hashing row of an earlier table
+        if row.get(col) is not None and row[col] not in allowed:
+            return f"{col}: must be one of {', '.join(allowed)}"
     for col in _BOOL_COLUMNS:
         value = row.get(col)
         if not isinstance(value, bool) and (value is not None or col == "causal"):
@@ -278,8 +287,10 @@ def normalize_row(row: Any) -> tuple[dict[str, Any] | None, str]:
 
     Integral floats in integer columns become ints, NaN and NA become None, numpy values
     become Python; strings where numbers belong, a missing or empty ``cell_id``, ``backend``,
-    ``status``, ``input`` or ``dtype``, integers beyond int64, and ``ok`` rows without a
-    positive ``time_median_s`` make the row invalid.
+    ``status``, ``input`` or ``dtype``, integers beyond int64, a ``method`` or ``weighting``
+    that is not one of the core's, and ``ok`` rows without a positive ``time_median_s`` make
+    the row invalid. A hashing row without ``method``/``weighting`` (an earlier table) gets
+    section 2's (:data:`SECTION_2`).
     """
     if not isinstance(row, dict):
         return None, f"row: must be an object, not {type(row).__name__}"

@@ -4,7 +4,8 @@ The interface is small so other executors (Dask, Slurm) can stream into the same
 ``executor.run_cells(cells, on_row)`` runs every :class:`CellSpec` and calls ``on_row(row)``
 for each finished row, failures included, in the order rows finish. Every row carries
 ``executor`` (the executor's name) and ``concurrency`` (cells it runs at once); the worker
-fills ``host``.
+fills ``host``, ``machine_id`` and ``code_id`` (the executor, for rows of a worker that died:
+the same machine).
 
 :class:`LocalExecutor` runs cells one after another on this machine, each in a new
 ``python -m lshbench.measurement.worker`` process (spawned, never forked) whose thread
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lshbench.measurement.machine import usable_cpus
-from lshbench.measurement.worker import thread_env
+from lshbench.measurement.worker import provenance_ids, thread_env
 from lshbench.results.cells import task_id
 from lshbench.results.store import make_row
 from lshbench.sweep.oom_kills import oom_kill_counts, oom_killed_since
@@ -179,7 +180,9 @@ class LocalExecutor:
 
     def _stamp(self, row: dict[str, Any]) -> dict[str, Any]:
         stamp_row(row, self.name, self.concurrency)
-        row["host"] = row.get("host") or socket.gethostname()  # rows of a dead worker
+        if row.get("machine_id") is None:  # rows of a dead worker: this machine measured
+            row.update(provenance_ids())
+        row["host"] = row.get("host") or socket.gethostname()
         if self.mem_limit_bytes is not None and row.get("status") == "oom":
             limit = fmt_bytes(self.mem_limit_bytes)
             row["message"] = f"{row.get('message') or ''} [cell memory limit {limit}]".strip()

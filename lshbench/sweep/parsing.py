@@ -26,6 +26,7 @@ __all__ = [
     "parse_bools",
     "parse_bytes",
     "parse_choices",
+    "parse_floats",
     "parse_int",
     "parse_ints",
     "parse_items",
@@ -99,6 +100,34 @@ def parse_n_buckets(value: Any) -> tuple[str | int | tuple[int, ...], ...]:
         if math.prod(factors) > INT64_MAX:
             fail("n_buckets", item, "the product of the factors must be <= 2**63-1 (int64)")
         out.append(factors[0] if len(factors) == 1 else factors)
+    return tuple(dict.fromkeys(out))
+
+
+def parse_floats(
+    field_name: str,
+    value: Any,
+    minimum: float,
+    maximum: float | None = None,
+    *,
+    open_minimum: bool = False,
+) -> tuple[float, ...]:
+    """A list of finite numbers in ``[minimum, maximum]`` (``(minimum, ...`` with
+    ``open_minimum``), duplicates dropped, order kept; a bool is not a number."""
+    low = f"> {minimum:g}" if open_minimum else f">= {minimum:g}"
+    rule = f"must be a number {low}" if maximum is None else (
+        f"must be a number in {'(' if open_minimum else '['}{minimum:g}, {maximum:g}]"
+    )  # fmt: skip
+    out = []
+    for item in parse_items(field_name, value):
+        try:
+            number = float(item.strip() if isinstance(item, str) else item)
+        except (TypeError, ValueError, OverflowError):
+            fail(field_name, item, rule)
+        below = number <= minimum if open_minimum else number < minimum
+        above = maximum is not None and number > maximum
+        if isinstance(item, bool) or not math.isfinite(number) or below or above:
+            fail(field_name, item, rule)
+        out.append(number)
     return tuple(dict.fromkeys(out))
 
 

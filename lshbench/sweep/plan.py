@@ -9,18 +9,27 @@ results row each, see :mod:`lshbench.results.cells`) and the invalid ones with t
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import ConfigError, LSHConfig, fail
-from lshbench.results.cells import task_config, task_id
+from lshbench.results.cells import CONFIG_AXES, task_config, task_id
+from lshbench.results.schema import SECTION_2
 from lshbench.sweep.parsing import INT64_MAX
-from lshbench.sweep.spec import WORKER_BASE_BYTES, SweepSpec
+from lshbench.sweep.spec import INPUT_KNOBS, WORKER_BASE_BYTES, SweepSpec
 
 if TYPE_CHECKING:
     from lshbench.backends import BackendSpec
 
-__all__ = ["estimate_seconds", "plan_tasks", "predicted_bytes", "resolve_n_buckets"]
+__all__ = [
+    "estimate_seconds",
+    "input_cells",
+    "lsh_configs",
+    "plan_tasks",
+    "predicted_bytes",
+    "resolve_n_buckets",
+]
 
 
 def resolve_n_buckets(
@@ -47,19 +56,24 @@ def resolve_n_buckets(
 def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
     """Every task of the grid, in run order, and the invalid ones with the reason.
 
-    Cells (inputs) vary slowest in the order input, causal, dtype, threads, seed, d, seqlen;
-    inside a cell, the non-hashing backends come first, then each configuration. Raises
-    ConfigError when a derived value (batch x seqlen tokens, resolved buckets) would not fit
-    the results tables' int64 columns.
+    Cells (inputs) vary slowest in the order input (with its target_entropy and value_corr,
+    :func:`input_cells`), causal, dtype, threads, seed, d, seqlen; inside a cell, the
+    non-hashing backends come first, then each configuration (:func:`lsh_configs`). A
+    backend without variants (its registry entry's ``variants``) gets only section 2's
+    configurations (method lsh, weighting multiplicity); the others are not planned for it.
+    Raises ConfigError when a derived value (batch x seqlen tokens, resolved buckets) would
+    not fit the results tables' int64 columns, or when a hashing backend would get no task
+    at all because it has no variants.
     """
     from lshbench.backends import backend_spec
 
-    hashes = {name: backend_spec(name).uses_hashing for name in spec.backend}
+    facts = {name: backend_spec(name) for name in spec.backend}
+    _check_variants(spec, facts)
     tasks: list[dict[str, Any]] = []
     invalid: list[tuple[dict[str, Any], str]] = []
     seen: set[str] = set()
     cells = itertools.product(
-        spec.input,
+        input_cells(spec),
         spec.causal,
         spec.dtype,
         spec.threads,
@@ -68,7 +82,7 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
         spec.seqlen,
         spec.batch or (None,),
     )
-    for inp, causal, dtype, threads, seed, d, L, batch in cells:
+    for (inp, entropy, rho), causal, dtype, threads, seed, d, L, batch in cells:
         B = spec.tokens // L if spec.tokens is not None else batch
         _check_int64("batch", B, B * L, f"batch x seqlen = {B}x{L} tokens")
         cell = {
@@ -77,36 +91,23 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
             "d": d,
             "dv": d,
             "input": inp,
+            "target_entropy": entropy,
+            "value_corr": rho,
             "causal": causal,
             "dtype": dtype,
             "threads": threads,
             "seed": seed,
         }
-        none = dict.fromkeys(
-            ("n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after")
-        )
         for name in spec.backend:
-            if not hashes[name]:
-                _add(tasks, seen, {"backend": name, **cell, **none})
-        configs = itertools.product(
-            spec.chunk_len, spec.n_hashes, spec.n_buckets, spec.chunks_before, spec.chunks_after
-        )
-        for m, H, nb_item, before, after in configs:
-            nb = resolve_n_buckets(nb_item, L, m)
-            total = math.prod(nb) if isinstance(nb, tuple) else nb
-            _check_int64("n_buckets", nb_item, total, f"{total} buckets at L={L}, chunk_len={m}")
+            if not facts[name].uses_hashing:
+                _add(tasks, seen, {"backend": name, **cell, **dict.fromkeys(CONFIG_AXES)})
+        for config in lsh_configs(spec, L):
             for name in spec.backend:
-                if not hashes[name]:
+                if not facts[name].uses_hashing:
                     continue
-                task = {
-                    "backend": name,
-                    **cell,
-                    "n_hashes": H,
-                    "n_buckets": list(nb) if isinstance(nb, tuple) else nb,
-                    "chunk_len": m,
-                    "chunks_before": before,
-                    "chunks_after": after,
-                }
+                if not facts[name].variants and not _is_section_2(config):
+                    continue
+                task = {"backend": name, **cell, **config}
                 try:
                     task_config(task).check_seqlen(L)
                 except ConfigError as exc:
@@ -116,6 +117,77 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
                     continue
                 _add(tasks, seen, task)
     return tasks, invalid
+
+
+def input_cells(spec: SweepSpec) -> list[tuple[str, float | None, float | None]]:
+    """``(input, target_entropy, value_corr)`` of every input of the grid: the product of
+    the axes an input takes (:data:`~lshbench.sweep.spec.INPUT_KNOBS`; its default where the
+    axis is not given), None for the axes it does not take."""
+    out = []
+    for inp in spec.input:
+        knobs = INPUT_KNOBS.get(inp, {})
+        axes = []
+        for name in ("target_entropy", "value_corr"):
+            given = getattr(spec, name)
+            if name not in knobs:
+                axes.append((None,))
+            else:
+                axes.append(given if given is not None else (knobs[name],))
+        out.extend((inp, entropy, rho) for entropy, rho in itertools.product(*axes))
+    return out
+
+
+def lsh_configs(spec: SweepSpec, seqlen: int) -> list[dict[str, Any]]:
+    """The LSH configurations of the grid at ``seqlen`` (the :data:`CONFIG_AXES` of a task),
+    in order, each once: method ``local`` has no buckets (``n_buckets`` None), so it gives
+    one configuration per (chunk_len, n_hashes, chunks_before, chunks_after, weighting)."""
+    out: dict[str, dict[str, Any]] = {}
+    axes = itertools.product(
+        spec.chunk_len,
+        spec.n_hashes,
+        spec.n_buckets,
+        spec.chunks_before,
+        spec.chunks_after,
+        spec.method,
+        spec.weighting,
+    )
+    for m, H, nb_item, before, after, method, weighting in axes:
+        nb: Any = None
+        if method != "local":
+            nb = resolve_n_buckets(nb_item, seqlen, m)
+            total = math.prod(nb) if isinstance(nb, tuple) else nb
+            where = f"{total} buckets at L={seqlen}, chunk_len={m}"
+            _check_int64("n_buckets", nb_item, total, where)
+        config = {
+            "n_hashes": H,
+            "n_buckets": list(nb) if isinstance(nb, tuple) else nb,
+            "chunk_len": m,
+            "chunks_before": before,
+            "chunks_after": after,
+            "method": method,
+            "weighting": weighting,
+        }
+        out.setdefault(json.dumps(config, sort_keys=True), config)
+    return list(out.values())
+
+
+def _is_section_2(config: dict[str, Any]) -> bool:
+    return all(config[k] == v for k, v in SECTION_2.items())
+
+
+def _check_variants(spec: SweepSpec, facts: dict[str, BackendSpec]) -> None:
+    """Fail when a hashing backend without variants would get no task at all."""
+    if all(v in getattr(spec, k) for k, v in SECTION_2.items()):
+        return
+    for name, entry in facts.items():
+        if entry.uses_hashing and not entry.variants:
+            fail(
+                "backend",
+                name,
+                "computes only method lsh with weighting multiplicity (no DESIGN.md section "
+                f"2b variants), which --method {','.join(spec.method)} --weighting "
+                f"{','.join(spec.weighting)} leaves out: add lsh and multiplicity, or drop it",
+            )
 
 
 def _check_int64(field_name: str, value: Any, derived: int, what: str) -> None:
@@ -132,16 +204,26 @@ def _add(tasks: list[dict[str, Any]], seen: set[str], task: dict[str, Any]) -> N
 
 
 def predicted_bytes(task: dict[str, Any], facts: BackendSpec) -> tuple[int, int | None]:
-    """(predicted peak bytes of the worker for this task, the backend's model or None)."""
-    from lshbench.measurement.cost_model import coverage_bytes, memory_model, reference_bytes
+    """(predicted peak bytes of the worker for this task, the backend's model or None).
+
+    A worker's own footprint, the input and reference it holds all along
+    (:func:`~lshbench.measurement.cost_model.reference_bytes`), plus the largest of the
+    phases that follow each other: computing the reference, one call of the backend (its
+    memory model), the accuracy metrics of the task's configuration."""
+    from lshbench.measurement.cost_model import (
+        coverage_bytes,
+        memory_model,
+        reference_bytes,
+        reference_work_bytes,
+    )
 
     B, L, d, dv = task["batch"], task["seqlen"], task["d"], task["dv"]
     itemsize = 4 if task["dtype"] == "float32" else 8
     config: LSHConfig | None = task_config(task) if facts.uses_hashing else None
     model = memory_model(facts.memory_model, B, L, d, dv, itemsize, config, task["threads"])
-    work = model or 0
+    work = max(model or 0, reference_work_bytes(B, L, d, dv))
     if config is not None:
-        work = max(work, coverage_bytes(L, d, config))
+        work = max(work, coverage_bytes(B, L, d, itemsize, config))
     return WORKER_BASE_BYTES + reference_bytes(B, L, d, dv, itemsize) + work, model
 
 

@@ -1,24 +1,23 @@
 """Running a sweep: :func:`run_sweep` (the Python API) and :func:`execute` (a checked spec).
 
 A run plans the grid (:mod:`lshbench.sweep.plan`), opens the directory's
-:class:`~lshbench.results.store.ResultStore`, records the rows decided without running
-(invalid configurations, unavailable backends, rows predicted over ``--mem-budget``), hands
-the rest to an executor cell by cell and records every row it streams back. Rows already in
-the store from this machine are reused (resume).
+:class:`~lshbench.results.store.ResultStore`, records its run entry (this machine's
+``machine_id`` and facts, the ``code_id``, host metadata, executor and spec), records the rows
+decided without running (invalid configurations, unavailable backends, rows predicted over
+``--mem-budget``), hands the rest to an executor cell by cell and records every row it
+streams back. Rows already in the store from this machine and this code are reused (resume);
+rows of other machines or code versions stay in the store as theirs and are never part of
+this run's table (DESIGN.md section 7, provenance).
 
-Every access to the store is a method of :class:`_SweepRun`: ``store.rows`` in
-:meth:`~_SweepRun.previous` and :meth:`~_SweepRun.note_foreign_rows`, ``store.append`` in
-:meth:`~_SweepRun.record`, ``store.export`` in :meth:`~_SweepRun.cells` and
-:meth:`~_SweepRun.finish`, ``store.write_json`` in :meth:`~_SweepRun.write_metadata`. Each
-write goes through :func:`_writing`, which turns an OSError (a full disk) into one
-:class:`ResultsWriteError` line.
+Every access to the store is a method of :class:`_SweepRun` and goes through
+:func:`_writing`, which turns an OSError (a full disk; the store's StoreError is one) into
+one :class:`ResultsWriteError` line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import secrets
 import sys
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import ConfigError, fail
 from lshbench.results.cells import cell_key, task_id
+from lshbench.results.load import STORE_NAME, StoreError
 from lshbench.sweep.plan import estimate_seconds, plan_tasks, predicted_bytes
 from lshbench.sweep.spec import SweepSpec, build_spec
 from lshbench.util import fmt_bytes, load_average, utc_now
@@ -80,9 +80,10 @@ def execute(
     """Run a checked :class:`SweepSpec` into its directory; returns the grid's rows, in grid
     order (one per task, invalid ones included).
 
-    Raises ConfigError (one line) before anything runs when :func:`prepare` refuses the
-    sweep, and :class:`ResultsWriteError` (one line) when writing the directory fails
-    during it; the rows recorded before stay in the log."""
+    The rows are this run's: measured now, or reused from the store because this machine
+    measured them with this code. Raises ConfigError (one line) before anything runs when
+    :func:`prepare` refuses the sweep, and :class:`ResultsWriteError` (one line) when
+    writing the directory fails during it; the rows recorded before stay in the store."""
     from lshbench.results.store import ResultStore
     from lshbench.sweep.local_executor import LocalExecutor
 
@@ -92,7 +93,7 @@ def execute(
         with _writing(spec.out):
             store = stack.enter_context(ResultStore(spec.out))
         run = _SweepRun(spec, executor, store, quiet)
-        run.write_metadata()
+        run.begin()
         run.note_foreign_rows()
         to_run = run.decide(tasks, invalid, force=force, retry_failed=retry_failed)
         try:
@@ -100,10 +101,8 @@ def execute(
         except BaseException:
             run.abandon()
             raise
-        frame = run.finish()
-    grid_ids = [task_id(t) for t in tasks] + [task_id(t) for t, _ in invalid]
-    by_id = frame.set_index("cell_id", drop=False)
-    return by_id.loc[[i for i in grid_ids if i in by_id.index]].reset_index(drop=True)
+        grid_ids = [task_id(t) for t in tasks] + [task_id(t) for t, _ in invalid]
+        return run.finish(grid_ids)
 
 
 def prepare(
@@ -154,25 +153,29 @@ def check_out_dir(path: Path) -> None:
     except OSError as exc:
         where = "" if existing == path else f" (its parent {existing})"
         fail("out", str(path), f"directory{where} is not writable: {exc.strerror or exc}")
-    log = path / "results.jsonl"
-    if log.exists() and not os.access(log, os.W_OK):
-        fail("out", str(path), f"{log.name} there is not writable")
+    for name in (STORE_NAME, f"{STORE_NAME}-wal"):
+        db = path / name
+        if db.exists() and not os.access(db, os.W_OK):
+            fail("out", str(path), f"{name} there is not writable")
 
 
 class ResultsWriteError(OSError):
     """Writing the results directory failed during a sweep (disk full, permissions, ...).
 
     The message is one line naming the directory and the OS error; ``errno`` is the OS
-    error's. Rows recorded before it stay in the log, so the same command resumes the sweep
+    error's. Rows recorded before it stay in the store, so the same command resumes the sweep
     once the cause is fixed."""
 
     def __init__(self, directory: Path, exc: OSError) -> None:
-        code = errno.errorcode.get(exc.errno or 0)
-        reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
-        super().__init__(
-            f"cannot write the results in {directory}: {reason}; the rows recorded so far "
-            "are kept, run the same command again to resume"
-        )
+        if isinstance(exc, StoreError):  # names the directory and what is kept already
+            super().__init__(f"{exc}; run the same command again to resume")
+        else:
+            code = errno.errorcode.get(exc.errno or 0)
+            reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
+            super().__init__(
+                f"cannot write the results in {directory}: {reason}; the rows recorded so "
+                "far are kept, run the same command again to resume"
+            )
         self.errno = exc.errno
 
 
@@ -205,11 +208,17 @@ def _require_runnable(
 
 
 class _SweepRun:
-    """One run of a sweep into an open store: its metadata, its decisions and its rows."""
+    """One run of a sweep into an open store: its run entry, its decisions and its rows.
+
+    The run is this machine with this code (:func:`lshbench.measurement.machine.provenance`,
+    taken once): it reuses only rows the store holds for the same cell, machine_id and
+    code_id (:meth:`previous`), and its table (:meth:`finish`) holds only the rows it reused
+    or recorded; rows of other machines or code versions stay in the store as theirs.
+    """
 
     def __init__(self, spec: SweepSpec, executor: Executor, store: ResultStore, quiet: bool):
         from lshbench.backends import backend_spec, list_backends
-        from lshbench.measurement.machine import host_metadata
+        from lshbench.measurement.machine import host_metadata, provenance
 
         self.spec = spec
         self.executor = executor
@@ -219,19 +228,23 @@ class _SweepRun:
         self.available = list_backends()
         stamp = utc_now().replace(":", "").replace("-", "")[:15]
         self.run_id = f"{stamp}-{secrets.token_hex(3)}"
-        meta = _read_json(store.dir / "metadata.json")
-        self.run_meta: dict[str, Any] = {
+        ids = provenance()
+        self.machine_id: str = ids["machine_id"]
+        self.code_id: str = ids["code_id"]
+        self.entry: dict[str, Any] = {
             "run_id": self.run_id,
+            "machine_id": self.machine_id,
+            "code_id": self.code_id,
+            "machine": ids["machine"],
             "start_time": utc_now(),
             "end_time": None,
+            **host_metadata(),
             "executor": executor.name,
             "spec": spec.as_dict(),
-            **host_metadata(),
         }
-        self.runs = [r for r in meta.get("runs", []) if isinstance(r, dict)]
-        self.runs.append(self.run_meta)
-        self.workers: dict[str, Any] = dict(meta.get("workers", {}))
-        self.here: str = self.run_meta["host"]
+        self.workers: dict[str, Any] = {}
+        #: cell_id -> this run's row of it (reused from the store or recorded now)
+        self.mine: dict[str, dict[str, Any]] = {}
         self.counts: Counter[str] = Counter()
         self.estimate: dict[str, float] = {}
         self.n_to_run = 0
@@ -239,20 +252,22 @@ class _SweepRun:
 
     # ------------------------------------------------------------ the store
 
-    def write_metadata(self) -> None:
-        """(Re)write metadata.json: this run, the runs before it, the workers' environments."""
-        data = {**self.run_meta, "workers": self.workers, "runs": self.runs}
+    def begin(self) -> None:
+        """Record this run's entry (machine, code, host facts, executor, spec)."""
         with _writing(self.store.dir):
-            self.store.write_json("metadata.json", data)
+            self.store.begin_run(self.entry)
 
     def record(self, row: dict[str, Any]) -> None:
-        """Stamp a row with this run and machine and append it to the log."""
+        """Stamp a row with this run and append it to the store.
+
+        ``machine_id`` and ``code_id`` stay as the row has them (the worker process that
+        measured it stamps its own); a row without them (decided here) gets this run's."""
         row["run_id"] = self.run_id
-        row["sweep_host"] = self.here
         defaults = (
             ("executor", self.executor.name),
-            ("host", self.here),
             ("concurrency", self.executor.concurrency),
+            ("machine_id", self.machine_id),
+            ("code_id", self.code_id),
         )
         for key, value in defaults:
             if row.get(key) is None:
@@ -261,12 +276,17 @@ class _SweepRun:
             row["finished_at"] = utc_now()
         with _writing(self.store.dir):
             self.store.append(row)
+        self.mine[row["cell_id"]] = self.store.rows[row["cell_id"]]
 
     def previous(self, task: dict[str, Any]) -> dict[str, Any] | None:
-        """This machine's row of ``task`` in the store (rows measured elsewhere, e.g. a
-        committed reference sweep, are measured again here and then replace them)."""
-        old = self.store.rows.get(task_id(task))
-        return old if old is not None and old.get("sweep_host") == self.here else None
+        """The store's row of ``task`` measured by this machine with this code, or None
+        (rows of other machines or code versions are never reused)."""
+        with _writing(self.store.dir):
+            return self.store.previous(task_id(task), self.machine_id, self.code_id)
+
+    def reuse(self, old: dict[str, Any]) -> None:
+        """Count a row from the store as this run's (resume)."""
+        self.mine[old["cell_id"]] = old
 
     def record_once(self, task: dict[str, Any], status: str, message: str) -> None:
         """Rows decided here (never ran): appended only when they changed."""
@@ -274,19 +294,31 @@ class _SweepRun:
 
         old = self.previous(task)
         if old is not None and old["status"] == status and old["message"] == message:
+            self.reuse(old)
             return
         self.record(make_row(task, status, message))
 
     def note_foreign_rows(self) -> None:
-        """Say (unless quiet) when the directory holds rows measured on other machines."""
-        foreign = {r.get("sweep_host") for r in self.store.rows.values()} - {self.here}
-        if foreign and not self.quiet:
-            print(
-                f"note: {self.spec.out} holds rows measured on "
-                f"{', '.join(sorted(map(str, foreign)))}; this machine ({self.here}) measures "
-                "its own, which replace them in the tables",
-                file=sys.stderr,
-            )
+        """Say (unless quiet) when the store holds rows of other machines or code versions."""
+        if self.quiet:
+            return
+        with _writing(self.store.dir):
+            keys = self.store.latest()
+        other_machine = {m for _, m, _ in keys if m != self.machine_id}
+        other_code = {c for _, m, c in keys if m == self.machine_id and c != self.code_id}
+        if not other_machine and not other_code:
+            return
+        parts = []
+        if other_machine:
+            parts.append(f"{len(other_machine)} other machine(s)")
+        if other_code:
+            parts.append(f"{len(other_code)} other version(s) of the code")
+        print(
+            f"note: {self.spec.out} holds rows measured by {' and '.join(parts)}; they stay "
+            f"theirs: this run (machine {self.machine_id}, code {self.code_id}) measures "
+            "every cell it has no row of",
+            file=sys.stderr,
+        )
 
     # ------------------------------------------------------------ deciding
 
@@ -306,6 +338,7 @@ class _SweepRun:
         for task in tasks:
             old = self.previous(task)
             if not force and old is not None and old["status"] in done:
+                self.reuse(old)
                 continue
             info = self.available[task["backend"]]
             if not info.available:
@@ -374,26 +407,30 @@ class _SweepRun:
         )
 
     def on_env(self, threads: int, env: dict[str, Any]) -> None:
-        """A worker's environment (thread variables, BLAS pools) for metadata.json."""
+        """A worker's environment (thread variables, BLAS pools): into this run's entry."""
         self.workers[str(threads)] = env
+        with _writing(self.store.dir):
+            self.store.update_run(self.run_id, {"workers": self.workers})
 
-    def finish(self) -> pd.DataFrame:
-        """Close the bar, export the tables and close this run's metadata; returns the table."""
+    def finish(self, grid_ids: list[str]) -> pd.DataFrame:
+        """Close the bar, close this run's entry and export the tables; returns this run's
+        rows of ``grid_ids`` (those it has), in that order."""
+        from lshbench.results.schema import rows_to_frame
+
         if self.bar is not None:
             self.bar.close()
         with _writing(self.store.dir):
-            frame = self.store.export()
-        self.run_meta.update(
-            end_time=utc_now(), load_avg_end=load_average(), rows_run=dict(self.counts)
-        )
-        self.write_metadata()
-        return frame
+            self.store.end_run(
+                self.run_id, {"load_avg_end": load_average(), "rows_run": dict(self.counts)}
+            )
+            self.store.export()
+        return rows_to_frame(self.mine[i] for i in grid_ids if i in self.mine)
 
     def abandon(self) -> None:
         """:meth:`finish` after an error: a write error now is dropped, so that the error
         that ended the run is the one reported."""
         with contextlib.suppress(ResultsWriteError):
-            self.finish()
+            self.finish([])
 
 
 #: seconds of progress bar per cell for starting its worker (imports, input, reference)
@@ -412,12 +449,3 @@ def _progress(total: float, quiet: bool) -> Any:
         desc="sweep",
         file=sys.stderr,
     )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}

@@ -7,8 +7,11 @@ checked before anything runs; a bad one is one line ``field=value: rule`` and ex
 Axes (lists): ``seqlen``, ``chunk_len``, ``n_hashes``, ``n_buckets`` (``rule`` = the
 paper's 2L/chunk_len rounded to an even int >= 2; ``auto`` = Hugging Face's rule, a power of
 two factorized in two when large; an even int; or factors ``16x32``), ``chunks_before``,
-``chunks_after``, ``d``, ``batch`` (or ``tokens``: batch = tokens // seqlen, the paper's
-fixed total tokens), ``backend``, ``input``, ``causal``, ``dtype``, ``threads``, ``seed``.
+``chunks_after``, ``method`` (``lsh``, ``random``, ``local``: DESIGN.md section 2b),
+``weighting`` (``multiplicity``, ``count-once``), ``d``, ``batch`` (or ``tokens``: batch =
+tokens // seqlen, the paper's fixed total tokens), ``backend``, ``input``,
+``target_entropy`` and ``value_corr`` (only for the inputs that take them,
+:data:`INPUT_KNOBS`), ``causal``, ``dtype``, ``threads``, ``seed``.
 Settings: ``repeats`` (timed samples, >= 5), ``timeout`` (seconds without progress before a
 cell's worker is killed), ``mem_budget`` (bytes; ``16G``, ``512M`` or ``80%`` of RAM).
 
@@ -29,13 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lshbench.core.config import fail
+from lshbench.core.config import METHODS, WEIGHTINGS, fail
+from lshbench.measurement import inputs as _inputs
 from lshbench.measurement.inputs import INPUTS
 from lshbench.measurement.machine import usable_cpus
 from lshbench.sweep.parsing import (
     parse_bools,
     parse_bytes,
     parse_choices,
+    parse_floats,
     parse_int,
     parse_ints,
     parse_items,
@@ -48,6 +53,7 @@ __all__ = [
     "AXES",
     "DEFAULT_BACKENDS",
     "DTYPES",
+    "INPUT_KNOBS",
     "PRESETS",
     "SETTINGS",
     "WORKER_BASE_BYTES",
@@ -68,11 +74,15 @@ AXES = (
     "n_buckets",
     "chunks_before",
     "chunks_after",
+    "method",
+    "weighting",
     "d",
     "batch",
     "tokens",
     "backend",
     "input",
+    "target_entropy",
+    "value_corr",
     "causal",
     "dtype",
     "threads",
@@ -86,11 +96,15 @@ _BASE = {
     "n_buckets": ["rule"],
     "chunks_before": [1],
     "chunks_after": [0],
+    "method": ["lsh"],
+    "weighting": ["multiplicity"],
     "d": [64],
     "batch": [1],
     "tokens": None,
     "backend": None,
     "input": ["gaussian"],
+    "target_entropy": None,
+    "value_corr": None,
     "causal": [False],
     "dtype": ["float32"],
     "threads": [1],
@@ -137,6 +151,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 DEFAULT_BACKENDS = ("numpy", "numba", "dense")
 
+#: the input axes each input takes (DESIGN.md section 6), with the value a cell gets when the
+#: axis is not given (None: not passed to the generator); other inputs get None, and the
+#: grid is not multiplied for them. peaked's default target entropy is the generator's own.
+INPUT_KNOBS: dict[str, dict[str, float | None]] = {
+    "peaked": {
+        "target_entropy": getattr(_inputs, "PEAKED_ENTROPY", None),
+        "value_corr": 0.0,
+    },
+    "duplicate": {"target_entropy": None},
+}
+
 
 @dataclass(frozen=True)
 class SweepSpec:
@@ -148,11 +173,15 @@ class SweepSpec:
     n_buckets: tuple[str | int | tuple[int, ...], ...]
     chunks_before: tuple[int, ...]
     chunks_after: tuple[int, ...]
+    method: tuple[str, ...]
+    weighting: tuple[str, ...]
     d: tuple[int, ...]
     batch: tuple[int, ...] | None
     tokens: int | None
     backend: tuple[str, ...]
     input: tuple[str, ...]
+    target_entropy: tuple[float, ...] | None  # None: not given (INPUT_KNOBS' defaults)
+    value_corr: tuple[float, ...] | None
     causal: tuple[bool, ...]
     dtype: tuple[str, ...]
     threads: tuple[int, ...]
@@ -196,6 +225,26 @@ def _backends(value: Any) -> tuple[str, ...]:
         if not isinstance(name, str) or name not in known:
             fail("backend", name, f"unknown backend; choose from {', '.join(sorted(known))}")
     return tuple(dict.fromkeys(names))
+
+
+def _knob(name: str, value: Any, inputs: tuple[str, ...]) -> tuple[float, ...] | None:
+    """Values of the input axis ``name`` (None when not given); ConfigError when out of range
+    or when no input of the grid takes it."""
+    if value is None:
+        return None
+    if name == "target_entropy":
+        values = parse_floats(name, value, 0.0, open_minimum=True)
+    else:
+        values = parse_floats(name, value, 0.0, 1.0)
+    takers = [inp for inp, knobs in INPUT_KNOBS.items() if name in knobs]
+    if not set(takers) & set(inputs):
+        fail(
+            name,
+            ",".join(f"{v:g}" for v in values),
+            f"applies to --input {' and '.join(takers)} only; the grid's inputs are "
+            f"{', '.join(inputs)}",
+        )
+    return values
 
 
 def _mem_budget(value: Any) -> int:
@@ -274,6 +323,7 @@ def build_spec(
                 fail("tokens", tokens, f"must be a multiple of every seqlen (seqlen={L})")
     repeats = parse_int("repeats", values["repeats"], 5)
     out = _out_dir(values.get("out"), preset)
+    inputs = parse_choices("input", values["input"], INPUTS)
     return SweepSpec(
         seqlen=seqlen,
         chunk_len=parse_ints("chunk_len", values["chunk_len"], 1),
@@ -281,11 +331,15 @@ def build_spec(
         n_buckets=parse_n_buckets(values["n_buckets"]),
         chunks_before=parse_ints("chunks_before", values["chunks_before"], 0),
         chunks_after=parse_ints("chunks_after", values["chunks_after"], 0),
+        method=parse_choices("method", values["method"], METHODS),
+        weighting=parse_choices("weighting", values["weighting"], WEIGHTINGS),
         d=parse_ints("d", values["d"], 1),
         batch=batch,
         tokens=tokens,
         backend=_backends(values.get("backend")),
-        input=parse_choices("input", values["input"], INPUTS),
+        input=inputs,
+        target_entropy=_knob("target_entropy", values.get("target_entropy"), inputs),
+        value_corr=_knob("value_corr", values.get("value_corr"), inputs),
         causal=parse_bools("causal", values["causal"]),
         dtype=parse_choices("dtype", values["dtype"], DTYPES),
         threads=_threads(values["threads"] if values.get("threads") is not None else 1),
