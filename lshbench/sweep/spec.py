@@ -120,11 +120,19 @@ _BASE = {
 #: (on a busy 2-core machine 2 threads per worker made the quick preset 3x slower and far
 #: noisier); ``--threads all`` or a list like ``1,all`` measures the parallel scaling.
 PRESETS: dict[str, dict[str, Any]] = {
+    # "is LSH worth it here?" in a few minutes: the worst case (gaussian, near-uniform
+    # attention), attention as sharp as trained heads' at two sharpnesses (peaked at 1 and
+    # 4 nats), the paper's duplication task; LSH against random keys and a local window at the
+    # same key budget, both weightings; numba (the fast backend; numpy computes the same
+    # numbers, slower) and dense. The paper preset has the long sequences and numpy.
     "quick": {
         **_BASE,
-        "seqlen": [1024, 2048, 4096, 8192],
-        "chunk_len": [32, 64],
-        "input": ["gaussian", "clustered"],
+        "seqlen": [1024, 2048, 4096],
+        "method": ["lsh", "random", "local"],
+        "weighting": ["multiplicity", "count-once"],
+        "input": ["gaussian", "peaked", "duplicate"],
+        "target_entropy": [1.0, 4.0],
+        "backend": ["numba", "dense"],
         "timeout": 300.0,
     },
     # n_buckets "auto": factorized like Hugging Face and Trax do at these lengths; with the
