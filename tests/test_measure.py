@@ -129,3 +129,16 @@ def test_accuracy_phase_and_reference_stay_within_their_models(
     peak, _ = measure_memory(lambda: window_metrics(qk, pipeline_buckets(qk, R, cfg), cfg, ref))
     model = coverage_bytes(B, L, d, itemsize, cfg)
     assert peak.alloc_peak_bytes <= model <= 1.5 * peak.alloc_peak_bytes
+
+
+@pytest.mark.parametrize("method", ["lsh", "random", "local"])
+@pytest.mark.parametrize(("H", "m"), [(1, 64), (2, 64), (8, 64), (4, 48), (3, 100), (8, 32)])
+def test_cost_model_query_block_matches_the_numba_backend(method: str, H: int, m: int) -> None:
+    """The memory model repeats the numba backend's query-block rule (importing the backend
+    would import numba): the two must agree."""
+    pytest.importorskip("numba")
+    from lshbench.backends.numba_lsh import query_block
+    from lshbench.measurement.cost_model import numba_query_block
+
+    cfg = lshbench.LSHConfig(n_hashes=H, n_buckets=8, chunk_len=m, method=method)
+    assert numba_query_block(cfg) == query_block(cfg)

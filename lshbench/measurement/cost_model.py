@@ -71,18 +71,40 @@ def _numpy_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, thread
     return ints + sorted_vecs + windows + scores
 
 
+#: the numba backend's query block (lshbench.backends.numba_lsh.QUERY_BLOCK / query_block),
+#: repeated here because importing that module imports numba; a test keeps the two equal
+NUMBA_QUERY_BLOCK = 128
+
+
+def numba_query_block(config: LSHConfig) -> int:
+    """Queries the numba kernels score together: the pipeline's chunk, or for ``local``
+    chunks longer than 128 their largest divisor <= 128 (the chunk when that is below 16)."""
+    m = config.sort_chunk_len
+    if config.method != "local" or m <= NUMBA_QUERY_BLOCK:
+        return m
+    best = max(k for k in range(1, NUMBA_QUERY_BLOCK + 1) if m % k == 0)
+    return best if best >= 16 else m
+
+
 def _numba_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, threads: int) -> int:
     if cfg.is_short(L):
         return _dense_bytes(B, L, d, dv, f)
     cfg = cfg.pipeline_config()  # local: one round of chunks of chunk_len * n_hashes
-    m, W, nb = cfg.chunk_len, cfg.window_len(L), cfg.total_buckets
+    W, nb = cfg.window_len(L), cfg.total_buckets
     idx = 4  # int32 indices below 2**31
     sorted_slots = B * cfg.n_hashes * L * idx  # (B, H*L): the only n_hashes-sized array
     per_sequence = B * L * (f + dv * f + 16)  # key scales, output, running (max, normalizer)
     ring = threads * W * ((d + dv) * f + f + idx)  # per-thread window rows, scales, positions
     sort = threads * ((nb + 1) * INT_BYTES + L * idx)  # counting-sort scratch
-    # per-chunk buffers: queries (d, m), scores (W, m), output (m, dv), max; normalizer float64
-    scratch = threads * (m * (d + W + dv + 1) * f + m * 8)
+    mq = numba_query_block(cfg)  # queries scored together (local: blocks of a long chunk)
+    # per-block buffers: queries (d, mq), scores (W, mq), output (mq, dv), max; normalizer f64
+    scratch = threads * (mq * (d + W + dv + 1) * f + mq * 8)
+    if cfg.weighting == "count-once" and (cfg.n_hashes > 1 or cfg.n_adjacent > cfg.n_chunks(L)):
+        nc = cfg.n_chunks(L)
+        chunk_ids = B * cfg.n_hashes * L * idx  # (B, L, H) int32 chunk of every copy
+        # per thread: ring chunk ids (W, H), bit table (NC, ceil(mq/64)) uint64, counts (W, mq)
+        scratch += chunk_ids + threads * (W * cfg.n_hashes * idx + nc * -(-mq // 64) * 8)
+        scratch += threads * W * mq * f
     # hashing blocks of 256 rows: rows (d, 256), projections (K, 256), max/min, arg max/min
     hashing = threads * 256 * ((d + cfg.rot_size // 2 + 2) * f + 2 * 4)
     if cfg.method == "random":  # drawn buckets (B, H, L) int64 replace the hashing phase
