@@ -9,11 +9,14 @@ paper's 2L/chunk_len rounded to an even int >= 2; ``auto`` = Hugging Face's rule
 two factorized in two when large; an even int; or factors ``16x32``), ``chunks_before``,
 ``chunks_after``, ``method`` (``lsh``, ``random``, ``local``: DESIGN.md section 2b),
 ``weighting`` (``multiplicity``, ``count-once``), ``d``, ``batch`` (or ``tokens``: batch =
-tokens // seqlen, the paper's fixed total tokens), ``backend``, ``input``,
-``target_entropy`` and ``value_corr`` (only for the inputs that take them,
-:data:`INPUT_KNOBS`), ``causal``, ``dtype``, ``threads``, ``seed``.
+tokens // seqlen, the paper's fixed total tokens), ``backend``, ``input`` (a generator of
+:data:`~lshbench.measurement.inputs.GENERATORS` or ``file:PATH``, loaded and checked here:
+:class:`InputFileFacts`), ``target_entropy`` and ``value_corr`` (only for the inputs that
+take them, :data:`INPUT_KNOBS`), ``causal``, ``dtype``, ``threads``, ``seed``.
 Settings: ``repeats`` (timed samples, >= 5), ``timeout`` (seconds without progress before a
-cell's worker is killed), ``mem_budget`` (bytes; ``16G``, ``512M`` or ``80%`` of RAM).
+cell's worker is killed), ``mem_budget`` (bytes; ``16G``, ``512M`` or ``80%`` of RAM),
+``config_from_input`` (the one file input's stored configuration becomes the default of
+the :data:`FROM_INPUT` axes; values given in the TOML file or options still win).
 
 Presets: ``quick`` (default; the headline questions at L <= 8192, gaussian and clustered
 input, in one to two minutes on two cores), ``paper`` (the Reformer speed study: batch x L =
