@@ -219,32 +219,28 @@ def test_input_axes_and_variants_are_part_of_the_id_and_section_2_ids_are_unchan
     assert len(ids) == 6
 
 
-def test_the_worker_passes_input_axes_only_when_given() -> None:
-    def old(kind, batch, seqlen, d, dv=None, seed=0, dtype=None, *, cluster_size=32):
-        raise AssertionError
-
-    def new(kind, batch, seqlen, d, dv=None, seed=0, dtype=None, *, target_entropy=None,
-            value_corr=0.0, causal=False):  # fmt: skip
-        raise AssertionError
-
+def test_the_worker_passes_input_axes_only_when_given_and_the_cells_causal() -> None:
     cell = {"target_entropy": None, "value_corr": None, "causal": True, "input": "gaussian"}
-    assert worker._input_knobs(old, cell) == {} and worker._input_knobs(new, cell) == {}
+    assert worker._input_knobs(cell) == {"causal": True}
     cell = {**cell, "target_entropy": 1.5, "input": "duplicate"}
-    assert worker._input_knobs(new, cell) == {"target_entropy": 1.5, "causal": True}
-    assert worker._input_knobs(old, cell) == {"target_entropy": 1.5}
+    assert worker._input_knobs(cell) == {"target_entropy": 1.5, "causal": True}
+    cell = {**cell, "seqlen": 64, "batch": 1, "d": 8, "dv": 8, "seed": 2}
+    qk, v = worker._make_cell_inputs(cell, np.float32)
+    want_qk, want_v = make_inputs(
+        "duplicate", 1, 64, 8, 8, 2, np.float32, target_entropy=1.5, causal=True
+    )
+    np.testing.assert_array_equal(qk, want_qk)
+    np.testing.assert_array_equal(v, want_v)
 
 
 def test_task_accuracy_only_for_the_duplicate_input() -> None:
+    from lshbench.measurement.tasks import duplicate_copy_index, task_accuracy
+
     _, v = make_inputs("duplicate", 1, 64, 8, 8, 0, np.float64)
     cell = {"input": "gaussian", "seqlen": 64}
     assert worker._task_accuracy(cell, v, v) is None
     got = worker._task_accuracy({**cell, "input": "duplicate"}, v, v)
-    try:
-        from lshbench.measurement.tasks import duplicate_copy_index, task_accuracy
-    except ModuleNotFoundError:  # before the inputs work is merged: not measured yet
-        assert got is None
-    else:
-        assert got == task_accuracy(v, v, duplicate_copy_index(64))
+    assert got == task_accuracy(v, v, duplicate_copy_index(64)) == 1.0
 
 
 @pytest.mark.parametrize(

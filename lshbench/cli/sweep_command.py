@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from lshbench.core.config import METHODS, WEIGHTINGS
-from lshbench.measurement.inputs import INPUTS
+from lshbench.measurement.inputs import GENERATORS
 from lshbench.sweep.spec import PRESETS
 
 __all__ = ["sweep"]
@@ -38,7 +38,17 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
 @_opt("--batch", "Batch sizes, comma list.")
 @_opt("--tokens", "Fixed total tokens: batch = tokens // seqlen (replaces --batch).")
 @_opt("--backend", "Backends, comma list (default: every available of numpy, numba, dense).")
-@_opt("--input", f"Input distributions: {', '.join(INPUTS)}.")
+@_opt(
+    "--input",
+    f"Inputs, comma list: {', '.join(GENERATORS)}, or file:PATH (an .npz with qk and v; "
+    "see docs/inputs.md).",
+)
+@click.option(
+    "--config-from-input",
+    is_flag=True,
+    help="Take n_hashes, n_buckets, chunk_len, chunks before/after and causal from the one "
+    "file input's stored configuration (options given still win).",
+)
 @_opt("--target-entropy", "Mean exact row entropy, nats (> 0; peaked, duplicate), comma list.")
 @_opt("--value-corr", "Correlation of values with the token's cluster, in [0, 1] (peaked).")
 @click.option("--causal/--no-causal", default=None, help="Causal masking (default: no).")
@@ -73,6 +83,7 @@ def sweep(
     scheduler: str | None,
     workers: str | None,
     mem_limit: str | None,
+    config_from_input: bool,
     **options: Any,
 ) -> None:
     """Measure time, memory and error against dense over a grid; write tables to --out.
@@ -85,6 +96,7 @@ def sweep(
     from lshbench.sweep.run import ResultsWriteError, execute, prepare
     from lshbench.sweep.spec import build_spec
 
+    options["config_from_input"] = True if config_from_input else None
     if options.get("causal") is not None:
         options["causal"] = [options["causal"]]
     spec = build_spec(preset, config, **options)

@@ -103,32 +103,44 @@ def _watch_stdin() -> None:
         os._exit(4)
 
 
-def _input_knobs(make_inputs: Callable[..., Any], cell: dict[str, Any]) -> dict[str, Any]:
+def _input_knobs(cell: dict[str, Any]) -> dict[str, Any]:
     """Keywords of ``make_inputs`` for the cell: ``target_entropy`` and ``value_corr`` when
-    the cell has them (not None), and ``causal`` when the generator takes it (it scales qk to
-    the target entropy under the cell's masks)."""
-    import inspect
-
+    the cell has them (not None), and the cell's ``causal`` (a target entropy is met under
+    the cell's masks)."""
     knobs = {k: cell.get(k) for k in ("target_entropy", "value_corr") if cell.get(k) is not None}
-    if knobs and "causal" in inspect.signature(make_inputs).parameters:
-        knobs["causal"] = bool(cell["causal"])
+    knobs["causal"] = bool(cell["causal"])
     return knobs
+
+
+def _make_cell_inputs(cell: dict[str, Any], dtype: Any) -> tuple[Any, Any]:
+    """qk (B, L, d) and v (B, L, dv) of the cell, in ``dtype``: the file's first L positions
+    for a file input (``input_path``), else the seeded generator's."""
+    if cell.get("input_path") is not None:
+        from lshbench.measurement.input_files import crop, load_input_file
+
+        data = load_input_file(cell["input_path"])
+        if data.sha256 != cell.get("input_sha256"):
+            raise RuntimeError(
+                f"{cell['input']} changed since the sweep was planned (SHA-256 "
+                f"{data.sha256[:12]}, planned {str(cell.get('input_sha256'))[:12]})"
+            )
+        data = crop(data, cell["seqlen"])
+        return data.qk.astype(dtype, copy=False), data.v.astype(dtype, copy=False)
+    from lshbench.measurement.inputs import make_inputs
+
+    return make_inputs(
+        cell["input"], cell["batch"], cell["seqlen"], cell["d"], cell["dv"], cell["seed"],
+        dtype, **_input_knobs(cell),
+    )  # fmt: skip
 
 
 def _task_accuracy(cell: dict[str, Any], out: Any, v: Any) -> float | None:
     """``task_acc`` of an output: for the ``duplicate`` input, the share of queries whose
-    output is nearest to their copy's value (DESIGN.md section 6); None for other inputs.
-
-    Also None while :mod:`lshbench.measurement.tasks` is not part of the package (it comes
-    with the inputs work); drop the ModuleNotFoundError guard once it is."""
+    output is nearest to their copy's value (DESIGN.md section 6); None for other inputs."""
     if cell["input"] != "duplicate":
         return None
-    try:
-        from lshbench.measurement.tasks import duplicate_copy_index, task_accuracy
-    except ModuleNotFoundError as exc:
-        if exc.name != "lshbench.measurement.tasks":
-            raise
-        return None
+    from lshbench.measurement.tasks import duplicate_copy_index, task_accuracy
+
     return task_accuracy(out, v, duplicate_copy_index(cell["seqlen"]))
 
 
@@ -179,6 +191,7 @@ class _CellRunner:
         import numpy as np
 
         from lshbench.backends import register_backend
+        from lshbench.measurement.input_files import FILE_TASK_FIELDS
         from lshbench.results.cells import CELL_AXES
 
         self.spec = spec
@@ -186,7 +199,7 @@ class _CellRunner:
         self.tasks: list[dict[str, Any]] = spec["tasks"]
         self.repeats = int(spec["repeats"])
         first = self.tasks[0]
-        self.cell = {k: first.get(k) for k in CELL_AXES}
+        self.cell = {k: first.get(k) for k in (*CELL_AXES, *FILE_TASK_FIELDS)}
         self.dtype = np.dtype(self.cell["dtype"])
         for entry in spec.get("backends", {}).values():
             register_backend(**entry)
@@ -196,12 +209,14 @@ class _CellRunner:
         self.compile_s: dict[str, float] = {}
 
     def row(self, task: dict[str, Any], status: str, message: str = "", **values: Any) -> None:
+        from lshbench.measurement.input_files import file_values
         from lshbench.results.store import make_row
 
         stamp = utc_now()
         row = make_row(
-            task, status, message, host=self.host, finished_at=stamp, **self.ids, **values
-        )
+            task, status, message, host=self.host, finished_at=stamp, **self.ids,
+            **file_values(task), **values,
+        )  # fmt: skip
         self.channel.send({"event": "row", "row": row})
 
     def fail_all(self, tasks: list[dict[str, Any]], exc: BaseException, where: str) -> None:
@@ -209,17 +224,13 @@ class _CellRunner:
             self.row(task, _status_of(exc), f"{where}: {one_line(exc)}")
 
     def run(self) -> None:
-        from lshbench.measurement.inputs import make_inputs
         from lshbench.measurement.metrics import dense_reference
         from lshbench.results.cells import group_key
 
         c = self.cell
         self.channel.phase("input", self.tasks)
         try:
-            self.qk, self.v = make_inputs(
-                c["input"], c["batch"], c["seqlen"], c["d"], c["dv"], c["seed"], self.dtype,
-                **_input_knobs(make_inputs, c),
-            )  # fmt: skip
+            self.qk, self.v = _make_cell_inputs(c, self.dtype)
             self.channel.phase("reference", self.tasks)
             self.ref = dense_reference(self.qk, self.v, bool(c["causal"]))
         except Exception as exc:  # MemoryError included: it becomes an oom row

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lshbench.core.config import fail
+from lshbench.measurement.input_files import file_values
 from lshbench.results.cells import task_id
 from lshbench.results.store import make_row
 from lshbench.sweep.local_executor import CellSpec, LocalExecutor, stamp_row
@@ -319,7 +320,7 @@ class DaskExecutor:
                 f"(largest nthreads {largest}); start workers with --nthreads {cell.threads}"
             )
             for task in cell.tasks:
-                on_row(self._stamp(make_row(task, "skipped", message)))
+                on_row(self._stamp(make_row(task, "skipped", message, **file_values(task))))
             return None
         restrict = None if len(eligible) == len(self._budgets) else eligible
         first = cell.tasks[0]
@@ -362,7 +363,7 @@ class DaskExecutor:
                 message = f"Dask task failed: {one_line(exc, 200)}"
             ip = _address_host(last)
             for task in cell.tasks:
-                row = make_row(task, "error", message)
+                row = make_row(task, "error", message, **file_values(task))
                 row["host"] = self._hostnames.get(ip or "", ip)
                 on_row(self._stamp(row))
             return

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lshbench.measurement.input_files import file_values
 from lshbench.measurement.machine import usable_cpus
 from lshbench.measurement.worker import provenance_ids, thread_env
 from lshbench.results.cells import task_id
@@ -199,7 +200,7 @@ class LocalExecutor:
         while pending:
             failed = self._run_worker(cell, list(pending.values()), pending, on_row, on_env)
             for ident, (status, message) in failed.items():
-                on_row(self._stamp(make_row(pending.pop(ident), status, message)))
+                on_row(self._stamp(_failed_row(pending.pop(ident), status, message)))
 
     def _run_worker(
         self,
@@ -319,3 +320,8 @@ def _sigkill_verdict(state: _WorkerState) -> tuple[str, str]:
     if oom_killed_since(state.oom_kills):
         return "oom", f"worker killed by the kernel's OOM killer (SIGKILL) {where}"
     return "error", f"worker killed by signal SIGKILL {where} (not by the kernel's OOM killer)"
+
+
+def _failed_row(task: dict[str, Any], status: str, message: str) -> dict[str, Any]:
+    """The row of a task whose worker failed (with the task's input file fields)."""
+    return make_row(task, status, message, **file_values(task))

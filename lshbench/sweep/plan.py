@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import ConfigError, LSHConfig, fail
@@ -72,32 +73,8 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
     tasks: list[dict[str, Any]] = []
     invalid: list[tuple[dict[str, Any], str]] = []
     seen: set[str] = set()
-    cells = itertools.product(
-        input_cells(spec),
-        spec.causal,
-        spec.dtype,
-        spec.threads,
-        spec.seed,
-        spec.d,
-        spec.seqlen,
-        spec.batch or (None,),
-    )
-    for (inp, entropy, rho), causal, dtype, threads, seed, d, L, batch in cells:
-        B = spec.tokens // L if spec.tokens is not None else batch
-        _check_int64("batch", B, B * L, f"batch x seqlen = {B}x{L} tokens")
-        cell = {
-            "seqlen": L,
-            "batch": B,
-            "d": d,
-            "dv": d,
-            "input": inp,
-            "target_entropy": entropy,
-            "value_corr": rho,
-            "causal": causal,
-            "dtype": dtype,
-            "threads": threads,
-            "seed": seed,
-        }
+    for cell in _cells(spec):
+        L = cell["seqlen"]
         for name in spec.backend:
             if not facts[name].uses_hashing:
                 _add(tasks, seen, {"backend": name, **cell, **dict.fromkeys(CONFIG_AXES)})
@@ -117,6 +94,46 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
                     continue
                 _add(tasks, seen, task)
     return tasks, invalid
+
+
+def _cells(spec: SweepSpec) -> Iterator[dict[str, Any]]:
+    """The cells (inputs) of the grid in run order (see :func:`plan_tasks`). A file input
+    (``file:PATH``) takes its file's batch, d and dv, and its L or each given seqlen not
+    above it (``spec.seqlen_given``); its cells carry ``input_path`` and ``input_sha256``."""
+    axes = itertools.product(input_cells(spec), spec.causal, spec.dtype, spec.threads, spec.seed)
+    for (inp, entropy, rho), causal, dtype, threads, seed in axes:
+        facts = spec.input_files.get(inp)
+        label = {"input": inp} if facts is None else {
+            "input": facts.label, "input_path": facts.path, "input_sha256": facts.sha256,
+        }  # fmt: skip
+        for d, dv, L, B in _shapes(spec, inp):
+            yield {
+                "seqlen": L,
+                "batch": B,
+                "d": d,
+                "dv": dv,
+                **label,
+                "target_entropy": entropy,
+                "value_corr": rho,
+                "causal": causal,
+                "dtype": dtype,
+                "threads": threads,
+                "seed": seed,
+            }
+
+
+def _shapes(spec: SweepSpec, inp: str) -> Iterator[tuple[int, int, int, int]]:
+    """``(d, dv, seqlen, batch)`` of each cell of input ``inp``, d slowest."""
+    facts = spec.input_files.get(inp)
+    if facts is not None:
+        lengths = [L for L in spec.seqlen if L <= facts.seqlen] if spec.seqlen_given else []
+        for L in lengths or [facts.seqlen]:
+            yield facts.d, facts.dv, L, facts.batch
+        return
+    for d, L, batch in itertools.product(spec.d, spec.seqlen, spec.batch or (None,)):
+        B = spec.tokens // L if spec.tokens is not None else batch
+        _check_int64("batch", B, B * L, f"batch x seqlen = {B}x{L} tokens")
+        yield d, d, L, B
 
 
 def input_cells(spec: SweepSpec) -> list[tuple[str, float | None, float | None]]:

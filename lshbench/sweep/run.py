@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import ConfigError, fail
+from lshbench.measurement.input_files import file_values
 from lshbench.results.cells import cell_key, task_id
 from lshbench.results.load import STORE_NAME, StoreError
 from lshbench.sweep.plan import estimate_seconds, plan_tasks, predicted_bytes
@@ -241,6 +242,10 @@ class _SweepRun:
             **host_metadata(),
             "executor": executor.name,
             "spec": spec.as_dict(),
+            "input_files": [
+                {k: f.as_dict()[k] for k in ("name", "path", "sha256")}
+                for f in spec.input_files.values()
+            ],
         }
         self.workers: dict[str, Any] = {}
         #: cell_id -> this run's row of it (reused from the store or recorded now)
@@ -280,9 +285,13 @@ class _SweepRun:
 
     def previous(self, task: dict[str, Any]) -> dict[str, Any] | None:
         """The store's row of ``task`` measured by this machine with this code, or None
-        (rows of other machines or code versions are never reused)."""
+        (rows of other machines or code versions are never reused, nor rows of an input
+        file whose SHA-256 differs from the task's: the file changed)."""
         with _writing(self.store.dir):
-            return self.store.previous(task_id(task), self.machine_id, self.code_id)
+            old = self.store.previous(task_id(task), self.machine_id, self.code_id)
+        if old is not None and old.get("input_sha256") != task.get("input_sha256"):
+            return None  # the input file changed since: measure it again
+        return old
 
     def reuse(self, old: dict[str, Any]) -> None:
         """Count a row from the store as this run's (resume)."""
@@ -296,7 +305,7 @@ class _SweepRun:
         if old is not None and old["status"] == status and old["message"] == message:
             self.reuse(old)
             return
-        self.record(make_row(task, status, message))
+        self.record(make_row(task, status, message, **file_values(task)))
 
     def note_foreign_rows(self) -> None:
         """Say (unless quiet) when the store holds rows of other machines or code versions."""

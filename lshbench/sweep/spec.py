@@ -9,11 +9,14 @@ paper's 2L/chunk_len rounded to an even int >= 2; ``auto`` = Hugging Face's rule
 two factorized in two when large; an even int; or factors ``16x32``), ``chunks_before``,
 ``chunks_after``, ``method`` (``lsh``, ``random``, ``local``: DESIGN.md section 2b),
 ``weighting`` (``multiplicity``, ``count-once``), ``d``, ``batch`` (or ``tokens``: batch =
-tokens // seqlen, the paper's fixed total tokens), ``backend``, ``input``,
-``target_entropy`` and ``value_corr`` (only for the inputs that take them,
-:data:`INPUT_KNOBS`), ``causal``, ``dtype``, ``threads``, ``seed``.
+tokens // seqlen, the paper's fixed total tokens), ``backend``, ``input`` (a generator of
+:data:`~lshbench.measurement.inputs.GENERATORS` or ``file:PATH``, loaded and checked here:
+:class:`InputFileFacts`), ``target_entropy`` and ``value_corr`` (only for the inputs that
+take them, :data:`INPUT_KNOBS`), ``causal``, ``dtype``, ``threads``, ``seed``.
 Settings: ``repeats`` (timed samples, >= 5), ``timeout`` (seconds without progress before a
-cell's worker is killed), ``mem_budget`` (bytes; ``16G``, ``512M`` or ``80%`` of RAM).
+cell's worker is killed), ``mem_budget`` (bytes; ``16G``, ``512M`` or ``80%`` of RAM),
+``config_from_input`` (the one file input's stored configuration becomes the default of
+the :data:`FROM_INPUT` axes; values given in the TOML file or options still win).
 
 Presets: ``quick`` (default; the headline questions at L <= 8192, gaussian and clustered
 input, in one to two minutes on two cores), ``paper`` (the Reformer speed study: batch x L =
@@ -33,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from lshbench.core.config import METHODS, WEIGHTINGS, fail
-from lshbench.measurement import inputs as _inputs
-from lshbench.measurement.inputs import INPUTS
+from lshbench.measurement.input_files import FILE_PREFIX, load_input_file
+from lshbench.measurement.inputs import GENERATORS, INPUTS, PEAKED_ENTROPY
 from lshbench.measurement.machine import usable_cpus
 from lshbench.sweep.parsing import (
     parse_bools,
@@ -53,10 +56,12 @@ __all__ = [
     "AXES",
     "DEFAULT_BACKENDS",
     "DTYPES",
+    "FROM_INPUT",
     "INPUT_KNOBS",
     "PRESETS",
     "SETTINGS",
     "WORKER_BASE_BYTES",
+    "InputFileFacts",
     "SweepSpec",
     "build_spec",
     "load_config",
@@ -66,7 +71,9 @@ DTYPES = ("float32", "float64")
 #: resident bytes of a worker before it allocates anything (interpreter, NumPy, Numba)
 WORKER_BASE_BYTES = 300 * 2**20
 #: keys a TOML config may hold (dashes or underscores)
-SETTINGS = ("repeats", "timeout", "mem_budget", "out", "preset")
+SETTINGS = ("repeats", "timeout", "mem_budget", "out", "preset", "config_from_input")
+#: the axes ``--config-from-input`` takes from the input file's stored configuration
+FROM_INPUT = ("n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after", "causal")
 AXES = (
     "seqlen",
     "chunk_len",
@@ -164,11 +171,42 @@ DEFAULT_BACKENDS = ("numpy", "numba", "dense")
 #: grid is not multiplied for them. peaked's default target entropy is the generator's own.
 INPUT_KNOBS: dict[str, dict[str, float | None]] = {
     "peaked": {
-        "target_entropy": getattr(_inputs, "PEAKED_ENTROPY", None),
+        "target_entropy": PEAKED_ENTROPY,
         "value_corr": 0.0,
     },
     "duplicate": {"target_entropy": None},
 }
+
+
+@dataclass(frozen=True)
+class InputFileFacts:
+    """One ``--input file:PATH`` of a sweep, checked when the spec is built.
+
+    item: the ``--input`` item as given (``file:PATH``); label: ``file:<name>``, the rows'
+    ``input``; path and sha256 of the file (the sha256 is part of the rows' identity: a
+    changed file is measured again); batch, seqlen (L), d, dv of its arrays; config: its
+    stored LSH configuration (or None)."""
+
+    item: str
+    label: str
+    name: str
+    path: str
+    sha256: str
+    batch: int
+    seqlen: int
+    d: int
+    dv: int
+    config: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-JSON form, for the run's metadata."""
+        config = None
+        if self.config is not None:
+            config = {k: list(v) if isinstance(v, tuple) else v for k, v in self.config.items()}
+        return {
+            "name": self.name, "path": self.path, "sha256": self.sha256, "batch": self.batch,
+            "seqlen": self.seqlen, "d": self.d, "dv": self.dv, "config": config,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -200,6 +238,12 @@ class SweepSpec:
     out: Path
     preset: str
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the ``file:`` inputs, by their ``--input`` item
+    input_files: dict[str, InputFileFacts] = field(default_factory=dict)
+    #: whether ``seqlen`` was given (command line, TOML): file inputs then crop to each
+    #: length not above theirs; otherwise they run at their own length
+    seqlen_given: bool = True
+    config_from_input: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form, for metadata.json."""
@@ -209,6 +253,8 @@ class SweepSpec:
             out[name] = list(value) if isinstance(value, tuple) else value
         out["n_buckets"] = [list(v) if isinstance(v, tuple) else v for v in self.n_buckets]
         out["out"] = str(self.out)
+        out["input_files"] = [f.as_dict() for f in self.input_files.values()]
+        out["config_from_input"] = self.config_from_input
         return out
 
 
@@ -287,8 +333,11 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return read_toml(path, AXES + SETTINGS)
 
 
-def _merge(preset: str | None, config: Any, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(preset name, values): preset < config file < options (None = not given)."""
+def _merge(
+    preset: str | None, config: Any, options: dict[str, Any]
+) -> tuple[str, dict[str, Any], set[str]]:
+    """(preset name, values, the keys given in the config file or options): preset <
+    config file < options (None = not given)."""
     values: dict[str, Any] = {}
     file_values = load_config(config) if config is not None else {}
     file_preset = file_values.pop("preset", None)
@@ -297,6 +346,7 @@ def _merge(preset: str | None, config: Any, options: dict[str, Any]) -> tuple[st
         fail("preset", preset, f"must be one of {', '.join(PRESETS)}")
     values.update(PRESETS[preset])
     values.update(file_values)
+    given = set(file_values)
     unknown = set(options) - set(AXES) - set(SETTINGS)
     if unknown:
         name = sorted(unknown)[0]
@@ -308,7 +358,61 @@ def _merge(preset: str | None, config: Any, options: dict[str, Any]) -> tuple[st
             if key == "tokens":
                 values["batch"] = None
             values[key] = value
-    return preset, values
+            given.add(key)
+    return preset, values, given
+
+
+def _inputs(value: Any) -> tuple[tuple[str, ...], dict[str, InputFileFacts]]:
+    """The ``--input`` items (generator names and ``file:PATH``) and the files, each loaded
+    and checked now (:func:`~lshbench.measurement.input_files.load_input_file`: one
+    ConfigError line naming the file and the rule)."""
+    items = parse_items("input", value)
+    names: list[str] = []
+    files: dict[str, InputFileFacts] = {}
+    labels: dict[str, str] = {}
+    for item in items:
+        if isinstance(item, str) and item.strip().startswith(FILE_PREFIX):
+            item = item.strip()
+            path = item[len(FILE_PREFIX) :]
+            if not path:
+                fail("input", item, "must name a file: file:PATH")
+            f = load_input_file(path)
+            if labels.setdefault(f.input_label, item) != item:
+                fail(
+                    "input",
+                    item,
+                    f"has the same name as {labels[f.input_label]} (rows carry "
+                    f"input={f.input_label}); rename one",
+                )
+            B, L, d = f.qk.shape
+            files[item] = InputFileFacts(
+                item, f.input_label, f.name, f.path, f.sha256, B, L, d, int(f.v.shape[2]), f.config
+            )
+            names.append(item)
+        else:
+            names.extend(parse_choices("input", [item], GENERATORS))
+    return tuple(dict.fromkeys(names)), files
+
+
+def _config_from_input(values: dict[str, Any], given: set[str], files: dict) -> None:
+    """``--config-from-input``: the one file input's stored configuration becomes the
+    default of the :data:`FROM_INPUT` axes (those given in the config file or options win)."""
+    if len(files) != 1:
+        fail(
+            "config_from_input",
+            "true",
+            f"needs exactly one --input file:PATH, the grid has {len(files)}",
+        )
+    (facts,) = files.values()
+    if facts.config is None:
+        fail(
+            "config_from_input",
+            "true",
+            f"{facts.label} stores no LSH configuration (n_hashes, n_buckets, chunk_len, ...)",
+        )
+    for key, stored in facts.config.items():
+        if key in FROM_INPUT and key not in given:
+            values[key] = ["x".join(map(str, stored)) if isinstance(stored, tuple) else stored]
 
 
 def build_spec(
@@ -319,7 +423,11 @@ def build_spec(
     """Merge preset < config file < ``options`` (None = not given) and check every value.
 
     Raises :class:`lshbench.ConfigError` (one line ``field=value: rule``) on a bad value."""
-    preset, values = _merge(preset, config, options)
+    preset, values, given = _merge(preset, config, options)
+    inputs, files = _inputs(values["input"])
+    from_input = parse_bools("config_from_input", values.get("config_from_input") or False)[0]
+    if from_input:
+        _config_from_input(values, given, files)
     tokens = values.get("tokens")
     if tokens is not None:
         tokens = parse_int("tokens", tokens, 1)
@@ -329,9 +437,17 @@ def build_spec(
         for L in seqlen:
             if L > tokens or tokens % L:
                 fail("tokens", tokens, f"must be a multiple of every seqlen (seqlen={L})")
+    if "seqlen" in given:
+        for facts in files.values():
+            if min(seqlen) > facts.seqlen:
+                fail(
+                    "seqlen",
+                    ",".join(map(str, seqlen)),
+                    f"no length fits {facts.label}, whose L is {facts.seqlen} (a file is "
+                    "cropped to each --seqlen not above its L)",
+                )
     repeats = parse_int("repeats", values["repeats"], 5)
     out = _out_dir(values.get("out"), preset)
-    inputs = parse_choices("input", values["input"], INPUTS)
     return SweepSpec(
         seqlen=seqlen,
         chunk_len=parse_ints("chunk_len", values["chunk_len"], 1),
@@ -357,4 +473,7 @@ def build_spec(
         mem_budget=_mem_budget(values["mem_budget"]),
         out=out,
         preset=preset,
+        input_files=files,
+        seqlen_given="seqlen" in given,
+        config_from_input=from_input,
     )
