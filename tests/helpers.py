@@ -13,6 +13,8 @@ SMALL_GRID = {
     "n_hashes": [1, 2],
     "threads": 1,
     "input": "gaussian",
+    "method": "lsh",  # the grid stays small whatever the quick preset's variants
+    "weighting": "multiplicity",
 }
 
 

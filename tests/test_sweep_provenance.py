@@ -22,7 +22,15 @@ from lshbench.measurement.machine import provenance
 from lshbench.results.schema import make_row
 from lshbench.sweep.spec import PRESETS, build_spec
 
-GRID = {"seqlen": [64], "chunk_len": [32], "n_hashes": [1], "threads": 1, "input": "gaussian"}
+GRID = {
+    "seqlen": [64],
+    "chunk_len": [32],
+    "n_hashes": [1],
+    "threads": 1,
+    "input": "gaussian",
+    "method": "lsh",
+    "weighting": "multiplicity",
+}
 BACKENDS = "numpy,dense"
 
 

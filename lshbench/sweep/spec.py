@@ -281,9 +281,10 @@ def _backends(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _knob(name: str, value: Any, inputs: tuple[str, ...]) -> tuple[float, ...] | None:
+def _knob(name: str, value: Any, inputs: tuple[str, ...], given: bool) -> tuple[float, ...] | None:
     """Values of the input axis ``name`` (None when not given); ConfigError when out of range
-    or when no input of the grid takes it."""
+    or when the user gave it (``given``: config file or options) and no input of the grid
+    takes it. A preset's value for inputs the grid dropped is simply unused."""
     if value is None:
         return None
     if name == "target_entropy":
@@ -292,6 +293,8 @@ def _knob(name: str, value: Any, inputs: tuple[str, ...]) -> tuple[float, ...] |
         values = parse_floats(name, value, 0.0, 1.0)
     takers = [inp for inp, knobs in INPUT_KNOBS.items() if name in knobs]
     if not set(takers) & set(inputs):
+        if not given:
+            return None
         fail(
             name,
             ",".join(f"{v:g}" for v in values),
@@ -462,8 +465,10 @@ def build_spec(
         tokens=tokens,
         backend=_backends(values.get("backend")),
         input=inputs,
-        target_entropy=_knob("target_entropy", values.get("target_entropy"), inputs),
-        value_corr=_knob("value_corr", values.get("value_corr"), inputs),
+        target_entropy=_knob(
+            "target_entropy", values.get("target_entropy"), inputs, "target_entropy" in given
+        ),
+        value_corr=_knob("value_corr", values.get("value_corr"), inputs, "value_corr" in given),
         causal=parse_bools("causal", values["causal"]),
         dtype=parse_choices("dtype", values["dtype"], DTYPES),
         threads=_threads(values["threads"] if values.get("threads") is not None else 1),
