@@ -210,13 +210,19 @@ def stage_calls(numba_backends: dict[str, Any], qk, v, cfg, label: str) -> dict[
     calls = {f"stage hash {label}": hashed, f"stage sort {label}": sort}
     for name, backend in numba_backends.items():
         if name != "auto":
-            calls[f"stage attention[{name}] {label}"] = lambda b=backend: b._chunked_attention(
-                qk3, v3, cfg, slots
+            calls[f"stage attention[{name}] {label}"] = lambda b=backend: attention_stage(
+                b, qk3, v3, cfg, slots
             )
     return calls
 
 
-def products_calls(kernel_names: list[str]) -> dict[str, Callable]:
+def attention_stage(backend, qk3, v3, cfg, slots) -> Any:
+    """numba's attention stage alone (BLAS at one thread, as in a whole call)."""
+    with backend._blas.limit():
+        return backend._chunked_attention(qk3, v3, cfg, slots)
+
+
+def products_calls(blas_limit: Callable, kernel_names: list[str]) -> dict[str, Callable]:
     """The attention stage's two chunk products alone, as many as the bars' call has
     (H*L/m chunks of W = 128 keys, d = dv = m = 64), on in-cache blocks: the stage's
     compute part without gathers, masks, exp and combine."""
@@ -236,9 +242,12 @@ def products_calls(kernel_names: list[str]) -> dict[str, Callable]:
         qt = rng.standard_normal((nt, m, W) if tiled else (nt, D, m)).astype(np.float32)
         st = np.empty((nt, W, m), np.float32)
         o = np.empty((nt, m, D), np.float32)
-        calls[f"stage products[{name}]"] = lambda c=code, a=(rq, rv, qt, st, o): (
-            kernels.products_only(c, n_chunks, *a)
-        )
+        calls[f"stage products[{name}]"] = lambda c=code, a=(rq, rv, qt, st, o): products(c, a)
+
+    def products(code: int, arrays: tuple) -> None:
+        with blas_limit():  # BLAS at one thread inside the parallel loop
+            kernels.products_only(code, n_chunks, *arrays)
+
     return calls
 
 
@@ -260,7 +269,8 @@ def bars_calls(rounds: int) -> tuple[dict[str, Callable], dict[str, Any], float]
         if hf is not None:
             calls[f"hf {label}"] = lambda c=cfg, r=rot: hf.attend(qk, v, c, r)
         calls.update(stage_calls(backends, qk, v, cfg, label))
-    calls.update(products_calls([k for k in backends if k != "auto"]))
+    names = [k for k in backends if k != "auto"]
+    calls.update(products_calls(backends["auto"]._blas.limit, names))
     if available("torch-sdpa"):
         sdpa = lshbench.get_backend("torch-sdpa")
         calls["torch-sdpa (dense)"] = lambda c=cfg: sdpa.attend(qk, v, c)
