@@ -229,20 +229,22 @@ def products_calls(blas_limit: Callable, kernel_names: list[str]) -> dict[str, C
     import numba
 
     from lshbench.backends import _numba_kernels as kernels
+    from lshbench.backends.numba_lsh import _KERNEL_CODES
 
     nt, m, W = numba.get_num_threads(), CHUNK, 2 * CHUNK
     rng = np.random.default_rng(2)
     n_chunks = N_HASHES * SEQLEN // m
     calls = {}
     for name in kernel_names:
-        tiled = name == "tiled"
-        code = kernels.KERNEL_TILED if tiled else kernels.KERNEL_BLAS
+        code = _KERNEL_CODES[name]
+        tiled = name != "blas"  # values product tiled: values held transposed
         rq = rng.standard_normal((nt, W, D)).astype(np.float32)
         rv = rng.standard_normal((nt, D, W) if tiled else (nt, W, D)).astype(np.float32)
-        qt = rng.standard_normal((nt, m, W) if tiled else (nt, D, m)).astype(np.float32)
+        qt = rng.standard_normal((nt, D, m)).astype(np.float32)
+        pt = rng.random((nt, m, W)).astype(np.float32)
         st = np.empty((nt, W, m), np.float32)
         o = np.empty((nt, m, D), np.float32)
-        calls[f"stage products[{name}]"] = lambda c=code, a=(rq, rv, qt, st, o): products(c, a)
+        calls[f"stage products[{name}]"] = lambda c=code, a=(rq, rv, qt, pt, st, o): products(c, a)
 
     def products(code: int, arrays: tuple) -> None:
         with blas_limit():  # BLAS at one thread inside the parallel loop

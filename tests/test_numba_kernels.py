@@ -37,7 +37,7 @@ def candidates() -> tuple[str, ...]:
     return KERNELS
 
 
-@pytest.fixture(scope="module", params=["blas", "tiled"])
+@pytest.fixture(scope="module", params=["blas", "tiled", "mixed"])
 def forced(request):
     """A backend forced to one candidate, compiled for both dtypes."""
     from lshbench.backends.numba_lsh import NumbaBackend
@@ -54,8 +54,8 @@ def quantize(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 16) / 16, -2, 2)
 
 
-def test_the_candidates_are_blas_and_tiled() -> None:
-    assert candidates() == ("blas", "tiled")
+def test_the_candidates_are_blas_tiled_and_mixed() -> None:
+    assert candidates() == ("blas", "tiled", "mixed")
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -170,7 +170,7 @@ def test_a_cached_choice_is_used_without_measuring(choice_file, monkeypatch) -> 
         assert backend.kernel == kernel
 
 
-@pytest.mark.parametrize("kernel", ["blas", "tiled", "TILED "])
+@pytest.mark.parametrize("kernel", ["blas", "tiled", "mixed", "TILED "])
 def test_the_environment_variable_forces_a_candidate(choice_file, monkeypatch, kernel) -> None:
     from lshbench.backends.numba_lsh import NumbaBackend
 

@@ -63,9 +63,11 @@ def machine_key() -> str:
         from threadpoolctl import threadpool_info
 
         blas = ",".join(
-            f"{i.get('internal_api')}-{i.get('version')}"
-            for i in threadpool_info()
-            if i.get("user_api") == "blas"
+            sorted(
+                f"{i.get('internal_api')}-{i.get('version')}"
+                for i in threadpool_info()
+                if i.get("user_api") == "blas"
+            )
         )
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         pass

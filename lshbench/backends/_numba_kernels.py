@@ -237,8 +237,15 @@ def _matmul_tn(a, b, out):
 
 
 #: chunk-product kernels (the ``kernel`` argument of :func:`attend_all`): plain loops for toy
-#: shapes, BLAS ``np.dot``, or :func:`_matmul_abt` register-tiled dot products
-KERNEL_LOOPS, KERNEL_BLAS, KERNEL_TILED = 0, 1, 2
+#: shapes, BLAS ``np.dot`` for both products, :func:`_matmul_abt` register-tiled dot products
+#: for both, or mixed: BLAS for the scores, tiled for the values
+KERNEL_LOOPS, KERNEL_BLAS, KERNEL_TILED, KERNEL_MIXED = 0, 1, 2, 3
+
+
+@njit(inline="always")
+def values_tiled(kernel):
+    """Whether the values product is tiled (the ring then holds the values transposed)."""
+    return kernel == KERNEL_TILED or kernel == KERNEL_MIXED
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -675,20 +682,20 @@ def _combine(o, top, z, qp, qlo, qhi, first, last, out, run):
 @njit(cache=True, fastmath=FASTMATH)
 def _attend_chunk(
     rq, rv, rs, rp, ca, qlo, qhi, causal, first, last, kernel, next_pos,
-    qt, st, o, top, z, out, run, count_once, cw,
+    qt, pt, st, o, top, z, out, run, count_once, cw,
 ):  # fmt: skip
     """A block of queries, at ring rows ``[ca, ca+mq)``, against the whole ring (its window).
 
-    rq (W, d), rv (W, dv) ((dv, W) for KERNEL_TILED), rs (W,), rp (W,): the window's
+    rq (W, d), rv (W, dv) ((dv, W) when :func:`values_tiled`), rs (W,), rp (W,): the window's
     query/key vectors, values, key scales and positions (see :func:`_gather_chunk`; the
     order of the window's chunks in the ring does not matter to a softmax). All mq queries
     are scored; the round's own, block rows ``[qlo, qhi)``, are combined online: out (L, dv)
     accumulates ``sum_r exp(top_r - M) * (exp(s_r - top_r) @ v)`` with M = run[:, 0] the
     running max and run[:, 1] the matching normalizer (run (L, 2) float64, one cache line
     per query); ``first`` initializes, ``last`` divides. next_pos (mq,): the next block's
-    query positions, whose output rows are prefetched. kernel: KERNEL_LOOPS, KERNEL_BLAS or
-    KERNEL_TILED (the chunk products). Scratch: qt (d, mq) transposed queries ((mq, W)
-    transposed probabilities for KERNEL_TILED), st (W, mq), o (mq, dv), top (mq,) in the
+    query positions, whose output rows are prefetched. kernel: one of the KERNEL_* codes
+    (the chunk products). Scratch: qt (d, mq) transposed queries, pt (mq, W) transposed
+    probabilities (when values are tiled), st (W, mq), o (mq, dv), top (mq,) in the
     compute dtype, z (mq,) float64. count_once: every weight ``exp(s - top)`` is divided by
     cw (W, mq), the key's occurrences in all of the query's windows
     (:func:`occurrence_counts`).
@@ -703,7 +710,7 @@ def _attend_chunk(
         for i in range(m):  # queries (m, d) -> (d, m)
             for t in range(d):
                 qt[t, i] = rq[ca + i, t]
-        if kernel == KERNEL_BLAS:
+        if kernel != KERNEL_LOOPS:
             np.dot(rq, qt, st)  # (W, d) @ (d, m) -> (W, m): raw scores, transposed
         else:
             _matmul_nn(rq, qt, st)
@@ -735,11 +742,11 @@ def _attend_chunk(
         exp_sub_div(st, top, z, cw)  # st = exp(st - top) / C, z = its column sums
     else:
         exp_sub(st, top, z)  # st = exp(st - top), z = its column sums
-    if kernel == KERNEL_TILED:
+    if values_tiled(kernel):
         for j in range(W):  # probabilities (W, m) -> (m, W)
             for i in range(m):
-                qt[i, j] = st[j, i]
-        _matmul_abt(qt, rv, o)  # (m, W) @ (dv, W).T -> (m, dv), unnormalized
+                pt[i, j] = st[j, i]
+        _matmul_abt(pt, rv, o)  # (m, W) @ (dv, W).T -> (m, dv), unnormalized
     elif kernel == KERNEL_BLAS:
         np.dot(st.T, rv, o)  # (m, W) @ (W, dv) -> (m, dv), unnormalized
     else:
@@ -750,7 +757,7 @@ def _attend_chunk(
 @njit(cache=True, parallel=True)
 def attend_round(
     qk, v, kscale, chunk_of, slots, lo, m, before, after, causal, first, last, kernel,
-    seg_len, out, run, rq, rv, rs, rp, rch, qt, st, o, top, z, table, cw,
+    seg_len, out, run, rq, rv, rs, rp, rch, qt, pt, st, o, top, z, table, cw,
 ):  # fmt: skip
     """Round r's queries (sorted slots ``[lo, lo+L)``, each position once), chunk by chunk.
 
@@ -767,16 +774,16 @@ def attend_round(
     qk (B, L, d), v (B, L, dv), kscale (B, L), chunk_of (B, L, Hc) chunk ids (Hc = H for
     count-once weighting, else 0), slots (B, H*L) sorted positions; out (B, L, dv), run
     (B, L, 2) float64 running max and normalizer. Per-thread scratch: the ring rq
-    (nt, A*m, d), rv (nt, A*m, dv) (KERNEL_TILED: (nt, dv, A*m)), rs (nt, A*m), rp (nt, A*m),
-    rch (nt, A*m, Hc); qt (nt, d, mq) (KERNEL_TILED: (nt, mq, A*m)), st (nt, A*m, mq), o
-    (nt, mq, dv), top (nt, mq), z (nt, mq) float64; for count-once, table int64
-    (nt, NC, ceil(mq/64)) all zero and cw (nt, A*m, mq) (any shape otherwise; see
-    :func:`occurrence_counts`). kernel: KERNEL_LOOPS, KERNEL_BLAS or KERNEL_TILED.
+    (nt, A*m, d), rv (nt, A*m, dv) ((nt, dv, A*m) when :func:`values_tiled`), rs (nt, A*m),
+    rp (nt, A*m), rch (nt, A*m, Hc); qt (nt, d, mq), pt (nt, mq, A*m) (any shape unless values
+    are tiled), st (nt, A*m, mq), o (nt, mq, dv), top (nt, mq), z (nt, mq) float64; for
+    count-once, table int64 (nt, NC, ceil(mq/64)) all zero and cw (nt, A*m, mq) (any shape
+    otherwise; see :func:`occurrence_counts`). kernel: one of the KERNEL_* codes.
     """
     B, L, _ = qk.shape
     A = before + 1 + after
     mq = top.shape[1]
-    vt = kernel == KERNEL_TILED
+    vt = values_tiled(kernel)
     count_once = chunk_of.shape[2] > 0
     n_slots = slots.shape[1]
     c0 = lo // m
@@ -805,7 +812,7 @@ def attend_round(
                     occurrence_counts(tc, row0, mq, s0, L, m, before, after, table[tid], cw[tid])
                 _attend_chunk(
                     tq, tv, ts, tp, row0, qlo, qhi, causal, first, last, kernel,
-                    sl_b[nxt : min(nxt + mq, n_slots)], qt[tid], st[tid], o[tid], top[tid],
+                    sl_b[nxt : min(nxt + mq, n_slots)], qt[tid], pt[tid], st[tid], o[tid], top[tid],
                     z[tid], out[b], run[b], count_once, cw[tid],
                 )  # fmt: skip
 
@@ -813,7 +820,7 @@ def attend_round(
 @njit(cache=True)
 def attend_all(
     qk, v, kscale, chunk_of, slots, n_hashes, m, before, after, causal, kernel, seg_len,
-    out, run, rq, rv, rs, rp, rch, qt, st, o, top, z, table, cw,
+    out, run, rq, rv, rs, rp, rch, qt, pt, st, o, top, z, table, cw,
 ):  # fmt: skip
     """Every round in order, each combined online into out (B, L, dv) and run (B, L, 2).
 
@@ -824,25 +831,28 @@ def attend_all(
     for r in range(n_hashes):
         attend_round(
             qk, v, kscale, chunk_of, slots, r * L, m, before, after, causal, r == 0,
-            r == n_hashes - 1, kernel, seg_len, out, run, rq, rv, rs, rp, rch, qt, st, o,
+            r == n_hashes - 1, kernel, seg_len, out, run, rq, rv, rs, rp, rch, qt, pt, st, o,
             top, z, table, cw,
         )  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
-def products_only(kernel, n_chunks, rq, rv, qt, st, o):
+def products_only(kernel, n_chunks, rq, rv, qt, pt, st, o):
     """The attention stage's two chunk products alone, ``n_chunks`` times, on per-thread
     blocks that stay in cache (for the stage breakdown of ``bench/perf_bars.py``): what the
-    products cost without gathers, masks, exp and combine. kernel KERNEL_BLAS or
-    KERNEL_TILED; rq (nt, W, d), rv (nt, W, dv) ((nt, dv, W) tiled), qt (nt, d, m)
-    ((nt, m, W) tiled), st (nt, W, m), o (nt, m, dv), laid out as in :func:`attend_round`.
+    products cost without gathers, masks, exp and combine. kernel: KERNEL_BLAS,
+    KERNEL_TILED or KERNEL_MIXED; rq (nt, W, d), rv (nt, W, dv) ((nt, dv, W) when values
+    are tiled), qt (nt, d, m), pt (nt, m, W), st (nt, W, m), o (nt, m, dv), as in
+    :func:`attend_round`.
     """
     m = st.shape[2]
     for _ in prange(n_chunks):
         tid = numba.get_thread_id()
         if kernel == KERNEL_TILED:
             _matmul_abt(rq[tid], rq[tid, :m], st[tid])  # (W, d) @ (m, d).T -> (W, m)
-            _matmul_abt(qt[tid], rv[tid], o[tid])  # (m, W) @ (dv, W).T -> (m, dv)
         else:
             np.dot(rq[tid], qt[tid], st[tid])  # (W, d) @ (d, m) -> (W, m)
+        if values_tiled(kernel):
+            _matmul_abt(pt[tid], rv[tid], o[tid])  # (m, W) @ (dv, W).T -> (m, dv)
+        else:
             np.dot(st[tid].T, rv[tid], o[tid])  # (m, W) @ (W, dv) -> (m, dv)

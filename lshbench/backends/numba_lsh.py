@@ -14,15 +14,16 @@ Every method and weighting of DESIGN.md section 2b runs through the same kernels
 BLAS inside the ``prange`` loops runs at one thread (threadpoolctl, for the duration of
 the call); the Numba threads are ``numba.get_num_threads()``.
 
-The two chunk products of the attention stage run through one of two candidate kernels
+The two chunk products of the attention stage run through one of three candidate kernels
 (:data:`KERNELS`): ``blas`` (``np.dot``, single-thread BLAS on (W, d) @ (d, m) and
-(m, W) @ (W, dv) blocks, whose speed differs a lot between CPUs and BLAS builds) or
-``tiled`` (Numba register-tiled dot products, no BLAS). :attr:`NumbaBackend.kernel` picks
-one per machine: the environment variable ``LSHBENCH_NUMBA_KERNEL`` (``blas``, ``tiled``
-or ``auto``) forces it; otherwise (``auto``) a JSON file next to the compiled kernels
-(:func:`kernel_cache_path`) remembers the choice per CPU model and versions, and when it
-has none, both candidates are timed on a small representative problem (about 0.1-0.3 s)
-and the faster kept. Both give the same results up to float rounding.
+(m, W) @ (W, dv) blocks, whose speed differs a lot between CPUs and BLAS builds),
+``tiled`` (Numba register-tiled 2 x 4 blocks of dot products, no BLAS) or ``mixed``
+(BLAS for the scores, tiled for the values). :attr:`NumbaBackend.kernel` picks one per
+machine: the environment variable ``LSHBENCH_NUMBA_KERNEL`` (``blas``, ``tiled``,
+``mixed`` or ``auto``) forces it; otherwise (``auto``) a JSON file next to the compiled
+kernels (:func:`kernel_cache_path`) remembers the choice per CPU model and versions, and
+when it has none, the candidates are timed on a small representative problem (about
+0.1-0.3 s in all) and the fastest kept. All give the same results up to float rounding.
 """
 
 from __future__ import annotations
@@ -51,12 +52,16 @@ from lshbench.core.validation import check_inputs
 __all__ = ["KERNELS", "KERNEL_ENV", "NumbaBackend", "kernel_cache_path"]
 
 #: the candidate kernels for the attention stage's chunk products
-KERNELS = ("blas", "tiled")
-#: environment variable forcing a candidate: ``blas``, ``tiled`` or ``auto`` (the default)
+KERNELS = ("blas", "tiled", "mixed")
+#: environment variable forcing a candidate (one of :data:`KERNELS`) or ``auto`` (the default)
 KERNEL_ENV = "LSHBENCH_NUMBA_KERNEL"
-_KERNEL_CODES = {"blas": kernels.KERNEL_BLAS, "tiled": kernels.KERNEL_TILED}
+_KERNEL_CODES = {
+    "blas": kernels.KERNEL_BLAS,
+    "tiled": kernels.KERNEL_TILED,
+    "mixed": kernels.KERNEL_MIXED,
+}
 #: the problem the candidates are timed on (a few ms each): L, d, n_hashes, chunk, rounds
-CHOICE_PROBLEM = {"seqlen": 2048, "d": 64, "n_hashes": 2, "chunk_len": 64, "rounds": 5}
+CHOICE_PROBLEM = {"seqlen": 2048, "d": 64, "n_hashes": 2, "chunk_len": 64, "rounds": 7}
 
 #: counting sort when the bucket count is at most this multiple of L (else merge sort)
 COUNTING_SORT_MAX_RATIO = 16
@@ -131,7 +136,7 @@ class _BlasOneThread:
 class NumbaBackend(Backend):
     """Numba LSH attention: ``prange`` over chunks, per-thread scratch, online round combine.
 
-    :attr:`kernel` is the chunk-product kernel in use (``"blas"`` or ``"tiled"``, chosen per
+    :attr:`kernel` is the chunk-product kernel in use (one of :data:`KERNELS`, chosen per
     machine, see the module docstring); :meth:`describe` gives it with how it was chosen.
     """
 
@@ -154,7 +159,7 @@ class NumbaBackend(Backend):
 
     @property
     def kernel(self) -> str:
-        """The chunk-product kernel: ``"blas"`` or ``"tiled"`` (chosen at first use)."""
+        """The chunk-product kernel: one of :data:`KERNELS` (chosen at first use)."""
         if self._forced is not None:
             return self._forced
         if self._kernel is None:
@@ -354,7 +359,7 @@ class NumbaBackend(Backend):
         table = (pc.n_chunks(L), -(-mq // 64)) if count_once else (1, 1)
         out = np.empty((B, L, dv), dtype=dtype)
         code = self._kernel_code(mq, W, max(d, dv))
-        tiled = code == kernels.KERNEL_TILED
+        tiled = code in (kernels.KERNEL_TILED, kernels.KERNEL_MIXED)  # values product tiled
         kernels.attend_all(
             qk, v, kscale, chunk_of, slots, H, m, before, after, config.causal,
             code, segment_chunks(L // m + 1, nt), out,
@@ -364,7 +369,8 @@ class NumbaBackend(Backend):
             np.empty((nt, W), dtype),  # ring: their key scales
             np.empty((nt, W), slots.dtype),  # ring: their positions
             np.empty((nt, W, Hc), slots.dtype),  # ring: their chunk ids (count-once)
-            np.empty((nt, mq, W) if tiled else (nt, d, mq), dtype),  # qt: queries or probs, .T
+            np.empty((nt, d, mq), dtype),  # qt: a query block, transposed
+            np.empty((nt, mq, W) if tiled else (nt, 1, 1), dtype),  # pt: probabilities, .T
             np.empty((nt, W, mq), dtype),  # st: scores (transposed), then probabilities
             np.empty((nt, mq, dv), dtype),  # o: unnormalized round output
             np.empty((nt, mq), dtype),  # top: per-query max score
