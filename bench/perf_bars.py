@@ -17,9 +17,14 @@ Parts (``--part``, repeatable; default ``bars memory cache``)::
     python bench/perf_bars.py --part variants          # random / local / count-once vs lsh
     python bench/perf_bars.py --part table --table-backends numba,numpy,hf,dense,torch-sdpa
 
-* ``bars``: L=16384, d=64, n_hashes=8, chunk 64, 1 back, float32: numba vs hf for
-  n_buckets=512 and (16, 32), vs torch-sdpa; numba's chunked-attention GFLOP/s
-  (``4*H*L*W*d``) over the same run's float32 2048x2048 ``np.matmul`` rate.
+* ``bars``: L=16384, d=64, n_hashes=8, chunk 64, 1 back, float32: numba (its per-machine
+  kernel choice, ``auto``, and each candidate kernel forced) vs hf for n_buckets=512 and
+  (16, 32), vs torch-sdpa; each call over its floor: (attention FLOPs ``4*H*L*W*d`` +
+  hashing FLOPs ``2*H*L*d*rot_size/2``) at the same round's float32 2048x2048
+  ``np.matmul`` rate (DESIGN.md section 8); and numba's stages in the same rounds: hash,
+  sort, attention per candidate (gathers, the two chunk products, masks, exp and the online
+  combine, which is fused into the chunk loop), the two products alone on in-cache blocks,
+  and the rest of the call.
 * ``memory``: numba vs hf at n_hashes 1 and 8 (tracemalloc cannot see torch's allocator,
   so hf's tracemalloc number is only its NumPy output; compare the resident peaks).
 * ``cache``: a second process loads the compiled kernels from the on-disk cache.
