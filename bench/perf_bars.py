@@ -17,9 +17,14 @@ Parts (``--part``, repeatable; default ``bars memory cache``)::
     python bench/perf_bars.py --part variants          # random / local / count-once vs lsh
     python bench/perf_bars.py --part table --table-backends numba,numpy,hf,dense,torch-sdpa
 
-* ``bars``: L=16384, d=64, n_hashes=8, chunk 64, 1 back, float32: numba vs hf for
-  n_buckets=512 and (16, 32), vs torch-sdpa; numba's chunked-attention GFLOP/s
-  (``4*H*L*W*d``) over the same run's float32 2048x2048 ``np.matmul`` rate.
+* ``bars``: L=16384, d=64, n_hashes=8, chunk 64, 1 back, float32: numba (its per-machine
+  kernel choice, ``auto``, and each candidate kernel forced) vs hf for n_buckets=512 and
+  (16, 32), vs torch-sdpa; each call over its floor: (attention FLOPs ``4*H*L*W*d`` +
+  hashing FLOPs ``2*H*L*d*rot_size/2``) at the same round's float32 2048x2048
+  ``np.matmul`` rate (DESIGN.md section 8); and numba's stages in the same rounds: hash,
+  sort, attention per candidate (gathers, the two chunk products, masks, exp and the online
+  combine, which is fused into the chunk loop), the two products alone on in-cache blocks,
+  and the rest of the call.
 * ``memory``: numba vs hf at n_hashes 1 and 8 (tracemalloc cannot see torch's allocator,
   so hf's tracemalloc number is only its NumPy output; compare the resident peaks).
 * ``cache``: a second process loads the compiled kernels from the on-disk cache.
@@ -164,91 +169,236 @@ def gemm_call() -> Callable[[], Any]:
 # ---------------------------------------------------------------------------- bars
 
 
-def part_bars(rounds: int) -> str:
+def hash_flops(cfg: lshbench.LSHConfig, seqlen: int = SEQLEN, d: int = D) -> int:
+    """Hashing FLOPs ``2*H*L*d*rot_size/2`` (the projections qk @ R per round)."""
+    return 2 * cfg.n_hashes * seqlen * d * (cfg.rot_size // 2)
+
+
+def floor_flops(cfg: lshbench.LSHConfig) -> int:
+    """DESIGN.md section 8: attention FLOPs + hashing FLOPs of the whole call."""
+    return attention_flops(SEQLEN, cfg.n_hashes) + hash_flops(cfg)
+
+
+def kernel_backends() -> dict[str, Any]:
+    """The numba backend with its per-machine choice (``auto``) and forced to each candidate."""
+    from lshbench.backends.numba_lsh import KERNELS, NumbaBackend
+
+    auto = lshbench.get_backend("numba")
+    out = {"auto": auto} | {k: NumbaBackend(kernel=k) for k in KERNELS}
+    for backend in out.values():
+        backend.compile(np.float32)
+    return out
+
+
+def stage_calls(numba_backends: dict[str, Any], qk, v, cfg, label: str) -> dict[str, Callable]:
+    """numba's stages on the bars problem, each callable alone: hash (qk @ R and argmax),
+    sort (counting sort of a copy of the buckets), attention per candidate kernel (key
+    scales, gathers, the two chunk products, masks, exp and the online round combine, which
+    is fused into the chunk loop)."""
+    nb = numba_backends["auto"]
+    rot = lshbench.random_rotations(D, cfg, seed=0)
+    qk3, v3 = qk[None], v[None]
+    with nb._blas.limit():
+        buckets = nb._hash(qk3, cfg, rot)
+        slots = buckets.copy()
+        nb._sort(slots, cfg)
+
+    def hashed() -> Any:
+        with nb._blas.limit():
+            return nb._hash(qk3, cfg, rot)
+
+    def sort() -> Any:
+        s = buckets.copy()  # (1, H*L) int32, 0.5 MiB: negligible next to the sort
+        nb._sort(s, cfg)
+        return s
+
+    calls = {f"stage hash {label}": hashed, f"stage sort {label}": sort}
+    for name, backend in numba_backends.items():
+        if name != "auto":
+            calls[f"stage attention[{name}] {label}"] = lambda b=backend: attention_stage(
+                b, qk3, v3, cfg, slots
+            )
+    return calls
+
+
+def attention_stage(backend, qk3, v3, cfg, slots) -> Any:
+    """numba's attention stage alone (BLAS at one thread, as in a whole call)."""
+    with backend._blas.limit():
+        return backend._chunked_attention(qk3, v3, cfg, slots)
+
+
+def products_calls(blas_limit: Callable, kernel_names: list[str]) -> dict[str, Callable]:
+    """The attention stage's two chunk products alone, as many as the bars' call has
+    (H*L/m chunks of W = 128 keys, d = dv = m = 64), on in-cache blocks: the stage's
+    compute part without gathers, masks, exp and combine."""
+    import numba
+
+    from lshbench.backends import _numba_kernels as kernels
+    from lshbench.backends.numba_lsh import _KERNEL_CODES
+
+    nt, m, W = numba.get_num_threads(), CHUNK, 2 * CHUNK
+    rng = np.random.default_rng(2)
+    n_chunks = N_HASHES * SEQLEN // m
+    calls = {}
+    for name in kernel_names:
+        code = _KERNEL_CODES[name]
+        tiled = name != "blas"  # values product tiled: values held transposed
+        rq = rng.standard_normal((nt, W, D)).astype(np.float32)
+        rv = rng.standard_normal((nt, D, W) if tiled else (nt, W, D)).astype(np.float32)
+        qt = rng.standard_normal((nt, D, m)).astype(np.float32)
+        pt = rng.random((nt, m, W)).astype(np.float32)
+        st = np.empty((nt, W, m), np.float32)
+        o = np.empty((nt, m, D), np.float32)
+        calls[f"stage products[{name}]"] = lambda c=code, a=(rq, rv, qt, pt, st, o): products(c, a)
+
+    def products(code: int, arrays: tuple) -> None:
+        with blas_limit():  # BLAS at one thread inside the parallel loop
+            kernels.products_only(code, n_chunks, *arrays)
+
+    return calls
+
+
+def bars_calls(rounds: int) -> tuple[dict[str, Callable], dict[str, Any], float]:
+    """Every call the bars part times, interleaved: GEMM, numba (auto and each candidate),
+    hf and torch-sdpa, and numba's stages."""
     pin_torch()
-    numba_backend = lshbench.get_backend("numba")
-    compile_s = numba_backend.compile(np.float32)
+    start = time.perf_counter()
+    backends = kernel_backends()
+    compile_s = time.perf_counter() - start
     qk, v = inputs(SEQLEN)
     calls: dict[str, Callable[[], Any]] = {"gemm 2048^3": gemm_call()}
-    have_hf, have_sdpa = available("hf"), available("torch-sdpa")
-    hf = lshbench.get_backend("hf") if have_hf else None
+    hf = lshbench.get_backend("hf") if available("hf") else None
     for label, nb in BAR_BUCKETS.items():
         cfg = config(N_HASHES, nb)
         rot = lshbench.random_rotations(D, cfg, seed=0)
-        calls[f"numba {label}"] = lambda c=cfg, r=rot: numba_backend.attend(qk, v, c, r)
+        for name, backend in backends.items():
+            calls[f"numba[{name}] {label}"] = lambda b=backend, c=cfg, r=rot: b.attend(qk, v, c, r)
         if hf is not None:
             calls[f"hf {label}"] = lambda c=cfg, r=rot: hf.attend(qk, v, c, r)
-    # numba's chunked-attention stage alone (hashing and sorting done beforehand)
-    cfg = config(N_HASHES, 512)
-    rot = lshbench.random_rotations(D, cfg, seed=0)
-    qk3, v3 = qk[None], v[None]
-    with numba_backend._blas.limit():
-        slots = numba_backend._hash(qk3, cfg, rot)
-        numba_backend._sort(slots, cfg)
-
-    def attention_stage() -> Any:
-        with numba_backend._blas.limit():
-            return numba_backend._chunked_attention(qk3, v3, cfg, slots)
-
-    calls["numba attention stage"] = attention_stage
-    if have_sdpa:
+        calls.update(stage_calls(backends, qk, v, cfg, label))
+    names = [k for k in backends if k != "auto"]
+    calls.update(products_calls(backends["auto"]._blas.limit, names))
+    if available("torch-sdpa"):
         sdpa = lshbench.get_backend("torch-sdpa")
-        calls["torch-sdpa (dense)"] = lambda: sdpa.attend(qk, v, cfg)
-    for call in calls.values():
-        call()  # warm-up (first call of each)
-    samples = interleaved(calls, rounds, {})
-    summary = {n: summarize(s) for n, s in samples.items()}
+        calls["torch-sdpa (dense)"] = lambda c=cfg: sdpa.attend(qk, v, c)
+    return calls, backends, compile_s
+
+
+def per_round_floor_ratio(samples, name: str, flops: int) -> tuple[float, float, float]:
+    """Median (min, max) over rounds of time / floor, floor = flops / that round's GEMM rate."""
+    floor = [flops * t / (2 * GEMM_N**3) for t in samples["gemm 2048^3"]]
+    return paired_ratio(samples[name], floor)
+
+
+def calls_table(samples, summary) -> list[list[Any]]:
     gemm_rate = 2 * GEMM_N**3 / summary["gemm 2048^3"].time_median_s
-    flops = attention_flops(SEQLEN, N_HASHES)
     rows = []
     for name, s in summary.items():
         rate = ""
         if name.startswith("numba"):
-            g = flops / s.time_median_s
-            rate = f"{g / 1e9:.0f} ({g / gemm_rate:.0%} of GEMM)"
+            cfg = config(N_HASHES, BAR_BUCKETS[name.split()[-1]])
+            g = floor_flops(cfg) / s.time_median_s
+            rate = f"{g / 1e9:.1f} ({g / gemm_rate:.0%} of GEMM)"
         elif name.startswith("gemm"):
-            rate = f"{gemm_rate / 1e9:.0f}"
+            rate = f"{gemm_rate / 1e9:.1f}"
         rows.append([name, ms(s.time_median_s), ms(s.time_iqr_s), ms(s.time_min_s), rate])
+    return rows
+
+
+def ratio_table(samples, kernels: list[str]) -> list[list[Any]]:
+    rows = []
+    for label, nb in BAR_BUCKETS.items():
+        flops = floor_flops(config(N_HASHES, nb))
+        for k in kernels:
+            me = f"numba[{k}] {label}"
+            med, lo, hi = per_round_floor_ratio(samples, me, flops)
+            rows.append([f"{me} / floor", f"{med:.2f}", f"{lo:.2f}-{hi:.2f}", "<= 1.5",
+                         "yes" if med <= 1.5 else "NO"])  # fmt: skip
+            if f"hf {label}" in samples:
+                med, lo, hi = paired_ratio(samples[f"hf {label}"], samples[me])
+                rows.append([f"hf / {me}", f"{med:.1f}", f"{lo:.1f}-{hi:.1f}", ">= 10",
+                             "yes" if med >= 10 else "NO"])  # fmt: skip
+        if "torch-sdpa (dense)" in samples:
+            med, lo, hi = paired_ratio(
+                samples["torch-sdpa (dense)"], samples[f"numba[auto] {label}"]
+            )
+            rows.append([f"torch-sdpa / numba[auto] {label}", f"{med:.2f}", f"{lo:.2f}-{hi:.2f}",
+                         "> 1", "yes" if med > 1 else "NO"])  # fmt: skip
+    return rows
+
+
+def stage_table(samples, label: str, auto_kernel: str, kernels: list[str]) -> list[list[Any]]:
+    """Stage, median ms, median per-round share of numba[auto]'s whole call, and stage /
+    its floor (its FLOPs at the same round's GEMM rate)."""
+    cfg = config(N_HASHES, BAR_BUCKETS[label])
+    whole = samples[f"numba[auto] {label}"]
+    attn = attention_flops(SEQLEN, N_HASHES)
+    stages: list[tuple[str, list[float], int | None]] = [
+        ("hash", samples[f"stage hash {label}"], hash_flops(cfg)),
+        ("sort", samples[f"stage sort {label}"], None),
+    ]
+    for k in kernels:
+        stages.append((f"attention[{k}]", samples[f"stage attention[{k}] {label}"], attn))
+        stages.append((f"  of which products[{k}] (in cache)", samples[f"stage products[{k}]"],
+                       attn))  # fmt: skip
+    parts = [samples[f"stage hash {label}"], samples[f"stage sort {label}"],
+             samples[f"stage attention[{auto_kernel}] {label}"]]  # fmt: skip
+    rest = [w - sum(p[r] for p in parts) for r, w in enumerate(whole)]
+    stages.append((f"rest (whole - hash - sort - attention[{auto_kernel}])", rest, None))
+    stages.append((f"whole call numba[auto = {auto_kernel}]", whole, floor_flops(cfg)))
+    rows = []
+    floor_s = [2 * GEMM_N**3 / t for t in samples["gemm 2048^3"]]  # GEMM FLOP/s per round
+    for name, got, flops in stages:
+        share, _, _ = paired_ratio(got, whole)
+        vs_floor = "-"
+        if flops is not None:
+            med, lo, hi = paired_ratio(got, [flops / g for g in floor_s])
+            vs_floor = f"{med:.2f} ({lo:.2f}-{hi:.2f})"
+        floor_ms = "-" if flops is None else ms(flops / float(np.median(floor_s)))
+        rows.append([name, ms(float(np.median(got))), f"{share:.0%}", floor_ms, vs_floor])
+    return rows
+
+
+def part_bars(rounds: int) -> str:
+    calls, backends, compile_s = bars_calls(rounds)
+    for call in calls.values():
+        call()  # warm-up (first call of each)
+    samples = interleaved(calls, rounds, {})
+    summary = {n: summarize(s) for n, s in samples.items()}
+    kernels = [k for k in backends if k != "auto"]
+    facts = backends["auto"].describe()
     text = [
         f"### Bars: L={SEQLEN}, d={D}, n_hashes={N_HASHES}, chunk {CHUNK}, 1 back, float32, "
         f"{THREADS} threads, {rounds} interleaved rounds",
-        f"numba compile/cache-load in this process: {compile_s:.2f} s",
+        f"numba compile/cache-load (auto + {len(kernels)} forced instances): {compile_s:.2f} s; "
+        f"auto kernel: {facts['kernel']} (source {facts['kernel_source']}, candidate times "
+        f"{facts['kernel_times_s']}); CPU {facts['cpu_model']}; threading layer "
+        f"{facts['threading_layer']}",
+        "floor = (attention FLOPs 4*H*L*W*d + hashing FLOPs 2*H*L*d*rot_size/2) / the same "
+        "round's float32 GEMM rate (np.matmul 2048x2048); GFLOP/s below count those FLOPs",
         "",
-        table(["call", "median ms", "IQR ms", "min ms", "GFLOP/s (attention flops 4HLWd)"], rows),
+        table(
+            ["call", "median ms", "IQR ms", "min ms", "GFLOP/s (floor FLOPs)"],
+            calls_table(samples, summary),
+        ),
+        "",
+        table(
+            ["ratio (per round)", "median", "range", "bar", "met"],
+            ratio_table(samples, ["auto", *kernels]),
+        ),
         "",
     ]
-    ratio_rows = []
     for label in BAR_BUCKETS:
-        if have_hf:
-            med, lo, hi = paired_ratio(samples[f"hf {label}"], samples[f"numba {label}"])
-            ok = "yes" if med >= 10 else "NO"
-            ratio_rows.append(
-                [f"hf / numba, {label}", f"{med:.1f}", f"{lo:.1f}-{hi:.1f}", ">= 10", ok]
-            )
-        if have_sdpa:
-            med, lo, hi = paired_ratio(samples["torch-sdpa (dense)"], samples[f"numba {label}"])
-            ok = "yes" if med > 1 else "NO"
-            ratio_rows.append(
-                [f"torch-sdpa / numba, {label}", f"{med:.2f}", f"{lo:.2f}-{hi:.2f}", "> 1", ok]
-            )
-    for name in ("numba nb=512", "numba attention stage"):
-        med, lo, hi = paired_ratio(
-            [flops / t for t in samples[name]], [2 * GEMM_N**3 / t for t in samples["gemm 2048^3"]]
-        )
-        ratio_rows.append(
-            [
-                f"{name}: attention GFLOP/s / GEMM GFLOP/s",
-                f"{med:.0%}",
-                f"{lo:.0%}-{hi:.0%}",
-                ">= 50%",
-                "yes" if med >= 0.5 else "NO",
-            ]
-        )
-    text += [
-        table(["ratio (per round)", "median", "range", "bar", "met"], ratio_rows),
-        "",
-    ]
-    if not have_hf or not have_sdpa:
+        text += [
+            f"Stages, {label} (share: median per-round stage / whole numba[auto] call):",
+            "",
+            table(
+                ["stage", "median ms", "share of whole", "floor ms", "stage / floor"],
+                stage_table(samples, label, facts["kernel"], kernels),
+            ),
+            "",
+        ]
+    if not available("hf") or not available("torch-sdpa"):
         text.append("(peers not installed: pip install 'lshbench[peers]')\n")
     return "\n".join(text)
 

@@ -256,7 +256,9 @@ def test_count_once_memory_is_small_and_not_windows_sized(numba_backend) -> None
 def test_random_and_local_memory(numba_backend) -> None:
     """random: the drawn int64 buckets (8*H*L bytes) replace the hashing scratch. local: no
     sorted rounds, but each thread's ring and scores hold a window H times as long (W = A*m*H
-    keys), scored in blocks of at most QUERY_BLOCK queries, not m*H."""
+    keys), scored in blocks of at most QUERY_BLOCK queries, not m*H. The tiled values
+    product (kernels ``tiled`` and ``mixed``) keeps the block's probabilities transposed as
+    well: a second (QUERY_BLOCK, W) block per thread."""
     import numba
 
     from lshbench.backends.numba_lsh import QUERY_BLOCK
@@ -269,6 +271,7 @@ def test_random_and_local_memory(numba_backend) -> None:
     local_cfg = dataclasses.replace(base, method="local")
     local = _alloc_peak(numba_backend, local_cfg, L, d)
     W, nt = local_cfg.window_len(L), numba.get_num_threads()
-    per_thread = 4 * W * (2 * d + 2) + 4 * W * QUERY_BLOCK  # ring; scores of one block
+    blocks = 2 if numba_backend.kernel in ("tiled", "mixed") else 1  # scores (+ transposed)
+    per_thread = 4 * W * (2 * d + 2) + blocks * 4 * W * QUERY_BLOCK  # ring; one block's scores
     assert local <= lsh + nt * per_thread + 64 * 1024
     assert 4 * W * 64 * H > per_thread  # scoring whole chunks of m*H queries would not fit

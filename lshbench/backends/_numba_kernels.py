@@ -236,6 +236,61 @@ def _matmul_tn(a, b, out):
                 out[i, c] += w * b[j, c]
 
 
+#: chunk-product kernels (the ``kernel`` argument of :func:`attend_all`): plain loops for toy
+#: shapes, BLAS ``np.dot`` for both products, :func:`_matmul_abt` register-tiled dot products
+#: for both, or mixed: BLAS for the scores, tiled for the values
+KERNEL_LOOPS, KERNEL_BLAS, KERNEL_TILED, KERNEL_MIXED = 0, 1, 2, 3
+
+
+@njit(inline="always")
+def values_tiled(kernel):
+    """Whether the values product is tiled (the ring then holds the values transposed)."""
+    return kernel == KERNEL_TILED or kernel == KERNEL_MIXED
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _matmul_abt(a, b, out):
+    """``out (n, e) = a (n, k) @ b (e, k).T``, both operands row-contiguous: blocks of 2 x 4
+    dot products, each vectorized along k (8 accumulators and 6 loads stay in registers on
+    AVX2), so the speed does not hang on any BLAS's small-matrix code."""
+    n, k = a.shape
+    e = b.shape[0]
+    zero = out.dtype.type(0)
+    n2, e4 = n - n % 2, e - e % 4
+    for i in range(0, n2, 2):
+        a0, a1 = a[i], a[i + 1]
+        for j in range(0, e4, 4):
+            b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+            for t in range(k):
+                x0, x1 = a0[t], a1[t]
+                y0, y1, y2, y3 = b0[t], b1[t], b2[t], b3[t]
+                s00 += x0 * y0
+                s01 += x0 * y1
+                s02 += x0 * y2
+                s03 += x0 * y3
+                s10 += x1 * y0
+                s11 += x1 * y1
+                s12 += x1 * y2
+                s13 += x1 * y3
+            out[i, j], out[i, j + 1], out[i, j + 2], out[i, j + 3] = s00, s01, s02, s03
+            out[i + 1, j], out[i + 1, j + 1], out[i + 1, j + 2], out[i + 1, j + 3] = (
+                s10, s11, s12, s13,
+            )  # fmt: skip
+        for j in range(e4, e):  # the last 0-3 columns
+            s0 = s1 = zero
+            for t in range(k):
+                s0 += a0[t] * b[j, t]
+                s1 += a1[t] * b[j, t]
+            out[i, j], out[i + 1, j] = s0, s1
+    for i in range(n2, n):  # the last row (odd n)
+        for j in range(e):
+            s = zero
+            for t in range(k):
+                s += a[i, t] * b[j, t]
+            out[i, j] = s
+
+
 # ----------------------------------------------------------------------- hashing
 
 
@@ -556,14 +611,15 @@ def occurrence_counts(rch, row0, nq, s0, L, m, before, after, table, cw):
 
 
 @njit(inline="always")
-def _gather_chunk(qk, v, kscale, chunk_of, slots, x, m, rq, rv, rs, rp, rch, row0):
+def _gather_chunk(qk, v, kscale, chunk_of, slots, x, m, rq, rv, rs, rp, rch, row0, vt):
     """Copy chunk x's sorted rows into ring rows ``[row0, row0+m)``.
 
     Chunk x holds sorted slots ``[x*m, (x+1)*m)`` taken cyclically over all chunks of all
     rounds (so x = -1 is the last chunk of the last round, as in the look-back of the very
     first chunk). qk (L, d), v (L, dv), kscale (L,), chunk_of (L, Hc) (Hc = 0 unless
     count-once), slots (H*L,) sorted positions of one sequence; rq (A*m, d), rv (A*m, dv),
-    rs (A*m,), rp (A*m,), rch (A*m, Hc): the thread's ring.
+    rs (A*m,), rp (A*m,), rch (A*m, Hc): the thread's ring; ``vt``: rv holds the values
+    transposed, (dv, A*m) (the tiled kernel's layout).
     """
     n_slots = slots.shape[0]
     d = qk.shape[1]
@@ -580,8 +636,12 @@ def _gather_chunk(qk, v, kscale, chunk_of, slots, x, m, rq, rv, rs, rp, rch, row
         rs[e] = kscale[p]
         for t in range(d):
             rq[e, t] = qk[p, t]
-        for t in range(dv):
-            rv[e, t] = v[p, t]
+        if vt:
+            for t in range(dv):
+                rv[t, e] = v[p, t]
+        else:
+            for t in range(dv):
+                rv[e, t] = v[p, t]
         for t in range(chunk_of.shape[1]):
             rch[e, t] = chunk_of[p, t]
 
@@ -621,34 +681,39 @@ def _combine(o, top, z, qp, qlo, qhi, first, last, out, run):
 
 @njit(cache=True, fastmath=FASTMATH)
 def _attend_chunk(
-    rq, rv, rs, rp, ca, qlo, qhi, causal, first, last, use_blas, next_pos,
-    qt, st, o, top, z, out, run, count_once, cw,
+    rq, rv, rs, rp, ca, qlo, qhi, causal, first, last, kernel, next_pos,
+    qt, pt, st, o, top, z, out, run, count_once, cw,
 ):  # fmt: skip
     """A block of queries, at ring rows ``[ca, ca+mq)``, against the whole ring (its window).
 
-    rq (W, d), rv (W, dv), rs (W,), rp (W,): the window's query/key vectors, values, key
-    scales and positions (see :func:`_gather_chunk`; the order of the window's chunks in the
-    ring does not matter to a softmax). All mq queries are scored; the round's own, block
-    rows ``[qlo, qhi)``, are combined online: out (L, dv) accumulates
-    ``sum_r exp(top_r - M) * (exp(s_r - top_r) @ v)`` with M = run[:, 0] the running max
-    and run[:, 1] the matching normalizer (run (L, 2) float64, one cache line per query);
-    ``first`` initializes, ``last`` divides. next_pos (mq,): the next block's query
-    positions, whose output rows are prefetched. Scratch: qt (d, mq), st (W, mq), o (mq, dv),
-    top (mq,) in the compute dtype, z (mq,) float64. count_once: every weight
-    ``exp(s - top)`` is divided by cw (W, mq), the key's occurrences in all of the query's
-    windows (:func:`occurrence_counts`).
+    rq (W, d), rv (W, dv) ((dv, W) when :func:`values_tiled`), rs (W,), rp (W,): the window's
+    query/key vectors, values, key scales and positions (see :func:`_gather_chunk`; the
+    order of the window's chunks in the ring does not matter to a softmax). All mq queries
+    are scored; the round's own, block rows ``[qlo, qhi)``, are combined online: out (L, dv)
+    accumulates ``sum_r exp(top_r - M) * (exp(s_r - top_r) @ v)`` with M = run[:, 0] the
+    running max and run[:, 1] the matching normalizer (run (L, 2) float64, one cache line
+    per query); ``first`` initializes, ``last`` divides. next_pos (mq,): the next block's
+    query positions, whose output rows are prefetched. kernel: one of the KERNEL_* codes
+    (the chunk products). Scratch: qt (d, mq) transposed queries, pt (mq, W) transposed
+    probabilities (when values are tiled), st (W, mq), o (mq, dv), top (mq,) in the
+    compute dtype, z (mq,) float64. count_once: every weight ``exp(s - top)`` is divided by
+    cw (W, mq), the key's occurrences in all of the query's windows
+    (:func:`occurrence_counts`).
     """
-    d, m = qt.shape
-    W = st.shape[0]
-    dv = rv.shape[1]
-    for i in range(m):  # queries (m, d) -> (d, m)
-        for t in range(d):
-            qt[t, i] = rq[ca + i, t]
+    W, m = st.shape
+    d = rq.shape[1]
+    dv = o.shape[1]
     qp = rp[ca : ca + m]  # (m,) query positions
-    if use_blas:
-        np.dot(rq, qt, st)  # (W, d) @ (d, m) -> (W, m): raw scores, transposed
+    if kernel == KERNEL_TILED:
+        _matmul_abt(rq, rq[ca : ca + m], st)  # (W, d) @ (m, d).T -> (W, m): raw scores
     else:
-        _matmul_nn(rq, qt, st)
+        for i in range(m):  # queries (m, d) -> (d, m)
+            for t in range(d):
+                qt[t, i] = rq[ca + i, t]
+        if kernel != KERNEL_LOOPS:
+            np.dot(rq, qt, st)  # (W, d) @ (d, m) -> (W, m): raw scores, transposed
+        else:
+            _matmul_nn(rq, qt, st)
     causal_value = st.dtype.type(CAUSAL_MASK_VALUE)
     self_value = st.dtype.type(SELF_MASK_VALUE)
     for i in range(m):
@@ -677,7 +742,12 @@ def _attend_chunk(
         exp_sub_div(st, top, z, cw)  # st = exp(st - top) / C, z = its column sums
     else:
         exp_sub(st, top, z)  # st = exp(st - top), z = its column sums
-    if use_blas:
+    if values_tiled(kernel):
+        for j in range(W):  # probabilities (W, m) -> (m, W)
+            for i in range(m):
+                pt[i, j] = st[j, i]
+        _matmul_abt(pt, rv, o)  # (m, W) @ (dv, W).T -> (m, dv), unnormalized
+    elif kernel == KERNEL_BLAS:
         np.dot(st.T, rv, o)  # (m, W) @ (W, dv) -> (m, dv), unnormalized
     else:
         _matmul_tn(st, rv, o)
@@ -686,8 +756,8 @@ def _attend_chunk(
 
 @njit(cache=True, parallel=True)
 def attend_round(
-    qk, v, kscale, chunk_of, slots, lo, m, before, after, causal, first, last, use_blas,
-    seg_len, out, run, rq, rv, rs, rp, rch, qt, st, o, top, z, table, cw,
+    qk, v, kscale, chunk_of, slots, lo, m, before, after, causal, first, last, kernel,
+    seg_len, out, run, rq, rv, rs, rp, rch, qt, pt, st, o, top, z, table, cw,
 ):  # fmt: skip
     """Round r's queries (sorted slots ``[lo, lo+L)``, each position once), chunk by chunk.
 
@@ -704,14 +774,16 @@ def attend_round(
     qk (B, L, d), v (B, L, dv), kscale (B, L), chunk_of (B, L, Hc) chunk ids (Hc = H for
     count-once weighting, else 0), slots (B, H*L) sorted positions; out (B, L, dv), run
     (B, L, 2) float64 running max and normalizer. Per-thread scratch: the ring rq
-    (nt, A*m, d), rv (nt, A*m, dv), rs (nt, A*m), rp (nt, A*m), rch (nt, A*m, Hc); qt
-    (nt, d, mq), st (nt, A*m, mq), o (nt, mq, dv), top (nt, mq), z (nt, mq) float64; for
+    (nt, A*m, d), rv (nt, A*m, dv) ((nt, dv, A*m) when :func:`values_tiled`), rs (nt, A*m),
+    rp (nt, A*m), rch (nt, A*m, Hc); qt (nt, d, mq), pt (nt, mq, A*m) (any shape unless values
+    are tiled), st (nt, A*m, mq), o (nt, mq, dv), top (nt, mq), z (nt, mq) float64; for
     count-once, table int64 (nt, NC, ceil(mq/64)) all zero and cw (nt, A*m, mq) (any shape
-    otherwise; see :func:`occurrence_counts`).
+    otherwise; see :func:`occurrence_counts`). kernel: one of the KERNEL_* codes.
     """
     B, L, _ = qk.shape
     A = before + 1 + after
-    mq = qt.shape[2]
+    mq = top.shape[1]
+    vt = values_tiled(kernel)
     count_once = chunk_of.shape[2] > 0
     n_slots = slots.shape[1]
     c0 = lo // m
@@ -725,10 +797,10 @@ def attend_round(
         qk_b, v_b, ks_b, ch_b, sl_b = qk[b], v[b], kscale[b], chunk_of[b], slots[b]
         tq, tv, ts, tp, tc = rq[tid], rv[tid], rs[tid], rp[tid], rch[tid]  # this thread's ring
         for x in range(ca - before, ca + after):  # the first window, but its last chunk
-            _gather_chunk(qk_b, v_b, ks_b, ch_b, sl_b, x, m, tq, tv, ts, tp, tc, (x % A) * m)
+            _gather_chunk(qk_b, v_b, ks_b, ch_b, sl_b, x, m, tq, tv, ts, tp, tc, (x % A) * m, vt)
         for c in range(ca, cb):
             x = c + after  # the chunk entering the window
-            _gather_chunk(qk_b, v_b, ks_b, ch_b, sl_b, x, m, tq, tv, ts, tp, tc, (x % A) * m)
+            _gather_chunk(qk_b, v_b, ks_b, ch_b, sl_b, x, m, tq, tv, ts, tp, tc, (x % A) * m, vt)
             for q0 in range(0, m, mq):  # blocks of mq queries
                 s0 = c * m + q0  # the block's first sorted slot
                 nxt = s0 + mq
@@ -739,16 +811,16 @@ def attend_round(
                 if count_once:
                     occurrence_counts(tc, row0, mq, s0, L, m, before, after, table[tid], cw[tid])
                 _attend_chunk(
-                    tq, tv, ts, tp, row0, qlo, qhi, causal, first, last, use_blas,
-                    sl_b[nxt : min(nxt + mq, n_slots)], qt[tid], st[tid], o[tid], top[tid],
+                    tq, tv, ts, tp, row0, qlo, qhi, causal, first, last, kernel,
+                    sl_b[nxt : min(nxt + mq, n_slots)], qt[tid], pt[tid], st[tid], o[tid], top[tid],
                     z[tid], out[b], run[b], count_once, cw[tid],
                 )  # fmt: skip
 
 
 @njit(cache=True)
 def attend_all(
-    qk, v, kscale, chunk_of, slots, n_hashes, m, before, after, causal, use_blas, seg_len,
-    out, run, rq, rv, rs, rp, rch, qt, st, o, top, z, table, cw,
+    qk, v, kscale, chunk_of, slots, n_hashes, m, before, after, causal, kernel, seg_len,
+    out, run, rq, rv, rs, rp, rch, qt, pt, st, o, top, z, table, cw,
 ):  # fmt: skip
     """Every round in order, each combined online into out (B, L, dv) and run (B, L, 2).
 
@@ -759,6 +831,28 @@ def attend_all(
     for r in range(n_hashes):
         attend_round(
             qk, v, kscale, chunk_of, slots, r * L, m, before, after, causal, r == 0,
-            r == n_hashes - 1, use_blas, seg_len, out, run, rq, rv, rs, rp, rch, qt, st, o,
+            r == n_hashes - 1, kernel, seg_len, out, run, rq, rv, rs, rp, rch, qt, pt, st, o,
             top, z, table, cw,
         )  # fmt: skip
+
+
+@njit(cache=True, parallel=True)
+def products_only(kernel, n_chunks, rq, rv, qt, pt, st, o):
+    """The attention stage's two chunk products alone, ``n_chunks`` times, on per-thread
+    blocks that stay in cache (for the stage breakdown of ``bench/perf_bars.py``): what the
+    products cost without gathers, masks, exp and combine. kernel: KERNEL_BLAS,
+    KERNEL_TILED or KERNEL_MIXED; rq (nt, W, d), rv (nt, W, dv) ((nt, dv, W) when values
+    are tiled), qt (nt, d, m), pt (nt, m, W), st (nt, W, m), o (nt, m, dv), as in
+    :func:`attend_round`.
+    """
+    m = st.shape[2]
+    for _ in prange(n_chunks):
+        tid = numba.get_thread_id()
+        if kernel == KERNEL_TILED:
+            _matmul_abt(rq[tid], rq[tid, :m], st[tid])  # (W, d) @ (m, d).T -> (W, m)
+        else:
+            np.dot(rq[tid], qt[tid], st[tid])  # (W, d) @ (d, m) -> (W, m)
+        if values_tiled(kernel):
+            _matmul_abt(pt[tid], rv[tid], o[tid])  # (m, W) @ (dv, W).T -> (m, dv)
+        else:
+            np.dot(st[tid].T, rv[tid], o[tid])  # (m, W) @ (W, dv) -> (m, dv)

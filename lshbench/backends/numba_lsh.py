@@ -13,22 +13,55 @@ Every method and weighting of DESIGN.md section 2b runs through the same kernels
 
 BLAS inside the ``prange`` loops runs at one thread (threadpoolctl, for the duration of
 the call); the Numba threads are ``numba.get_num_threads()``.
+
+The two chunk products of the attention stage run through one of three candidate kernels
+(:data:`KERNELS`): ``blas`` (``np.dot``, single-thread BLAS on (W, d) @ (d, m) and
+(m, W) @ (W, dv) blocks, whose speed differs a lot between CPUs and BLAS builds),
+``tiled`` (Numba register-tiled 2 x 4 blocks of dot products, no BLAS) or ``mixed``
+(BLAS for the scores, tiled for the values). :attr:`NumbaBackend.kernel` picks one per
+machine: the environment variable ``LSHBENCH_NUMBA_KERNEL`` (``blas``, ``tiled``,
+``mixed`` or ``auto``) forces it; otherwise (``auto``) a JSON file next to the compiled
+kernels (:func:`kernel_cache_path`) remembers the choice per CPU model and versions, and
+when it has none, the candidates are timed on a small representative problem (about
+0.1-0.3 s in all) and the fastest kept. All give the same results up to float rounding.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import numpy as np
 
 from lshbench.backends import _numba_kernels as kernels
+from lshbench.backends._numba_choice import (
+    cpu_model,
+    kernel_cache_path,
+    machine_key,
+    read_choices,
+    warn_if_spinning_pools,
+    write_choice,
+)
 from lshbench.backends.base import Backend
 from lshbench.core.config import LSHConfig
 from lshbench.core.hashing import _pipeline_buckets
 from lshbench.core.validation import check_inputs
 
-__all__ = ["NumbaBackend"]
+__all__ = ["KERNELS", "KERNEL_ENV", "NumbaBackend", "kernel_cache_path"]
+
+#: the candidate kernels for the attention stage's chunk products
+KERNELS = ("blas", "tiled", "mixed")
+#: environment variable forcing a candidate (one of :data:`KERNELS`) or ``auto`` (the default)
+KERNEL_ENV = "LSHBENCH_NUMBA_KERNEL"
+_KERNEL_CODES = {
+    "blas": kernels.KERNEL_BLAS,
+    "tiled": kernels.KERNEL_TILED,
+    "mixed": kernels.KERNEL_MIXED,
+}
+#: the problem the candidates are timed on (a few ms each): L, d, n_hashes, chunk, rounds
+CHOICE_PROBLEM = {"seqlen": 2048, "d": 64, "n_hashes": 2, "chunk_len": 64, "rounds": 7}
 
 #: counting sort when the bucket count is at most this multiple of L (else merge sort)
 COUNTING_SORT_MAX_RATIO = 16
@@ -101,18 +134,109 @@ class _BlasOneThread:
 
 
 class NumbaBackend(Backend):
-    """Numba LSH attention: ``prange`` over chunks, per-thread scratch, online round combine."""
+    """Numba LSH attention: ``prange`` over chunks, per-thread scratch, online round combine.
+
+    :attr:`kernel` is the chunk-product kernel in use (one of :data:`KERNELS`, chosen per
+    machine, see the module docstring); :meth:`describe` gives it with how it was chosen.
+    """
 
     name = "numba"
     description = "Numba LSH attention: parallel over chunks, streamed rounds (cache=True)"
 
-    def __init__(self) -> None:
+    def __init__(self, kernel: str | None = None) -> None:
+        """``kernel``: force a candidate of :data:`KERNELS` for this instance (``None`` or
+        ``"auto"``: the per-machine choice, see :attr:`kernel`)."""
+        from lshbench.core.config import fail
+
         self._blas = _BlasOneThread()
+        self._kernel: str | None = None
+        self._forced: str | None = None  # set while timing the candidates
+        self._choice: dict[str, Any] = {}
+        if kernel not in (None, "auto"):
+            if kernel not in KERNELS:
+                fail("kernel", kernel, f"one of {', '.join(KERNELS)}, auto")
+            self._kernel, self._choice = kernel, {"source": "argument"}
+
+    @property
+    def kernel(self) -> str:
+        """The chunk-product kernel: one of :data:`KERNELS` (chosen at first use)."""
+        if self._forced is not None:
+            return self._forced
+        if self._kernel is None:
+            self._kernel, self._choice = self._choose_kernel()
+        return self._kernel
+
+    def describe(self) -> dict[str, Any]:
+        """Facts to record with results: ``kernel``, ``kernel_source`` (``argument``,
+        ``env``, ``cache`` or ``measured``), ``kernel_times_s`` (seconds per candidate on
+        the choice problem, when measured), ``cpu_model``, ``numba_threads``,
+        ``threading_layer``."""
+        import numba
+
+        kernel = self.kernel
+        try:
+            layer = numba.threading_layer()
+        except ValueError:  # no parallel region has run yet
+            layer = None
+        return {
+            "kernel": kernel,
+            "kernel_source": self._choice.get("source"),
+            "kernel_times_s": self._choice.get("times_s"),
+            "cpu_model": cpu_model(),
+            "numba_threads": numba.get_num_threads(),
+            "threading_layer": layer,
+        }
+
+    def _choose_kernel(self) -> tuple[str, dict[str, Any]]:
+        """``LSHBENCH_NUMBA_KERNEL`` if set to a candidate; else the cached choice for this
+        machine; else time the candidates (and cache the winner)."""
+        from lshbench.core.config import fail
+
+        want = os.environ.get(KERNEL_ENV, "auto").strip().lower() or "auto"
+        if want in KERNELS:
+            return want, {"source": "env"}
+        if want != "auto":
+            fail(KERNEL_ENV, want, f"one of {', '.join(KERNELS)}, auto")
+        path, key = kernel_cache_path(), machine_key()
+        cached = read_choices(path).get(key)
+        if isinstance(cached, dict) and cached.get("kernel") in KERNELS:
+            return cached["kernel"], {"source": "cache", "times_s": cached.get("times_s")}
+        times = self.time_kernels()
+        best = min(times, key=times.__getitem__)
+        write_choice(path, key, {"kernel": best, "times_s": times, "measured": time.time()})
+        return best, {"source": "measured", "times_s": times}
+
+    def time_kernels(self, rounds: int | None = None) -> dict[str, float]:
+        """Seconds of the attention stage per candidate on :data:`CHOICE_PROBLEM` (float32,
+        Gaussian input): the best of ``rounds`` interleaved calls each."""
+        from lshbench.core.hashing import random_rotations
+
+        p = CHOICE_PROBLEM
+        cfg = LSHConfig(n_hashes=p["n_hashes"], n_buckets=32, chunk_len=p["chunk_len"])
+        rng = np.random.default_rng(0)
+        qk = rng.standard_normal((1, p["seqlen"], p["d"])).astype(np.float32)
+        v = rng.standard_normal((1, p["seqlen"], p["d"])).astype(np.float32)
+        rot = random_rotations(p["d"], cfg, seed=0, dtype=np.float32)
+        best = dict.fromkeys(KERNELS, float("inf"))
+        try:
+            with self._blas.limit():
+                slots = self._pipeline_slots(qk, cfg, rot)
+                for r in range((rounds or p["rounds"]) + 1):  # round 0: warm-up
+                    for name in KERNELS if r % 2 else KERNELS[::-1]:
+                        self._forced = name
+                        start = time.perf_counter()
+                        self._chunked_attention(qk, v, cfg, slots)
+                        took = time.perf_counter() - start
+                        best[name] = min(best[name], took) if r else best[name]
+        finally:
+            self._forced = None
+        return best
 
     def _attend(
         self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None
     ) -> np.ndarray:
         assert rotations is not None
+        warn_if_spinning_pools()
         with self._blas.limit():
             slots = self._pipeline_slots(qk, config, rotations)
             return self._chunked_attention(qk, v, config, slots)
@@ -234,16 +358,19 @@ class NumbaBackend(Backend):
         # count-once: per thread, a bit per query of the block over every chunk
         table = (pc.n_chunks(L), -(-mq // 64)) if count_once else (1, 1)
         out = np.empty((B, L, dv), dtype=dtype)
+        code = self._kernel_code(mq, W, max(d, dv))
+        tiled = code in (kernels.KERNEL_TILED, kernels.KERNEL_MIXED)  # values product tiled
         kernels.attend_all(
             qk, v, kscale, chunk_of, slots, H, m, before, after, config.causal,
-            use_blas(mq, W, max(d, dv)), segment_chunks(L // m + 1, nt), out,
+            code, segment_chunks(L // m + 1, nt), out,
             np.empty((B, L, 2), np.float64),  # per query: running max, running normalizer
             np.empty((nt, W, d), dtype),  # ring: the window's query/key rows
-            np.empty((nt, W, dv), dtype),  # ring: their values
+            np.empty((nt, dv, W) if tiled else (nt, W, dv), dtype),  # ring: their values
             np.empty((nt, W), dtype),  # ring: their key scales
             np.empty((nt, W), slots.dtype),  # ring: their positions
             np.empty((nt, W, Hc), slots.dtype),  # ring: their chunk ids (count-once)
             np.empty((nt, d, mq), dtype),  # qt: a query block, transposed
+            np.empty((nt, mq, W) if tiled else (nt, 1, 1), dtype),  # pt: probabilities, .T
             np.empty((nt, W, mq), dtype),  # st: scores (transposed), then probabilities
             np.empty((nt, mq, dv), dtype),  # o: unnormalized round output
             np.empty((nt, mq), dtype),  # top: per-query max score
@@ -253,8 +380,15 @@ class NumbaBackend(Backend):
         )  # fmt: skip
         return out
 
+    def _kernel_code(self, mq: int, window: int, width: int) -> int:
+        """The kernels' code for this call: plain loops for toy shapes, else :attr:`kernel`."""
+        if not use_blas(mq, window, width):
+            return kernels.KERNEL_LOOPS
+        return _KERNEL_CODES[self.kernel]
+
     def compile(self, dtype: np.dtype | type = np.float32) -> float:
-        """Compile (or load from the on-disk cache) every kernel for ``dtype``; seconds spent."""
+        """Compile (or load from the on-disk cache) every kernel for ``dtype``, and settle
+        :attr:`kernel` (which may time the candidates once per machine); seconds spent."""
         from lshbench.core.hashing import random_rotations
 
         start = time.perf_counter()
@@ -262,4 +396,5 @@ class NumbaBackend(Backend):
         qk = np.random.default_rng(0).standard_normal((1, 12, 4)).astype(dtype)
         self._attend(qk, qk, cfg, random_rotations(4, cfg, seed=0, dtype=dtype))  # all kernels
         kernels.sort_rounds_argsort(np.zeros((1, 4), dtype=np.int32), 2)  # the huge-nb sort
+        self.kernel  # noqa: B018  (chooses the kernel now, not in the first timed call)
         return time.perf_counter() - start
