@@ -46,10 +46,14 @@ def test_bad_values_exit_2_with_one_line_before_running(
 
 def test_presets() -> None:
     quick = build_spec("quick")
-    assert max(quick.seqlen) == 8192 and len(quick.chunk_len) >= 2
+    assert max(quick.seqlen) == 4096 and quick.chunk_len == (64,)
     assert quick.n_hashes == (1, 2, 4, 8) and str(quick.out) == "results/quick"
-    assert "dense" in quick.backend and "numpy" in quick.backend
-    assert quick.threads == (1,) and set(quick.input) == {"gaussian", "clustered"}
+    assert set(quick.backend) == {"numba", "dense"}
+    assert quick.threads == (1,) and set(quick.input) == {"gaussian", "peaked", "duplicate"}
+    # the variants the "what hashing buys" table and both weightings need, two sharpnesses
+    assert set(quick.method) == {"lsh", "random", "local"}
+    assert set(quick.weighting) == {"multiplicity", "count-once"}
+    assert quick.target_entropy == (1.0, 4.0)
 
     paper = build_spec("paper")
     assert paper.n_buckets == ("auto",)  # factorized at large L, as HF and Trax do
@@ -97,7 +101,11 @@ def test_bucket_rules() -> None:
 
 def test_invalid_combinations_become_skipped_rows() -> None:
     """H * L must be a multiple of chunk_len: 1*96 is not (skipped), 2*96 is."""
-    tasks, invalid = plan_tasks(build_spec("quick", seqlen=[96], chunk_len=[64], n_hashes=[1, 2]))
+    spec = build_spec(
+        "quick", seqlen=[96], chunk_len=[64], n_hashes=[1, 2], backend="numpy,dense",
+        method="lsh", weighting="multiplicity", input="gaussian",
+    )  # fmt: skip
+    tasks, invalid = plan_tasks(spec)
     assert {t["n_hashes"] for t in tasks if t["backend"] == "numpy"} == {2}
     assert invalid and all("chunk_len=64" in reason for _, reason in invalid)
     assert {t["n_hashes"] for t, _ in invalid} == {1}

@@ -27,7 +27,7 @@ from lshbench.results.cells import rotation_seed
 from lshbench.sweep.plan import plan_tasks
 from lshbench.sweep.spec import build_spec
 
-FAST = {"repeats": 5, "quiet": True}
+FAST = {"repeats": 5, "quiet": True, "method": "lsh", "weighting": "multiplicity"}
 
 
 def arrays(B: int = 2, L: int = 128, d: int = 16, dv: int = 8, dtype: Any = np.float64) -> tuple:

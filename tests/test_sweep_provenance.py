@@ -119,7 +119,7 @@ def test_the_summary_counts_only_this_runs_rows(tmp_path: Path) -> None:
     rewrite_ids(out, machine_id="0123456789abcdef")
     args = ["sweep", "--out", str(out), "--backend", BACKENDS, "--seqlen", "64",
             "--chunk-len", "32", "--n-hashes", "1", "--threads", "1", "--input", "gaussian",
-            "--quiet"]  # fmt: skip
+            "--method", "lsh", "--weighting", "multiplicity", "--quiet"]  # fmt: skip
     res = CliRunner().invoke(main, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "2 rows (2 ok)" in res.output

@@ -113,7 +113,7 @@ def test_the_new_columns_are_in_the_exports(variants) -> None:
         (["--method", "foo"], "method=foo"),
         (["--weighting", "lsh"], "weighting=lsh"),
         (["--target-entropy", "-1", "--input", "duplicate"], "target_entropy=-1"),
-        (["--target-entropy", "2"], "target_entropy=2"),  # no input of the grid takes it
+        (["--target-entropy", "2", "--input", "gaussian"], "target_entropy=2"),  # none takes it
         (["--value-corr", "1.5"], "value_corr=1.5"),
     ],
 )
@@ -136,7 +136,7 @@ def test_variant_axes_from_a_toml_file(tmp_path: Path) -> None:
     config.write_text('method = ["local", "lsh"]\nweighting = "count-once"\n')
     spec = build_spec("quick", config)
     assert spec.method == ("local", "lsh") and spec.weighting == ("count-once",)
-    default = build_spec("quick")
+    default = build_spec("paper")
     assert default.method == ("lsh",) and default.weighting == ("multiplicity",)
 
 
@@ -155,6 +155,7 @@ def test_a_backend_without_variants_gets_section_2_only(monkeypatch) -> None:
         n_hashes=[2],
         method="lsh,random",
         weighting="multiplicity,count-once",
+        input="gaussian,clustered",
     )
     tasks, _ = plan_tasks(spec)
     hf = [(t["method"], t["weighting"]) for t in tasks if t["backend"] == "hf"]
