@@ -47,7 +47,7 @@ def test_bad_values_exit_2_with_one_line_before_running(
 def test_presets() -> None:
     quick = build_spec("quick")
     assert max(quick.seqlen) == 4096 and quick.chunk_len == (64,)
-    assert quick.n_hashes == (1, 2, 4, 8) and str(quick.out) == "results/quick"
+    assert quick.n_hashes == (1, 4, 8) and str(quick.out) == "results/quick"
     assert set(quick.backend) == {"numba", "dense"}
     assert quick.threads == (1,) and set(quick.input) == {"gaussian", "peaked", "duplicate"}
     # the variants the "what hashing buys" table and both weightings need, two sharpnesses
