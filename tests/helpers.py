@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import lshbench
@@ -86,3 +88,14 @@ def naive_window_attention(qk, rotations, config):
     with np.errstate(divide="ignore"):
         ahat = full_softmax(s + np.log(C))  # -inf where key j is in no window
     return full_softmax(s), ahat
+
+
+def assert_one_line_exit_2(res: Any, *fragments: str) -> None:
+    """A CliRunner result: exit status 2, ONE line ``Error: ...`` holding every fragment,
+    no traceback."""
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
+    assert "Traceback" not in res.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import assert_one_line_exit_2
 
 import lshbench
 from lshbench.cli import main
@@ -205,15 +206,6 @@ def test_model_directory_tokenizer_is_used(tiny: tuple, tmp_path: Path) -> None:
 
 def run_cli(*args: str) -> Any:
     return CliRunner().invoke(main, ["capture", *args])
-
-
-def assert_one_line_exit_2(res: Any, *fragments: str) -> None:
-    assert res.exit_code == 2, res.output
-    lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
-    assert "Traceback" not in res.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_cli_writes_the_file(tiny: tuple, tmp_path: Path) -> None:

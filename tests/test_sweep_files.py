@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import assert_one_line_exit_2
 
 import lshbench
 from lshbench.backends import get_backend
@@ -37,15 +38,6 @@ def arrays(B: int = 2, L: int = 128, d: int = 16, dv: int = 8, dtype: Any = np.f
 
 def run_cli(*args: str) -> Any:
     return CliRunner().invoke(main, ["sweep", *args])
-
-
-def assert_one_line_exit_2(res: Any, *fragments: str) -> None:
-    assert res.exit_code == 2, res.output
-    lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
-    assert "Traceback" not in res.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # ------------------------------------------------------------------ generated inputs

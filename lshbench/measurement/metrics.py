@@ -54,7 +54,6 @@ __all__ = [
     "dense_reference",
     "output_errors",
     "scored_rows",
-    "window_coverage",
     "window_metrics",
 ]
 
@@ -251,17 +250,6 @@ def _block_metrics(
     tv = 0.5 * (np.sum(np.abs(lsh - exact), axis=1, where=first) + missed)  # (n,)
     top = (keys == top1[:, None]).any(axis=1)  # (n,)
     return np.stack([tv, recall, top.astype(np.float64)])  # (3, n)
-
-
-def window_coverage(
-    qk: np.ndarray,
-    buckets: np.ndarray,
-    config: LSHConfig,
-    reference: DenseReference,
-    block_rows: int | None = None,
-) -> WindowMetrics:
-    """Old name of :func:`window_metrics` (the sweep worker's call site until it moves)."""
-    return window_metrics(qk, buckets, config, reference, block_rows)
 
 
 def attention_metrics(
