@@ -164,7 +164,8 @@ def test_an_unusable_directory_is_one_config_error(tmp_path: Path) -> None:
 
 def test_a_legacy_log_is_imported_once_and_kept(tmp_path: Path, caplog) -> None:
     out = tmp_path / "quick"
-    shutil.copytree(REPO / "results" / "reference" / "quick", out)
+    # the quick sweep as lshbench 0.1 wrote it (JSON-lines log, another machine's metadata)
+    shutil.copytree(REPO / "tests" / "data" / "legacy_quick", out)
     log_bytes = (out / "results.jsonl").read_bytes()
     legacy = lshbench.load_results(out)
     assert legacy.attrs["source"] == "results.jsonl" and len(legacy) > 0
