@@ -308,7 +308,7 @@ def test_reformer_table2_view(points, variants) -> None:
     assert (table["dense"] == 1.0).all()
     assert len(table) == len(LENGTHS) * len(WEIGHTINGS)
     for _, r in table.iterrows():
-        assert [r[h] for h in HASHES] == [TASK_ACC[h] for h in HASHES]
+        assert [r.loc[h] for h in HASHES] == [TASK_ACC[h] for h in HASHES]
     plot = figure_task(points, Palette(points), ra.varying_axes(points))
     (ax,) = plot.figure.axes
     assert ax.get_title() == "input=duplicate"

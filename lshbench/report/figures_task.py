@@ -144,7 +144,7 @@ def _task_line(
     config_varies: set[str],
 ) -> None:
     """One line of the view: accuracy (%) of one (run, L, configuration) over n_hashes."""
-    ys = np.array([row[h] for h in hashes], float)
+    ys = np.array([row.loc[h] for h in hashes], float)  # .loc: labels, never positions
     xs = np.array(hashes, float)
     keep = np.isfinite(ys)
     colour, marker = shades[row["seqlen"]]

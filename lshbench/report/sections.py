@@ -220,7 +220,7 @@ def table_task(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
     for _, r in table.iterrows():
         row = [str(r["run"])] if several_runs else []
         row += [str(r["input"]), fmt_length(r["seqlen"]), *(plain(r[c]) for c in varies)]
-        row += [_pct(r[h]) if h in r.index else "" for h in cols]
+        row += [_pct(r.loc[h]) if h in r.index else "" for h in cols]  # labels, not positions
         rows.append([*row, _pct(r["dense"])])
     doc.p(
         "Task accuracy (%) on the duplication task by n_hashes, as in the Reformer paper's "
