@@ -3,6 +3,8 @@ quantized inputs (multiples of 1/16, exact in float32), float32 caveat rows left
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 
 import lshbench
@@ -37,3 +39,18 @@ def assert_agrees_with_numpy(backend, cfg, qk, v, rot) -> None:
     skip = self_only_rows(qk if batched else qk[None], rot, cfg)
     keep = ~(skip if batched else skip[0])
     np.testing.assert_allclose(out32[keep], ref[keep], rtol=0, atol=1e-4)
+
+
+def alloc_peak(backend, cfg: LSHConfig, L: int, d: int = 32) -> int:
+    """tracemalloc peak bytes of one warm ``attend`` on random (L, d) float32 inputs."""
+    rng = np.random.default_rng(0)
+    qk = rng.standard_normal((L, d)).astype(np.float32)
+    v = rng.standard_normal((L, d)).astype(np.float32)
+    rot = lshbench.random_rotations(d, cfg, seed=0)
+    backend.attend(qk, v, cfg, rot)  # warm
+    tracemalloc.start()
+    try:
+        backend.attend(qk, v, cfg, rot)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

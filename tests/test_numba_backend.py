@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tracemalloc
 
 import numpy as np
 import pytest
 from golden import golden_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numba_checks import assert_agrees_with_numpy, quantize
+from numba_checks import alloc_peak, assert_agrees_with_numpy, quantize
 from strategies import lsh_problems
 
 import lshbench
@@ -155,18 +154,7 @@ def test_tie_between_halves_goes_to_the_plus_half(numba_backend) -> None:
 
 
 def _alloc_peak(backend, L: int, n_hashes: int) -> int:
-    cfg = lshbench.LSHConfig(n_hashes=n_hashes, n_buckets=64, chunk_len=64)
-    rng = np.random.default_rng(0)
-    qk = rng.standard_normal((L, 32)).astype(np.float32)
-    v = rng.standard_normal((L, 32)).astype(np.float32)
-    rot = lshbench.random_rotations(32, cfg, seed=0)
-    backend.attend(qk, v, cfg, rot)  # warm
-    tracemalloc.start()
-    try:
-        backend.attend(qk, v, cfg, rot)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    return alloc_peak(backend, lshbench.LSHConfig(n_hashes=n_hashes, n_buckets=64, chunk_len=64), L)
 
 
 def test_extra_memory_does_not_grow_with_n_hashes(numba_backend) -> None:

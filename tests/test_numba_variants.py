@@ -9,13 +9,12 @@ float64); outputs then agree to rounding.
 from __future__ import annotations
 
 import dataclasses
-import tracemalloc
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numba_checks import assert_agrees_with_numpy, quantize
+from numba_checks import alloc_peak, assert_agrees_with_numpy, quantize
 from strategies import n_buckets
 
 import lshbench
@@ -196,20 +195,6 @@ def test_count_once_is_the_restricted_softmax(numba_backend, method, causal, L, 
 # ---------------------------------------------------------------------- memory
 
 
-def _alloc_peak(backend, cfg: LSHConfig, L: int, d: int = 32) -> int:
-    rng = np.random.default_rng(0)
-    qk = rng.standard_normal((L, d)).astype(np.float32)
-    v = rng.standard_normal((L, d)).astype(np.float32)
-    rot = lshbench.random_rotations(d, cfg, seed=0)
-    backend.attend(qk, v, cfg, rot)  # warm
-    tracemalloc.start()
-    try:
-        backend.attend(qk, v, cfg, rot)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_count_once_memory_is_small_and_not_windows_sized(numba_backend) -> None:
     """Count-once adds the chunk ids (H*L ints), and per thread a ring of them, a bit table
     over the chunks and a block of counts: nothing of size H*L*W."""
@@ -218,7 +203,7 @@ def test_count_once_memory_is_small_and_not_windows_sized(numba_backend) -> None
     L, H, m = 8192, 8, 64
     base = LSHConfig(n_hashes=H, n_buckets=64, chunk_len=m)
     once = dataclasses.replace(base, weighting="count-once")
-    extra = _alloc_peak(numba_backend, once, L) - _alloc_peak(numba_backend, base, L)
+    extra = alloc_peak(numba_backend, once, L) - alloc_peak(numba_backend, base, L)
     nt, W, NC = numba.get_num_threads(), base.window_len(L), base.n_chunks(L)
     bound = 4 * H * L + nt * (4 * W * H + 8 * NC + 4 * W * m) + 64 * 1024
     assert extra <= bound, (extra, bound)
@@ -237,11 +222,11 @@ def test_random_and_local_memory(numba_backend) -> None:
 
     L, H, d = 8192, 8, 32
     base = LSHConfig(n_hashes=H, n_buckets=64, chunk_len=64)
-    lsh = _alloc_peak(numba_backend, base, L, d)
-    random = _alloc_peak(numba_backend, dataclasses.replace(base, method="random"), L, d)
+    lsh = alloc_peak(numba_backend, base, L, d)
+    random = alloc_peak(numba_backend, dataclasses.replace(base, method="random"), L, d)
     assert random <= lsh + 8 * H * L + 64 * 1024
     local_cfg = dataclasses.replace(base, method="local")
-    local = _alloc_peak(numba_backend, local_cfg, L, d)
+    local = alloc_peak(numba_backend, local_cfg, L, d)
     W, nt = local_cfg.window_len(L), numba.get_num_threads()
     blocks = 2 if numba_backend.kernel in ("tiled", "mixed") else 1  # scores (+ transposed)
     per_thread = 4 * W * (2 * d + 2) + blocks * 4 * W * QUERY_BLOCK  # ring; one block's scores
