@@ -192,3 +192,30 @@ def test_processes_writing_one_directory_at_once_lose_and_repeat_nothing(
     meta = json.loads((tmp_path / "metadata.json").read_text())
     assert len(meta["runs"]) == N_WRITERS and integrity(tmp_path) == "ok"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+class LockedConnection:
+    """Answers "database is locked" to its first ``busy_answers`` statements, as SQLite
+    does (without waiting its busy timeout) when processes switch a fresh file to WAL."""
+
+    def __init__(self, busy_answers: int) -> None:
+        self.busy_answers = busy_answers
+        self.calls = 0
+
+    def execute(self, sql: str) -> sqlite3.Cursor:
+        self.calls += 1
+        if self.calls <= self.busy_answers:
+            raise sqlite3.OperationalError("database is locked")
+        return sqlite3.connect(":memory:").execute("SELECT 'wal'")
+
+
+def test_switching_to_wal_retries_a_busy_answer_until_the_timeout() -> None:
+    from lshbench.results.store import _enter_wal_mode
+
+    conn = LockedConnection(busy_answers=3)
+    _enter_wal_mode(conn, timeout_s=5)  # type: ignore[arg-type]
+    assert conn.calls == 4
+    always_busy = LockedConnection(busy_answers=10**6)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _enter_wal_mode(always_busy, timeout_s=0.05)  # type: ignore[arg-type]
+    assert always_busy.calls >= 2

@@ -30,6 +30,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,6 +106,28 @@ _SCHEMA = (
 )
 
 
+def _enter_wal_mode(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Put the database in WAL mode, waiting up to ``timeout_s`` for other openers.
+
+    Switching a fresh file's journal mode takes an exclusive lock, and SQLite answers
+    "database is locked" at once, without its busy timeout, when another process is doing
+    the same switch (deadlock avoidance). Retry with backoff until the timeout; the mode is
+    stored in the file, so once one process has switched it the others' pragma is a no-op.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause_s = 0.002
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() + pause_s > deadline:
+                raise
+        time.sleep(pause_s)
+        pause_s = min(2 * pause_s, 0.1)
+
+
 class ResultStore:
     """The SQLite results store of one directory, used as a context manager.
 
@@ -144,7 +167,7 @@ class ResultStore:
             fail("out", str(self.dir), f"cannot open a results store there ({one_line(exc)})")
         self._conn = conn
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enter_wal_mode(conn, self.busy_timeout_s)
             conn.execute("PRAGMA synchronous=FULL")
             with self._write("create the store"):
                 for statement in _SCHEMA:
