@@ -14,6 +14,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from golden import golden_cases
 from hypothesis import given, settings
@@ -237,3 +238,23 @@ def test_no_warning_when_pools_cannot_spin(monkeypatch, policy, threads) -> None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not _numba_choice.warn_if_spinning_pools()
+
+
+@pytest.mark.parametrize("kernel", ["tiled", "mixed"])
+def test_a_sweep_records_the_kernel_in_each_row_and_in_the_metadata(
+    tmp_path, monkeypatch, kernel
+) -> None:
+    from helpers import SMALL_GRID
+
+    monkeypatch.setenv("LSHBENCH_NUMBA_KERNEL", kernel)  # the spawned workers inherit it
+    out = tmp_path / "run"
+    grid = {**SMALL_GRID, "seqlen": [256], "chunk_len": [64], "n_hashes": [2]}
+    df = lshbench.run_sweep(out, backend="numba,dense", **grid)
+    assert (df["status"] == "ok").all(), df[["status", "message"]]
+    by_backend = dict(zip(df["backend"], df["kernel"], strict=True))
+    assert by_backend["numba"] == kernel and pd.isna(by_backend["dense"])
+    assert set(lshbench.load_results(out)["kernel"].dropna()) == {kernel}
+    meta = json.loads((out / "metadata.json").read_text())
+    facts = meta["workers"]["1"]["backends"]["numba"]
+    assert facts["kernel"] == kernel and facts["kernel_source"] == "env"
+    assert meta["workers"]["1"]["backends"]["dense"] == {}

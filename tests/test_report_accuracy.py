@@ -340,7 +340,9 @@ def _two_machine_dir(tmp_path: Path) -> Path:
     import json
 
     rows = make_rows(lengths=(512, 1024, 2048), failures=False, hashes=(1, 2))
-    other = [dict(r, machine_id=OTHER_MACHINE, time_median_s=2 * r["time_median_s"])
+    rows = [dict(r, kernel="blas" if r["backend"] == "numba" else None) for r in rows]
+    other = [dict(r, machine_id=OTHER_MACHINE, time_median_s=2 * r["time_median_s"],
+                  kernel="tiled" if r["backend"] == "numba" else None)
              for r in rows]  # fmt: skip
     old = [dict(r, code_id="01dc0de000000000", time_median_s=5 * r["time_median_s"],
                 finished_at="2025-01-01T00:00:00+00:00") for r in rows]  # fmt: skip
@@ -383,6 +385,10 @@ def test_report_lists_each_machine_and_the_superseded_code(tmp_path) -> None:
     assert [r[0] for r in rows] == sorted([MACHINE_LABEL, "Intel Xeon Platinum 8375C (ffee0011)"])
     assert {r[2] for r in rows} == {MACHINE, OTHER_MACHINE}
     assert {r[3] for r in rows} == {CPU_MODEL, OTHER_CPU}
+    first = next(ln for ln in md.split("### Machines", 1)[1].splitlines() if ln.startswith("|"))
+    header = [c.strip() for c in first.strip("|").split(" | ")]
+    kernels = {r[2]: r[header.index("kernels")] for r in rows}
+    assert kernels == {MACHINE: "numba: blas", OTHER_MACHINE: "numba: tiled"}
     assert any(r[-1].endswith("rows of 01dc0de000000000") for r in rows)
     assert "rows of older code `01dc0de000000000` on machine `a1b2c3d4` left out" in md
 

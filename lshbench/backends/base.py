@@ -8,7 +8,7 @@ handled once, here, for every backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -80,6 +80,13 @@ class Backend(ABC):
         Backends without a compile step return 0.0.
         """
         return 0.0
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about this instance to record with its results (JSON values), e.g. which of
+        its kernels runs here. A ``kernel`` entry goes into each row's ``kernel`` column,
+        the whole dict into the run's metadata. Backends with nothing to say return ``{}``.
+        """
+        return {}
 
     def __repr__(self) -> str:
         return f"<lshbench backend {self.name!r}>"

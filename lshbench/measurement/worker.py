@@ -18,7 +18,8 @@ its original stdout (anything else printed goes to stderr):
   :func:`lshbench.results.schema.make_row`), stamped with this process's ``machine_id`` and
   ``code_id`` (:func:`provenance_ids`) and host name;
 * ``{"event": "done", "env": {...}}`` at the end, with the BLAS pools and the Numba threading
-  layer seen in this process.
+  layer seen in this process, and what each backend says of itself (``"backends"``:
+  :meth:`~lshbench.backends.base.Backend.describe` by name, e.g. numba's kernel choice).
 
 The worker exits when stdin reaches end-of-file (its executor died), so an orphan never
 keeps running.
@@ -207,6 +208,7 @@ class _CellRunner:
         self.ids = provenance_ids()
         self.backends: dict[str, Any] = {}
         self.compile_s: dict[str, float] = {}
+        self.described: dict[str, dict[str, Any]] = {}  # Backend.describe() by name
 
     def row(self, task: dict[str, Any], status: str, message: str = "", **values: Any) -> None:
         from lshbench.measurement.input_files import file_values
@@ -272,6 +274,7 @@ class _CellRunner:
                 self.fail_all(tasks, exc, "import or compile")
                 continue
             self.backends[name] = backend
+            self.described[name] = backend.describe()
             remaining.extend(tasks)
         return remaining
 
@@ -317,6 +320,7 @@ class _CellRunner:
             values["gflops"] = values["flops"] / median / 1e9
             values["tokens_per_s"] = c["batch"] * c["seqlen"] / median
             backend = self.backends[name]
+            values["kernel"] = self.described[name].get("kernel")
             notes = []
             if backend.spec.exact:
                 values.update(windows._asdict())
@@ -413,12 +417,13 @@ def main() -> None:
     threading.Thread(target=_watch_stdin, name="lshbench-stdin-watch", daemon=True).start()
     channel = _Channel(proto_fd)
     try:
-        _CellRunner(spec, channel).run()
+        runner = _CellRunner(spec, channel)
+        runner.run()
     except BaseException:
         traceback.print_exc()
         channel.send({"event": "done", "env": {}})
         raise
-    channel.send({"event": "done", "env": _environment()})
+    channel.send({"event": "done", "env": {**_environment(), "backends": runner.described}})
 
 
 if __name__ == "__main__":

@@ -140,7 +140,8 @@ def newest_code(
 
 def machines_table(runs: Sequence[Any], df: pd.DataFrame) -> pd.DataFrame:
     """One row per (directory, machine) of the report: the series label, directory,
-    machine_id, CPU, logical CPUs, memory, OS, Python/NumPy/Numba versions, code_id(s) kept,
+    machine_id, CPU, logical CPUs, memory, OS, Python/NumPy/Numba versions, the kernels the
+    backends chose there (the rows' ``kernel`` column), code_id(s) kept,
     rows, and rows of older code left out.
 
     ``runs`` are :class:`lshbench.report.analysis.Run`; ``df`` is the prepared frame (its
@@ -165,13 +166,16 @@ def machines_table(runs: Sequence[Any], df: pd.DataFrame) -> pd.DataFrame:
             )  # fmt: skip
             old = [d for d in run.superseded if d["machine_id"] == mid]
             codes = ", ".join(sorted(set(g["code_id"].map(_text)) - {""}))
+            kernels = g.get("kernel", pd.Series(index=g.index, dtype=object)).map(_text)
+            chosen = sorted({f"{b}: {k}" for b, k in zip(g["backend"], kernels, strict=True) if k})
             rows.append({
                 "series label": str(label), "directory": run.path,
                 "machine_id": mid or "(not recorded)", "CPU": cpu,
                 "logical CPUs": _text(f.get("logical_cpus")),
                 "memory": f"{int(f['memory_mib']) / 1024:.1f} GiB" if f.get("memory_mib") else "",
                 "OS": " ".join(_text(f.get(k)) for k in ("os", "kernel", "arch")).strip(),
-                "versions": versions, "code_id": codes or "(not recorded)", "rows": str(len(g)),
+                "versions": versions, "kernels": ", ".join(chosen),
+                "code_id": codes or "(not recorded)", "rows": str(len(g)),
                 "older code left out": ", ".join(f"{d['rows']} rows of {d['code_id']}"
                                                  for d in old),
             })  # fmt: skip

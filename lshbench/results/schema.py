@@ -65,6 +65,7 @@ EXTRA_COLUMNS = (
     "number",  # calls per timing sample
     "time_samples_s",  # raw per-call seconds of every sample
     "tokens",  # batch * seqlen
+    "kernel",  # the backend's kernel variant (Backend.describe(); numba: blas/tiled/mixed)
     "host",  # host name where the row was measured (a label; machine_id is the identity)
     "executor",
     "concurrency",  # cells running at once on the executor
@@ -91,7 +92,7 @@ _REQUIRED_STRINGS = ("cell_id", "backend", "status", "input", "dtype")
 _STRING_COLUMNS = (
     "run_id", "machine_id", "code_id", "backend", "method", "weighting", "input", "dtype",
     "status", "message",
-    "cell_id", "n_buckets_spec", "host", "executor", "finished_at",
+    "cell_id", "n_buckets_spec", "kernel", "host", "executor", "finished_at",
 )  # fmt: skip
 _LIST_COLUMNS = ("time_samples_s",)
 #: what every row must have (anything else may be missing)
