@@ -90,13 +90,16 @@ def _hash(qk: np.ndarray, rotations: np.ndarray, config: LSHConfig) -> np.ndarra
 
 
 def random_bucket_seed(rotations: np.ndarray) -> int:
-    """Seed of the ``random`` method's buckets: a 64-bit blake2b digest of the rotations'
-    float64 bytes (little-endian integer).
+    """Seed of the ``random`` method's buckets: a 64-bit blake2b digest of the rotations
+    rounded to float32, as float64 bytes (little-endian integer).
 
     Pass the checked rotations (cast to the input's dtype, as every backend holds them):
-    the same rotations give the same draws in every backend, with no extra argument.
+    the same rotations give the same draws in every backend, with no extra argument, and
+    in both dtypes (rounding to float32 first makes float64 rotations and their float32
+    cast one seed).
     """
-    data = np.ascontiguousarray(rotations, dtype=np.float64).tobytes()
+    rounded = np.asarray(rotations, dtype=np.float32)  # (d, H, rot_size // 2)
+    data = np.ascontiguousarray(rounded, dtype=np.float64).tobytes()
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
