@@ -240,21 +240,33 @@ def test_no_warning_when_pools_cannot_spin(monkeypatch, policy, threads) -> None
         assert not _numba_choice.warn_if_spinning_pools()
 
 
-@pytest.mark.parametrize("kernel", ["tiled", "mixed"])
-def test_a_sweep_records_the_kernel_in_each_row_and_in_the_metadata(
-    tmp_path, monkeypatch, kernel
+def test_a_sweep_records_the_kernel_and_resumes_only_rows_of_the_forced_one(
+    tmp_path, monkeypatch
 ) -> None:
     from helpers import SMALL_GRID
 
-    monkeypatch.setenv("LSHBENCH_NUMBA_KERNEL", kernel)  # the spawned workers inherit it
     out = tmp_path / "run"
     grid = {**SMALL_GRID, "seqlen": [256], "chunk_len": [64], "n_hashes": [2]}
-    df = lshbench.run_sweep(out, backend="numba,dense", **grid)
-    assert (df["status"] == "ok").all(), df[["status", "message"]]
-    by_backend = dict(zip(df["backend"], df["kernel"], strict=True))
-    assert by_backend["numba"] == kernel and pd.isna(by_backend["dense"])
-    assert set(lshbench.load_results(out)["kernel"].dropna()) == {kernel}
+
+    def sweep(kernel: str) -> pd.DataFrame:
+        monkeypatch.setenv("LSHBENCH_NUMBA_KERNEL", kernel)  # the spawned workers inherit it
+        df = lshbench.run_sweep(out, backend="numba,dense", **grid)
+        assert (df["status"] == "ok").all(), df[["status", "message"]]
+        return df
+
+    first = sweep("tiled")
+    by_backend = dict(zip(first["backend"], first["kernel"], strict=True))
+    assert by_backend["numba"] == "tiled" and pd.isna(by_backend["dense"])
     meta = json.loads((out / "metadata.json").read_text())
     facts = meta["workers"]["1"]["backends"]["numba"]
-    assert facts["kernel"] == kernel and facts["kernel_source"] == "env"
+    assert facts["kernel"] == "tiled" and facts["kernel_source"] == "env"
     assert meta["workers"]["1"]["backends"]["dense"] == {}
+
+    again = sweep("tiled")  # the same kernel: resumed, nothing measured again
+    assert list(again["run_id"]) == list(first["run_id"])
+    other = sweep("MIXED")  # another forced kernel: numba measured again, dense reused
+    runs = dict(zip(other["backend"], other["run_id"], strict=True))
+    kernels = dict(zip(other["backend"], other["kernel"], strict=True))
+    assert kernels["numba"] == "mixed" and runs["numba"] != first["run_id"].iloc[0]
+    assert runs["dense"] == first["run_id"].iloc[0]
+    assert set(lshbench.load_results(out)["kernel"].dropna()) == {"mixed"}

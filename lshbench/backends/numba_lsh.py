@@ -45,6 +45,7 @@ from lshbench.backends._numba_choice import (
     write_choice,
 )
 from lshbench.backends.base import Backend
+from lshbench.backends.registry import backend_spec
 from lshbench.core.config import LSHConfig
 from lshbench.core.hashing import _pipeline_buckets
 from lshbench.core.validation import check_inputs
@@ -53,8 +54,9 @@ __all__ = ["KERNELS", "KERNEL_ENV", "NumbaBackend", "kernel_cache_path"]
 
 #: the candidate kernels for the attention stage's chunk products
 KERNELS = ("blas", "tiled", "mixed")
-#: environment variable forcing a candidate (one of :data:`KERNELS`) or ``auto`` (the default)
-KERNEL_ENV = "LSHBENCH_NUMBA_KERNEL"
+#: environment variable forcing a candidate (one of :data:`KERNELS`) or ``auto`` (the
+#: default), as declared in the backend's registry entry (``BackendSpec.kernel_env``)
+KERNEL_ENV: str = backend_spec("numba").kernel_env or ""
 _KERNEL_CODES = {
     "blas": kernels.KERNEL_BLAS,
     "tiled": kernels.KERNEL_TILED,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lshbench.core.config import fail
@@ -49,6 +50,15 @@ class BackendSpec(NamedTuple):
     #: True when it computes every variant of DESIGN.md section 2b (LSHConfig.method and
     #: weighting); False: only section 2 (method lsh, weighting multiplicity)
     variants: bool = False
+    #: environment variable that forces one of the backend's kernels (its value, unless
+    #: empty or "auto", is the kernel its rows then carry in their ``kernel`` column)
+    kernel_env: str | None = None
+
+    def forced_kernel(self) -> str | None:
+        """The kernel :attr:`kernel_env` forces in this process's environment, or None."""
+        value = os.environ.get(self.kernel_env, "") if self.kernel_env else ""
+        value = value.strip().lower()
+        return None if value in ("", "auto") else value
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form (sent to worker processes, which register it again)."""
@@ -83,6 +93,7 @@ def register_backend(
     memory_model: str | None = None,
     tracemalloc_sees: bool = True,
     variants: bool = False,
+    kernel_env: str | None = None,
 ) -> BackendSpec:
     """Register (or replace) a backend by import path ``"module:ClassName"``.
 
@@ -99,6 +110,7 @@ def register_backend(
         memory_model,
         bool(tracemalloc_sees),
         bool(variants),
+        kernel_env,
     )
     _SPECS[name] = spec
     _INSTANCES.pop(name, None)
@@ -175,6 +187,7 @@ register_backend(
     "Numba LSH attention: parallel over chunks, streamed rounds (cache=True)",
     memory_model="numba",
     variants=True,
+    kernel_env="LSHBENCH_NUMBA_KERNEL",
 )
 register_backend(
     "hf",

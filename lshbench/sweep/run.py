@@ -286,11 +286,17 @@ class _SweepRun:
     def previous(self, task: dict[str, Any]) -> dict[str, Any] | None:
         """The store's row of ``task`` measured by this machine with this code, or None
         (rows of other machines or code versions are never reused, nor rows of an input
-        file whose SHA-256 differs from the task's: the file changed)."""
+        file whose SHA-256 differs from the task's: the file changed, nor rows measured
+        with another kernel than the one the environment forces, ``BackendSpec.kernel_env``)."""
         with _writing(self.store.dir):
             old = self.store.previous(task_id(task), self.machine_id, self.code_id)
-        if old is not None and old.get("input_sha256") != task.get("input_sha256"):
+        if old is None:
+            return None
+        if old.get("input_sha256") != task.get("input_sha256"):
             return None  # the input file changed since: measure it again
+        forced = self.facts[task["backend"]].forced_kernel()
+        if forced is not None and old.get("kernel") not in (None, forced):
+            return None  # measured with another kernel than the one asked for now
         return old
 
     def reuse(self, old: dict[str, Any]) -> None:
