@@ -24,3 +24,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for line in _skipped[:20]:
             print(f"  {line}", file=sys.stderr)
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="module")
+def numba_backend():
+    """The registry's numba backend, compiled for float32 and float64 (the numba test
+    modules skip themselves where numba is not available)."""
+    import numpy as np
+
+    import lshbench
+
+    backend = lshbench.get_backend("numba")
+    backend.compile(np.float32)
+    backend.compile(np.float64)
+    return backend

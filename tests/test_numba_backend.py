@@ -32,14 +32,6 @@ IDS = [f"{c.index}-{c.note.replace(' ', '_').replace(',', '')}" for c in CASES]
 SETTINGS = settings(deadline=None, max_examples=60)
 
 
-@pytest.fixture(scope="module")
-def numba_backend():
-    backend = lshbench.get_backend("numba")
-    backend.compile(np.float32)
-    backend.compile(np.float64)
-    return backend
-
-
 # --------------------------------------------------------------------------- golden
 
 

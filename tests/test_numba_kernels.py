@@ -19,6 +19,7 @@ import pytest
 from golden import golden_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba_checks import quantize
 
 import lshbench
 from lshbench.core.config import LSHConfig
@@ -48,11 +49,6 @@ def forced(request):
     backend.compile(np.float64)
     assert backend.kernel == request.param
     return backend
-
-
-def quantize(x: np.ndarray) -> np.ndarray:
-    """Multiples of 1/16 in [-2, 2]: products and their sums are exact in float32."""
-    return np.clip(np.round(x * 16) / 16, -2, 2)
 
 
 def test_the_candidates_are_blas_tiled_and_mixed() -> None:

@@ -31,14 +31,6 @@ SETTINGS = settings(deadline=None, max_examples=80)
 VARIANTS = [(m, w) for m in METHODS for w in WEIGHTINGS]
 
 
-@pytest.fixture(scope="module")
-def numba_backend():
-    backend = lshbench.get_backend("numba")
-    backend.compile(np.float32)
-    backend.compile(np.float64)
-    return backend
-
-
 @st.composite
 def variant_problems(draw):
     """A (config, qk, v, rotations) of any variant on the chunked path (L > sort_chunk_len):

@@ -232,37 +232,12 @@ def test_write_errors_during_the_sweep_are_one_line_and_keep_written_rows(
     assert [r["cell_id"] for r in stored(out)][:2] == written and len(stored(out)) == 6
 
 
-def test_write_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
-    """The CLI prints the ResultsWriteError as one line, exit status 1, no traceback."""
-    out = tmp_path / "full"
+def sweep_with_failing_store(out: Path, patch: str) -> str:
+    """Run ``lshbench sweep`` (one dense cell into ``out``) in a fresh interpreter after
+    ``patch`` (Python source) broke the results store; check it exits 1 with one
+    ``Error:`` line naming ``out`` and no traceback, and return that line."""
     code = (
-        "import errno, os, sys\n"
-        "from lshbench.results.store import ResultStore\n"
-        "def full(self, row):\n"
-        "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.db_path))\n"
-        "ResultStore.append = full\n"
-        "from lshbench.cli import main\n"
-        f"sys.argv = ['lshbench', 'sweep', '--out', {str(out)!r}, '--seqlen', '64',\n"
-        "            '--backend', 'dense', '--threads', '1', '--input', 'gaussian', '--quiet']\n"
-        "main()\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 1, res.stderr
-    assert "Traceback" not in res.stderr
-    error = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
-    assert len(error) == 1 and str(out) in error[0] and "No space left" in error[0], res.stderr
-
-
-def test_store_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
-    """An SQLite failure inside the store (a full disk as SQLite reports it) ends the sweep
-    with one line naming the directory, exit status 1, no traceback; nothing half written."""
-    out = tmp_path / "full"
-    code = (
-        "import sqlite3, sys\n"
-        "from lshbench.results.store import ResultStore\n"
-        "def full(conn, rows):\n"
-        "    raise sqlite3.OperationalError('database or disk is full')\n"
-        "ResultStore._insert = staticmethod(full)\n"
+        f"{patch}\n"
         "from lshbench.cli import main\n"
         f"sys.argv = ['lshbench', 'sweep', '--out', {str(out)!r}, '--seqlen', '64',\n"
         "            '--backend', 'dense', '--threads', '1', '--input', 'gaussian', '--quiet']\n"
@@ -273,7 +248,35 @@ def test_store_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
     error = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
     assert len(error) == 1 and str(out) in error[0], res.stderr
-    assert "database or disk is full" in error[0] and "resume" in error[0]
+    return error[0]
+
+
+def test_write_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    """The CLI prints the ResultsWriteError as one line, exit status 1, no traceback."""
+    error = sweep_with_failing_store(
+        tmp_path / "full",
+        "import errno, os, sys\n"
+        "from lshbench.results.store import ResultStore\n"
+        "def full(self, row):\n"
+        "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.db_path))\n"
+        "ResultStore.append = full",
+    )
+    assert "No space left" in error
+
+
+def test_store_error_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    """An SQLite failure inside the store (a full disk as SQLite reports it) ends the sweep
+    with one line naming the directory, exit status 1, no traceback; nothing half written."""
+    out = tmp_path / "full"
+    error = sweep_with_failing_store(
+        out,
+        "import sqlite3, sys\n"
+        "from lshbench.results.store import ResultStore\n"
+        "def full(conn, rows):\n"
+        "    raise sqlite3.OperationalError('database or disk is full')\n"
+        "ResultStore._insert = staticmethod(full)",
+    )
+    assert "database or disk is full" in error and "resume" in error
     assert stored(out) == []
 
 
