@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,3 +102,16 @@ def assert_one_line_exit_2(res: Any, *fragments: str) -> None:
     assert "Traceback" not in res.output
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def assert_sweep_refused(tmp_path: Path, args: list[str], field: str) -> None:
+    """``lshbench sweep --out tmp_path/never *args`` (run in ``tmp_path``) exits 2 with one
+    stderr line naming ``field``, no traceback, and writes nothing, not even results/quick."""
+    res = subprocess.run(
+        [sys.executable, "-m", "lshbench", "sweep", "--out", str(tmp_path / "never"), *args],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and field in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written

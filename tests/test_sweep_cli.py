@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import assert_sweep_refused
 
 from lshbench import ConfigError
 from lshbench.sweep.parsing import parse_bytes
@@ -31,17 +32,7 @@ from lshbench.sweep.spec import build_spec
 def test_bad_values_exit_2_with_one_line_before_running(
     tmp_path: Path, args: list[str], field: str
 ) -> None:
-    out = tmp_path / "never"
-    res = subprocess.run(
-        [sys.executable, "-m", "lshbench", "sweep", "--out", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert res.returncode == 2
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and field in lines[0], res.stderr
-    assert not out.exists()  # nothing ran
+    assert_sweep_refused(tmp_path, args, field)
 
 
 def test_presets() -> None:
@@ -241,13 +232,7 @@ def test_grid_where_no_lsh_task_can_run_is_rejected_before_running(
 def test_values_nothing_sensible_can_run_with_exit_2(
     tmp_path: Path, args: list[str], field: str
 ) -> None:
-    res = subprocess.run(
-        [sys.executable, "-m", "lshbench", "sweep", "--out", str(tmp_path / "never"), *args],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
-    )  # fmt: skip
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 1 and field in lines[0], res.stderr
-    assert list(tmp_path.iterdir()) == []  # nothing written, not even results/quick
+    assert_sweep_refused(tmp_path, args, field)
 
 
 def run_sweep_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

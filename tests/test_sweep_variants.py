@@ -8,14 +8,13 @@ One small sweep of every method and weighting on the numpy backend runs once per
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import assert_sweep_refused
 
 import lshbench
 from lshbench.measurement import worker
@@ -118,17 +117,7 @@ def test_the_new_columns_are_in_the_exports(variants) -> None:
     ],
 )
 def test_bad_variant_options_are_one_line_exit_2(tmp_path: Path, args: list[str], field) -> None:
-    out = tmp_path / "never"
-    res = subprocess.run(
-        [sys.executable, "-m", "lshbench", "sweep", "--out", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 2, res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and field in lines[0] and "Traceback" not in res.stderr
-    assert not out.exists()
+    assert_sweep_refused(tmp_path, args, field)
 
 
 def test_variant_axes_from_a_toml_file(tmp_path: Path) -> None:
