@@ -1,4 +1,4 @@
-"""pytest-benchmark suite of the lshbench backends (issue 6): options, ordering, fixtures.
+"""pytest-benchmark suite of the lshbench backends: options, ordering, fixtures.
 
 Run (the CI command, see ``.ci/run``; thread variables set before Python starts)::
 

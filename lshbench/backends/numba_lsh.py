@@ -8,7 +8,7 @@ only arrays whose size depends on ``n_hashes`` are the int32 sorted positions
 thread, a ring of them ``(W, H)`` and a table of query bits over the ``H*L/m`` chunks).
 Per-round outputs never exist: rounds are combined online.
 
-Every method and weighting of DESIGN.md section 2b runs through the same kernels with
+Every method and weighting of docs/design.md section 2b runs through the same kernels with
 ``config.pipeline_config()`` (``local``: one round of chunks of chunk_len * n_hashes).
 
 BLAS inside the ``prange`` loops runs at one thread (threadpoolctl, for the duration of

@@ -6,7 +6,7 @@ lab's. Shapes: B batch, L positions, d query/key size, dv value size, H rounds, 
 length, NC = H*L/m chunks over all rounds, A = 1 + chunks_before + chunks_after chunks per
 window, W = A*m keys per window. No Python loop runs over tokens or chunks.
 
-Every variant of DESIGN.md section 2b runs through the same steps: the pipeline
+Every variant of docs/design.md section 2b runs through the same steps: the pipeline
 configuration (``config.pipeline_config()``) sets H = ``config.rounds`` and
 m = ``config.sort_chunk_len`` (``local``: one round of chunks of chunk_len * n_hashes), the
 buckets come from :func:`lshbench.core.hashing.pipeline_buckets` (hashed, random or all

@@ -1,4 +1,4 @@
-"""A researcher's own arrays as a sweep input (``--input file:PATH``, DESIGN.md section 6).
+"""A researcher's own arrays as a sweep input (``--input file:PATH``, docs/design.md section 6).
 
 The file is a NumPy ``.npz`` archive (``numpy.savez``) with
 

@@ -137,7 +137,7 @@ def _make_cell_inputs(cell: dict[str, Any], dtype: Any) -> tuple[Any, Any]:
 
 def _task_accuracy(cell: dict[str, Any], out: Any, v: Any) -> float | None:
     """``task_acc`` of an output: for the ``duplicate`` input, the share of queries whose
-    output is nearest to their copy's value (DESIGN.md section 6); None for other inputs."""
+    output is nearest to their copy's value (docs/design.md section 6); None for other inputs."""
     if cell["input"] != "duplicate":
         return None
     from lshbench.measurement.tasks import duplicate_copy_index, task_accuracy
@@ -328,7 +328,7 @@ class _CellRunner:
             else:
                 notes.append(
                     f"no error metrics: {name} does not compute the reference attention of "
-                    f"DESIGN.md section 2 ({backend.description})"
+                    f"docs/design.md section 2 ({backend.description})"
                 )
             if not backend.spec.tracemalloc_sees:
                 notes.append(f"{name}'s allocator is invisible to tracemalloc: read mem_rss_peak")

@@ -2,7 +2,7 @@
 
 Kitaev et al. (2020), Table 2, train a one-layer model on the duplication task and evaluate
 it with LSH attention of 1, 2, 4 and 8 hash rounds. The report puts the sweep's ``task_acc``
-of ``duplicate`` rows (DESIGN.md section 6: share of queries whose output is nearest, by
+of ``duplicate`` rows (docs/design.md section 6: share of queries whose output is nearest, by
 cosine, to the value of their copy; the exact backends score 1) next to the paper's row for
 the model trained with full attention (:data:`PAPER_TABLE2`), drawn as a labelled
 reference. The paper measures a trained model, this study the attention operation alone on

@@ -1,4 +1,4 @@
-"""Which machine and which code measured each row (DESIGN.md section 7, provenance).
+"""Which machine and which code measured each row (docs/design.md section 7, provenance).
 
 A results directory may hold several machines' rows (``machine_id``) and rows of several
 versions of the code (``code_id``). The report never merges two machines into one series:

@@ -38,7 +38,8 @@ def resolve_n_buckets(
 ) -> int | tuple[int, ...]:
     """Buckets per round for one (seqlen, chunk_len).
 
-    ``rule``: the paper's ``2 L / chunk_len`` rounded to an even int >= 2 (research note A.3).
+    ``rule``: the paper's ``2 L / chunk_len`` rounded to an even int >= 2
+    (Reformer paper, section 2).
     ``auto``: Hugging Face's rule: the largest power of two ``2**p <= 2 (L // chunk_len)``
     (at least 2), factorized as ``(2**(p//2), 2**(p - p//2))`` when it exceeds
     ``2 * max(int(sqrt(L // chunk_len)), chunk_len)`` (max_position_embeddings = L).
@@ -201,7 +202,7 @@ def _check_variants(spec: SweepSpec, facts: dict[str, BackendSpec]) -> None:
             fail(
                 "backend",
                 name,
-                "computes only method lsh with weighting multiplicity (no DESIGN.md section "
+                "computes only method lsh with weighting multiplicity (no docs/design.md section "
                 f"2b variants), which --method {','.join(spec.method)} --weighting "
                 f"{','.join(spec.weighting)} leaves out: add lsh and multiplicity, or drop it",
             )

@@ -7,7 +7,7 @@ checked before anything runs; a bad one is one line ``field=value: rule`` and ex
 Axes (lists): ``seqlen``, ``chunk_len``, ``n_hashes``, ``n_buckets`` (``rule`` = the
 paper's 2L/chunk_len rounded to an even int >= 2; ``auto`` = Hugging Face's rule, a power of
 two factorized in two when large; an even int; or factors ``16x32``), ``chunks_before``,
-``chunks_after``, ``method`` (``lsh``, ``random``, ``local``: DESIGN.md section 2b),
+``chunks_after``, ``method`` (``lsh``, ``random``, ``local``: docs/design.md section 2b),
 ``weighting`` (``multiplicity``, ``count-once``), ``d``, ``batch`` (or ``tokens``: batch =
 tokens // seqlen, the paper's fixed total tokens), ``backend``, ``input`` (a generator of
 :data:`~lshbench.measurement.inputs.GENERATORS` or ``file:PATH``, loaded and checked here:
@@ -167,7 +167,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 DEFAULT_BACKENDS = ("numpy", "numba", "dense")
 
-#: the input axes each input takes (DESIGN.md section 6), with the value a cell gets when the
+#: the input axes each input takes (docs/design.md section 6), with the value a cell gets when the
 #: axis is not given (None: not passed to the generator); other inputs get None, and the
 #: grid is not multiplied for them. peaked's default target entropy is the generator's own.
 INPUT_KNOBS: dict[str, dict[str, float | None]] = {
