@@ -143,7 +143,7 @@ def plan(short_option: bool) -> Plan:
 class Inputs(NamedTuple):
     qk: np.ndarray  # (1, L, d) float32
     v: np.ndarray  # (1, L, d) float32
-    reference: Any  # lshbench.metrics.DenseReference, float64
+    reference: Any  # lshbench.measurement.metrics.DenseReference, float64
 
 
 _INPUTS: dict[int, Inputs] = {}
@@ -152,8 +152,8 @@ _INPUTS: dict[int, Inputs] = {}
 def bench_inputs(seqlen: int) -> Inputs:
     """Clustered inputs of length ``seqlen`` and their dense reference (cached per length).
 
-    ``clustered`` (:func:`lshbench.inputs.make_inputs`): peaky attention, where LSH's error
-    against dense is a number a reader can judge, unlike on i.i.d. gaussian inputs.
+    ``clustered`` (:func:`lshbench.measurement.inputs.make_inputs`): peaky attention, where
+    LSH's error against dense is a number a reader can judge, unlike on i.i.d. gaussian inputs.
     """
     if seqlen not in _INPUTS:
         from lshbench.measurement.inputs import make_inputs

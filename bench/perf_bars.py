@@ -4,7 +4,7 @@ Everything that is compared is measured in ONE process, interleaved (every round
 every contender once, the order reversed on odd rounds: ABAB... BABA...), so load from
 other jobs on the machine hits all contenders alike; ratios are taken per round and their
 median reported. Memory is measured untimed, each contender in a fresh process
-(``tracemalloc`` peak and resident-peak growth, :func:`lshbench.measure.measure_memory`).
+(``tracemalloc`` peak and resident-peak growth, :func:`lshbench.measurement.phases.measure_memory`).
 
 Thread pools are pinned before NumPy, Numba or torch are imported: ``--threads`` (default
 2) for OMP/OpenBLAS/MKL/Numba and ``torch.set_num_threads``; the numba backend itself keeps

@@ -8,7 +8,7 @@ Protocol: the first line of stdin is the cell spec (JSON)::
 
     {"tasks": [task, ...], "repeats": 5, "backends": {name: BackendSpec.as_dict()}}
 
-All tasks share the :data:`lshbench.cells.CELL_AXES`. The worker answers with JSON lines on
+All tasks share the :data:`lshbench.results.cells.CELL_AXES`. The worker answers with JSON lines on
 its original stdout (anything else printed goes to stderr):
 
 * ``{"event": "phase", "phase": NAME, "ids": [cell_id, ...]}`` before each phase, naming the

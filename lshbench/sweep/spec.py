@@ -18,10 +18,10 @@ cell's worker is killed), ``mem_budget`` (bytes; ``16G``, ``512M`` or ``80%`` of
 ``config_from_input`` (the one file input's stored configuration becomes the default of
 the :data:`FROM_INPUT` axes; values given in the TOML file or options still win).
 
-Presets: ``quick`` (default; the headline questions at L <= 8192, gaussian and clustered
-input, in one to two minutes on two cores), ``paper`` (the Reformer speed study: batch x L =
-32768, L 1024..32768, n_hashes 1, 2, 4, 8 with ``auto`` buckets, and dense), ``full`` (L up
-to 65536, every axis).
+Presets: ``quick`` (default; is LSH worth it here: L <= 4096, gaussian, peaked and duplicate
+input, LSH against random and local keys, numba and dense; table in docs/sweep.md),
+``paper`` (the Reformer speed study: batch x L = 32768, L 1024..32768, n_hashes 1, 2, 4, 8
+with ``auto`` buckets, and dense), ``full`` (L up to 65536, every axis).
 Threads default to 1 (see :data:`PRESETS`).
 
 Results go to ``--out`` (default ``results/<preset>``): see :mod:`lshbench.results.store`.
