@@ -127,6 +127,7 @@ class NumpyBackend(Backend):
     def _attend(
         self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None
     ) -> np.ndarray:
+        assert rotations is not None  # a hashing backend: Backend.attend checked them
         o, logits, _ = lsh_attention(qk, v, config, rotations)
         # Step 7, combine rounds: softmax over the per-round logsumexps.
         return combine_rounds(o, logits)  # (B, H, L, dv) -> (B, L, dv)
@@ -145,6 +146,7 @@ class NumpyBackend(Backend):
         the same exact attention over all keys.
         """
         qk3, v3, rot, batched = check_inputs(qk, v, config, rotations)
+        assert rot is not None  # check_inputs returns rotations for a hashing call
         L = qk3.shape[1]
         if config.is_short(L):
             from lshbench.core.dense import dense_attention, dense_probability_blocks

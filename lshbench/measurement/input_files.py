@@ -228,7 +228,7 @@ def save_input_file(
     _check_arrays(path, qk, v)
     if isinstance(config, LSHConfig):
         config = {key: getattr(config, key) for key in CONFIG_FIELDS}
-    fields: dict[str, np.ndarray] = {}
+    fields: dict[str, Any] = {}  # name -> array (Any: savez also takes keyword options)
     for key, value in (config or {}).items():
         if key not in CONFIG_FIELDS:
             raise _bad(path, f"configuration field {key!r} is not one of {CONFIG_FIELDS}")

@@ -92,6 +92,7 @@ def _cpu_model() -> str | None:
 
 def _cpu() -> dict[str, Any]:
     model = _cpu_model()
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:

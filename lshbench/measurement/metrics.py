@@ -287,6 +287,7 @@ def attention_metrics(
     if exact:
         windows = EXACT_WINDOWS
     else:
+        assert rot is not None  # need_rotations above
         buckets = _pipeline_buckets(qk3, rot, config)  # (B, rounds, L) as the backend sorts
         windows = window_metrics(qk3, buckets, config, ref, block_rows)
     return {

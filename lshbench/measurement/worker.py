@@ -305,6 +305,7 @@ class _CellRunner:
         self.channel.phase("accuracy", live)
         windows = EXACT_WINDOWS  # exact attention: every key, once
         if hashing:
+            assert rotations is not None  # drawn for every hashing group
             buckets = pipeline_buckets(self.qk, rotations, config)  # (B, rounds, L)
             windows = window_metrics(self.qk, buckets, config, self.ref)
             del buckets

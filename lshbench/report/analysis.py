@@ -194,7 +194,7 @@ def _group_label(dir_label: str, machine: str, known: bool, n_machines: int, dir
 
 def _split_machines(runs: Sequence[Run]) -> list[pd.DataFrame]:
     """Every directory's rows split by machine_id, each part labelled as one run."""
-    frames = []
+    frames: list[pd.DataFrame] = []
     for run in runs:
         frame = with_optional_columns(run.table)
         facts = machine_facts(run.metadata)
@@ -371,7 +371,7 @@ def _assign_series(df: pd.DataFrame) -> pd.DataFrame:
             g = df.loc[sub]
             df.loc[sub, ["nb_desc", "batch_desc", "series"]] = [_nb_desc(g), _batch_desc(g), str(n)]
             n += 1
-    labels, used = compact_labels(df), set()
+    labels, used = compact_labels(df), set[str]()
     for key in sorted(labels, key=int):
         label = base = labels[key]
         while label in used:  # never merge two configurations under one label

@@ -326,11 +326,11 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     from lshbench.report import sections
     from lshbench.report.plotting import FIGURE_FILES
 
-    dirs = [str(d) for d in dirs]
-    if not dirs:
+    names = [str(d) for d in dirs]
+    if not names:
         fail("DIR", "", "give at least one results directory")
-    runs = [ra.load_run(d, label) for d, label in zip(dirs, _run_labels(dirs), strict=True)]
-    folder = Path(out) if out is not None else default_out(dirs)
+    runs = [ra.load_run(d, label) for d, label in zip(names, _run_labels(names), strict=True)]
+    folder = Path(out) if out is not None else default_out(names)
     folder.mkdir(parents=True, exist_ok=True)
     for name in FIGURE_FILES.values():
         (folder / name).unlink(missing_ok=True)  # a figure left out this time leaves no file

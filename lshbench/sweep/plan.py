@@ -52,6 +52,7 @@ def resolve_n_buckets(
         if 2**p > 2 * max(int(math.sqrt(seqlen // chunk_len)), chunk_len) and p >= 2:
             return (2 ** (p // 2), 2 ** (p - p // 2))
         return 2**p
+    assert not isinstance(item, str), item  # the spec allows only rule and auto as text
     return item
 
 
@@ -133,6 +134,7 @@ def _shapes(spec: SweepSpec, inp: str) -> Iterator[tuple[int, int, int, int]]:
         return
     for d, L, batch in itertools.product(spec.d, spec.seqlen, spec.batch or (None,)):
         B = spec.tokens // L if spec.tokens is not None else batch
+        assert B is not None  # the spec sets batch or tokens
         _check_int64("batch", B, B * L, f"batch x seqlen = {B}x{L} tokens")
         yield d, d, L, B
 
@@ -141,10 +143,10 @@ def input_cells(spec: SweepSpec) -> list[tuple[str, float | None, float | None]]
     """``(input, target_entropy, value_corr)`` of every input of the grid: the product of
     the axes an input takes (:data:`~lshbench.sweep.spec.INPUT_KNOBS`; its default where the
     axis is not given), None for the axes it does not take."""
-    out = []
+    out: list[tuple[str, float | None, float | None]] = []
     for inp in spec.input:
         knobs = INPUT_KNOBS.get(inp, {})
-        axes = []
+        axes: list[tuple[float | None, ...]] = []
         for name in ("target_entropy", "value_corr"):
             given = getattr(spec, name)
             if name not in knobs:
