@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lshbench.core.config import LSHConfig
+from lshbench.core.options import format_n_buckets
 
 __all__ = [
     "CELL_AXES",
@@ -107,11 +108,7 @@ def task_config(task: dict[str, Any]) -> LSHConfig:
 
 def n_buckets_spec(n_buckets: int | list[int] | tuple[int, ...] | None) -> str | None:
     """``"128"`` for an int, ``"16x32"`` for factors, None for none."""
-    if n_buckets is None:
-        return None
-    if isinstance(n_buckets, list | tuple):
-        return "x".join(str(int(f)) for f in n_buckets)
-    return str(int(n_buckets))
+    return None if n_buckets is None else format_n_buckets(n_buckets)
 
 
 def rotation_seed(seed: int) -> int:
