@@ -22,6 +22,7 @@ import numpy as np
 
 from lshbench.core.config import LSHConfig
 from lshbench.core.options import format_n_buckets
+from lshbench.results.upgrade import ADDED_AXES
 
 __all__ = [
     "CELL_AXES",
@@ -46,19 +47,10 @@ CONFIG_AXES = (
 )  # fmt: skip
 TASK_KEYS = ("backend", *CELL_AXES, *CONFIG_AXES)
 
-#: axes added after results were first stored, with the values every earlier row had: a key
-#: holding one of them is left out of the ids, so the cells of earlier tables keep theirs
-_ADDED_AXES: dict[str, tuple[Any, ...]] = {
-    "method": (None, "lsh"),
-    "weighting": (None, "multiplicity"),
-    "target_entropy": (None,),
-    "value_corr": (None,),
-}
-
 
 def _canonical(task: dict[str, Any], keys: tuple[str, ...]) -> str:
     values = {
-        k: task.get(k) for k in keys if k not in _ADDED_AXES or task.get(k) not in _ADDED_AXES[k]
+        k: task.get(k) for k in keys if k not in ADDED_AXES or task.get(k) not in ADDED_AXES[k]
     }
     return json.dumps(values, sort_keys=True, separators=(",", ":"))
 

@@ -54,6 +54,7 @@ from lshbench.results.load import (
     latest_rows,
     load_results,
     report_dropped,
+    store_version,
 )
 from lshbench.results.runs import RunLog
 from lshbench.results.schema import (
@@ -67,6 +68,7 @@ from lshbench.results.schema import (
     rows_to_frame,
     valid_rows,
 )
+from lshbench.results.upgrade import SCHEMA_VERSION, upgrade_rows
 from lshbench.util import one_line
 
 if TYPE_CHECKING:
@@ -91,7 +93,6 @@ __all__ = [
 ]
 
 METADATA_NAME = "metadata.json"
-SCHEMA_VERSION = 1
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS rows (
@@ -150,6 +151,7 @@ class ResultStore:
         self._rows: dict[str, dict[str, Any]] = {}
         self._runs: RunLog | None = None
         self._reported: set[str] = set()  # warning lines already given
+        self._version = SCHEMA_VERSION  # of the rows stored before this open (read at open)
 
     # ----------------------------------------------------------------------- open / close
 
@@ -178,6 +180,7 @@ class ResultStore:
                 )
                 for stale in self.dir.glob(".*.tmp"):  # exports hold the lock while writing
                     stale.unlink(missing_ok=True)
+            self._version = store_version(conn, str(self.db_path))
             self._runs = RunLog(conn, self._write)
             self._import_legacy()
             rows = self.all_rows()
@@ -210,7 +213,7 @@ class ResultStore:
         if not self.dir.is_dir() or self.db_path.exists():
             return
         log = self.dir / LOG_NAME
-        if log.is_file() and valid_rows(read_log_rows(log, []), []):
+        if log.is_file() and valid_rows(upgrade_rows(read_log_rows(log, []), 0), []):
             return  # a legacy log: imported at open
         if name := export_has_rows(self.dir):
             self._refuse(name)
@@ -248,7 +251,7 @@ class ResultStore:
         with self._write(f"import {LOG_NAME}") as conn:
             if conn.execute("SELECT 1 FROM store_info WHERE key='legacy_import'").fetchone():
                 return
-            rows = valid_rows(read_log_rows(log, dropped), dropped)
+            rows = valid_rows(upgrade_rows(read_log_rows(log, dropped), 0), dropped)
             keys = {row_key(r) for r in rows}
             try:  # rows only an export holds (copied in beside the log): kept too
                 export = read_export_rows(self.dir)
@@ -256,7 +259,8 @@ class ResultStore:
                 export = None
             extra = []
             if export is not None:
-                extra = [r for r in valid_rows(export[1], []) if row_key(r) not in keys]
+                upgraded = upgrade_rows(export[1], 0)  # exports record no version
+                extra = [r for r in valid_rows(upgraded, []) if row_key(r) not in keys]
             self._insert(conn, extra + rows)
             runs = self._runs.import_legacy(self.dir / METADATA_NAME) if self._runs else 0
             info = {"rows": len(rows), "export_rows": len(extra), "runs": runs,
@@ -325,7 +329,7 @@ class ResultStore:
                 raise RuntimeError("ResultStore used outside its `with` block")
             records = self._conn.execute("SELECT row FROM rows ORDER BY seq").fetchall()
         dropped: list[str] = []
-        rows = valid_rows(json_rows(records, dropped), dropped)
+        rows = valid_rows(upgrade_rows(json_rows(records, dropped), self._version), dropped)
         report_dropped(str(self.db_path), dropped, self._reported)
         return rows
 
@@ -347,7 +351,7 @@ class ResultStore:
                 "ORDER BY seq DESC",
                 (cell_id, machine_id, code_id),
             ).fetchall()
-        for row in valid_rows(json_rows(records, []), []):
+        for row in valid_rows(upgrade_rows(json_rows(records, []), self._version), []):
             return row
         return None
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lshbench.core.config import ConfigError, LSHConfig, fail
 from lshbench.core.options import INT64_MAX
 from lshbench.results.cells import CONFIG_AXES, task_config, task_id
-from lshbench.results.schema import SECTION_2
+from lshbench.results.upgrade import SECTION_2
 from lshbench.sweep.spec import INPUT_KNOBS, WORKER_BASE_BYTES, SweepSpec
 
 if TYPE_CHECKING:
