@@ -43,3 +43,47 @@ def test_no_function_in_the_package_takes_more_than_ten_positional_parameters() 
         for line, name, n in long_signatures(path.read_text(encoding="utf-8"))
     ]
     assert not offenders, "\n".join(offenders)
+
+
+#: where tasks and rows flow between processes: typed records only
+TYPED_RECORD_MODULES = ("sweep", "measurement/worker.py")
+
+
+def untyped_records(source: str) -> list[tuple[int, str]]:
+    """(line, name) of every parameter, variable or function in ``source`` whose name says
+    task or row and whose annotation is a ``dict[str, Any]`` (or a list / mapping of them)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        pairs: list[tuple[str, ast.expr | None]] = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+            pairs += [(a.arg, a.annotation) for a in args]
+            pairs.append((node.name, node.returns))
+        elif isinstance(node, ast.AnnAssign):
+            pairs.append((ast.unparse(node.target), node.annotation))
+        for name, annotation in pairs:
+            text = "" if annotation is None else ast.unparse(annotation)
+            words = name.lower()
+            if "dict[str, Any]" in text and ("task" in words or "row" in words):
+                found.append((node.lineno, name))
+    return found
+
+
+def test_checker_finds_a_task_typed_as_a_plain_dict() -> None:
+    source = "def f(task: dict[str, Any], rows: list[dict[str, Any]]) -> None:\n    pass\n"
+    assert untyped_records(source) == [(1, "task"), (1, "rows")]
+    assert untyped_records("def f(task: Task, row: Row) -> Row:\n    pass\n") == []
+
+
+def test_tasks_and_rows_are_typed_records_in_the_sweep_and_the_worker() -> None:
+    paths = []
+    for where in TYPED_RECORD_MODULES:
+        target = PACKAGE / where
+        paths += sorted(target.rglob("*.py")) if target.is_dir() else [target]
+    assert len(paths) > 5
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} {name}"
+        for path in paths
+        for line, name in untyped_records(path.read_text(encoding="utf-8"))
+    ]
+    assert not offenders, "\n".join(offenders)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lshbench.results.columns import COLUMN_TABLE
+from lshbench.results.upgrade import SECTION_2
 
 __all__ = [
     "ACCURACY_COLUMNS",
@@ -58,8 +59,8 @@ OPTIONAL_TEXT = tuple(
     c.name for c in COLUMN_TABLE if c.kind in ("str", "bool") and c.name not in REQUIRED_COLUMNS
 )
 #: The variants of DESIGN.md section 2b; section 2 (the default) is lsh with multiplicity.
-DEFAULT_METHOD = "lsh"
-DEFAULT_WEIGHTING = "multiplicity"
+DEFAULT_METHOD = SECTION_2["method"]
+DEFAULT_WEIGHTING = SECTION_2["weighting"]
 #: Order of the methods in tables and legends: LSH first, then its baselines.
 METHOD_ORDER = {"lsh": 0, "random": 1, "local": 2}
 

@@ -149,7 +149,8 @@ COLUMN_TABLE: tuple[Column, ...] = (
         "cell_id",
         "str",
         "",
-        "stable id of the row's parameters (with machine_id and code_id: the row's key)",
+        "the task's id (Task.id): a digest of the row's backend, input and configuration; "
+        "with machine_id and code_id, the row's key",
         required=True,
         extra=True,
     ),

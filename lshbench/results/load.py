@@ -35,6 +35,7 @@ from lshbench.results.files import (
 from lshbench.results.schema import (
     COLUMNS,
     REQUIRED_FIELDS,
+    Row,
     RowKey,
     row_key,
     rows_to_frame,
@@ -87,9 +88,9 @@ def report_dropped(source: str, dropped: list[str], seen: set[str] | None = None
             seen.add(text)
 
 
-def latest_rows(rows: Iterable[dict[str, Any]]) -> dict[RowKey, dict[str, Any]]:
+def latest_rows(rows: Iterable[Row]) -> dict[RowKey, Row]:
     """The last row of every key ``(cell_id, machine_id, code_id)``, in first-seen order."""
-    latest: dict[RowKey, dict[str, Any]] = {}
+    latest: dict[RowKey, Row] = {}
     for row in rows:
         latest[row_key(row)] = row
     return latest

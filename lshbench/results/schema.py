@@ -8,7 +8,7 @@ row one of this schema): a row that breaks the schema (``seqlen: "abc"``, no bac
 an ``ok`` row without a positive time, a list as ``cell_id``) is reported and dropped, never
 counted as done.
 
-A row's **key** is ``(cell_id, machine_id, code_id)``: the same cell measured by another
+A row's **key** is ``(cell_id, machine_id, code_id)``: the same task measured by another
 machine or another version of the code is another row (DESIGN.md section 7, provenance).
 
 pandas is imported inside the functions that build tables.
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import METHODS, WEIGHTINGS, fail
-from lshbench.results.cells import TASK_KEYS, n_buckets_spec, task_id
+from lshbench.results.cells import Task, n_buckets_spec
 from lshbench.results.columns import COLUMN_TABLE, ColumnKind, names
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ __all__ = [
     "EXTRA_COLUMNS",
     "REQUIRED_FIELDS",
     "STATUSES",
+    "Row",
     "RowKey",
+    "RowValue",
     "check_storable",
     "column_kind",
     "make_row",
@@ -63,6 +65,10 @@ REQUIRED_FIELDS = tuple(c.name for c in COLUMN_TABLE if c.required)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 RowKey = tuple[str, str, str]
+#: a column's value in a row, as the store holds it (JSON)
+RowValue = str | int | float | bool | list[float] | None
+#: one results row: column name -> value (:data:`COLUMN_TABLE`, plus a file input's fields)
+Row = dict[str, RowValue]
 
 
 def column_kind(column: str) -> ColumnKind | None:
@@ -71,7 +77,7 @@ def column_kind(column: str) -> ColumnKind | None:
     return _KIND.get(column)
 
 
-def row_key(row: dict[str, Any]) -> RowKey:
+def row_key(row: Mapping[str, Any]) -> RowKey:
     """``(cell_id, machine_id, code_id)`` of a row; a missing id (legacy rows) is ``""``."""
     return (str(row["cell_id"]), row.get("machine_id") or "", row.get("code_id") or "")
 
@@ -90,21 +96,24 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def make_row(task: dict[str, Any], status: str, message: str = "", **values: Any) -> dict[str, Any]:
-    """A full results row for ``task``: every column present, missing values None.
+def make_row(task: Task | Mapping[str, Any], status: str, message: str = "", **values: Any) -> Row:
+    """A full results row for ``task``: every column present, missing values None; the
+    task's fields (a file input's path and SHA-256 included), its id as ``cell_id``.
 
     Raises ConfigError (naming the field) when a value cannot be stored, e.g. a seed beyond
     int64, or the status is not one of :data:`STATUSES`.
     """
     if status not in STATUSES:
         fail("status", status, f"must be one of {', '.join(STATUSES)}")
-    row: dict[str, Any] = dict.fromkeys(COLUMNS + EXTRA_COLUMNS)
-    row.update({k: _clean(task.get(k)) for k in TASK_KEYS})
-    nb = row["n_buckets"]
+    if not isinstance(task, Task):
+        task = Task.from_dict(task)
+    row: Row = dict.fromkeys(COLUMNS + EXTRA_COLUMNS)
+    row.update({k: _clean(v) for k, v in task.as_dict().items()})
+    nb = task.n_buckets
     row["n_buckets_spec"] = n_buckets_spec(nb)
-    row["n_buckets"] = math.prod(nb) if isinstance(nb, list | tuple) else nb
-    row["cell_id"] = task_id(task)
-    row["tokens"] = task["batch"] * task["seqlen"]
+    row["n_buckets"] = math.prod(nb) if isinstance(nb, tuple) else nb
+    row["cell_id"] = task.id
+    row["tokens"] = task.batch * task.seqlen
     row["status"] = status
     row["message"] = message
     for key, value in values.items():
@@ -112,7 +121,7 @@ def make_row(task: dict[str, Any], status: str, message: str = "", **values: Any
     return check_storable(row)
 
 
-def check_storable(row: dict[str, Any]) -> dict[str, Any]:
+def check_storable(row: Mapping[str, Any]) -> Row:
     """The row as the store writes it; ConfigError naming the first field that cannot be.
 
     The checks of :func:`normalize_row` (types, ranges, required fields; NaN becomes None)
@@ -233,7 +242,7 @@ def _check_other(row: dict[str, Any]) -> str | None:
     return None
 
 
-def normalize_row(row: Any) -> tuple[dict[str, Any] | None, str]:
+def normalize_row(row: Any) -> tuple[Row | None, str]:
     """``(row, "")`` with plain, typed values, or ``(None, "field: rule")`` when invalid.
 
     Integral floats in integer columns become ints, NaN and NA become None, numpy values
@@ -253,7 +262,7 @@ def normalize_row(row: Any) -> tuple[dict[str, Any] | None, str]:
     return clean, ""
 
 
-def valid_rows(rows: Iterable[Any], dropped: list[str]) -> list[dict[str, Any]]:
+def valid_rows(rows: Iterable[Any], dropped: list[str]) -> list[Row]:
     """The valid rows of ``rows``, normalized; one ``"cell_id: field: rule"`` per dropped row
     is appended to ``dropped``."""
     out = []
@@ -274,7 +283,7 @@ def _to_json_text(value: Any) -> Any:
     return None if value is None else json.dumps(value)
 
 
-def rows_to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def rows_to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Rows as a DataFrame with :data:`COLUMNS` then :data:`EXTRA_COLUMNS` (then any other).
 
     Columns outside the schema whose values mix types (which Parquet cannot hold) are

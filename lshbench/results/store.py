@@ -31,7 +31,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,7 @@ from lshbench.results.schema import (
     COLUMNS,
     EXTRA_COLUMNS,
     STATUSES,
+    Row,
     RowKey,
     check_storable,
     make_row,
@@ -135,7 +136,7 @@ class ResultStore:
     ``dir``: the directory. ``rows``: latest row per ``cell_id`` over every machine and code
     version, as read at open plus this store's appends (kept for callers of lshbench <= 0.1;
     resume must use :meth:`previous`). ``append(row)`` / ``extend(rows)`` commit rows;
-    ``previous(cell_id, machine_id, code_id)`` is the row resume may reuse; ``begin_run`` /
+    ``previous(task_id, machine_id, code_id)`` is the row resume may reuse; ``begin_run`` /
     ``update_run`` / ``end_run`` keep the per-run metadata; ``export()`` writes
     results.parquet, results.csv and metadata.json.
     """
@@ -148,7 +149,7 @@ class ResultStore:
         self.busy_timeout_s = busy_timeout_s
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
-        self._rows: dict[str, dict[str, Any]] = {}
+        self._rows: dict[str, Row] = {}
         self._runs: RunLog | None = None
         self._reported: set[str] = set()  # warning lines already given
         self._version = SCHEMA_VERSION  # of the rows stored before this open (read at open)
@@ -191,7 +192,7 @@ class ResultStore:
             if isinstance(exc, sqlite3.Error | StoreError):
                 fail("out", str(self.dir), f"cannot open its results store ({one_line(exc)})")
             raise
-        self._rows = {row["cell_id"]: row for row in rows}
+        self._rows = {str(row["cell_id"]): row for row in rows}
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -271,7 +272,7 @@ class ResultStore:
     # ----------------------------------------------------------------------- rows
 
     @staticmethod
-    def _insert(conn: sqlite3.Connection, rows: Iterable[dict[str, Any]]) -> None:
+    def _insert(conn: sqlite3.Connection, rows: Iterable[Row]) -> None:
         conn.executemany(
             "INSERT INTO rows (cell_id, machine_id, code_id, run_id, status, row) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -287,12 +288,12 @@ class ResultStore:
         )
 
     @property
-    def rows(self) -> dict[str, dict[str, Any]]:
+    def rows(self) -> dict[str, Row]:
         """Latest row per ``cell_id`` (any machine or code) read at open plus this store's
         appends. Kept for older callers; resume must use :meth:`previous`."""
         return self._rows
 
-    def _stamp(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _stamp(self, row: Mapping[str, Any]) -> Row:
         """The row, validated, with the current run's ids where it has none."""
         clean = check_storable(row)
         run = self._runs.current if self._runs else None
@@ -302,7 +303,7 @@ class ResultStore:
                     clean[key] = run[key]
         return clean
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, row: Mapping[str, Any]) -> None:
         """Commit one finished row (one transaction: fully there or absent).
 
         A row without ``run_id``, ``machine_id`` or ``code_id`` gets the current run's
@@ -312,7 +313,7 @@ class ResultStore:
         """
         self.extend([row])
 
-    def extend(self, rows: Iterable[dict[str, Any]]) -> None:
+    def extend(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Commit several rows in one transaction: all of them or none."""
         clean = [self._stamp(r) for r in rows]
         if not clean:
@@ -320,9 +321,9 @@ class ResultStore:
         with self._write(f"record row {clean[0]['cell_id']}") as conn:
             self._insert(conn, clean)
         for row in clean:
-            self._rows[row["cell_id"]] = row
+            self._rows[str(row["cell_id"])] = row
 
-    def all_rows(self) -> list[dict[str, Any]]:
+    def all_rows(self) -> list[Row]:
         """Every valid row ever recorded, in order (invalid ones dropped with a warning)."""
         with self._lock:
             if self._conn is None:
@@ -333,13 +334,14 @@ class ResultStore:
         report_dropped(str(self.db_path), dropped, self._reported)
         return rows
 
-    def latest(self) -> dict[RowKey, dict[str, Any]]:
+    def latest(self) -> dict[RowKey, Row]:
         """The latest valid row of every ``(cell_id, machine_id, code_id)``, now."""
         return latest_rows(self.all_rows())
 
-    def previous(self, cell_id: str, machine_id: str, code_id: str) -> dict[str, Any] | None:
-        """The latest valid row of this cell measured by this machine with this code, or
-        None: the only row a resumed run may reuse. Legacy rows (no ids) never match."""
+    def previous(self, task_id: str, machine_id: str, code_id: str) -> Row | None:
+        """The latest valid row of this task (its id: the rows' ``cell_id``) measured by this
+        machine with this code, or None: the only row a resumed run may reuse. Legacy rows (no
+        ids) never match."""
         for name, value in (("machine_id", machine_id), ("code_id", code_id)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name}={value!r}: must be a non-empty string")
@@ -349,7 +351,7 @@ class ResultStore:
             records = self._conn.execute(
                 "SELECT row FROM rows WHERE cell_id=? AND machine_id=? AND code_id=? "
                 "ORDER BY seq DESC",
-                (cell_id, machine_id, code_id),
+                (task_id, machine_id, code_id),
             ).fetchall()
         for row in valid_rows(upgrade_rows(json_rows(records, []), self._version), []):
             return row
@@ -406,7 +408,7 @@ class ResultStore:
             )
             atomic_write(self.dir / CSV_NAME, lambda p: csv.to_csv(p, index=False))
             self._write_metadata_locked()
-        self._rows = {row["cell_id"]: row for row in rows}
+        self._rows = {str(row["cell_id"]): row for row in rows}
         return frame
 
     def _write_metadata_locked(self) -> None:
