@@ -13,7 +13,7 @@ All tasks (:class:`lshbench.results.cells.Task`) share the
 its original stdout (anything else printed goes to stderr):
 
 * ``{"event": "phase", "phase": NAME, "ids": [task id, ...]}`` before each phase, naming the
-  rows it can fail (:attr:`lshbench.results.cells.Task.id`, the rows' ``cell_id``); an
+  rows it can fail (each :class:`lshbench.results.cells.Task`'s id, the rows' ``cell_id``); an
   executor that sees no event for ``--timeout`` seconds kills the worker and records those
   rows as timeouts;
 * ``{"event": "row", "row": {...}}`` for each finished row (see
