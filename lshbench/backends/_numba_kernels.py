@@ -68,7 +68,17 @@ FASTMATH = {"nsz", "reassoc", "contract", "arcp"}
 # ----------------------------------------------------------------- bundled arguments
 # The kernels take their arrays and options in named tuples (Numba compiles them to plain
 # structs): a buffer is named where it is made and where it is used, so two buffers of one
-# dtype cannot be swapped by position.
+# dtype cannot be swapped by position. From Python, the entry points (hash_all,
+# attend_all) are called with the bundles as plain tuples of their fields (as_fields):
+# Numba's dispatcher types a plain tuple in C but a named tuple in Python, about 0.5 us per
+# array per call; the entry point names the fields again (HashScratch(*hs), ...), in the
+# order of the class, so the names still decide which buffer is which.
+
+
+def as_fields(*bundles: tuple) -> tuple[tuple, ...]:
+    """The named tuples ``bundles`` as plain tuples of their fields, in their order: what
+    Python passes to an entry point (see the note above)."""
+    return tuple(tuple(b) for b in bundles)
 
 
 class HashScratch(NamedTuple):
@@ -437,8 +447,9 @@ def hash_all(qk, rot_t, factors, slots, hs):
 
     qk: (B, L, d); rot_t: (H, K, d), ``rot_t[r] = rotations[:, r, :].T``; factors: int64
     (n_factors,) bucket counts (one entry when not factorized); slots: int (B, H*L),
-    written round-major. hs: the per-thread :class:`HashScratch`.
+    written round-major. hs: the per-thread :class:`HashScratch` (or its fields, in order).
     """
+    hs = HashScratch(*hs)
     B, L, d = qk.shape
     rows_t, proj = hs.rows_t, hs.proj
     H, K, _ = rot_t.shape
@@ -909,8 +920,11 @@ def attend_all(inputs, opts, acc, ring, scr):
     (B, L, dv) and run (B, L, 2)).
 
     inputs: :class:`AttendInputs`; opts: :class:`AttendOptions`; ring, scr: the per-thread
-    :class:`Ring` and :class:`ChunkScratch`, as in :func:`attend_round`.
+    :class:`Ring` and :class:`ChunkScratch`, as in :func:`attend_round` (each the named
+    tuple or its fields, in order: :func:`as_fields`).
     """
+    inputs, opts, acc = AttendInputs(*inputs), AttendOptions(*opts), Accumulator(*acc)
+    ring, scr = Ring(*ring), ChunkScratch(*scr)
     L = inputs.qk.shape[1]
     n_hashes = opts.n_hashes
     for r in range(n_hashes):

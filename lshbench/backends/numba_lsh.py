@@ -318,7 +318,8 @@ class NumbaBackend(Backend):
             amx=np.empty((nt, rows), np.int32),
             amn=np.empty((nt, rows), np.int32),
         )
-        kernels.hash_all(qk, rot_t, np.asarray(config.factors, dtype=np.int64), slots, scratch)
+        factors = np.asarray(config.factors, dtype=np.int64)
+        kernels.hash_all(qk, rot_t, factors, slots, *kernels.as_fields(scratch))
         return slots
 
     def _sort(self, slots: np.ndarray, config: LSHConfig) -> None:
@@ -386,7 +387,7 @@ class NumbaBackend(Backend):
         )
         acc = kernels.Accumulator(out=out, run=np.empty((B, L, 2), np.float64))
         inputs = kernels.AttendInputs(qk=qk, v=v, kscale=kscale, chunk_of=chunk_of, slots=slots)
-        kernels.attend_all(inputs, opts, acc, ring, scratch)
+        kernels.attend_all(*kernels.as_fields(inputs, opts, acc, ring, scratch))
         return out
 
     def _kernel_code(self, mq: int, window: int, width: int) -> int:
