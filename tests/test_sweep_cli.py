@@ -50,10 +50,10 @@ def test_presets() -> None:
     assert paper.n_buckets == ("auto",)  # factorized at large L, as HF and Trax do
     tasks, invalid = plan_tasks(paper)
     assert not invalid
-    assert {t["batch"] * t["seqlen"] for t in tasks} == {32768}
-    assert {t["seqlen"] for t in tasks} == {1024, 2048, 4096, 8192, 16384, 32768}
-    assert {t["n_hashes"] for t in tasks if t["backend"] != "dense"} == {1, 2, 4, 8}
-    assert any(t["backend"] == "dense" for t in tasks)
+    assert {t.batch * t.seqlen for t in tasks} == {32768}
+    assert {t.seqlen for t in tasks} == {1024, 2048, 4096, 8192, 16384, 32768}
+    assert {t.n_hashes for t in tasks if t.backend != "dense"} == {1, 2, 4, 8}
+    assert any(t.backend == "dense" for t in tasks)
 
     full = build_spec("full")
     assert max(full.seqlen) == 65536 and full.causal == (False, True)
@@ -97,9 +97,9 @@ def test_invalid_combinations_become_skipped_rows() -> None:
         method="lsh", weighting="multiplicity", input="gaussian",
     )  # fmt: skip
     tasks, invalid = plan_tasks(spec)
-    assert {t["n_hashes"] for t in tasks if t["backend"] == "numpy"} == {2}
+    assert {t.n_hashes for t in tasks if t.backend == "numpy"} == {2}
     assert invalid and all("chunk_len=64" in reason for _, reason in invalid)
-    assert {t["n_hashes"] for t, _ in invalid} == {1}
+    assert {t.n_hashes for t, _ in invalid} == {1}
 
 
 def test_mem_budget_units() -> None:

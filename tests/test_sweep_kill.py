@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 
 import lshbench
-from lshbench.results.cells import task_id
 from lshbench.sweep.plan import plan_tasks
 from lshbench.sweep.spec import build_spec
 
@@ -83,7 +82,7 @@ def test_sigkill_never_corrupts_and_rerun_completes(tmp_path: Path) -> None:
     out = tmp_path / "killed"
     spec = build_spec("quick", seqlen=[128, 256, 512], chunk_len=[32], n_hashes=[1, 2, 4],
                       backend="numpy,dense", threads=1, input="gaussian")  # fmt: skip
-    expected = {task_id(t) for t in plan_tasks(spec)[0]}
+    expected = {t.id for t in plan_tasks(spec)[0]}
     rng = random.Random()
     moments = []
     for k in range(N_KILLS):

@@ -24,7 +24,7 @@ import lshbench
 from lshbench.measurement.cost_model import attention_flops
 from lshbench.measurement.inputs import make_inputs
 from lshbench.measurement.metrics import dense_reference, output_errors
-from lshbench.results.cells import rotation_seed, task_config
+from lshbench.results.cells import TASK_KEYS, Task, rotation_seed
 from lshbench.results.store import COLUMNS
 from lshbench.sweep.plan import plan_tasks, predicted_bytes
 from lshbench.sweep.spec import build_spec
@@ -90,10 +90,12 @@ def test_small_sweep_rows_files_and_resume(tmp_path: Path) -> None:
 
     # the worker measured the inputs and rotations the cell names: recompute one row here
     row = df[(df["backend"] == "numpy") & (df["seqlen"] == 128) & (df["n_hashes"] == 2)].iloc[0]
-    task = {k: (None if pd.isna(row[k]) else row[k].item() if hasattr(row[k], "item") else row[k])
-            for k in ("seqlen", "batch", "d", "dv", "n_hashes", "n_buckets", "chunk_len",
-                      "chunks_before", "chunks_after", "causal")}  # fmt: skip
-    cfg = task_config(task)
+    task = Task.from_dict(
+        {k: (None if pd.isna(row[k]) else row[k].item() if hasattr(row[k], "item") else row[k])
+         for k in TASK_KEYS}
+    )  # fmt: skip
+    assert task.id == row["cell_id"]  # the row's cell_id is its task's id
+    cfg = task.config()
     qk, v = make_inputs("gaussian", 1, 128, 64, 64, 0, np.float32)
     R = lshbench.random_rotations(64, cfg, rotation_seed(0), np.float32)
     out_np = lshbench.get_backend("numpy").attend(qk, v, cfg, R)
@@ -128,7 +130,7 @@ def test_failures_become_rows_and_the_sweep_goes_on(tmp_path: Path, test_backend
     spec = build_spec("quick", backend=backends, **grid)
     tasks, _ = plan_tasks(spec)
     need = {
-        (t["backend"], t["n_hashes"]): predicted_bytes(t, lshbench.backend_spec(t["backend"]))[0]
+        (t.backend, t.n_hashes): predicted_bytes(t, lshbench.backend_spec(t.backend))[0]
         for t in tasks
     }
     over = need[("numpy", 8)]
@@ -180,7 +182,11 @@ def test_worker_exits_when_its_executor_dies(test_backends) -> None:
     spec = build_spec("quick", backend="test-sleep", seqlen=[64], threads=1, input="gaussian")
     tasks, _ = plan_tasks(spec)
     entry = lshbench.backend_spec("test-sleep")
-    payload = {"tasks": tasks, "repeats": 5, "backends": {"test-sleep": entry.as_dict()}}
+    payload = {
+        "tasks": [t.as_dict() for t in tasks],
+        "repeats": 5,
+        "backends": {"test-sleep": entry.as_dict()},
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "lshbench.measurement.worker"],
         stdin=subprocess.PIPE,

@@ -26,7 +26,10 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
 @_opt("--seqlen", "Sequence lengths L, comma list (e.g. 1024,2048).")
 @_opt("--chunk-len", "Chunk lengths, comma list.")
 @_opt("--n-hashes", "Hash rounds, comma list.")
-@_opt("--n-buckets", "Buckets: rule (2L/chunk_len), auto (HF), an even int or 16x32; list.")
+@_opt(
+    "--n-buckets",
+    "Buckets, comma list of: rule (2L/chunk_len), auto (HF), an even int, or factors 16x32.",
+)
 @_opt("--chunks-before", "Chunks looked back at, comma list.")
 @_opt("--chunks-after", "Chunks looked ahead at, comma list.")
 @_opt("--method", f"How buckets are chosen: {', '.join(METHODS)} (comma list; default lsh).")

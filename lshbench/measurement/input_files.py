@@ -31,10 +31,8 @@ from lshbench.core.config import ConfigError, LSHConfig, fail
 __all__ = [
     "CONFIG_FIELDS",
     "FILE_PREFIX",
-    "FILE_TASK_FIELDS",
     "InputFile",
     "crop",
-    "file_values",
     "load_input_file",
     "save_input_file",
 ]
@@ -43,9 +41,6 @@ __all__ = [
 FILE_PREFIX = "file:"
 #: the LSH configuration fields a file may store (names of :class:`lshbench.LSHConfig`)
 CONFIG_FIELDS = ("n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after", "causal")
-#: the fields a sweep task (and its results row) of a file input carries beyond the cell
-#: axes: the file's path as given and its SHA-256 (``input`` is ``file:<name>``)
-FILE_TASK_FIELDS = ("input_path", "input_sha256")
 _META = "meta_"
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -79,11 +74,6 @@ class InputFile:
     def input_label(self) -> str:
         """``file:<name>``, the ``input`` column of the file's result rows."""
         return f"{FILE_PREFIX}{self.name}"
-
-
-def file_values(task: dict[str, Any]) -> dict[str, Any]:
-    """The :data:`FILE_TASK_FIELDS` a task has (empty for a generated input)."""
-    return {k: task[k] for k in FILE_TASK_FIELDS if task.get(k) is not None}
 
 
 def _bad(path: str | os.PathLike, rule: str) -> ConfigError:

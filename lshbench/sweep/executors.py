@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import ConfigError, fail
+from lshbench.core.options import parse_positive_int
 from lshbench.sweep.dask_executor import DaskExecutor
 from lshbench.sweep.local_executor import LocalExecutor
-from lshbench.sweep.parsing import parse_bytes, parse_positive_int
+from lshbench.sweep.parsing import parse_bytes
 
 if TYPE_CHECKING:
     from lshbench.sweep.local_executor import Executor

@@ -1,7 +1,7 @@
 """The sweep's plan: the grid's tasks in run order, and what each is predicted to cost.
 
-:func:`plan_tasks` expands a checked :class:`~lshbench.sweep.spec.SweepSpec` into tasks (one
-results row each, see :mod:`lshbench.results.cells`) and the invalid ones with the reason;
+:func:`plan_tasks` expands a checked :class:`~lshbench.sweep.spec.SweepSpec` into tasks
+(:class:`~lshbench.results.cells.Task`, one results row each) and the invalid ones with the reason;
 :func:`predicted_bytes` is the memory a task's worker is predicted to need (checked against
 ``--mem-budget`` before it runs); :func:`estimate_seconds` a rough time for the progress bar.
 """
@@ -15,15 +15,16 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import ConfigError, LSHConfig, fail
-from lshbench.results.cells import CONFIG_AXES, task_config, task_id
-from lshbench.results.schema import SECTION_2
-from lshbench.sweep.parsing import INT64_MAX
+from lshbench.core.options import INT64_MAX
+from lshbench.results.cells import Task
+from lshbench.results.upgrade import SECTION_2
 from lshbench.sweep.spec import INPUT_KNOBS, WORKER_BASE_BYTES, SweepSpec
 
 if TYPE_CHECKING:
     from lshbench.backends import BackendSpec
 
 __all__ = [
+    "LSHAxes",
     "estimate_seconds",
     "input_cells",
     "lsh_configs",
@@ -31,6 +32,10 @@ __all__ = [
     "predicted_bytes",
     "resolve_n_buckets",
 ]
+
+#: the LSH configuration axes of a task (:data:`~lshbench.results.cells.CONFIG_AXES`), as
+#: :func:`lsh_configs` gives them (``n_buckets`` factors as a list)
+LSHAxes = dict[str, int | str | list[int] | None]
 
 
 def resolve_n_buckets(
@@ -56,7 +61,7 @@ def resolve_n_buckets(
     return item
 
 
-def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+def plan_tasks(spec: SweepSpec) -> tuple[list[Task], list[tuple[Task, str]]]:
     """Every task of the grid, in run order, and the invalid ones with the reason.
 
     Cells (inputs) vary slowest in the order input (with its target_entropy and value_corr,
@@ -72,56 +77,57 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
 
     facts = {name: backend_spec(name) for name in spec.backend}
     _check_variants(spec, facts)
-    tasks: list[dict[str, Any]] = []
-    invalid: list[tuple[dict[str, Any], str]] = []
+    tasks: list[Task] = []
+    invalid: list[tuple[Task, str]] = []
     seen: set[str] = set()
     for cell in _cells(spec):
-        L = cell["seqlen"]
+        L = cell.seqlen
         for name in spec.backend:
             if not facts[name].uses_hashing:
-                _add(tasks, seen, {"backend": name, **cell, **dict.fromkeys(CONFIG_AXES)})
+                _add(tasks, seen, cell.replace(backend=name))
         for config in lsh_configs(spec, L):
             for name in spec.backend:
                 if not facts[name].uses_hashing:
                     continue
                 if not facts[name].variants and not _is_section_2(config):
                     continue
-                task = {"backend": name, **cell, **config}
+                task = cell.replace(backend=name, **config)
                 try:
-                    task_config(task).check_seqlen(L)
+                    task.config().check_seqlen(L)
                 except ConfigError as exc:
-                    if task_id(task) not in seen:
-                        seen.add(task_id(task))
+                    if task.id not in seen:
+                        seen.add(task.id)
                         invalid.append((task, str(exc)))
                     continue
                 _add(tasks, seen, task)
     return tasks, invalid
 
 
-def _cells(spec: SweepSpec) -> Iterator[dict[str, Any]]:
-    """The cells (inputs) of the grid in run order (see :func:`plan_tasks`). A file input
-    (``file:PATH``) takes its file's batch, d and dv, and its L or each given seqlen not
-    above it (``spec.seqlen_given``); its cells carry ``input_path`` and ``input_sha256``."""
+def _cells(spec: SweepSpec) -> Iterator[Task]:
+    """The cells (inputs) of the grid in run order (see :func:`plan_tasks`), each as a task
+    without a backend or a configuration. A file input (``file:PATH``) takes its file's
+    batch, d and dv, and its L or each given seqlen not above it (``spec.seqlen_given``);
+    its cells carry ``input_path`` and ``input_sha256``."""
     axes = itertools.product(input_cells(spec), spec.causal, spec.dtype, spec.threads, spec.seed)
     for (inp, entropy, rho), causal, dtype, threads, seed in axes:
         facts = spec.input_files.get(inp)
-        label = {"input": inp} if facts is None else {
-            "input": facts.label, "input_path": facts.path, "input_sha256": facts.sha256,
-        }  # fmt: skip
         for d, dv, L, B in _shapes(spec, inp):
-            yield {
-                "seqlen": L,
-                "batch": B,
-                "d": d,
-                "dv": dv,
-                **label,
-                "target_entropy": entropy,
-                "value_corr": rho,
-                "causal": causal,
-                "dtype": dtype,
-                "threads": threads,
-                "seed": seed,
-            }
+            yield Task(
+                backend="",
+                seqlen=L,
+                batch=B,
+                d=d,
+                dv=dv,
+                input=inp if facts is None else facts.label,
+                input_path=None if facts is None else facts.path,
+                input_sha256=None if facts is None else facts.sha256,
+                target_entropy=entropy,
+                value_corr=rho,
+                causal=causal,
+                dtype=dtype,
+                threads=threads,
+                seed=seed,
+            )
 
 
 def _shapes(spec: SweepSpec, inp: str) -> Iterator[tuple[int, int, int, int]]:
@@ -157,11 +163,11 @@ def input_cells(spec: SweepSpec) -> list[tuple[str, float | None, float | None]]
     return out
 
 
-def lsh_configs(spec: SweepSpec, seqlen: int) -> list[dict[str, Any]]:
+def lsh_configs(spec: SweepSpec, seqlen: int) -> list[LSHAxes]:
     """The LSH configurations of the grid at ``seqlen`` (the :data:`CONFIG_AXES` of a task),
     in order, each once: method ``local`` has no buckets (``n_buckets`` None), so it gives
     one configuration per (chunk_len, n_hashes, chunks_before, chunks_after, weighting)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, LSHAxes] = {}
     axes = itertools.product(
         spec.chunk_len,
         spec.n_hashes,
@@ -172,13 +178,13 @@ def lsh_configs(spec: SweepSpec, seqlen: int) -> list[dict[str, Any]]:
         spec.weighting,
     )
     for m, H, nb_item, before, after, method, weighting in axes:
-        nb: Any = None
+        nb: int | tuple[int, ...] | None = None
         if method != "local":
             nb = resolve_n_buckets(nb_item, seqlen, m)
             total = math.prod(nb) if isinstance(nb, tuple) else nb
             where = f"{total} buckets at L={seqlen}, chunk_len={m}"
             _check_int64("n_buckets", nb_item, total, where)
-        config = {
+        config: LSHAxes = {
             "n_hashes": H,
             "n_buckets": list(nb) if isinstance(nb, tuple) else nb,
             "chunk_len": m,
@@ -191,7 +197,7 @@ def lsh_configs(spec: SweepSpec, seqlen: int) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def _is_section_2(config: dict[str, Any]) -> bool:
+def _is_section_2(config: LSHAxes) -> bool:
     return all(config[k] == v for k, v in SECTION_2.items())
 
 
@@ -216,14 +222,13 @@ def _check_int64(field_name: str, value: Any, derived: int, what: str) -> None:
         fail(field_name, value, f"gives {what}; must be <= 2**63-1 (results store int64)")
 
 
-def _add(tasks: list[dict[str, Any]], seen: set[str], task: dict[str, Any]) -> None:
-    ident = task_id(task)
-    if ident not in seen:
-        seen.add(ident)
+def _add(tasks: list[Task], seen: set[str], task: Task) -> None:
+    if task.id not in seen:
+        seen.add(task.id)
         tasks.append(task)
 
 
-def predicted_bytes(task: dict[str, Any], facts: BackendSpec) -> tuple[int, int | None]:
+def predicted_bytes(task: Task, facts: BackendSpec) -> tuple[int, int | None]:
     """(predicted peak bytes of the worker for this task, the backend's model or None).
 
     A worker's own footprint, the input and reference it holds all along
@@ -237,22 +242,20 @@ def predicted_bytes(task: dict[str, Any], facts: BackendSpec) -> tuple[int, int 
         reference_work_bytes,
     )
 
-    B, L, d, dv = task["batch"], task["seqlen"], task["d"], task["dv"]
-    itemsize = 4 if task["dtype"] == "float32" else 8
-    config: LSHConfig | None = task_config(task) if facts.uses_hashing else None
-    model = memory_model(facts.memory_model, B, L, d, dv, itemsize, config, task["threads"])
+    B, L, d, dv = task.batch, task.seqlen, task.d, task.dv
+    itemsize = 4 if task.dtype == "float32" else 8
+    config: LSHConfig | None = task.config() if facts.uses_hashing else None
+    model = memory_model(facts.memory_model, B, L, d, dv, itemsize, config, task.threads)
     work = max(model or 0, reference_work_bytes(B, L, d, dv))
     if config is not None:
         work = max(work, coverage_bytes(B, L, d, itemsize, config))
     return WORKER_BASE_BYTES + reference_bytes(B, L, d, dv, itemsize) + work, model
 
 
-def estimate_seconds(task: dict[str, Any], repeats: int, uses_hashing: bool) -> float:
+def estimate_seconds(task: Task, repeats: int, uses_hashing: bool) -> float:
     """Rough seconds of a task (for the progress bar's ETA only)."""
     from lshbench.measurement.cost_model import attention_flops
 
-    config = task_config(task) if uses_hashing else None
-    flops = attention_flops(
-        uses_hashing, task["batch"], task["seqlen"], task["d"], task["dv"], config
-    )
+    config = task.config() if uses_hashing else None
+    flops = attention_flops(uses_hashing, task.batch, task.seqlen, task.d, task.dv, config)
     return 0.05 + flops * (repeats + 5) / 10e9

@@ -36,12 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from lshbench.core.config import METHODS, WEIGHTINGS, fail
-from lshbench.measurement.input_files import FILE_PREFIX, load_input_file
-from lshbench.measurement.inputs import GENERATORS, INPUTS, PEAKED_ENTROPY
-from lshbench.measurement.machine import usable_cpus
-from lshbench.sweep.parsing import (
+from lshbench.core.options import (
     parse_bools,
-    parse_bytes,
     parse_choices,
     parse_floats,
     parse_int,
@@ -51,6 +47,10 @@ from lshbench.sweep.parsing import (
     parse_positive_float,
     read_toml,
 )
+from lshbench.measurement.input_files import FILE_PREFIX, load_input_file
+from lshbench.measurement.inputs import GENERATORS, INPUTS, PEAKED_ENTROPY
+from lshbench.measurement.machine import usable_cpus
+from lshbench.sweep.parsing import parse_bytes
 
 __all__ = [
     "AXES",
