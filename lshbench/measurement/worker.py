@@ -145,6 +145,16 @@ def _task_accuracy(cell: dict[str, Any], out: Any, v: Any) -> float | None:
     return task_accuracy(out, v, duplicate_copy_index(cell["seqlen"]))
 
 
+def _check_finite(out: Any) -> None:
+    """Raise when an attention output holds NaN or Inf: its row is never ``ok`` (the input
+    was finite, so a non-finite output is the backend's fault, never a measurement)."""
+    import numpy as np
+
+    bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+    if bad:
+        raise FloatingPointError(f"{bad} of {np.size(out)} output values are NaN or Inf")
+
+
 def _status_of(exc: BaseException) -> str:
     return "oom" if isinstance(exc, MemoryError) else "error"
 
@@ -359,6 +369,7 @@ class _CellRunner:
             self.channel.phase("first call and warm-up", [task])
             try:
                 first_s[name], outputs[name] = first_call(call)
+                _check_finite(outputs[name])
                 number[name] = calibrate_number(min(warm_up(call)))
             except Exception as exc:
                 self.row(task, _status_of(exc), f"first call: {one_line(exc)}")
