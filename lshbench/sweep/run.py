@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import secrets
+import signal
 import sys
 import tempfile
 from collections import Counter
@@ -41,7 +42,15 @@ if TYPE_CHECKING:
     from lshbench.results.store import ResultStore
     from lshbench.sweep.local_executor import CellSpec, Executor
 
-__all__ = ["RAN", "ResultsWriteError", "check_out_dir", "execute", "prepare", "run_sweep"]
+__all__ = [
+    "RAN",
+    "ResultsWriteError",
+    "SweepInterrupted",
+    "check_out_dir",
+    "execute",
+    "prepare",
+    "run_sweep",
+]
 
 #: statuses of rows that ran; a re-run skips them (unless --force; --retry-failed: non-ok)
 RAN = ("ok", "error", "timeout", "oom")
@@ -94,10 +103,11 @@ def execute(
         with _writing(spec.out):
             store = stack.enter_context(ResultStore(spec.out))
         run = _SweepRun(spec, executor, store, quiet)
+        stack.enter_context(_stop_signals_interrupt())
         run.begin()
-        run.note_foreign_rows()
-        to_run = run.decide(tasks, invalid, force=force, retry_failed=retry_failed)
         try:
+            run.note_foreign_rows()
+            to_run = run.decide(tasks, invalid, force=force, retry_failed=retry_failed)
             run.measure(to_run)
         except BaseException:
             run.abandon()
@@ -189,6 +199,44 @@ def _writing(directory: Path) -> Iterator[None]:
         raise
     except OSError as exc:
         raise ResultsWriteError(directory, exc) from exc
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by SIGTERM or SIGHUP: handled as Ctrl-C (SIGINT) is, the run closed
+    and the exports brought level with the store; ``signum`` names the signal."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+#: signals that end a sweep the way Ctrl-C does (a job scheduler's stop, a closed terminal)
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """While the sweep runs, SIGTERM and SIGHUP raise :class:`SweepInterrupted` (the first
+    one; later ones are ignored while the run closes), as SIGINT raises KeyboardInterrupt.
+    Outside the main thread (no handlers can be set there) nothing changes."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not fired:
+            fired.append(signum)
+            raise SweepInterrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _require_runnable(
