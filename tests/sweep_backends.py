@@ -121,3 +121,16 @@ class InfBackend(NaNBackend):
 class NegInfBackend(NaNBackend):
     name = "test-neginf"
     bad = float("-inf")
+
+
+class Fatal(BaseException):
+    """Not an Exception: escapes the worker's handlers, so it dies printing a traceback."""
+
+
+class FatalBackend(_Exact):
+    """Kills its worker with an uncaught exception (a traceback on stderr, exit status 1)."""
+
+    name = "test-fatal"
+
+    def _attend(self, qk, v, config, rotations):  # type: ignore[override]
+        raise Fatal("fatal from the test backend")

@@ -45,6 +45,7 @@ def test_backends(monkeypatch: pytest.MonkeyPatch):
         "test-nan": "NaNBackend",
         "test-inf": "InfBackend",
         "test-neginf": "NegInfBackend",
+        "test-fatal": "FatalBackend",
     }
     for name, cls in names.items():
         lshbench.register_backend(name, f"sweep_backends:{cls}", uses_hashing=False)
@@ -174,6 +175,16 @@ def test_a_row_whose_output_is_not_finite_is_never_ok(tmp_path: Path, test_backe
         assert row.status == "error", (row.backend, row.message)
         assert "1 of " in row.message and "NaN or Inf" in row.message, row.message
         assert "Traceback" not in row.message and pd.isna(row.rel_err)
+
+
+def test_a_dead_workers_message_holds_no_traceback(tmp_path: Path, test_backends) -> None:
+    df = lshbench.run_sweep(tmp_path / "fatal", backend="dense,test-fatal", **{
+        **SMALL_GRID, "seqlen": [64], "n_hashes": [1]})  # fmt: skip
+    row = df[df["backend"] == "test-fatal"].iloc[0]
+    assert row["status"] == "error", row["message"]
+    assert row["message"].startswith("worker died with exit status "), row["message"]
+    assert "Fatal: fatal from the test backend" in row["message"], row["message"]
+    assert "Traceback" not in row["message"] and 'File "' not in row["message"]
 
 
 def test_memory_columns_are_honest(tmp_path: Path, test_backends) -> None:

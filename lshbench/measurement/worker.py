@@ -433,7 +433,8 @@ def main() -> None:
     except BaseException:
         traceback.print_exc()
         channel.send({"event": "done", "env": {}})
-        raise
+        sys.stderr.flush()
+        os._exit(1)  # not a normal shutdown: the stdin watcher thread holds stdin's lock
     channel.send({"event": "done", "env": {**_environment(), "backends": runner.described}})
 
 
