@@ -289,5 +289,10 @@ def save_input_file(
         fields[key] = np.asarray(value, dtype=bool if key == "causal" else np.int64)
     for key, text in (meta or {}).items():
         fields[f"{_META}{key}"] = np.asarray(str(text))
-    with open(path, "wb") as fh:
-        np.savez(fh, qk=qk, v=v, **fields)
+    from lshbench.results.files import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: savez adds no ".npz" to the name
+            np.savez(fh, qk=qk, v=v, **fields)
+
+    atomic_write(Path(path), write)  # a temporary file renamed: never a truncated .npz
