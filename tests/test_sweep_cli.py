@@ -404,3 +404,32 @@ def test_a_dead_workers_stderr_is_summarized_without_frames(stderr: str, summary
     assert (
         "Traceback" not in stderr_summary(stderr * 50) and len(stderr_summary(stderr * 50)) <= 400
     )
+
+
+@pytest.mark.parametrize("name", ["my runs", "it's $HOME; `x` & *", 'tab\there "q"'])
+def test_the_report_hint_runs_as_printed(tmp_path: Path, name: str) -> None:
+    """The command the sweep prints to render its report works when pasted into a shell,
+    whatever the characters of --out."""
+    import os
+    import shlex
+
+    from click.testing import CliRunner
+
+    from lshbench.cli import main
+
+    out = tmp_path / name
+    args = ["sweep", "--out", str(out), "--backend", "dense", "--seqlen", "64",
+            "--chunk-len", "32", "--n-hashes", "1", "--threads", "1", "--input", "gaussian",
+            "--quiet"]  # fmt: skip
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    hint = res.output.strip().splitlines()[-1].strip()
+    assert shlex.split(hint) == ["lshbench", "report", str(out)]
+    here = os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+    )
+    command = f"{shlex.quote(sys.executable)} -m {hint}"
+    done = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": here}, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "reports" / name / "index.html").is_file()

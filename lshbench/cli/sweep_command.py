@@ -8,6 +8,7 @@ A thin layer: every check and every step is a plain function of :mod:`lshbench.s
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 import sys
 from typing import Any
@@ -149,4 +150,4 @@ def _print_summary(frame: Any, out: Any) -> None:
         f"metadata.json)"
     )
     click.echo(f"Load them with lshbench.load_results({str(out)!r}); render the report with:")
-    click.echo(f"  lshbench report {out}")
+    click.echo(f"  lshbench report {shlex.quote(str(out))}")  # runs as printed, in a shell
