@@ -34,7 +34,7 @@ import numpy as np
 
 from lshbench.core.config import fail
 from lshbench.measurement.input_files import save_input_file
-from lshbench.util import one_line
+from lshbench.util import one_line, os_error_reason
 
 __all__ = [
     "CAPTURE_SEED",
@@ -81,11 +81,7 @@ class CaptureWriteError(OSError):
     either what it was before or the complete capture."""
 
     def __init__(self, out: Path, exc: OSError) -> None:
-        import errno
-
-        code = errno.errorcode.get(exc.errno or 0)
-        reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
-        super().__init__(f"cannot write {out}: {reason}")
+        super().__init__(f"cannot write {out}: {os_error_reason(exc)}")
         self.errno = exc.errno
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lshbench.report.labels import plain
-from lshbench.util import fmt_length, fmt_num, shorten
+from lshbench.util import fmt_length, fmt_num, os_error_reason, shorten
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -356,11 +356,7 @@ class ReportWriteError(OSError):
     file of the report is either the previous one or complete, never truncated."""
 
     def __init__(self, folder: Path, exc: OSError) -> None:
-        import errno
-
-        code = errno.errorcode.get(exc.errno or 0)
-        reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
-        super().__init__(f"cannot write the report in {folder}: {reason}")
+        super().__init__(f"cannot write the report in {folder}: {os_error_reason(exc)}")
         self.errno = exc.errno
 
 

@@ -17,7 +17,6 @@ one :class:`ResultsWriteError` line.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
 import signal
@@ -34,7 +33,7 @@ from lshbench.results.cells import cell_key, task_id
 from lshbench.results.load import STORE_NAME, StoreError
 from lshbench.sweep.plan import estimate_seconds, plan_tasks, predicted_bytes
 from lshbench.sweep.spec import SweepSpec, build_spec
-from lshbench.util import fmt_bytes, load_average, utc_now
+from lshbench.util import fmt_bytes, load_average, os_error_reason, utc_now
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -181,11 +180,9 @@ class ResultsWriteError(OSError):
         if isinstance(exc, StoreError):  # names the directory and what is kept already
             super().__init__(f"{exc}; run the same command again to resume")
         else:
-            code = errno.errorcode.get(exc.errno or 0)
-            reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
             super().__init__(
-                f"cannot write the results in {directory}: {reason}; the rows recorded so "
-                "far are kept, run the same command again to resume"
+                f"cannot write the results in {directory}: {os_error_reason(exc)}; the rows "
+                "recorded so far are kept, run the same command again to resume"
             )
         self.errno = exc.errno
 
