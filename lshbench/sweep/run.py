@@ -92,7 +92,10 @@ def execute(
     The rows are this run's: measured now, or reused from the store because this machine
     measured them with this code. Raises ConfigError (one line) before anything runs when
     :func:`prepare` refuses the sweep, and :class:`ResultsWriteError` (one line) when
-    writing the directory fails during it; the rows recorded before stay in the store."""
+    writing the directory fails during it; the rows recorded before stay in the store.
+    While it runs (in the main thread), SIGTERM and SIGHUP raise :class:`SweepInterrupted`
+    as SIGINT raises KeyboardInterrupt: either way the run is closed and the exports written
+    before the exception leaves; the previous handlers are restored afterwards."""
     from lshbench.results.store import ResultStore
     from lshbench.sweep.local_executor import LocalExecutor
 
