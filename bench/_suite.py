@@ -65,7 +65,7 @@ class Case(NamedTuple):
         return f"{self.backend}-L{self.seqlen}-H{self.n_hashes}"
 
     def config(self) -> lshbench.LSHConfig:
-        """chunk 64, one chunk back, ``n_buckets = 2 L / chunk_len`` (DESIGN.md section 7)."""
+        """chunk 64, one chunk back, ``n_buckets = 2 L / chunk_len`` (docs/design.md section 7)."""
         return lshbench.LSHConfig(
             n_hashes=self.n_hashes, n_buckets=2 * self.seqlen // CHUNK_LEN, chunk_len=CHUNK_LEN
         )
@@ -83,8 +83,8 @@ def calibration_workload() -> Callable[[], np.ndarray]:
     Why not a plain square matmul: on a shared host the backends' time moves with the memory
     system (other tenants' cache and bandwidth use) by 20-40% while a cache-resident GEMM
     moves by 5%; normalized by a 512 x 512 matmul, unchanged runs drifted up to +23% from
-    the baseline, normalized by this block up to +13% (60 run pairs, see the report of
-    issue 6).
+    the baseline, normalized by this block up to +13% (60 run pairs of an unchanged
+    tree, measured when the gate was built).
     """
     rng = np.random.default_rng(SEED)
     q, k, v = (rng.standard_normal((1024, D)).astype(DTYPE) for _ in range(3))  # (1024, d)
@@ -143,7 +143,7 @@ def plan(short_option: bool) -> Plan:
 class Inputs(NamedTuple):
     qk: np.ndarray  # (1, L, d) float32
     v: np.ndarray  # (1, L, d) float32
-    reference: Any  # lshbench.metrics.DenseReference, float64
+    reference: Any  # lshbench.measurement.metrics.DenseReference, float64
 
 
 _INPUTS: dict[int, Inputs] = {}
@@ -152,8 +152,8 @@ _INPUTS: dict[int, Inputs] = {}
 def bench_inputs(seqlen: int) -> Inputs:
     """Clustered inputs of length ``seqlen`` and their dense reference (cached per length).
 
-    ``clustered`` (:func:`lshbench.inputs.make_inputs`): peaky attention, where LSH's error
-    against dense is a number a reader can judge, unlike on i.i.d. gaussian inputs.
+    ``clustered`` (:func:`lshbench.measurement.inputs.make_inputs`): peaky attention, where
+    LSH's error against dense is a number a reader can judge, unlike on i.i.d. gaussian inputs.
     """
     if seqlen not in _INPUTS:
         from lshbench.measurement.inputs import make_inputs

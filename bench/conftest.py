@@ -1,4 +1,4 @@
-"""pytest-benchmark suite of the lshbench backends (issue 6): options, ordering, fixtures.
+"""pytest-benchmark suite of the lshbench backends: options, ordering, fixtures.
 
 Run (the CI command, see ``.ci/run``; thread variables set before Python starts)::
 
@@ -12,11 +12,11 @@ are recorded in ``machine_info["lshbench"]`` of the JSON.
 Every backend benchmark records in ``extra_info`` (besides its case and ``compile_s``) the
 deterministic numbers that ``lshbench bench-compare`` gates:
 
-* ``flops``: nominal FLOPs of one call (:func:`lshbench.cost_model.attention_flops`);
+* ``flops``: nominal FLOPs of one call (:func:`lshbench.measurement.cost_model.attention_flops`);
 * ``mem_alloc_peak_bytes``: tracemalloc peak of one call, in its own untimed pass
-  (:func:`lshbench.measure.measure_memory`);
+  (:func:`lshbench.measurement.phases.measure_memory`);
 * ``rel_err``: relative Frobenius error against the float64 dense reference on the same
-  float32 inputs (:func:`lshbench.metrics.output_errors`).
+  float32 inputs (:func:`lshbench.measurement.metrics.output_errors`).
 
 Timing: every case runs in several passes over the suite (``Plan``: 8 in short mode, 12 in
 full), each ``benchmark.pedantic`` with a warm-up round and one call per round, GC off,

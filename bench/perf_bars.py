@@ -1,10 +1,10 @@
-"""Performance bars of the ``numba`` backend (issue 3, DESIGN.md section 7): a script, not a test.
+"""Performance bars of the ``numba`` backend (docs/design.md section 8): a script, not a test.
 
 Everything that is compared is measured in ONE process, interleaved (every round times
 every contender once, the order reversed on odd rounds: ABAB... BABA...), so load from
 other jobs on the machine hits all contenders alike; ratios are taken per round and their
 median reported. Memory is measured untimed, each contender in a fresh process
-(``tracemalloc`` peak and resident-peak growth, :func:`lshbench.measure.measure_memory`).
+(``tracemalloc`` peak and resident-peak growth, :func:`lshbench.measurement.phases.measure_memory`).
 
 Thread pools are pinned before NumPy, Numba or torch are imported: ``--threads`` (default
 2) for OMP/OpenBLAS/MKL/Numba and ``torch.set_num_threads``; the numba backend itself keeps
@@ -21,7 +21,7 @@ Parts (``--part``, repeatable; default ``bars memory cache``)::
   kernel choice, ``auto``, and each candidate kernel forced) vs hf for n_buckets=512 and
   (16, 32), vs torch-sdpa; each call over its floor: (attention FLOPs ``4*H*L*W*d`` +
   hashing FLOPs ``2*H*L*d*rot_size/2``) at the same round's float32 2048x2048
-  ``np.matmul`` rate (DESIGN.md section 8); and numba's stages in the same rounds: hash,
+  ``np.matmul`` rate (docs/design.md section 8); and numba's stages in the same rounds: hash,
   sort, attention per candidate (gathers, the two chunk products, masks, exp and the online
   combine, which is fused into the chunk loop), the two products alone on in-cache blocks,
   and the rest of the call.
@@ -110,7 +110,7 @@ def paper_buckets(seqlen: int) -> int:
 
 
 def attention_flops(seqlen: int, n_hashes: int, d: int = D) -> int:
-    """DESIGN.md section 5: ``4*H*L*W*d`` for the chunked attention (d_v = d, W = 2*chunk)."""
+    """docs/design.md section 5: ``4*H*L*W*d`` for the chunked attention (d_v = d, W = 2*chunk)."""
     return 4 * n_hashes * seqlen * 2 * CHUNK * d
 
 
@@ -175,7 +175,7 @@ def hash_flops(cfg: lshbench.LSHConfig, seqlen: int = SEQLEN, d: int = D) -> int
 
 
 def floor_flops(cfg: lshbench.LSHConfig) -> int:
-    """DESIGN.md section 8: attention FLOPs + hashing FLOPs of the whole call."""
+    """docs/design.md section 8: attention FLOPs + hashing FLOPs of the whole call."""
     return attention_flops(SEQLEN, cfg.n_hashes) + hash_flops(cfg)
 
 
@@ -410,7 +410,7 @@ def part_bars(rounds: int) -> str:
 
 # ------------------------------------------------------------------------ variants
 
-#: DESIGN.md section 2b variants timed against the default (lsh, multiplicity); bar 1.3x
+#: docs/design.md section 2b variants timed against the default (lsh, multiplicity); bar 1.3x
 VARIANTS: dict[str, dict[str, str]] = {
     "random": {"method": "random"},
     "local": {"method": "local"},

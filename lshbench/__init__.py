@@ -1,6 +1,6 @@
 """lshbench: benchmark and scaling-study harness for Reformer-style LSH self-attention.
 
-Public API (DESIGN.md section 3)::
+Public API (docs/design.md section 3)::
 
     cfg = lshbench.LSHConfig(n_hashes=4, n_buckets=32, chunk_len=64)
     R = lshbench.random_rotations(d=64, config=cfg, seed=0)   # (d, n_hashes, rot_size // 2)

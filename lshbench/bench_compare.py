@@ -129,7 +129,7 @@ def _raw_samples(entry: Any, role: str, path: Path) -> tuple[str, np.ndarray]:
     name = entry.get("name") if isinstance(entry, dict) else None
     stats = entry.get("stats") if isinstance(name, str) else None
     data = stats.get("data") if isinstance(stats, dict) else None
-    if not isinstance(data, list) or not data:
+    if not isinstance(name, str) or not isinstance(data, list) or not data:
         fail(role, str(path), f"benchmark {name!r} has no raw samples (stats.data)")
     try:
         samples = np.asarray(data, dtype=float)  # (rounds,)

@@ -146,6 +146,7 @@ def explain_arrays(
     """Run the numpy backend's code path with a trace, then compute the two identities."""
     qk, v, rotations = make_inputs(seqlen, d, dv, config, seed)
     qk3, v3, rot, _ = check_inputs(qk, v, config, rotations)  # (1, L, d), (1, L, dv)
+    assert rot is not None  # check_inputs returns rotations for a hashing call
     H, L = config.n_hashes, seqlen
     trace: dict[str, np.ndarray] = {}
     o4, lse3, _ = lsh_attention(qk3, v3, config, rot, trace=trace)  # (1, H, L, dv), (1, H, L)

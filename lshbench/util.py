@@ -28,9 +28,15 @@ def _missing(x: float | None) -> bool:
     return x is None or not math.isfinite(x)
 
 
+def _present(x: float | None) -> float | None:
+    """``x`` when it is a finite number, else None (narrows the type for the formatters)."""
+    return None if _missing(x) else x
+
+
 def fmt_seconds(t: float | None) -> str:
     """Seconds with three significant digits in a readable unit: ``12.3 ms``; ``-`` if missing."""
-    if _missing(t):
+    t = _present(t)
+    if t is None:
         return "-"
     for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
         if abs(t) >= scale:
@@ -40,7 +46,8 @@ def fmt_seconds(t: float | None) -> str:
 
 def fmt_bytes(n: float | None) -> str:
     """Bytes in binary units with three significant digits: ``1.5 MiB``; ``-`` if missing."""
-    if _missing(n):
+    n = _present(n)
+    if n is None:
         return "-"
     for power, unit in ((4, "TiB"), (3, "GiB"), (2, "MiB"), (1, "KiB")):
         if abs(n) >= 1024**power:
@@ -60,7 +67,8 @@ def fmt_length(x: float | None) -> str:
 
 def fmt_pct(x: float | None) -> str:
     """A fraction as a percentage with two decimals, ``-`` when missing."""
-    return "-" if _missing(x) else f"{100 * x:.2f}%"
+    x = _present(x)
+    return "-" if x is None else f"{100 * x:.2f}%"
 
 
 def shorten(text: str, width: int) -> str:

@@ -38,8 +38,8 @@ class GoldenCase:
     def self_only_rows(self) -> np.ndarray:
         """Positions whose windows, in every round, hold no valid key but the query itself.
 
-        Their float32 outputs carry logits near -1e5 (DESIGN.md, float32 caveat), so they
-        are compared in float64 only.
+        Their float32 outputs carry logits near -1e5 (docs/design.md section 2, float32
+        note), so they are compared in float64 only.
         """
         L = self.qk.shape[0]
         keys = lshbench.window_positions(self.buckets[None], self.config)[0]  # (H, L, W)

@@ -40,7 +40,7 @@ def backend_params(*names: str) -> list:
 
 def full_scores(qk, causal: bool):
     """Masked scores of every (query, key) pair, written out plainly: qk (B, L, d) ->
-    float64 (B, L, L) (DESIGN.md section 2, steps 4-5)."""
+    float64 (B, L, L) (docs/design.md section 2, steps 4-5)."""
     import numpy as np
 
     qk = np.asarray(qk, dtype=np.float64)
@@ -79,7 +79,7 @@ def full_softmax(logits):
 
 
 def naive_window_attention(qk, rotations, config):
-    """(exact a, LSH ahat), each float64 (B, L, L), by the definitions of DESIGN.md
+    """(exact a, LSH ahat), each float64 (B, L, L), by the definitions of docs/design.md
     section 6: a = softmax(s); ahat_ij = C_ij exp(s_ij) / sum_k C_ik exp(s_ik), with
     C -> 1 where C > 0 for count-once weighting. O(L^2): small cases only."""
     import numpy as np

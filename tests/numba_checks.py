@@ -27,7 +27,7 @@ def self_only_rows(qk: np.ndarray, rot: np.ndarray, config: LSHConfig) -> np.nda
 
 def assert_agrees_with_numpy(backend, cfg, qk, v, rot) -> None:
     """float64: numba == numpy to 1e-9; float32 numba vs float64 numpy to 1e-4 except
-    self-only rows (DESIGN.md float32 caveat)."""
+    self-only rows (docs/design.md section 2, float32 rows that see only themselves)."""
     qk, v, rot = quantize(qk), v.astype(np.float64), quantize(rot)
     ref = lshbench.get_backend("numpy").attend(qk, v, cfg, rot)
     out64 = backend.attend(qk, v, cfg, rot)

@@ -97,7 +97,7 @@ def backends_of(doc: dict) -> list[str]:
     return sorted({i.split("-")[0] for i in ids})
 
 
-# ---------------------------------------------------------------- detection (acceptance 2)
+# ------------------------------------------------------------- detecting a regression
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -318,7 +318,7 @@ def test_extreme_samples_on_the_command_line(tmp_path: Path, value: float) -> No
     assert "seconds per call" in one_line_error(compare(base, write(tmp_path, "c.json", doc)))
 
 
-# ---------------------------------------------------- deterministic invariants (issue 6)
+# ------------------------------------------------------------- deterministic invariants
 
 
 def with_extra(doc: dict, key: str, change: Callable[[object], object], target: str) -> dict:
@@ -377,7 +377,7 @@ def test_passes_are_pooled_and_divided_by_the_calibration_before_them(tmp_path: 
         np.testing.assert_allclose(busy_run.normalized(bench), run.normalized(bench))
 
 
-# ------------------------------------------------------------- end to end (acceptance 3)
+# ------------------------------------------------------------------------- end to end
 
 
 def run_suite(out: Path, extra_env: dict[str, str] | None = None) -> None:

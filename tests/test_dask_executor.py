@@ -1,4 +1,4 @@
-"""Sweeps on Dask (issue 7): same rows as the local executor, oom rows from the per-cell memory
+"""Sweeps on Dask: same rows as the local executor, oom rows from the per-cell memory
 limit, lost workers, resume across executors, and one-line errors from the command line.
 
 One 2-worker LocalCluster serves the whole module (about 3 s to start); every cell still
@@ -135,7 +135,7 @@ def test_cell_over_the_memory_limit_is_an_oom_row_and_the_worker_lives(
 def test_cell_process_killed_from_outside_is_an_error_row_not_oom(
     tmp_path: Path, dask_exec: DaskExecutor
 ) -> None:
-    """A cell process killed by SIGKILL without the OOM killer acting (issue 13 item 9): an
+    """A cell process killed by SIGKILL without the OOM killer acting: an
     error row saying so, on Dask as locally; the Dask worker lives."""
     before = worker_pids(dask_exec)
     df = lshbench.run_sweep(

@@ -1,8 +1,8 @@
-"""``lshbench explain``, the how-it-works document and its figure (issue 8).
+"""``lshbench explain``, the how-it-works document and its figure.
 
 The command must print every array of the lab's pipeline with its shape, prove the two
-identities of research notes section B on its input (float64, difference < 1e-12), and print
-the same numbers as calling the backends directly.
+identities of the round combine (docs/design.md section 2 step 7) on its input (float64,
+difference < 1e-12), and print the same numbers as calling the backends directly.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def test_shapes_identities_and_backend_numbers(args, changes, L, d, dv, seed) ->
             block(text, name, shape)  # present and holding exactly prod(shape) numbers
 
     # 1e-10, not 0: with causal masks position 0's only key is itself, its logsumexps sit
-    # near -1e5, where float64 resolution is 1.5e-11 (DESIGN.md section 2's caveat, in f64)
+    # near -1e5, where float64 resolution is 1.5e-11 (docs/design.md section 2's caveat, in f64)
     assert reported(text, "output - union softmax") < 1e-10
     assert reported(text, "probs[r] - Z_r / sum(Z)") < 1e-10
     assert reported(text, "output - get_backend('numpy').attend") == 0.0

@@ -1,4 +1,4 @@
-"""Large-magnitude inputs (issue 13 item 5): finite float32 inputs either compute the same
+"""Large-magnitude inputs: finite float32 inputs either compute the same
 attention as float64 (to float32 accuracy) in every backend, or are rejected with a
 ConfigError naming the rule; never NaN, never silently wrong."""
 

@@ -1,4 +1,4 @@
-"""Accuracy metrics (DESIGN.md section 6): identities, hand-computed cases, and agreement
+"""Accuracy metrics (docs/design.md section 6): identities, hand-computed cases, and agreement
 with the O(L^2) definitions on random small cases."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``numba`` backend's chunk-product kernels (issue 16): every candidate gives the golden
+"""The ``numba`` backend's chunk-product kernels: every candidate gives the golden
 and the reference results, the per-machine choice is forced by the environment variable,
 remembered in its JSON file, and visible through ``kernel`` / ``describe()``; the
 wait-policy check warns once.

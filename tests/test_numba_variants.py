@@ -1,4 +1,4 @@
-"""The ``numba`` backend's variants (DESIGN.md section 2b): method lsh / random / local and
+"""The ``numba`` backend's variants (docs/design.md section 2b): method lsh / random / local and
 weighting multiplicity / count-once, against the ``numpy`` backend and the definitions.
 
 Like tests/test_numba_backend.py, ``qk`` and the rotations are quantized to multiples of

@@ -50,7 +50,7 @@ def test_peaked_hits_target_entropy_on_all_rows(L: int) -> None:
 
 
 def test_peaked_spans_half_a_nat_to_most_of_log_l() -> None:
-    """The issue's range: 0.5 nats up to 0.8 log L, with a batch and float64."""
+    """The supported range: 0.5 nats up to 0.8 log L, with a batch and float64."""
     L = 1024
     for target in (0.5, 0.8 * math.log(L)):
         qk, _ = make_inputs("peaked", 2, L, 32, seed=1, dtype=np.float64, target_entropy=target)
@@ -89,7 +89,7 @@ def test_peaked_is_concentrated_where_gaussian_is_not() -> None:
 
 
 def out_err_v(out: np.ndarray, ref: np.ndarray, v: np.ndarray) -> float:
-    """``||out - ref||_F / ||v - mean(v)||_F`` (DESIGN.md section 6), mean over positions."""
+    """``||out - ref||_F / ||v - mean(v)||_F`` (docs/design.md section 6), mean over positions."""
     v = v.astype(np.float64)
     centered = v - v.mean(axis=-2, keepdims=True)  # (B, L, dv)
     return float(np.linalg.norm(out - ref) / np.linalg.norm(centered))

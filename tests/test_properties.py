@@ -1,4 +1,5 @@
-"""Identities of the research notes (section C) as property tests over random configurations.
+"""Identities of the algorithm (docs/design.md section 2) as property tests over random
+configurations.
 
 Each LSH backend available here is checked. ``_attend`` is called where a test must force
 the chunked path even when ``L <= chunk_len`` (``attend`` would take the exact dense path).
@@ -175,7 +176,8 @@ def test_float32_agrees_with_float64(backend, problem) -> None:
     assert out32.dtype == np.float32
     assert out64.dtype == np.float64
     err = np.abs(out32 - out64)
-    # rows with logits near -1e5 carry up to ~1% relative error in float32 (DESIGN.md)
+    # rows with logits near -1e5 carry up to ~1% relative error in float32
+    # (docs/design.md section 2)
     L = qk.shape[-2]
     buckets = lshbench.hash_buckets(batched(qk).astype(np.float32), R, cfg)
     keys = lshbench.window_positions(buckets, cfg)  # (B, H, L, W)

@@ -1,4 +1,4 @@
-"""Provenance (DESIGN.md section 7, issue 13): machine_id and code_id fingerprints, rows
+"""Provenance (docs/design.md section 7): machine_id and code_id fingerprints, rows
 reused only by the same cell, machine and code, and run entries never rewritten."""
 
 from __future__ import annotations

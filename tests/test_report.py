@@ -1,6 +1,6 @@
 """``lshbench report`` on synthetic sweep tables whose times follow known power laws.
 
-The fixture builds results the way ``lshbench sweep`` stores them (DESIGN.md section 6):
+The fixture builds results the way ``lshbench sweep`` stores them (docs/design.md section 6):
 dense time ``c_d L^2``, LSH time ``c_l H L^1.05 (1 + m/64)`` with a small deterministic
 wobble, errors falling with n_hashes and chunk length, a few failed cells. The tests
 recompute a crossover and an exponent from the fixture with NumPy alone and look for them
@@ -31,7 +31,7 @@ LENGTHS = (256, 512, 1024, 2048, 4096, 8192)
 HASHES = (1, 2, 4, 8)
 CHUNKS = (32, 64)
 INPUTS = ("clustered", "gaussian")
-#: Columns of the newer schema (DESIGN.md sections 6 and 7) a fixture row may carry.
+#: Columns of the newer schema (docs/design.md sections 6 and 7) a fixture row may carry.
 NEW_COLUMNS = ("machine_id", "code_id", "method", "weighting", "target_entropy", "value_corr",
                "attn_tv", "top1_recall", "attn_entropy", "out_err_v", "task_acc")  # fmt: skip
 MACHINE = "a1b2c3d4e5f60718"  # machine_id of the fixture's rows (new schema)
@@ -106,7 +106,7 @@ def make_rows(
 ) -> list[dict]:
     """Sweep rows; ``tokens`` holds batch * L fixed (the paper preset) when given, ``factors``
     (e.g. "16x32") replaces the default n_buckets rule 2L/m. ``schema="new"`` gives the
-    columns of DESIGN.md sections 6-7 (attn_tv, method, weighting, machine_id, ...);
+    columns of docs/design.md sections 6-7 (attn_tv, method, weighting, machine_id, ...);
     ``"old"`` the table of lshbench 0.1 (rel_err, mass_recall and top1_agree only)."""
     rows = []
     for L in lengths:

@@ -1,5 +1,5 @@
 """The results store: SQLite rows, exports, legacy logs, directories holding only exports,
-invalid rows and values that cannot be stored (issue 13 items 1, 4 and 8)."""
+invalid rows and values that cannot be stored."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def test_bad_status_and_missing_directory(tmp_path: Path) -> None:
         lshbench.load_results(tmp_path / "nothing")
 
 
-# --------------------------------------------------------------------------- item 1
+# ----------------------------------------------------------------- invalid rows dropped
 
 
 def exported_dir(tmp_path: Path, name: str = "exports") -> Path:
@@ -198,7 +198,7 @@ def test_a_torn_legacy_line_is_dropped_with_a_warning(tmp_path: Path, caplog) ->
     assert warned(caplog) == []  # the store holds only whole rows
 
 
-# --------------------------------------------------------------------------- item 8
+# ---------------------------------------------------------- values that cannot be stored
 
 
 def corrupt_rows() -> list[dict]:
@@ -279,7 +279,7 @@ def test_an_export_without_the_columns_rows_need_is_one_error(tmp_path: Path) ->
         ResultStore(out).__enter__()  # and it is not overwritten
 
 
-# --------------------------------------------------------------------------- item 4
+# ------------------------------------------------------------ directories of exports only
 
 
 def test_values_that_cannot_be_stored_are_refused_before_writing(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Fault injection on the results store (issue 13 items 2 and 3): a full disk mid-append, a
+"""Fault injection on the results store: a full disk mid-append, a
 writer killed mid-append, and several processes writing one directory at once."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def integrity(directory: Path) -> str:
         conn.close()
 
 
-# --------------------------------------------------------------------------- item 2
+# ------------------------------------------------------------- a full disk mid-append
 
 
 def test_a_full_disk_mid_sweep_keeps_every_committed_row(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_a_writer_killed_mid_append_leaves_whole_rows(tmp_path: Path) -> None:
     assert len(lshbench.load_results(tmp_path)) == len(loaded) + 1
 
 
-# --------------------------------------------------------------------------- item 3
+# ------------------------------------------------- killed writers, concurrent writers
 
 N_WRITERS = 4
 N_ROWS = 25

@@ -133,7 +133,7 @@ INT64_MAX = 2**63 - 1
 )
 def test_integers_beyond_int64_are_rejected_when_parsed(axis: str, value: object) -> None:
     """Rows are stored with int64 columns: a value they cannot hold is a bad value, not a
-    directory that later fails to export (issue 13 item 4)."""
+    directory that later fails to export."""
     with pytest.raises(ConfigError, match=rf"^{axis}=.*2\*\*63-1") as info:
         build_spec("quick", **{axis: value})
     assert "\n" not in str(info.value)
@@ -177,8 +177,8 @@ def test_seed_beyond_int64_exits_2_on_the_command_line(tmp_path: Path) -> None:
 
 
 def test_threads_above_the_usable_cpus_are_rejected_before_running(tmp_path: Path) -> None:
-    """--threads 999 on a 2-CPU machine would record threads=999 on rows BLAS ran with 2
-    (issue 13 item 6); 'all' is still every usable CPU."""
+    """--threads 999 on a 2-CPU machine would record threads=999 on rows BLAS ran with 2;
+    'all' is still every usable CPU."""
     import lshbench
     from lshbench.measurement.machine import usable_cpus
 
@@ -251,7 +251,7 @@ def assert_one_line_exit_2(res: subprocess.CompletedProcess[str], *parts: str) -
 
 
 def test_out_that_is_or_lies_under_a_file_is_one_line(tmp_path: Path) -> None:
-    """(issue 13 item 7) never a traceback from mkdir."""
+    """--out that is a file or lies under one: one line, never a traceback from mkdir."""
     afile = tmp_path / "notes.txt"
     afile.write_text("not a directory\n")
     res = run_sweep_cli(tmp_path, "--out", str(afile))

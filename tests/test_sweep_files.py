@@ -1,4 +1,4 @@
-"""The sweep's inputs (issue 15): every generator, ``--input file:PATH`` and
+"""The sweep's inputs: every generator, ``--input file:PATH`` and
 ``--config-from-input``.
 
 A file's rows must give the metrics of calling the backends on the same arrays directly; a
@@ -67,7 +67,7 @@ def test_every_generator_is_an_input() -> None:
 
 
 def test_file_rows_equal_the_backends_called_directly(tmp_path: Path) -> None:
-    """Acceptance 2: the sweep's metrics of a file are those of the same arrays, config and
+    """The sweep's metrics of a file are those of the same arrays, config and
     rotations (the worker's rotation_seed rule) given to the backends directly."""
     qk, v = arrays()
     path = tmp_path / "mine.npz"

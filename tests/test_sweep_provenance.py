@@ -1,4 +1,4 @@
-"""Provenance in the sweep (issue 13): a resumed sweep reuses only rows of the same cell,
+"""Provenance in the sweep: a resumed sweep reuses only rows of the same cell,
 machine_id and code_id; rows of another machine or code version stay in the store as theirs
 and never count as this run's; the default output directory is not the reference runs'.
 
@@ -86,7 +86,7 @@ def assert_remeasured(out: Path, old: pd.DataFrame, key: str, fake: str) -> None
 
 
 def test_a_directory_from_another_machine_is_measured_again(tmp_path: Path) -> None:
-    """Acceptance 2 of issue 13: rows whose machine_id is another machine's (a directory
+    """Rows whose machine_id is another machine's (a directory
     copied here) are never reused; every cell is measured here; theirs stay theirs."""
     out = tmp_path / "copied"
     old = first_sweep(out)

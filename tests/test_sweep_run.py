@@ -152,7 +152,7 @@ def test_failures_become_rows_and_the_sweep_goes_on(tmp_path: Path, test_backend
     assert "boom from the test backend" in got[("test-raise", None)].message
     assert got[("test-sleep", None)].status == "timeout"
     assert "--timeout=6" in got[("test-sleep", None)].message
-    # killed from outside (here: by itself), not by the kernel's OOM killer (issue 13 item 9)
+    # killed from outside (here: by itself), not by the kernel's OOM killer: an error row
     assert got[("test-killed", None)].status == "error"
     assert "killed by signal SIGKILL" in got[("test-killed", None)].message
     assert got[("numpy", 8)].status == "oom_predicted"
@@ -232,8 +232,7 @@ def test_write_errors_during_the_sweep_are_one_line_and_keep_written_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A full disk (ENOSPC) while rows are appended: the sweep stops with one line naming the
-    directory and the OS error; the rows written before it stay in the store (issue 13
-    item 7)."""
+    directory and the OS error; the rows written before it stay in the store."""
     import errno
 
     from lshbench.results.store import ResultStore

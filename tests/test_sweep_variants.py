@@ -1,4 +1,4 @@
-"""The accuracy half of a sweep (issue 14): the variant axes (--method, --weighting), the input
+"""The accuracy half of a sweep: the variant axes (--method, --weighting), the input
 axes (--target-entropy, --value-corr), the accuracy columns and how they are planned.
 
 One small sweep of every method and weighting on the numpy backend runs once per module

@@ -1,4 +1,4 @@
-"""Variants of DESIGN.md section 2b: method lsh / random / local, weighting multiplicity /
+"""Variants of docs/design.md section 2b: method lsh / random / local, weighting multiplicity /
 count-once, through the one sort/chunk/combine pipeline (the core API and the numpy backend).
 """
 

@@ -1,6 +1,6 @@
 """Numba kernels of the ``numba`` backend (imported only by :mod:`lshbench.backends.numba_lsh`).
 
-Same semantics as DESIGN.md section 2 and the NumPy reference, restated as loops that
+Same semantics as docs/design.md section 2 and the NumPy reference, restated as loops that
 stream: nothing of size ``H*L*W`` or ``H*L*dv`` ever exists. Shapes: B batch, L positions,
 d query/key size, dv value size, H rounds, m chunk length, NC = H*L/m chunks over all
 rounds, A = 1 + chunks_before + chunks_after, W = A*m keys per window, K = rot_size/2
@@ -28,7 +28,7 @@ Phases (each parallel loop is a ``prange``; the caller keeps BLAS at one thread)
    combine into the output: a running max and normalizer per query (the softmax over
    per-round logsumexps, without a log per round).
 
-Variants (DESIGN.md section 2b) run through the same phases with the pipeline
+Variants (docs/design.md section 2b) run through the same phases with the pipeline
 configuration: ``random`` sorts drawn buckets instead of hashed ones; ``local`` is one round
 of chunks of m*H positions in order (no hash, no sort), its long chunks scored in blocks of
 queries against the whole window. Count-once weighting divides every weight

@@ -76,7 +76,7 @@ def _check_section_2(config: LSHConfig) -> None:
                 field,
                 value,
                 f"the hf backend (Hugging Face's LSHSelfAttention) computes only {field} "
-                f"{only}; the variants of DESIGN.md section 2b need a backend that has them, "
+                f"{only}; the variants of docs/design.md section 2b need a backend that has them, "
                 "e.g. numpy",
             )
 

@@ -8,7 +8,7 @@ only arrays whose size depends on ``n_hashes`` are the int32 sorted positions
 thread, a ring of them ``(W, H)`` and a table of query bits over the ``H*L/m`` chunks).
 Per-round outputs never exist: rounds are combined online.
 
-Every method and weighting of DESIGN.md section 2b runs through the same kernels with
+Every method and weighting of docs/design.md section 2b runs through the same kernels with
 ``config.pipeline_config()`` (``local``: one round of chunks of chunk_len * n_hashes).
 
 BLAS inside the ``prange`` loops runs at one thread (threadpoolctl, for the duration of
@@ -139,7 +139,7 @@ class _BlasOneThread:
     """Keep every loaded BLAS at one thread while the kernels run (they call it per chunk)."""
 
     def __init__(self) -> None:
-        self._controller = None
+        self._controller: Any = None  # threadpoolctl.ThreadpoolController, made on first use
 
     def limit(self) -> AbstractContextManager:
         try:
@@ -268,6 +268,7 @@ class NumbaBackend(Backend):
         whatever ``config.method``).
         """
         qk3, _, rot, batched = check_inputs(qk, qk, config, rotations)
+        assert rot is not None  # check_inputs returns rotations for a hashing call
         with self._blas.limit():
             slots = self._hash(qk3, config, rot)  # (B, H*L)
         buckets = slots.reshape(qk3.shape[0], config.n_hashes, -1).astype(np.int64)
@@ -283,6 +284,7 @@ class NumbaBackend(Backend):
         config.pipeline_config().total_buckets).positions``.
         """
         qk3, _, rot, batched = check_inputs(qk, qk, config, rotations)
+        assert rot is not None  # check_inputs returns rotations for a hashing call
         with self._blas.limit():
             slots = self._pipeline_slots(qk3, config, rot)
         positions = slots.astype(np.int64)
@@ -303,6 +305,7 @@ class NumbaBackend(Backend):
         index = self._index_dtype(pc, L)
         if config.method == "local":
             return np.broadcast_to(np.arange(L, dtype=index), (B, L)).copy()  # (B, 1*L)
+        slots: np.ndarray
         if config.method == "random":
             # int64 (B, H, L) -> (B, H*L), round-major (inputs checked already)
             slots = _pipeline_buckets(qk, rotations, config).reshape(B, -1).astype(index)

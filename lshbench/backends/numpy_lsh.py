@@ -6,7 +6,7 @@ lab's. Shapes: B batch, L positions, d query/key size, dv value size, H rounds, 
 length, NC = H*L/m chunks over all rounds, A = 1 + chunks_before + chunks_after chunks per
 window, W = A*m keys per window. No Python loop runs over tokens or chunks.
 
-Every variant of DESIGN.md section 2b runs through the same steps: the pipeline
+Every variant of docs/design.md section 2b runs through the same steps: the pipeline
 configuration (``config.pipeline_config()``) sets H = ``config.rounds`` and
 m = ``config.sort_chunk_len`` (``local``: one round of chunks of chunk_len * n_hashes), the
 buckets come from :func:`lshbench.core.hashing.pipeline_buckets` (hashed, random or all
@@ -127,6 +127,7 @@ class NumpyBackend(Backend):
     def _attend(
         self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None
     ) -> np.ndarray:
+        assert rotations is not None  # a hashing backend: Backend.attend checked them
         o, logits, _ = lsh_attention(qk, v, config, rotations)
         # Step 7, combine rounds: softmax over the per-round logsumexps.
         return combine_rounds(o, logits)  # (B, H, L, dv) -> (B, L, dv)
@@ -145,6 +146,7 @@ class NumpyBackend(Backend):
         the same exact attention over all keys.
         """
         qk3, v3, rot, batched = check_inputs(qk, v, config, rotations)
+        assert rot is not None  # check_inputs returns rotations for a hashing call
         L = qk3.shape[1]
         if config.is_short(L):
             from lshbench.core.dense import dense_attention, dense_probability_blocks

@@ -2,7 +2,7 @@
 
 Facts about a backend (does it hash, does it compute the reference semantics, which
 analytic memory model describes it, does tracemalloc see its allocations, does it compute
-the variants of DESIGN.md section 2b) are declared
+the variants of docs/design.md section 2b) are declared
 once, here, in its :class:`BackendSpec`, and read without importing the backend: the
 sweep plans and the worker reports from them, nobody tests a backend by name.
 
@@ -44,10 +44,11 @@ class BackendSpec(NamedTuple):
     requires: tuple[str, ...] = ()  # top-level modules that must be importable
     description: str = ""
     uses_hashing: bool = True  # False: exact attention, hashing fields and rotations ignored
-    exact: bool = True  # computes DESIGN.md section 2 (error metrics against dense mean something)
+    #: computes docs/design.md section 2 (error metrics against dense mean something)
+    exact: bool = True
     memory_model: str | None = None  # analytic model in lshbench.measurement.cost_model
     tracemalloc_sees: bool = True  # False when its allocator is invisible to tracemalloc
-    #: True when it computes every variant of DESIGN.md section 2b (LSHConfig.method and
+    #: True when it computes every variant of docs/design.md section 2b (LSHConfig.method and
     #: weighting); False: only section 2 (method lsh, weighting multiplicity)
     variants: bool = False
     #: environment variable that forces one of the backend's kernels (its value, unless

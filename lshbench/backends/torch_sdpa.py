@@ -4,7 +4,7 @@ The dense speed and memory peer: exact attention over all L keys by torch's fuse
 kernel (flash-style, O(L) extra memory; inputs are passed as one head, ``(B, 1, L, .)``,
 the layout that kernel takes), on the same shapes as the ``dense`` backend.
 Queries are ``qk``, keys are ``qk`` length-normalized as in every lshbench backend
-(:func:`lshbench.attention.normalize_keys`), ``scale=1`` and ``is_causal`` follows the
+(:func:`lshbench.core.attention.normalize_keys`), ``scale=1`` and ``is_causal`` follows the
 config, so the scores are the section-2 scores.
 
 **Its masks differ.** SDPA cannot express the self mask (a query's own key set to -1e5)

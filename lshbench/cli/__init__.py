@@ -9,6 +9,7 @@ layer over functions that take plain arguments; they are attached at the bottom.
 from __future__ import annotations
 
 import sys
+from typing import Any, NoReturn
 
 import click
 
@@ -21,7 +22,7 @@ __all__ = ["main"]
 class _Group(click.Group):
     """A group that reports bad input as one line and exit status 2."""
 
-    def main(self, *args, **kwargs):  # type: ignore[override]
+    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
         kwargs["standalone_mode"] = False
         try:
             status = super().main(*args, **kwargs)

@@ -1,4 +1,4 @@
-"""Attention math shared by the NumPy and dense backends (DESIGN.md section 2, steps 4-7).
+"""Attention math shared by the NumPy and dense backends (docs/design.md section 2, steps 4-7).
 
 Keys are the shared query/key vectors length-normalized; scores are ``q . k`` with no
 further scaling; masks SET scores (causal -1e9 first, then self -1e5 overriding it), so a

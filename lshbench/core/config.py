@@ -14,7 +14,7 @@ from lshbench.util import shorten
 
 __all__ = ["MAX_INT", "METHODS", "WEIGHTINGS", "ConfigError", "LSHConfig", "fail"]
 
-#: how each round's buckets are chosen (DESIGN.md section 2b); "lsh" is section 2
+#: how each round's buckets are chosen (docs/design.md section 2b); "lsh" is section 2
 METHODS = ("lsh", "random", "local")
 #: how a key present several times in a query's windows counts; "multiplicity" is section 2
 WEIGHTINGS = ("multiplicity", "count-once")
@@ -53,7 +53,7 @@ def _check_int(field: str, value: Any, minimum: int) -> int:
 
 @dataclass(frozen=True)
 class LSHConfig:
-    """Hyper-parameters of Reformer LSH self-attention (DESIGN.md section 2).
+    """Hyper-parameters of Reformer LSH self-attention (docs/design.md section 2).
 
     n_hashes:      rounds of hashing H (>= 1).
     n_buckets:     buckets per round: an even int, or a tuple of even ints (factorized;

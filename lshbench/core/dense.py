@@ -1,6 +1,6 @@
 """Exact shared-QK attention with the LSH masks, processed in blocks of queries.
 
-Same key normalization and masks as the LSH backends (DESIGN.md section 2, step 8), over
+Same key normalization and masks as the LSH backends (docs/design.md section 2, step 8), over
 all L keys. Memory is O(L * block_rows) per sequence, never O(L^2): only a
 ``(B, block_rows, L)`` score block exists at a time.
 """

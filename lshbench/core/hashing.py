@@ -1,4 +1,4 @@
-"""Angular LSH: random rotations and bucket ids (DESIGN.md section 2, step 1; 2b).
+"""Angular LSH: random rotations and bucket ids (docs/design.md section 2, step 1; 2b).
 
 Round r of a vector x: ``bucket = argmax(concat([x @ R_r, -(x @ R_r)]))``, first index
 winning ties. Factorized ``n_buckets = (f1, f2, ...)``: factor i uses its own slice of
@@ -104,7 +104,7 @@ def random_bucket_seed(rotations: np.ndarray) -> int:
 
 
 def pipeline_buckets(qk: np.ndarray, rotations: np.ndarray, config: LSHConfig) -> np.ndarray:
-    """The buckets the sort/chunk pipeline sorts by, for every method (DESIGN.md section 2b).
+    """The buckets the sort/chunk pipeline sorts by, for every method (docs/design.md section 2b).
 
     qk: (L, d) or (B, L, d); rotations: (d, n_hashes, rot_size // 2) for every method.
     Returns int64 (B, rounds, L) (or (rounds, L) for unbatched input), round offsets not added:

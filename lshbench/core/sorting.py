@@ -1,11 +1,11 @@
 """Sort by (round, bucket, position), undo the sort, and the cyclic look-around
-(DESIGN.md section 2, steps 2-3).
+(docs/design.md section 2, steps 2-3).
 
 Slots: the H*L (round, position) items of one sequence, round-major. After the sort,
 chunk c is sorted slots ``[c*m, (c+1)*m)`` and it attends to chunks
 ``c - chunks_before .. c + chunks_after`` taken modulo the number of chunks over ALL rounds.
 Every method runs the same steps with ``config.pipeline_config()`` (``rounds`` rounds of
-chunks of ``sort_chunk_len``; DESIGN.md section 2b), on :func:`lshbench.core.hashing.
+chunks of ``sort_chunk_len``; docs/design.md section 2b), on :func:`lshbench.core.hashing.
 pipeline_buckets`.
 """
 

@@ -5,7 +5,7 @@ Absolute seconds from two machines are not comparable (CPU model, clock, BLAS bu
 load all differ), so a distributed sweep runs one calibration cell on every host, once per
 worker process and thread count: ``np.matmul`` of two ``n x n`` float32 matrices (default
 ``n = 1024``, ``2 n**3`` FLOPs), timed in a fresh spawned process with the same thread
-variables as the cells it calibrates (:func:`lshbench.worker.thread_env`), median of
+variables as the cells it calibrates (:func:`lshbench.measurement.worker.thread_env`), median of
 ``repeats`` samples after a warm-up. Rows of that host then carry ``calib_gflops``, the
 GEMM rate in GFLOP/s, and :func:`normalize_times` rescales their times to a reference rate.
 

@@ -1,10 +1,10 @@
-"""Nominal FLOPs and analytic peak memory of one attention call (DESIGN.md section 5.4).
+"""Nominal FLOPs and analytic peak memory of one attention call (docs/design.md section 5.4).
 
 FLOPs are the *nominal* count of the algorithm (a multiply-add is 2), the same function for
 every backend, as flash-attn does; softmax, sort and gather work is left out:
 
 * LSH, ``L > chunk_len``: ``2*B*H*L*W*(d + dv)`` for the chunked attention (``W`` keys per
-  query copy: ``(1 + before + after) * chunk_len``; with ``dv = d`` this is DESIGN's
+  query copy: ``(1 + before + after) * chunk_len``; with ``dv = d`` this is docs/design.md's
   ``4*H*L*W*d``) plus ``B*H*L*d*rot_size`` for hashing (``2*H*L*d*rot_size/2``).
 * dense, and LSH with ``L <= chunk_len`` (it runs dense): ``2*B*L*L*(d + dv)``
   (``4*L^2*d``), no causal discount.

@@ -1,4 +1,4 @@
-"""A researcher's own arrays as a sweep input (``--input file:PATH``, DESIGN.md section 6).
+"""A researcher's own arrays as a sweep input (``--input file:PATH``, docs/design.md section 6).
 
 The file is a NumPy ``.npz`` archive (``numpy.savez``) with
 
@@ -115,7 +115,8 @@ def _read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise _bad(path, not_npz)
     with archive:
-        _check_declared_sizes(path, archive.zip)
+        if archive.zip is not None:  # None only once the archive is closed
+            _check_declared_sizes(path, archive.zip)
         try:
             return {key: archive[key] for key in archive.files}
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
@@ -282,7 +283,7 @@ def save_input_file(
     _check_arrays(path, qk, v)
     if isinstance(config, LSHConfig):
         config = {key: getattr(config, key) for key in CONFIG_FIELDS}
-    fields: dict[str, np.ndarray] = {}
+    fields: dict[str, Any] = {}  # name -> array (Any: savez also takes keyword options)
     for key, value in (config or {}).items():
         if key not in CONFIG_FIELDS:
             raise _bad(path, f"configuration field {key!r} is not one of {CONFIG_FIELDS}")

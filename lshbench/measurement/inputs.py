@@ -1,4 +1,4 @@
-"""Seeded input generators for the sweep (DESIGN.md section 5, ``--input``).
+"""Seeded input generators for the sweep (docs/design.md section 5, ``--input``).
 
 Every generator returns ``qk (B, L, d)`` and ``v (B, L, dv)`` drawn in float64 from
 ``numpy.random.default_rng(seed)`` and then cast to ``dtype``, so a float32 and a float64

@@ -1,10 +1,10 @@
-"""What a sweep ran on: versions, CPU, git commit, command line, times (DESIGN.md section 7).
+"""What a sweep ran on: versions, CPU, git commit, command line, times (docs/design.md section 7).
 
 :func:`host_metadata` is collected by the sweep process; the BLAS pools and the Numba
 threading layer are reported by the worker processes (they depend on the thread variables a
 worker starts with) and added per ``threads`` value under ``workers``.
 
-Provenance (DESIGN.md section 7): :func:`machine_id` fingerprints what decides a timing
+Provenance (docs/design.md section 7): :func:`machine_id` fingerprints what decides a timing
 (:func:`machine_facts`: CPU model, logical CPUs, memory, OS and kernel, architecture, Python,
 NumPy, Numba and BLAS versions), never the host name; :func:`code_id` fingerprints the
 source of the lshbench package. A row is reused only by a run with the same cell, machine_id
@@ -92,6 +92,7 @@ def _cpu_model() -> str | None:
 
 def _cpu() -> dict[str, Any]:
     model = _cpu_model()
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:

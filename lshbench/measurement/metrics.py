@@ -1,4 +1,4 @@
-"""How close an attention output is to exact attention (DESIGN.md section 6).
+"""How close an attention output is to exact attention (docs/design.md section 6).
 
 For query i, exact attention is ``a_i = softmax(s_i)`` over its valid keys (the scores and
 masks of :mod:`lshbench.core.dense`); an LSH backend computes
@@ -29,7 +29,7 @@ in query blocks, so memory stays O(L * block) and the metrics run at L = 65536.
 
 Rows whose only valid key is the query itself (position 0 when causal) are left out of every
 metric: they are exact in every implementation, and their float32 output carries the
-rounding of logits near -1e5 (DESIGN.md section 2, float32 caveat).
+rounding of logits near -1e5 (docs/design.md section 2, float32 caveat).
 """
 
 from __future__ import annotations
@@ -287,6 +287,7 @@ def attention_metrics(
     if exact:
         windows = EXACT_WINDOWS
     else:
+        assert rot is not None  # need_rotations above
         buckets = _pipeline_buckets(qk3, rot, config)  # (B, rounds, L) as the backend sorts
         windows = window_metrics(qk3, buckets, config, ref, block_rows)
     return {

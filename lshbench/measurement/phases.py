@@ -1,4 +1,4 @@
-"""The per-call measurement phases of DESIGN.md section 5.2, each apart from the others.
+"""The per-call measurement phases of docs/design.md section 5.2, each apart from the others.
 
 1. first call (compile, cache load, first-touch page faults): :func:`first_call`;
 2. warm-up: :func:`warm_up` (stops at 2 calls or 0.2 s, whichever comes first);

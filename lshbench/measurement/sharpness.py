@@ -1,6 +1,6 @@
 """How peaked exact attention is, and the qk scale that makes it as peaked as asked.
 
-The entropy of query i's exact attention ``a_i`` (DESIGN.md section 2, step 8: the same key
+The entropy of query i's exact attention ``a_i`` (docs/design.md section 2, step 8: the same key
 normalization and masks as every backend) is ``-sum_j a_ij log a_ij`` in nats; the mean over
 rows is the ``attn_entropy`` of the results. Scaling qk by ``beta`` changes no bucket but
 multiplies every score by about ``beta``, so the mean row entropy falls monotonically from

@@ -1,4 +1,4 @@
-"""Inputs scored as a task: the Reformer paper's duplication task (DESIGN.md section 6).
+"""Inputs scored as a task: the Reformer paper's duplication task (docs/design.md section 6).
 
 In the ``duplicate`` input the second half of each sequence copies the first, so every
 paired query has a copy elsewhere whose value it should retrieve. ``task_acc`` is the share

@@ -8,7 +8,7 @@ Protocol: the first line of stdin is the cell spec (JSON)::
 
     {"tasks": [task, ...], "repeats": 5, "backends": {name: BackendSpec.as_dict()}}
 
-All tasks share the :data:`lshbench.cells.CELL_AXES`. The worker answers with JSON lines on
+All tasks share the :data:`lshbench.results.cells.CELL_AXES`. The worker answers with JSON lines on
 its original stdout (anything else printed goes to stderr):
 
 * ``{"event": "phase", "phase": NAME, "ids": [cell_id, ...]}`` before each phase, naming the
@@ -137,7 +137,7 @@ def _make_cell_inputs(cell: dict[str, Any], dtype: Any) -> tuple[Any, Any]:
 
 def _task_accuracy(cell: dict[str, Any], out: Any, v: Any) -> float | None:
     """``task_acc`` of an output: for the ``duplicate`` input, the share of queries whose
-    output is nearest to their copy's value (DESIGN.md section 6); None for other inputs."""
+    output is nearest to their copy's value (docs/design.md section 6); None for other inputs."""
     if cell["input"] != "duplicate":
         return None
     from lshbench.measurement.tasks import duplicate_copy_index, task_accuracy
@@ -315,6 +315,7 @@ class _CellRunner:
         self.channel.phase("accuracy", live)
         windows = EXACT_WINDOWS  # exact attention: every key, once
         if hashing:
+            assert rotations is not None  # drawn for every hashing group
             buckets = pipeline_buckets(self.qk, rotations, config)  # (B, rounds, L)
             windows = window_metrics(self.qk, buckets, config, self.ref)
             del buckets
@@ -338,7 +339,7 @@ class _CellRunner:
             else:
                 notes.append(
                     f"no error metrics: {name} does not compute the reference attention of "
-                    f"DESIGN.md section 2 ({backend.description})"
+                    f"docs/design.md section 2 ({backend.description})"
                 )
             if not backend.spec.tracemalloc_sees:
                 notes.append(f"{name}'s allocator is invisible to tracemalloc: read mem_rss_peak")

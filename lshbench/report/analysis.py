@@ -1,7 +1,7 @@
 """The tidy points behind ``lshbench report``: runs loaded, rows normalized, series, slices.
 
-Everything here is pandas/NumPy; no plotting. The report reads sweep tables (DESIGN.md
-section 6), one per results directory ("run"), and turns them into
+Everything here is pandas/NumPy; no plotting. The report reads sweep tables (docs/design.md
+section 7), one per results directory ("run"), and turns them into
 
 * *series*: one line of a plot, i.e. one configuration of one run whose sequence length L
   varies. Axes that are a function of L inside a series (``n_buckets`` under the default
@@ -76,7 +76,7 @@ __all__ = [
 #: crossovers and speedups are measured against it. Which backends are exact is read from
 #: the rows (see :func:`prepare`), not from their names.
 REFERENCE_BACKEND = "dense"
-#: The readable reference implementation of LSH attention (DESIGN.md section 4): where a run
+#: The readable reference implementation of LSH attention (docs/design.md section 4): where a run
 #: holds several LSH backends, the error figures show this one (errors do not depend on the
 #: implementation), or the first by name when it is absent.
 REFERENCE_LSH_BACKEND = "numpy"
@@ -85,7 +85,7 @@ _NUMERIC = (
     "seqlen", "batch", "d", "dv", "n_hashes", "chunk_len", "chunks_before", "chunks_after",
     "threads", "seed", "time_median_s", *OPTIONAL_NUMERIC,
 )  # fmt: skip
-#: The variants of DESIGN.md section 2b (text; "" for exact backends).
+#: The variants of docs/design.md section 2b (text; "" for exact backends).
 VARIANT_AXES = ("method", "weighting")
 LSH_AXES = ("n_hashes", "chunk_len", "chunks_before", "chunks_after", *VARIANT_AXES)
 #: ``input`` is the input label with its parameters (see ``columns.input_label``).
@@ -194,7 +194,7 @@ def _group_label(dir_label: str, machine: str, known: bool, n_machines: int, dir
 
 def _split_machines(runs: Sequence[Run]) -> list[pd.DataFrame]:
     """Every directory's rows split by machine_id, each part labelled as one run."""
-    frames = []
+    frames: list[pd.DataFrame] = []
     for run in runs:
         frame = with_optional_columns(run.table)
         facts = machine_facts(run.metadata)
@@ -224,7 +224,7 @@ def prepare(runs: Sequence[Run]) -> pd.DataFrame:
     time_median_s / batch`` (s per sequence), ``time_tok`` (s per token), ``short`` (an LSH
     row with L <= chunk_len, computed exactly), ``method_order``, ``series``,
     ``series_order``, ``nb_desc`` and ``batch_desc``. LSH rows without ``method`` /
-    ``weighting`` (older tables) are the default of DESIGN.md section 2 (lsh,
+    ``weighting`` (older tables) are the default of docs/design.md section 2 (lsh,
     multiplicity). Hashing fields of exact backends are blanked; their missing
     ``attn_tv``, ``out_err_v`` and ``rel_err`` are 0, their missing recalls 1, and their
     missing ``task_acc`` on duplicate input 1.
@@ -371,7 +371,7 @@ def _assign_series(df: pd.DataFrame) -> pd.DataFrame:
             g = df.loc[sub]
             df.loc[sub, ["nb_desc", "batch_desc", "series"]] = [_nb_desc(g), _batch_desc(g), str(n)]
             n += 1
-    labels, used = compact_labels(df), set()
+    labels, used = compact_labels(df), set[str]()
     for key in sorted(labels, key=int):
         label = base = labels[key]
         while label in used:  # never merge two configurations under one label
@@ -438,7 +438,7 @@ def reference_slice(points: pd.DataFrame) -> dict[str, Any]:
 
     The most frequent value among ok points (LSH points for hashing fields); ``gaussian`` is
     preferred for the input (the hard case; time does not depend on it), the default of
-    DESIGN.md section 2 for the method (lsh) and the weighting (multiplicity).
+    docs/design.md section 2 for the method (lsh) and the weighting (multiplicity).
     """
     ok = points[points["status"] == "ok"]
     base = ok if not ok.empty else points

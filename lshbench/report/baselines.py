@@ -1,6 +1,6 @@
 """What hashing buys: LSH against its random and local baselines at the same key budget.
 
-DESIGN.md section 2b: ``method = random`` draws each round's buckets at random (same budget,
+docs/design.md section 2b: ``method = random`` draws each round's buckets at random (same budget,
 no locality), ``method = local`` attends to a window of positions of the same size. A
 *pair* is an LSH point and a baseline point on the same run, input, L, backend, batch and
 the same ``n_hashes``, ``chunk_len``, ``chunks_before``, ``chunks_after`` and
@@ -39,7 +39,7 @@ __all__ = [
     "verdicts",
 ]
 
-#: The baselines of DESIGN.md section 2b and how the report names them.
+#: The baselines of docs/design.md section 2b and how the report names them.
 BASELINES = {"random": "random keys", "local": "a local window"}
 #: What a pair must share besides the run's scenario (the key budget follows from these).
 PAIR_KEY = (

@@ -1,6 +1,6 @@
 """The columns the report reads, which of them a table may lack, and what that means.
 
-Results tables grow columns over time (DESIGN.md sections 6 and 7): provenance
+Results tables grow columns over time (docs/design.md sections 6 and 7): provenance
 (``machine_id``, ``code_id``), the variants (``method``, ``weighting``), the input's
 parameters (``target_entropy``, ``value_corr``) and the accuracy metrics (``attn_tv``,
 ``top1_recall``, ``attn_entropy``, ``out_err_v``, ``task_acc``). A table written by an
@@ -40,7 +40,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "chunks_before", "chunks_after", "causal", "input", "dtype", "threads", "seed", "status",
     "message", "time_median_s",
 )  # fmt: skip
-#: Accuracy metrics (DESIGN.md section 6), headline first.
+#: Accuracy metrics (docs/design.md section 6), headline first.
 ACCURACY_COLUMNS = (
     "attn_tv", "mass_recall", "top1_recall", "attn_entropy", "out_err_v", "task_acc",
     "rel_err", "max_abs_err", "cos_sim",
@@ -53,7 +53,7 @@ OPTIONAL_NUMERIC = (
 )  # fmt: skip
 #: Text columns a table may lack: added as "".
 OPTIONAL_TEXT = ("machine_id", "code_id", "method", "weighting", "finished_at", "unstable")
-#: The variants of DESIGN.md section 2b; section 2 (the default) is lsh with multiplicity.
+#: The variants of docs/design.md section 2b; section 2 (the default) is lsh with multiplicity.
 DEFAULT_METHOD = "lsh"
 DEFAULT_WEIGHTING = "multiplicity"
 #: Order of the methods in tables and legends: LSH first, then its baselines.
@@ -116,7 +116,7 @@ def _number(value: Any) -> float:
     return number if np.isfinite(number) else math.nan
 
 
-#: Which generators take which parameter (DESIGN.md section 6): a value stored for another
+#: Which generators take which parameter (docs/design.md section 6): a value stored for another
 #: input (a sweep axis's default) names nothing and is left out of the label.
 ENTROPY_INPUTS = ("peaked", "duplicate")
 VALUE_CORR_INPUTS = ("peaked",)

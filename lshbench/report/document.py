@@ -326,11 +326,11 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     from lshbench.report import sections
     from lshbench.report.plotting import FIGURE_FILES
 
-    dirs = [str(d) for d in dirs]
-    if not dirs:
+    names = [str(d) for d in dirs]
+    if not names:
         fail("DIR", "", "give at least one results directory")
-    runs = [ra.load_run(d, label) for d, label in zip(dirs, _run_labels(dirs), strict=True)]
-    folder = Path(out) if out is not None else default_out(dirs)
+    runs = [ra.load_run(d, label) for d, label in zip(names, _run_labels(names), strict=True)]
+    folder = Path(out) if out is not None else default_out(names)
     _check_out(folder)
     df = ra.prepare(runs)
     title = "lshbench report: " + ", ".join(run.label for run in runs)

@@ -1,7 +1,7 @@
 """The accuracy figures of ``lshbench report``: error versus n_hashes / chunk length, and
 accuracy against cost (the Pareto front with the error budgets and the baselines).
 
-The error is the headline metric ``attn_tv`` (DESIGN.md section 6); a run whose table
+The error is the headline metric ``attn_tv`` (docs/design.md section 6); a run whose table
 predates it is drawn with ``rel_err`` instead, and the axis says which. Each ``figure_*``
 function takes the tidy points of :mod:`lshbench.report.analysis` and returns a
 :class:`~lshbench.report.plotting.Plot` (write it with :func:`~lshbench.report.plotting.save`)
@@ -55,7 +55,7 @@ _ERROR_FIXED = (
     "causal", "dtype", "threads", "d", "dv", "chunks_before", "chunks_after", "chunk_len",
     "method", "weighting",
 )  # fmt: skip
-#: (colour, marker) of each method (DESIGN.md section 2b) in the error and Pareto figures.
+#: (colour, marker) of each method (docs/design.md section 2b) in the error and Pareto figures.
 METHOD_STYLE = {
     "lsh": ("tab:blue", "o"),
     "random": ("tab:orange", "X"),
@@ -322,7 +322,7 @@ def _pareto_caption(cand: pd.DataFrame) -> str:
     text = (
         f"Accuracy against cost: {' / '.join(metric_axis(m) for m in metrics)} versus time per "
         "sequence, one panel per input and L. Circles are LSH configurations; crosses (random "
-        "keys) and squares (a local window) are the baselines of DESIGN.md section 2b at the "
+        "keys) and squares (a local window) are the baselines of docs/design.md section 2b at the "
         "same key budget (same n_hashes, chunk_len, look-around); hollow markers use "
         "count-once weighting. The black step is the Pareto front over the LSH points "
         "(nothing is both faster and more accurate); a baseline below it does better than "

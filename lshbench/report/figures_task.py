@@ -2,7 +2,7 @@
 
 Kitaev et al. (2020), Table 2, train a one-layer model on the duplication task and evaluate
 it with LSH attention of 1, 2, 4 and 8 hash rounds. The report puts the sweep's ``task_acc``
-of ``duplicate`` rows (DESIGN.md section 6: share of queries whose output is nearest, by
+of ``duplicate`` rows (docs/design.md section 6: share of queries whose output is nearest, by
 cosine, to the value of their copy; the exact backends score 1) next to the paper's row for
 the model trained with full attention (:data:`PAPER_TABLE2`), drawn as a labelled
 reference. The paper measures a trained model, this study the attention operation alone on
@@ -37,7 +37,7 @@ __all__ = ["PAPER_LABEL", "PAPER_TABLE2", "TASK_CONFIG", "figure_task", "task_ta
 
 #: Kitaev et al. 2020 (Reformer), Table 2, duplication task: accuracy of the model trained
 #: with full attention, evaluated with LSH attention of n_hashes rounds (fraction).
-PAPER_TABLE2 = {1: 0.525, 2: 0.769, 4: 0.925, 8: 0.948}
+PAPER_TABLE2: dict[float, float] = {1: 0.525, 2: 0.769, 4: 0.925, 8: 0.948}
 PAPER_LABEL = "Kitaev et al. 2020, Table 2: trained with full attention, evaluated with LSH"
 #: The columns that make one line of the view besides the run, input and L.
 TASK_CONFIG = ("chunk_len", "chunks_before", "chunks_after", "weighting")

@@ -29,7 +29,7 @@ __all__ = [
 
 _MISSING = ("", "nan", "none", "<na>")
 
-#: What each accuracy column measures, in a few words (DESIGN.md section 6; docs/metrics.md).
+#: What each accuracy column measures, in a few words (docs/design.md section 6; docs/metrics.md).
 METRIC_NAMES = {
     "attn_tv": "attention distance",
     "mass_recall": "exact mass on keys seen",
@@ -39,7 +39,7 @@ METRIC_NAMES = {
     "task_acc": "duplication task accuracy",
     "rel_err": "relative output error",
 }
-#: The methods of DESIGN.md section 2b as legends name them.
+#: The methods of docs/design.md section 2b as legends name them.
 METHOD_NAMES = {
     "lsh": "LSH (hashed buckets)",
     "random": "random keys, same budget",

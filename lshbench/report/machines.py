@@ -1,4 +1,4 @@
-"""Which machine and which code measured each row (DESIGN.md section 7, provenance).
+"""Which machine and which code measured each row (docs/design.md section 7, provenance).
 
 A results directory may hold several machines' rows (``machine_id``) and rows of several
 versions of the code (``code_id``). The report never merges two machines into one series:
@@ -61,11 +61,17 @@ def cpu_short(model: Any, width: int = 28) -> str:
     return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
+def _runs(metadata: Mapping[str, Any]) -> list[Any]:
+    """The ``runs`` entries of a directory's metadata ([] when absent or not a list)."""
+    runs = metadata.get("runs")
+    return runs if isinstance(runs, list) else []
+
+
 def machine_facts(metadata: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """machine_id -> facts from a directory's metadata: the ``machines`` map, completed by
     the ``machine`` facts of each ``runs`` entry (the store writes both)."""
     out: dict[str, dict[str, Any]] = {}
-    runs = metadata.get("runs") if isinstance(metadata.get("runs"), list) else []
+    runs = _runs(metadata)
     for entry in [*runs, metadata]:
         if isinstance(entry, Mapping) and isinstance(entry.get("machine"), Mapping):
             mid = _text(entry.get("machine_id"))
@@ -93,7 +99,7 @@ def machine_label(machine_id: Any, facts: Mapping[str, Any] | None = None) -> st
 def _code_times(table: pd.DataFrame, metadata: Mapping[str, Any]) -> dict[tuple[str, str], tuple]:
     """(machine_id, code_id) -> sort key, newest last: latest ``finished_at`` of its rows,
     latest start of a metadata run with that code, last position in the table."""
-    runs = metadata.get("runs") if isinstance(metadata.get("runs"), list) else []
+    runs = _runs(metadata)
     started: dict[tuple[str, str], str] = {}
     for entry in runs:
         if isinstance(entry, Mapping):
@@ -158,7 +164,8 @@ def machines_table(runs: Sequence[Any], df: pd.DataFrame) -> pd.DataFrame:
             cpu = _text(f.get("cpu_model"))
             if not mid and isinstance(legacy_cpu, Mapping) and legacy_cpu.get("model"):
                 cpu = f"{legacy_cpu.get('model')} (metadata.json; rows carry no machine_id)"
-            packages = f.get("packages") if isinstance(f.get("packages"), Mapping) else {}
+            packages = f.get("packages")
+            packages = packages if isinstance(packages, Mapping) else {}
             versions = ", ".join(
                 f"{k} {v}" for k, v in (("python", f.get("python")),
                                          *((k, packages.get(k)) for k in ("numpy", "numba")))

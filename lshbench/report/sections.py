@@ -161,7 +161,7 @@ def section_hashing(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
     metrics = sorted(set(table["metric"]))
     doc.p(
         "Does hashing put keys where attention goes, or would any keys do? Each row pairs an "
-        "LSH configuration with the baselines of DESIGN.md section 2b at the same key "
+        "LSH configuration with the baselines of docs/design.md section 2b at the same key "
         "budget (same n_hashes, chunk_len, look-around and weighting, so the same number of "
         "keys per query: `keys = H * m * (1 + before + after)`): random keys (buckets drawn "
         "at random) and a local window of positions. Gain = baseline error - LSH error "

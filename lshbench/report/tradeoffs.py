@@ -1,7 +1,7 @@
 """Accuracy against cost: the Pareto front, and the fastest configuration under an error budget.
 
 Works on the tidy points of :func:`lshbench.report.analysis.series_points`; time is per
-sequence (seconds). The error is the headline metric of DESIGN.md section 6, ``attn_tv``
+sequence (seconds). The error is the headline metric of docs/design.md section 6, ``attn_tv``
 (the share of attention mass put in the wrong place, in [0, 1]), with budgets
 :data:`BUDGETS`. Tables written before ``attn_tv`` existed fall back to the relative
 Frobenius error against dense, ``rel_err``, with :data:`REL_ERR_BUDGETS`; the report says so
@@ -31,7 +31,7 @@ __all__ = [
     "pareto_mask",
 ]
 
-#: The headline error (DESIGN.md section 6) and its budgets.
+#: The headline error (docs/design.md section 6) and its budgets.
 HEADLINE_METRIC = "attn_tv"
 BUDGETS: tuple[float, ...] = (0.05, 0.10, 0.20)
 #: What tables without ``attn_tv`` (older lshbench) are judged by, and its budgets.

@@ -4,7 +4,7 @@
 ``store`` (:class:`ResultStore`, SQLite), ``runs`` (per-run entries, metadata.json),
 ``load`` (:func:`load_results`) and ``files`` (legacy log and exports). The sweep writes it,
 the report reads it; it never imports backends, measurement, sweep, report or the CLI
-(DESIGN.md sections 1 and 7).
+(docs/design.md sections 1 and 7).
 """
 
 from lshbench.results.load import load_results

@@ -4,7 +4,7 @@ Each entry is a JSON object with at least ``run_id``, ``machine_id``, ``code_id`
 ``start_time``/``end_time``; the sweep adds the machine facts (``machine``), versions, the
 command line and so on. Only the :class:`RunLog` that began an entry may update it, and an
 entry's ids, machine facts and start time never change, so a later run on another machine
-cannot rewrite what an earlier run ran on (DESIGN.md section 7, provenance).
+cannot rewrite what an earlier run ran on (docs/design.md section 7, provenance).
 
 ``metadata.json`` is exported from these entries (:meth:`RunLog.metadata`): the latest
 run's entry at the top level (as lshbench <= 0.1 wrote it), ``machines`` (machine_id ->

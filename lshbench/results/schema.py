@@ -1,4 +1,4 @@
-"""The row schema of the results table (DESIGN.md section 7): columns, types, validation.
+"""The row schema of the results table (docs/design.md section 7): columns, types, validation.
 
 Every row the store writes goes through :func:`check_storable` (a value that cannot be
 stored, e.g. a seed beyond int64, is a ConfigError naming the field, before anything is
@@ -8,7 +8,7 @@ an ``ok`` row without a positive time, a list as ``cell_id``) is reported and dr
 counted as done.
 
 A row's **key** is ``(cell_id, machine_id, code_id)``: the same cell measured by another
-machine or another version of the code is another row (DESIGN.md section 7, provenance).
+machine or another version of the code is another row (docs/design.md section 7, provenance).
 
 pandas is imported inside the functions that build tables.
 """
@@ -45,7 +45,7 @@ __all__ = [
 
 STATUSES = ("ok", "oom", "oom_predicted", "timeout", "error", "skipped")
 
-#: DESIGN.md section 7, in this order
+#: docs/design.md section 7, in this order
 COLUMNS = (
     "run_id", "machine_id", "code_id", "backend", "method", "weighting", "seqlen", "batch", "d",
     "dv", "n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after", "causal",
@@ -56,7 +56,7 @@ COLUMNS = (
     "task_acc", "rel_err", "max_abs_err", "cos_sim",
 )  # fmt: skip
 
-#: more columns, after DESIGN's
+#: more columns, after the required ones of docs/design.md section 7
 EXTRA_COLUMNS = (
     "cell_id",  # stable id of the row's parameters (with machine_id, code_id: the row's key)
     "n_buckets_spec",  # "128" or factors "16x32"; n_buckets is the total count

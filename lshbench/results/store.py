@@ -1,4 +1,4 @@
-"""The results store of a sweep directory (DESIGN.md section 7): SQLite, then exports.
+"""The results store of a sweep directory (docs/design.md section 7): SQLite, then exports.
 
 ``DIR/results.sqlite`` is the source of truth: every row is committed in its own SQLite
 transaction (WAL mode, ``synchronous=FULL``), so a row is either fully there or absent after

@@ -10,7 +10,7 @@
 - :mod:`~lshbench.sweep.oom_kills`: the kernel's OOM-kill counters, to tell an OOM kill
   from another SIGKILL of a worker.
 
-Never imports the report or the CLI (DESIGN.md section 1).
+Never imports the report or the CLI (docs/design.md section 1).
 """
 
 from lshbench.sweep.run import run_sweep

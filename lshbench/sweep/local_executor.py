@@ -61,7 +61,8 @@ class CellSpec:
 
     tasks: list[dict[str, Any]]
     repeats: int
-    backends: dict[str, tuple[str, tuple[str, ...], str]] = field(default_factory=dict)
+    #: backend name -> its registry entry, ``BackendSpec.as_dict()`` (the worker registers it)
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def threads(self) -> int:

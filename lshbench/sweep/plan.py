@@ -38,7 +38,8 @@ def resolve_n_buckets(
 ) -> int | tuple[int, ...]:
     """Buckets per round for one (seqlen, chunk_len).
 
-    ``rule``: the paper's ``2 L / chunk_len`` rounded to an even int >= 2 (research note A.3).
+    ``rule``: the paper's ``2 L / chunk_len`` rounded to an even int >= 2
+    (Reformer paper, section 2).
     ``auto``: Hugging Face's rule: the largest power of two ``2**p <= 2 (L // chunk_len)``
     (at least 2), factorized as ``(2**(p//2), 2**(p - p//2))`` when it exceeds
     ``2 * max(int(sqrt(L // chunk_len)), chunk_len)`` (max_position_embeddings = L).
@@ -51,6 +52,7 @@ def resolve_n_buckets(
         if 2**p > 2 * max(int(math.sqrt(seqlen // chunk_len)), chunk_len) and p >= 2:
             return (2 ** (p // 2), 2 ** (p - p // 2))
         return 2**p
+    assert not isinstance(item, str), item  # the spec allows only rule and auto as text
     return item
 
 
@@ -132,6 +134,7 @@ def _shapes(spec: SweepSpec, inp: str) -> Iterator[tuple[int, int, int, int]]:
         return
     for d, L, batch in itertools.product(spec.d, spec.seqlen, spec.batch or (None,)):
         B = spec.tokens // L if spec.tokens is not None else batch
+        assert B is not None  # the spec sets batch or tokens
         _check_int64("batch", B, B * L, f"batch x seqlen = {B}x{L} tokens")
         yield d, d, L, B
 
@@ -140,10 +143,10 @@ def input_cells(spec: SweepSpec) -> list[tuple[str, float | None, float | None]]
     """``(input, target_entropy, value_corr)`` of every input of the grid: the product of
     the axes an input takes (:data:`~lshbench.sweep.spec.INPUT_KNOBS`; its default where the
     axis is not given), None for the axes it does not take."""
-    out = []
+    out: list[tuple[str, float | None, float | None]] = []
     for inp in spec.input:
         knobs = INPUT_KNOBS.get(inp, {})
-        axes = []
+        axes: list[tuple[float | None, ...]] = []
         for name in ("target_entropy", "value_corr"):
             given = getattr(spec, name)
             if name not in knobs:
@@ -201,7 +204,7 @@ def _check_variants(spec: SweepSpec, facts: dict[str, BackendSpec]) -> None:
             fail(
                 "backend",
                 name,
-                "computes only method lsh with weighting multiplicity (no DESIGN.md section "
+                "computes only method lsh with weighting multiplicity (no docs/design.md section "
                 f"2b variants), which --method {','.join(spec.method)} --weighting "
                 f"{','.join(spec.weighting)} leaves out: add lsh and multiplicity, or drop it",
             )

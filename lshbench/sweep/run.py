@@ -7,7 +7,7 @@ decided without running (invalid configurations, unavailable backends, rows pred
 ``--mem-budget``), hands the rest to an executor cell by cell and records every row it
 streams back. Rows already in the store from this machine and this code are reused (resume);
 rows of other machines or code versions stay in the store as theirs and are never part of
-this run's table (DESIGN.md section 7, provenance).
+this run's table (docs/design.md section 7, provenance).
 
 Every access to the store is a method of :class:`_SweepRun` and goes through
 :func:`_writing`, which turns an OSError (a full disk; the store's StoreError is one) into

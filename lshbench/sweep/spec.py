@@ -7,7 +7,7 @@ checked before anything runs; a bad one is one line ``field=value: rule`` and ex
 Axes (lists): ``seqlen``, ``chunk_len``, ``n_hashes``, ``n_buckets`` (``rule`` = the
 paper's 2L/chunk_len rounded to an even int >= 2; ``auto`` = Hugging Face's rule, a power of
 two factorized in two when large; an even int; or factors ``16x32``), ``chunks_before``,
-``chunks_after``, ``method`` (``lsh``, ``random``, ``local``: DESIGN.md section 2b),
+``chunks_after``, ``method`` (``lsh``, ``random``, ``local``: docs/design.md section 2b),
 ``weighting`` (``multiplicity``, ``count-once``), ``d``, ``batch`` (or ``tokens``: batch =
 tokens // seqlen, the paper's fixed total tokens), ``backend``, ``input`` (a generator of
 :data:`~lshbench.measurement.inputs.GENERATORS` or ``file:PATH``, loaded and checked here:
@@ -18,10 +18,10 @@ cell's worker is killed), ``mem_budget`` (bytes; ``16G``, ``512M`` or ``80%`` of
 ``config_from_input`` (the one file input's stored configuration becomes the default of
 the :data:`FROM_INPUT` axes; values given in the TOML file or options still win).
 
-Presets: ``quick`` (default; the headline questions at L <= 8192, gaussian and clustered
-input, in one to two minutes on two cores), ``paper`` (the Reformer speed study: batch x L =
-32768, L 1024..32768, n_hashes 1, 2, 4, 8 with ``auto`` buckets, and dense), ``full`` (L up
-to 65536, every axis).
+Presets: ``quick`` (default; is LSH worth it here: L <= 4096, gaussian, peaked and duplicate
+input, LSH against random and local keys, numba and dense; table in docs/sweep.md),
+``paper`` (the Reformer speed study: batch x L = 32768, L 1024..32768, n_hashes 1, 2, 4, 8
+with ``auto`` buckets, and dense), ``full`` (L up to 65536, every axis).
 Threads default to 1 (see :data:`PRESETS`).
 
 Results go to ``--out`` (default ``results/<preset>``): see :mod:`lshbench.results.store`.
@@ -169,7 +169,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 DEFAULT_BACKENDS = ("numpy", "numba", "dense")
 
-#: the input axes each input takes (DESIGN.md section 6), with the value a cell gets when the
+#: the input axes each input takes (docs/design.md section 6), with the value a cell gets when the
 #: axis is not given (None: not passed to the generator); other inputs get None, and the
 #: grid is not multiplied for them. peaked's default target entropy is the generator's own.
 INPUT_KNOBS: dict[str, dict[str, float | None]] = {
