@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parent.parent
+#: the distribution's name (pip install -e . writes <name>.egg-info/ into the clone)
+PROJECT = "lshbench"
 #: the presets whose sweeps are committed as reference runs
 REFERENCE_PRESETS = ("quick", "paper")
 
@@ -85,7 +87,7 @@ def _main_job_files(preset: str) -> list[str]:
                                            "results.csv", "metadata.json")),
         *(f"reports/{preset}/{n}" for n in ("report.md", "index.html", "cost.png")),
         ".venv/pyvenv.cfg",
-        "lshbench.egg-info/PKG-INFO",
+        f"{PROJECT}.egg-info/PKG-INFO",
     ]  # fmt: skip
 
 
