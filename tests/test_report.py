@@ -9,6 +9,7 @@ in report.md.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import re
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers import limited_file_size, refuse_writes_under
 
 from lshbench.report.labels import bucket_label, read_stored_n_buckets
 from lshbench.report.tradeoffs import pareto_mask
@@ -789,3 +791,66 @@ def test_pareto_mask_brute_force() -> None:
                 if j != i
             )
             assert keep[i] == (not dominated), (t, e, i)
+
+
+# ----------------------------------------------------------------- --out faults: one line
+
+
+@pytest.mark.parametrize("under", ["", "sub", "a/b/c"])
+def test_out_that_is_or_is_under_a_file_is_one_line_exit_2(quick, tmp_path, under) -> None:
+    results, _, _ = quick
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    out = blocker / under if under else blocker
+    code, err = _cli([str(results), "--out", str(out)])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"Error: out={out}") and "a file" in lines[0], err
+    assert blocker.read_text() == "not a folder\n" and sorted(tmp_path.iterdir()) == [blocker]
+
+
+@pytest.mark.parametrize("err", [errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC])
+@pytest.mark.parametrize("exists", [True, False])
+def test_out_that_cannot_be_written_is_one_line_exit_1(
+    quick, tmp_path, monkeypatch, err, exists
+) -> None:
+    """An immutable or read-only folder, or a full disk (simulated for this process, so it
+    holds for root too): one line naming the folder and the OS error, exit 1, and the
+    previous report left as it was."""
+    from lshbench.cli import main
+
+    results, _, _ = quick
+    out = tmp_path / "reports"
+    before = {}
+    if exists:
+        render([results], out)
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+    refuse_writes_under(monkeypatch, out if exists else tmp_path, err)
+    res = CliRunner().invoke(main, ["report", str(results), "--out", str(out)])
+    monkeypatch.undo()
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert lines[0].startswith(f"Error: cannot write the report in {out}: "), lines[0]
+    assert f"({errno.errorcode[err]})" in lines[0] and "Traceback" not in res.output
+    now = {p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else {}
+    assert now == before
+
+
+@pytest.mark.parametrize("limit", [0, 3_000, 40_000, 150_000, 400_000])
+def test_a_disk_filling_up_mid_write_leaves_no_truncated_file(quick, tmp_path, limit) -> None:
+    """Files may not grow past ``limit`` bytes (a real write failure, EFBIG): one line,
+    exit 1, and every file in the report folder is complete (equal to a full render)."""
+    results, full, _ = quick
+    out = tmp_path / "out"
+    res = subprocess.run(
+        [sys.executable, "-m", "lshbench", "report", str(results), "--out", str(out)],
+        capture_output=True, text=True, preexec_fn=limited_file_size(limit), timeout=300,
+    )  # fmt: skip
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"Error: cannot write the report in {out}: "), lines[0]
+    assert "Traceback" not in res.stderr
+    left = sorted(out.iterdir()) if out.exists() else []
+    assert not [p for p in left if p.name.startswith(".")], left  # no temporary file
+    for path in left:
+        assert path.read_bytes() == (full / path.name).read_bytes(), path.name

@@ -42,6 +42,10 @@ def test_backends(monkeypatch: pytest.MonkeyPatch):
         "test-killed": "KilledBackend",
         "test-alloc-numpy": "AllocNumpyBackend",
         "test-alloc-numba": "AllocNumbaBackend",
+        "test-nan": "NaNBackend",
+        "test-inf": "InfBackend",
+        "test-neginf": "NegInfBackend",
+        "test-fatal": "FatalBackend",
     }
     for name, cls in names.items():
         lshbench.register_backend(name, f"sweep_backends:{cls}", uses_hashing=False)
@@ -156,6 +160,33 @@ def test_failures_become_rows_and_the_sweep_goes_on(tmp_path: Path, test_backend
     assert got[("numpy", 8)].status == "oom_predicted"
     assert "--mem-budget" in got[("numpy", 8)].message
     assert elapsed < 60  # the sleeping backend (120 s) was cut off
+
+
+def test_a_row_whose_output_is_not_finite_is_never_ok(tmp_path: Path, test_backends) -> None:
+    """NaN, +Inf or -Inf anywhere in a backend's output (the input is finite) makes its row
+    an error that says so; the other rows of the cell are measured as usual."""
+    backends = "dense,test-nan,test-inf,test-neginf"
+    grid = {"seqlen": [64, 96], "chunk_len": [32], "n_hashes": [1], "threads": 1,
+            "input": "gaussian"}  # fmt: skip
+    df = lshbench.run_sweep(tmp_path / "nonfinite", backend=backends, **grid)
+    assert len(df) == 8
+    for row in df.itertuples():
+        if row.backend == "dense":
+            assert row.status == "ok"
+            continue
+        assert row.status == "error", (row.backend, row.message)
+        assert "1 of " in row.message and "NaN or Inf" in row.message, row.message
+        assert "Traceback" not in row.message and pd.isna(row.rel_err)
+
+
+def test_a_dead_workers_message_holds_no_traceback(tmp_path: Path, test_backends) -> None:
+    df = lshbench.run_sweep(tmp_path / "fatal", backend="dense,test-fatal", **{
+        **SMALL_GRID, "seqlen": [64], "n_hashes": [1]})  # fmt: skip
+    row = df[df["backend"] == "test-fatal"].iloc[0]
+    assert row["status"] == "error", row["message"]
+    assert row["message"].startswith("worker died with exit status "), row["message"]
+    assert "Fatal: fatal from the test backend" in row["message"], row["message"]
+    assert "Traceback" not in row["message"] and 'File "' not in row["message"]
 
 
 def test_memory_columns_are_honest(tmp_path: Path, test_backends) -> None:

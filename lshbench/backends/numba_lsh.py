@@ -117,6 +117,24 @@ def use_blas(chunk_len: int, window: int, width: int) -> bool:
     return chunk_len * window * width > LOOPS_MAX_MACS
 
 
+def _scaled_values(v: np.ndarray, terms: int) -> tuple[np.ndarray, int]:
+    """``(v * 2**-e, e)``: values small enough that the kernels' unnormalized sums stay
+    finite, and the power of two to scale the output back by (``e = 0``: ``v`` itself).
+
+    A round's output is accumulated as a sum of at most ``terms`` (keys per window times
+    rounds) values weighted by at most 1 before it is normalized, so values above
+    ``finfo.max / terms`` (and a safety factor 4) could overflow although the attention
+    output, a convex combination of rows of ``v``, is finite. Such ``v`` (B, L, dv) is
+    divided by a power of two (exact, no rounding beyond values that underflow far below
+    the largest) to ``|v| < 1``; other inputs pass unchanged, with no copy.
+    """
+    biggest = max(float(v.max()), -float(v.min()))  # reductions: no temporary array
+    if biggest <= float(np.finfo(v.dtype).max) / (4 * max(terms, 1)):
+        return v, 0
+    exponent = int(np.frexp(biggest)[1])  # biggest < 2**exponent
+    return np.ldexp(v, -exponent).astype(v.dtype, copy=False), exponent  # (B, L, dv)
+
+
 class _BlasOneThread:
     """Keep every loaded BLAS at one thread while the kernels run (they call it per chunk)."""
 
@@ -352,6 +370,7 @@ class NumbaBackend(Backend):
         mq = query_block(config)
         W = pc.n_adjacent * m  # keys per window (also when m >= L)
         before, after = pc.chunks_before, pc.chunks_after
+        v, exponent = _scaled_values(v, W * H)
         nt = numba.get_num_threads()
         dtype = qk.dtype
         kscale = np.empty((B, L), dtype=dtype)  # key = qk * kscale
@@ -391,6 +410,9 @@ class NumbaBackend(Backend):
         acc = kernels.Accumulator(out=out, run=np.empty((B, L, 2), np.float64))
         inputs = kernels.AttendInputs(qk=qk, v=v, kscale=kscale, chunk_of=chunk_of, slots=slots)
         kernels.attend_all(*kernels.as_fields(inputs, opts, acc, ring, scratch))
+        if exponent:  # back to v's scale; out is a convex combination of v's rows
+            np.clip(out, v.min(), v.max(), out=out)  # (B, L, dv), rounding kept in range
+            np.ldexp(out, exponent, out=out)
         return out
 
     def _kernel_code(self, mq: int, window: int, width: int) -> int:

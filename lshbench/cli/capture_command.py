@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from lshbench.measurement.capture import capture_model
+from lshbench.measurement.capture import CaptureWriteError, capture_model
 
 __all__ = ["capture"]
 
@@ -43,7 +43,10 @@ def capture(model_dir: str, text_path: str, out_path: str, layer: int, seqlen: i
 
     Needs the peers extra: pip install -e '.[peers]'.
     """
-    res = capture_model(model_dir, text_path, out_path, layer=layer, seqlen=seqlen)
+    try:
+        res = capture_model(model_dir, text_path, out_path, layer=layer, seqlen=seqlen)
+    except CaptureWriteError as exc:  # the environment (permissions, disk full): exit 1
+        raise click.ClickException(str(exc)) from exc
     heads, length, width = res.qk_shape
     click.echo(
         f"wrote {res.out}: qk and v ({heads} heads, L={length}, head_dim={width}) from "

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from lshbench.util import shorten
 
-__all__ = ["METHODS", "WEIGHTINGS", "ConfigError", "LSHConfig", "fail"]
+__all__ = ["MAX_INT", "METHODS", "WEIGHTINGS", "ConfigError", "LSHConfig", "fail"]
 
 #: how each round's buckets are chosen (docs/design.md section 2b); "lsh" is section 2
 METHODS = ("lsh", "random", "local")
@@ -36,11 +36,18 @@ def _is_int(x: Any) -> bool:
     )
 
 
+#: the largest value of any integer field (and of each n_buckets factor): positions,
+#: buckets and chunk ids are indexed with 32-bit integers where they fit
+MAX_INT = 2**31 - 1
+#: the largest n_hashes * total buckets: bucket ids with their round offsets stay int64
+MAX_ROUND_BUCKETS = 2**62
+
+
 def _check_int(field: str, value: Any, minimum: int) -> int:
-    if not _is_int(value):
+    if not _is_int(value) or int(value) < minimum:
         fail(field, value, f"must be an integer >= {minimum}")
-    if int(value) < minimum:
-        fail(field, value, f"must be an integer >= {minimum}")
+    if int(value) > MAX_INT:
+        fail(field, value, f"must be an integer in [{minimum}, {MAX_INT}]")
     return int(value)
 
 
@@ -85,6 +92,13 @@ class LSHConfig:
         if not isinstance(self.causal, bool):
             fail("causal", self.causal, "must be True or False")
         object.__setattr__(self, "n_buckets", _check_buckets(self.n_buckets))
+        if self.n_hashes * self.total_buckets > MAX_ROUND_BUCKETS:
+            fail(
+                "n_buckets",
+                self.n_buckets,
+                f"n_hashes * total buckets = {self.n_hashes} * {self.total_buckets} must be "
+                f"at most 2**62",
+            )
         if not isinstance(self.method, str) or self.method not in METHODS:
             fail("method", self.method, f"must be one of {', '.join(METHODS)}")
         if not isinstance(self.weighting, str) or self.weighting not in WEIGHTINGS:
@@ -190,8 +204,12 @@ def _check_buckets(value: Any) -> int | tuple[int, ...]:
         for f in value:
             if not _is_int(f) or int(f) < 2 or int(f) % 2:
                 fail("n_buckets", value, f"factor {f!r} is not even and >= 2; {rule}")
+            if int(f) > MAX_INT:
+                fail("n_buckets", value, f"factor {f!r} is above {MAX_INT}")
             factors.append(int(f))
         return tuple(factors)
     if not _is_int(value) or int(value) < 2 or int(value) % 2:
         fail("n_buckets", value, rule)
+    if int(value) > MAX_INT:
+        fail("n_buckets", value, f"must be at most {MAX_INT}")
     return int(value)

@@ -34,12 +34,13 @@ import numpy as np
 
 from lshbench.core.config import fail
 from lshbench.measurement.input_files import save_input_file
-from lshbench.util import one_line
+from lshbench.util import one_line, os_error_reason
 
 __all__ = [
     "CAPTURE_SEED",
     "TOKENIZER_FILES",
     "CaptureResult",
+    "CaptureWriteError",
     "capture_model",
     "model_chunk_multiple",
 ]
@@ -72,6 +73,16 @@ class CaptureResult:
     model_layer: int
     config: dict[str, Any]
     tokenizer: str
+
+
+class CaptureWriteError(OSError):
+    """Writing the captured file failed (permissions, a full disk): one line naming the file
+    and the OS error. The file is written to a temporary name and renamed, so ``out`` is
+    either what it was before or the complete capture."""
+
+    def __init__(self, out: Path, exc: OSError) -> None:
+        super().__init__(f"cannot write {out}: {os_error_reason(exc)}")
+        self.errno = exc.errno
 
 
 def _import_peers() -> tuple[Any, Any]:
@@ -151,7 +162,7 @@ def _load_model(transformers: Any, model_dir: Path) -> Any:
     """The checkpoint's Reformer body (no LM head needed) in eval mode, or ConfigError."""
     try:
         return transformers.ReformerModel.from_pretrained(model_dir).eval()
-    except (OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # OSError, ValueError, a damaged weights file (SafetensorError)
         fail("model_dir", str(model_dir), f"cannot load the model: {one_line(exc)}")
 
 
@@ -237,6 +248,8 @@ def capture_model(
     model_dir, text_path, out_path = Path(model_dir), Path(text_path), Path(out_path)
     if not model_dir.is_dir():
         fail("model_dir", str(model_dir), "no such directory")
+    if out_path.is_dir():
+        fail("out", str(out_path), "is a directory; give the .npz file to write")
     if not out_path.parent.is_dir():
         fail("out", str(out_path), "its folder does not exist")
     torch, transformers = _import_peers()
@@ -259,7 +272,10 @@ def capture_model(
     heads = int(attention.num_attention_heads)
     qk, v = _per_head(qk, heads), _per_head(v, heads)  # (heads, L, head_dim)
     meta = {"model_dir": str(model_dir), "text": str(text_path), "layer": str(model_layer)}
-    save_input_file(out_path, qk, v, lsh, meta=meta)
+    try:
+        save_input_file(out_path, qk, v, lsh, meta=meta)
+    except OSError as exc:
+        raise CaptureWriteError(out_path, exc) from exc
     return CaptureResult(
         out=str(out_path),
         qk_shape=qk.shape,

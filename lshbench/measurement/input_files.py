@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from lshbench.core.config import ConfigError, LSHConfig, fail
+from lshbench.util import fmt_bytes
 
 __all__ = [
     "CONFIG_FIELDS",
@@ -104,12 +105,66 @@ def _read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise _bad(path, not_npz)
     with archive:
+        if archive.zip is not None:  # None only once the archive is closed
+            _check_declared_sizes(path, archive.zip)
         try:
             return {key: archive[key] for key in archive.files}
-        except ValueError:  # an object array needs pickle
-            raise _bad(path, "holds object arrays; qk and v must be float32 or float64") from None
-        except (OSError, EOFError, zipfile.BadZipFile):
-            raise _bad(path, f"{not_npz}: damaged") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise _bad(path, f"{not_npz}: damaged ({reason})") from None
+
+
+def _declared_header(member: Any) -> tuple[tuple[int, ...], np.dtype, int] | None:
+    """(shape, dtype, header bytes) an ``.npy`` member declares, read from its header only;
+    None for a header this check does not parse (format 3.0: numpy reads it itself)."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = npy.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = npy.read_array_header_2_0(member)
+    else:
+        return None
+    return tuple(int(n) for n in shape), np.dtype(dtype), member.tell()
+
+
+def _check_declared_sizes(path: str | os.PathLike, archive: zipfile.ZipFile) -> None:
+    """Before any array is read: ConfigError when the arrays' headers declare more bytes
+    than this machine's physical memory (reading would fail or swap), when a header is
+    unreadable, or when a member holds fewer bytes than its header declares (truncated)."""
+    from lshbench.measurement.machine import physical_memory
+
+    total = 0
+    budget = physical_memory()
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            continue
+        name = info.filename[: -len(".npy")]
+        try:
+            with archive.open(info) as member:
+                declared = _declared_header(member)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, SyntaxError):
+            raise _bad(path, f"array {name!r} has a damaged .npy header") from None
+        if declared is None:
+            continue
+        shape, dtype, header = declared
+        if dtype.hasobject:
+            raise _bad(path, f"holds object arrays ({name!r}); qk and v must be float32 or float64")
+        size = int(np.prod(shape, dtype=object)) * dtype.itemsize  # exact, no overflow
+        total += size
+        if total > budget:
+            raise _bad(
+                path,
+                f"array {name!r} declares shape {shape} of {dtype} ({fmt_bytes(size)}): the "
+                f"arrays need more than this machine's {fmt_bytes(budget)} of memory",
+            )
+        if info.file_size < header + size:
+            raise _bad(
+                path,
+                f"array {name!r} is truncated: its header declares shape {shape} of {dtype} "
+                f"({size} bytes), the archive holds {max(0, info.file_size - header)}",
+            )
 
 
 def _check_arrays(path: str | os.PathLike, qk: np.ndarray, v: np.ndarray) -> None:
@@ -225,5 +280,10 @@ def save_input_file(
         fields[key] = np.asarray(value, dtype=bool if key == "causal" else np.int64)
     for key, text in (meta or {}).items():
         fields[f"{_META}{key}"] = np.asarray(str(text))
-    with open(path, "wb") as fh:
-        np.savez(fh, qk=qk, v=v, **fields)
+    from lshbench.results.files import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: savez adds no ".npz" to the name
+            np.savez(fh, qk=qk, v=v, **fields)
+
+    atomic_write(Path(path), write)  # a temporary file renamed: never a truncated .npz

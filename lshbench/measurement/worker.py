@@ -154,6 +154,16 @@ def _task_accuracy(cell: Task, out: Any, v: Any) -> float | None:
     return task_accuracy(out, v, duplicate_copy_index(cell.seqlen))
 
 
+def _check_finite(out: Any) -> None:
+    """Raise when an attention output holds NaN or Inf: its row is never ``ok`` (the input
+    was finite, so a non-finite output is the backend's fault, never a measurement)."""
+    import numpy as np
+
+    bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+    if bad:
+        raise FloatingPointError(f"{bad} of {np.size(out)} output values are NaN or Inf")
+
+
 def _status_of(exc: BaseException) -> str:
     return "oom" if isinstance(exc, MemoryError) else "error"
 
@@ -366,6 +376,7 @@ class _CellRunner:
             self.channel.phase("first call and warm-up", [task])
             try:
                 first_s[name], outputs[name] = first_call(call)
+                _check_finite(outputs[name])
                 number[name] = calibrate_number(min(warm_up(call)))
             except Exception as exc:
                 self.row(task, _status_of(exc), f"first call: {one_line(exc)}")
@@ -425,7 +436,8 @@ def main() -> None:
     except BaseException:
         traceback.print_exc()
         channel.send({"event": "done", "env": {}})
-        raise
+        sys.stderr.flush()
+        os._exit(1)  # not a normal shutdown: the stdin watcher thread holds stdin's lock
     channel.send({"event": "done", "env": {**_environment(), "backends": runner.described}})
 
 

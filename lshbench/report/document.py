@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lshbench.report.labels import plain
-from lshbench.util import fmt_length, fmt_num, shorten
+from lshbench.util import fmt_length, fmt_num, os_error_reason, shorten
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Doc", "default_out", "render_report"]
+__all__ = ["Doc", "ReportWriteError", "default_out", "render_report"]
 
 
 # --------------------------------------------------------------------------- document
@@ -331,19 +331,53 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
         fail("DIR", "", "give at least one results directory")
     runs = [ra.load_run(d, label) for d, label in zip(names, _run_labels(names), strict=True)]
     folder = Path(out) if out is not None else default_out(names)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in FIGURE_FILES.values():
-        (folder / name).unlink(missing_ok=True)  # a figure left out this time leaves no file
+    _check_out(folder)
     df = ra.prepare(runs)
     title = "lshbench report: " + ", ".join(run.label for run in runs)
     doc = Doc()
     doc.h(1, title)
     _section_runs(doc, runs, df)
     sections.section_columns(doc, runs)
-    _sections_figures_and_tables(doc, runs, df, folder)
-    (folder / "report.md").write_text(doc.markdown(), encoding="utf-8")
-    (folder / "index.html").write_text(doc.html(folder, title), encoding="utf-8")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in FIGURE_FILES.values():
+            (folder / name).unlink(missing_ok=True)  # a figure left out now leaves no file
+        _sections_figures_and_tables(doc, runs, df, folder)
+        _write_text(folder / "report.md", doc.markdown())
+        _write_text(folder / "index.html", doc.html(folder, title))
+    except OSError as exc:
+        raise ReportWriteError(folder, exc) from exc
     return folder
+
+
+class ReportWriteError(OSError):
+    """Writing the report folder failed (disk full, permissions, ...): one line naming the
+    folder and the OS error. Every file is written to a temporary name and renamed, so a
+    file of the report is either the previous one or complete, never truncated."""
+
+    def __init__(self, folder: Path, exc: OSError) -> None:
+        super().__init__(f"cannot write the report in {folder}: {os_error_reason(exc)}")
+        self.errno = exc.errno
+
+
+def _check_out(folder: Path) -> None:
+    """ConfigError unless ``folder`` is a directory or can become one: no part of the path
+    may be an existing file."""
+    from lshbench.core.config import fail
+
+    for path in (folder, *folder.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                what = "is" if path == folder else f"is under {path}, which is"
+                fail("out", str(folder), f"must be a directory, but it {what} a file")
+            return
+
+
+def _write_text(path: Path, text: str) -> None:
+    """``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
+    from lshbench.results.files import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _sections_figures_and_tables(

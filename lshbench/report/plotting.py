@@ -102,8 +102,14 @@ def save(result: Plot | Skipped, out_dir: Path) -> Drawn | Skipped:
     """Write a :class:`Plot` as ``out_dir / FIGURE_FILES[name]`` (PNG, no timestamp)."""
     if isinstance(result, Skipped):
         return result
+    from lshbench.results.files import atomic_write
+
     file = FIGURE_FILES[result.name]
-    result.figure.savefig(out_dir / file, dpi=_DPI, metadata={"Software": None})
+    figure = result.figure
+    atomic_write(  # a temporary file renamed: never a truncated PNG
+        out_dir / file,
+        lambda tmp: figure.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None}),
+    )
     return Drawn(file, result.caption)
 
 

@@ -245,7 +245,7 @@ class LocalExecutor:
                     pass
             returncode = proc.wait()
             err.seek(0)
-            tail = err.read().decode(errors="replace")[-STDERR_TAIL:].strip().replace("\n", " | ")
+            tail = stderr_summary(err.read()[-(1 << 16) :].decode(errors="replace"))
         if state.done and returncode == 0:
             return {}
         blamed = [i for i in state.in_flight if i in pending] or list(pending)
@@ -303,7 +303,8 @@ class LocalExecutor:
             else f"exit status {returncode}"
         )
         message = f"worker died with {how} in phase {state.phase}" + (f": {tail}" if tail else "")
-        return "error", message
+        out_of_memory = tail.rsplit(" | ", 1)[-1].startswith("MemoryError")
+        return ("oom" if out_of_memory else "error"), message
 
 
 @dataclass
@@ -326,6 +327,24 @@ def _sigkill_verdict(state: _WorkerState) -> tuple[str, str]:
     if oom_killed_since(state.oom_kills):
         return "oom", f"worker killed by the kernel's OOM killer (SIGKILL) {where}"
     return "error", f"worker killed by signal SIGKILL {where} (not by the kernel's OOM killer)"
+
+
+def stderr_summary(text: str) -> str:
+    """A dead worker's stderr as one line for a row's message: every Python traceback
+    reduced to its exception line (the frames say nothing to a reader of the results), lines
+    joined by `` | ``, the last :data:`STDERR_TAIL` characters."""
+    kept: list[str] = []
+    in_traceback = False
+    for line in text.splitlines():
+        if line.startswith("Traceback (most recent call last):"):
+            in_traceback = True
+            continue
+        if in_traceback and (not line.strip() or line[:1].isspace()):
+            continue  # a frame, its source line or a caret line
+        in_traceback = False
+        if line.strip():
+            kept.append(line.strip())
+    return " | ".join(kept)[-STDERR_TAIL:]
 
 
 def _failed_row(task: Task, status: str, message: str) -> Row:

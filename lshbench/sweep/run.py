@@ -17,9 +17,9 @@ one :class:`ResultsWriteError` line.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
+import signal
 import sys
 import tempfile
 from collections import Counter
@@ -32,7 +32,7 @@ from lshbench.results.cells import Task
 from lshbench.results.load import STORE_NAME, StoreError
 from lshbench.sweep.plan import estimate_seconds, plan_tasks, predicted_bytes
 from lshbench.sweep.spec import SweepSpec, build_spec
-from lshbench.util import fmt_bytes, load_average, utc_now
+from lshbench.util import fmt_bytes, load_average, os_error_reason, utc_now
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,7 +41,15 @@ if TYPE_CHECKING:
     from lshbench.results.store import ResultStore
     from lshbench.sweep.local_executor import CellSpec, Executor
 
-__all__ = ["RAN", "ResultsWriteError", "check_out_dir", "execute", "prepare", "run_sweep"]
+__all__ = [
+    "RAN",
+    "ResultsWriteError",
+    "SweepInterrupted",
+    "check_out_dir",
+    "execute",
+    "prepare",
+    "run_sweep",
+]
 
 #: statuses of rows that ran; a re-run skips them (unless --force; --retry-failed: non-ok)
 RAN = ("ok", "error", "timeout", "oom")
@@ -84,7 +92,10 @@ def execute(
     The rows are this run's: measured now, or reused from the store because this machine
     measured them with this code. Raises ConfigError (one line) before anything runs when
     :func:`prepare` refuses the sweep, and :class:`ResultsWriteError` (one line) when
-    writing the directory fails during it; the rows recorded before stay in the store."""
+    writing the directory fails during it; the rows recorded before stay in the store.
+    While it runs (in the main thread), SIGTERM and SIGHUP raise :class:`SweepInterrupted`
+    as SIGINT raises KeyboardInterrupt: either way the run is closed and the exports written
+    before the exception leaves; the previous handlers are restored afterwards."""
     from lshbench.results.store import ResultStore
     from lshbench.sweep.local_executor import LocalExecutor
 
@@ -94,10 +105,11 @@ def execute(
         with _writing(spec.out):
             store = stack.enter_context(ResultStore(spec.out))
         run = _SweepRun(spec, executor, store, quiet)
+        stack.enter_context(_stop_signals_interrupt())
         run.begin()
-        run.note_foreign_rows()
-        to_run = run.decide(tasks, invalid, force=force, retry_failed=retry_failed)
         try:
+            run.note_foreign_rows()
+            to_run = run.decide(tasks, invalid, force=force, retry_failed=retry_failed)
             run.measure(to_run)
         except BaseException:
             run.abandon()
@@ -169,11 +181,9 @@ class ResultsWriteError(OSError):
         if isinstance(exc, StoreError):  # names the directory and what is kept already
             super().__init__(f"{exc}; run the same command again to resume")
         else:
-            code = errno.errorcode.get(exc.errno or 0)
-            reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
             super().__init__(
-                f"cannot write the results in {directory}: {reason}; the rows recorded so "
-                "far are kept, run the same command again to resume"
+                f"cannot write the results in {directory}: {os_error_reason(exc)}; the rows "
+                "recorded so far are kept, run the same command again to resume"
             )
         self.errno = exc.errno
 
@@ -187,6 +197,44 @@ def _writing(directory: Path) -> Iterator[None]:
         raise
     except OSError as exc:
         raise ResultsWriteError(directory, exc) from exc
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by SIGTERM or SIGHUP: handled as Ctrl-C (SIGINT) is, the run closed
+    and the exports brought level with the store; ``signum`` names the signal."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+#: signals that end a sweep the way Ctrl-C does (a job scheduler's stop, a closed terminal)
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """While the sweep runs, SIGTERM and SIGHUP raise :class:`SweepInterrupted` (the first
+    one; later ones are ignored while the run closes), as SIGINT raises KeyboardInterrupt.
+    Outside the main thread (no handlers can be set there) nothing changes."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not fired:
+            fired.append(signum)
+            raise SweepInterrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _require_runnable(tasks: list[Task], invalid: list[tuple[Task, str]]) -> None:

@@ -70,6 +70,8 @@ __all__ = [
 DTYPES = ("float32", "float64")
 #: resident bytes of a worker before it allocates anything (interpreter, NumPy, Numba)
 WORKER_BASE_BYTES = 300 * 2**20
+#: the longest --timeout, seconds (about 11.6 days)
+MAX_TIMEOUT_S = 1e6
 #: keys a TOML config may hold (dashes or underscores)
 SETTINGS = ("repeats", "timeout", "mem_budget", "out", "preset", "config_from_input")
 #: the axes ``--config-from-input`` takes from the input file's stored configuration
@@ -305,6 +307,37 @@ def _knob(name: str, value: Any, inputs: tuple[str, ...], given: bool) -> tuple[
     return values
 
 
+def _timeout(value: Any) -> float:
+    """Seconds of --timeout: a number > 0 and at most :data:`MAX_TIMEOUT_S` (a wait longer
+    than that is no limit, and the OS cannot wait that long in one call)."""
+    seconds = parse_positive_float("timeout", value)
+    if seconds > MAX_TIMEOUT_S:
+        fail("timeout", value, f"must be a number of seconds in (0, {MAX_TIMEOUT_S:g}]")
+    return seconds
+
+
+def _reachable_entropy(
+    values: tuple[float, ...] | None, seqlen: tuple[int, ...], causal: tuple[bool, ...]
+) -> tuple[float, ...] | None:
+    """``values`` of --target-entropy, or ConfigError for one that no cell of the grid can
+    reach: at or above the entropy of uniform attention at the grid's largest L (smaller
+    cells that cannot reach it become error rows saying so)."""
+    if values is None:
+        return None
+    from lshbench.measurement.sharpness import max_mean_entropy
+
+    top = max(max_mean_entropy(L, c) for L in seqlen for c in causal)
+    for value in values:
+        if value >= top:
+            fail(
+                "target_entropy",
+                f"{value:g}",
+                f"must be below {top:.4g} nats, the entropy of uniform attention at the "
+                f"grid's largest L={max(seqlen)}",
+            )
+    return values
+
+
 def _mem_budget(value: Any) -> int:
     """Bytes of --mem-budget; at least a worker's own footprint (below it every row would be
     oom_predicted without running)."""
@@ -466,8 +499,12 @@ def build_spec(
         tokens=tokens,
         backend=_backends(values.get("backend")),
         input=inputs,
-        target_entropy=_knob(
-            "target_entropy", values.get("target_entropy"), inputs, "target_entropy" in given
+        target_entropy=_reachable_entropy(
+            _knob(
+                "target_entropy", values.get("target_entropy"), inputs, "target_entropy" in given
+            ),
+            seqlen,
+            parse_bools("causal", values["causal"]),
         ),
         value_corr=_knob("value_corr", values.get("value_corr"), inputs, "value_corr" in given),
         causal=parse_bools("causal", values["causal"]),
@@ -475,7 +512,7 @@ def build_spec(
         threads=_threads(values["threads"] if values.get("threads") is not None else 1),
         seed=parse_ints("seed", values["seed"], 0),
         repeats=repeats,
-        timeout=parse_positive_float("timeout", values["timeout"]),
+        timeout=_timeout(values["timeout"]),
         mem_budget=_mem_budget(values["mem_budget"]),
         out=out,
         preset=preset,
