@@ -12,12 +12,15 @@ from typing import Any, NoReturn
 
 from lshbench.util import shorten
 
-__all__ = ["METHODS", "WEIGHTINGS", "ConfigError", "LSHConfig", "fail"]
+__all__ = ["METHODS", "QK_MODES", "WEIGHTINGS", "ConfigError", "LSHConfig", "fail"]
 
 #: how each round's buckets are chosen (DESIGN.md section 2b); "lsh" is section 2
 METHODS = ("lsh", "random", "local")
 #: how a key present several times in a query's windows counts; "multiplicity" is section 2
 WEIGHTINGS = ("multiplicity", "count-once")
+#: whether queries double as keys ("shared", section 2) or come with their own keys
+#: ("separate", docs/design.md section 2c: attention captured from BERT, GPT-2, ...)
+QK_MODES = ("shared", "separate")
 
 
 class ConfigError(ValueError):
@@ -61,6 +64,9 @@ class LSHConfig:
     weighting:     "multiplicity" (a key in k of a query's windows counts k times, section 2)
                    or "count-once" (each distinct key once: the exact softmax restricted to
                    the keys the windows contain).
+    qk:            "shared" (queries are the keys, normalized; self mask; section 2) or
+                   "separate" (``attend(q, v, ..., k=k)``: queries and keys hashed and sorted
+                   apart, raw scores q.k, no mask; docs/design.md section 2c; non-causal).
 
     The sort/chunk/combine pipeline runs with :meth:`pipeline_config` (``rounds`` rounds,
     chunks of ``sort_chunk_len``); the sequence-length helpers below already use it.
@@ -74,6 +80,7 @@ class LSHConfig:
     chunks_after: int = 0
     method: str = "lsh"
     weighting: str = "multiplicity"
+    qk: str = "shared"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n_hashes", _check_int("n_hashes", self.n_hashes, 1))
@@ -89,6 +96,20 @@ class LSHConfig:
             fail("method", self.method, f"must be one of {', '.join(METHODS)}")
         if not isinstance(self.weighting, str) or self.weighting not in WEIGHTINGS:
             fail("weighting", self.weighting, f"must be one of {', '.join(WEIGHTINGS)}")
+        if not isinstance(self.qk, str) or self.qk not in QK_MODES:
+            fail("qk", self.qk, f"must be one of {', '.join(QK_MODES)}")
+        if self.qk == "separate" and self.causal:
+            fail(
+                "causal",
+                self.causal,
+                "qk='separate' is non-causal only (a causal query may see no valid key in "
+                "its windows; no rule for that is defined yet)",
+            )
+
+    @property
+    def separate(self) -> bool:
+        """True when queries and keys are separate arrays (``qk="separate"``)."""
+        return self.qk == "separate"
 
     @property
     def factors(self) -> tuple[int, ...]:
@@ -178,6 +199,7 @@ class LSHConfig:
             "chunks_after": self.chunks_after,
             "method": self.method,
             "weighting": self.weighting,
+            "qk": self.qk,
         }
 
 
