@@ -310,15 +310,15 @@ class NumbaBackend(Backend):
         rot_t = np.ascontiguousarray(rotations.transpose(1, 2, 0), dtype=dtype)
         slots = np.empty((B, H * L), dtype=self._index_dtype(config, L))
         rows = kernels.ROWS
-        kernels.hash_all(
-            qk, rot_t, np.asarray(config.factors, dtype=np.int64), slots,
-            np.empty((nt, d * rows), dtype),  # per-thread (d, rows) transposed positions
-            np.empty((nt, K * rows), dtype),  # per-thread (K, rows) projections
-            np.empty((nt, rows), dtype),  # running max
-            np.empty((nt, rows), dtype),  # running min
-            np.empty((nt, rows), np.int32),  # argmax
-            np.empty((nt, rows), np.int32),  # argmin
-        )  # fmt: skip
+        scratch = kernels.HashScratch(
+            rows_t=np.empty((nt, d * rows), dtype),  # per-thread (d, rows) transposed positions
+            proj=np.empty((nt, K * rows), dtype),  # per-thread (K, rows) projections
+            mx=np.empty((nt, rows), dtype),
+            mn=np.empty((nt, rows), dtype),
+            amx=np.empty((nt, rows), np.int32),
+            amn=np.empty((nt, rows), np.int32),
+        )
+        kernels.hash_all(qk, rot_t, np.asarray(config.factors, dtype=np.int64), slots, scratch)
         return slots
 
     def _sort(self, slots: np.ndarray, config: LSHConfig) -> None:
@@ -362,24 +362,31 @@ class NumbaBackend(Backend):
         out = np.empty((B, L, dv), dtype=dtype)
         code = self._kernel_code(mq, W, max(d, dv))
         tiled = code in (kernels.KERNEL_TILED, kernels.KERNEL_MIXED)  # values product tiled
-        kernels.attend_all(
-            qk, v, kscale, chunk_of, slots, H, m, before, after, config.causal,
-            code, segment_chunks(L // m + 1, nt), out,
-            np.empty((B, L, 2), np.float64),  # per query: running max, running normalizer
-            np.empty((nt, W, d), dtype),  # ring: the window's query/key rows
-            np.empty((nt, dv, W) if tiled else (nt, W, dv), dtype),  # ring: their values
-            np.empty((nt, W), dtype),  # ring: their key scales
-            np.empty((nt, W), slots.dtype),  # ring: their positions
-            np.empty((nt, W, Hc), slots.dtype),  # ring: their chunk ids (count-once)
-            np.empty((nt, d, mq), dtype),  # qt: a query block, transposed
-            np.empty((nt, mq, W) if tiled else (nt, 1, 1), dtype),  # pt: probabilities, .T
-            np.empty((nt, W, mq), dtype),  # st: scores (transposed), then probabilities
-            np.empty((nt, mq, dv), dtype),  # o: unnormalized round output
-            np.empty((nt, mq), dtype),  # top: per-query max score
-            np.empty((nt, mq), np.float64),  # z: per-query normalizer
-            np.zeros((nt, *table), np.int64),  # table: the other windows' query bits
-            np.empty((nt, W if count_once else 1, mq), dtype),  # cw: occurrence counts C
+        opts = kernels.AttendOptions(
+            n_hashes=int(H), m=int(m), before=int(before), after=int(after),
+            causal=bool(config.causal), kernel=int(code),
+            seg_len=int(segment_chunks(L // m + 1, nt)),
         )  # fmt: skip
+        ring = kernels.Ring(  # per thread: the window's A chunks
+            rq=np.empty((nt, W, d), dtype),
+            rv=np.empty((nt, dv, W) if tiled else (nt, W, dv), dtype),
+            rs=np.empty((nt, W), dtype),
+            rp=np.empty((nt, W), slots.dtype),
+            rch=np.empty((nt, W, Hc), slots.dtype),
+        )
+        scratch = kernels.ChunkScratch(  # per thread: one block of mq queries
+            qt=np.empty((nt, d, mq), dtype),
+            pt=np.empty((nt, mq, W) if tiled else (nt, 1, 1), dtype),
+            st=np.empty((nt, W, mq), dtype),
+            o=np.empty((nt, mq, dv), dtype),
+            top=np.empty((nt, mq), dtype),
+            z=np.empty((nt, mq), np.float64),
+            table=np.zeros((nt, *table), np.int64),
+            cw=np.empty((nt, W if count_once else 1, mq), dtype),
+        )
+        acc = kernels.Accumulator(out=out, run=np.empty((B, L, 2), np.float64))
+        inputs = kernels.AttendInputs(qk=qk, v=v, kscale=kscale, chunk_of=chunk_of, slots=slots)
+        kernels.attend_all(inputs, opts, acc, ring, scratch)
         return out
 
     def _kernel_code(self, mq: int, window: int, width: int) -> int:

@@ -48,6 +48,7 @@ def _n_buckets(text: str) -> int | tuple[int, ...]:
 @click.option("--query", default=0, show_default=True, help="Position shown in detail.")
 @click.option("--precision", default=4, show_default=True, help="Digits printed.")
 def explain(
+    *,
     seqlen: int,
     n_hashes: int,
     n_buckets: str,
