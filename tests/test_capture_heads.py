@@ -174,3 +174,16 @@ def test_minilm_capture_is_the_models_attention_for_every_head(
     assert f.input_ids[0] == 101  # [CLS]
     model = transformers.AutoModel.from_pretrained(minilm, attn_implementation="eager").eval()
     assert_reproduces(f, model_attention(model, f.input_ids), causal=False)
+    # the backends agree on real heads (float32, and float64) in both weightings
+    rows = [0, 2, 20, 45, 71]  # layer 0 head 2 is positional (previous token)
+    q, k, v = f.qk[rows], f.k[rows], f.v[rows]  # (5, 512, 32)
+    for weighting in ("multiplicity", "count-once"):
+        cfg = lshbench.LSHConfig(
+            n_hashes=4, n_buckets=16, chunk_len=32, weighting=weighting, qk="separate"
+        )
+        for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-10)):
+            rot = lshbench.random_rotations(32, cfg, seed=0, dtype=dtype)
+            x = [a.astype(dtype) for a in (q, k, v)]
+            ref = lshbench.get_backend("numpy").attend(x[0], x[2], cfg, rot, k=x[1])
+            ours = lshbench.get_backend("numba").attend(x[0], x[2], cfg, rot, k=x[1])
+            np.testing.assert_allclose(ours, ref, rtol=tol, atol=tol)

@@ -21,7 +21,7 @@ import lshbench
 from lshbench.core.hashing import pipeline_buckets
 from lshbench.measurement.metrics import attention_metrics
 
-SEPARATE_BACKENDS = backend_params("numpy")
+SEPARATE_BACKENDS = backend_params("numpy", "numba")
 
 
 def windows_by_hand(qb, kb, config) -> np.ndarray:
@@ -122,6 +122,30 @@ def test_values_of_ones_give_ones_and_keys_matter(backend, problem) -> None:
     cfg, q, k, v, rot = problem
     be = lshbench.get_backend(backend)
     np.testing.assert_allclose(be.attend(q, np.ones_like(v), cfg, rot, k=k), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("method", ["lsh", "random", "local"])
+@pytest.mark.parametrize("weighting", ["multiplicity", "count-once"])
+def test_numba_agrees_with_numpy(dtype, method, weighting) -> None:
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(4)
+    B, L, d = 2, 256, 16
+    q = (1.5 * rng.standard_normal((B, L, d))).astype(dtype)
+    k, v = (
+        rng.standard_normal((B, L, d)).astype(dtype),
+        rng.standard_normal((B, L, 8)).astype(dtype),
+    )
+    cfg = lshbench.LSHConfig(
+        n_hashes=4, n_buckets=16, chunk_len=32, method=method, weighting=weighting,
+        chunks_after=1, qk="separate",
+    )  # fmt: skip
+    rot = lshbench.random_rotations(d, cfg, seed=2, dtype=dtype)
+    ours = lshbench.get_backend("numba").attend(q, v, cfg, rot, k=k)
+    ref = lshbench.get_backend("numpy").attend(q, v, cfg, rot, k=k)
+    assert ours.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(ours, ref, rtol=tol, atol=tol)
 
 
 def test_self_is_not_masked_and_keys_are_not_normalized() -> None:

@@ -195,6 +195,7 @@ register_backend(
     memory_model="numba",
     variants=True,
     kernel_env="LSHBENCH_NUMBA_KERNEL",
+    separate_qk=True,
 )
 register_backend(
     "hf",

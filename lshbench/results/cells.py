@@ -35,9 +35,11 @@ __all__ = [
 ]
 
 #: the axes that define one input (one worker, one dense reference)
+#: (``qk``: "shared" or "separate" queries and keys, docs/design.md section 2c; ``layer``
+#: and ``head``: the captured model head a cell of a per-head input file runs, else None)
 CELL_AXES = (
     "seqlen", "batch", "d", "dv", "input", "target_entropy", "value_corr", "causal", "dtype",
-    "threads", "seed",
+    "threads", "seed", "qk", "layer", "head",
 )  # fmt: skip
 #: the LSH configuration axes (None for backends that do not hash)
 CONFIG_AXES = (
@@ -52,6 +54,9 @@ _ADDED_AXES: dict[str, tuple[Any, ...]] = {
     "weighting": (None, "multiplicity"),
     "target_entropy": (None,),
     "value_corr": (None,),
+    "qk": (None, "shared"),
+    "layer": (None,),
+    "head": (None,),
 }
 
 
@@ -88,8 +93,9 @@ def task_config(task: dict[str, Any]) -> LSHConfig:
 
     ``method`` and ``weighting`` default to section 2's (``lsh``, ``multiplicity``) when the
     task has none (tasks of earlier tables)."""
+    qk = task.get("qk") or "shared"
     if task.get("n_hashes") is None:
-        return LSHConfig(causal=bool(task["causal"]))
+        return LSHConfig(causal=bool(task["causal"]), qk=qk)
     nb = task.get("n_buckets")
     if nb is None:
         nb = _NO_BUCKETS
@@ -102,6 +108,7 @@ def task_config(task: dict[str, Any]) -> LSHConfig:
         chunks_after=task["chunks_after"],
         method=task.get("method") or "lsh",
         weighting=task.get("weighting") or "multiplicity",
+        qk=qk,
     )
 
 

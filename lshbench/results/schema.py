@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from lshbench.core.config import METHODS, WEIGHTINGS, fail
+from lshbench.core.config import METHODS, QK_MODES, WEIGHTINGS, fail
 from lshbench.results.cells import TASK_KEYS, n_buckets_spec, task_id
 
 if TYPE_CHECKING:
@@ -70,6 +70,9 @@ EXTRA_COLUMNS = (
     "executor",
     "concurrency",  # cells running at once on the executor
     "finished_at",  # UTC ISO time the row was written
+    "qk",  # "shared" or "separate" queries and keys (None in earlier tables: shared)
+    "layer",  # model layer of a captured head (file inputs with layer/head arrays)
+    "head",  # head within that layer
 )
 
 #: integer columns that every row has (>= the minimum)
@@ -79,6 +82,7 @@ _OPTIONAL_INTS = {
     "n_hashes": 1, "n_buckets": 1, "chunk_len": 1, "chunks_before": 0, "chunks_after": 0,
     "n_samples": None, "mem_alloc_peak_bytes": None, "mem_rss_peak_bytes": None,
     "mem_model_bytes": None, "flops": None, "number": None, "tokens": None, "concurrency": None,
+    "layer": 0, "head": 0,
 }  # fmt: skip
 _INT_COLUMNS = (*_REQUIRED_INTS, *_OPTIONAL_INTS)
 _FLOAT_COLUMNS = (
@@ -92,7 +96,7 @@ _REQUIRED_STRINGS = ("cell_id", "backend", "status", "input", "dtype")
 _STRING_COLUMNS = (
     "run_id", "machine_id", "code_id", "backend", "method", "weighting", "input", "dtype",
     "status", "message",
-    "cell_id", "n_buckets_spec", "kernel", "host", "executor", "finished_at",
+    "cell_id", "n_buckets_spec", "kernel", "host", "executor", "finished_at", "qk",
 )  # fmt: skip
 _LIST_COLUMNS = ("time_samples_s",)
 #: what every row must have (anything else may be missing)
@@ -262,7 +266,9 @@ def _check_other(row: dict[str, Any]) -> str | None:
             return f"{col}: must be a non-empty string"
     if row["status"] not in STATUSES:
         return f"status: must be one of {', '.join(STATUSES)}"
-    for col, allowed in (("method", METHODS), ("weighting", WEIGHTINGS)):
+    if row.get("qk") is None:
+        row["qk"] = "shared"  # every row of an earlier table: shared queries and keys
+    for col, allowed in (("method", METHODS), ("weighting", WEIGHTINGS), ("qk", QK_MODES)):
         if row.get(col) is None and row.get("n_hashes") is not None:
             row[col] = SECTION_2[col]  # a hashing row of an earlier table
         if row.get(col) is not None and row[col] not in allowed:

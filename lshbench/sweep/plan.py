@@ -77,23 +77,40 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
         L = cell["seqlen"]
         for name in spec.backend:
             if not facts[name].uses_hashing:
-                _add(tasks, seen, {"backend": name, **cell, **dict.fromkeys(CONFIG_AXES)})
+                task = {"backend": name, **cell, **dict.fromkeys(CONFIG_AXES)}
+                _add_checked(tasks, invalid, seen, task, facts[name])
         for config in lsh_configs(spec, L):
             for name in spec.backend:
                 if not facts[name].uses_hashing:
                     continue
                 if not facts[name].variants and not _is_section_2(config):
                     continue
-                task = {"backend": name, **cell, **config}
-                try:
-                    task_config(task).check_seqlen(L)
-                except ConfigError as exc:
-                    if task_id(task) not in seen:
-                        seen.add(task_id(task))
-                        invalid.append((task, str(exc)))
-                    continue
-                _add(tasks, seen, task)
+                _add_checked(tasks, invalid, seen, {"backend": name, **cell, **config}, facts[name])
     return tasks, invalid
+
+
+def _add_checked(
+    tasks: list[dict[str, Any]],
+    invalid: list[tuple[dict[str, Any], str]],
+    seen: set[str],
+    task: dict[str, Any],
+    facts: BackendSpec,
+) -> None:
+    """Add a task, or record it as invalid with the reason: a configuration the sequence
+    length cannot be chunked into, separate queries and keys with a causal cell or a
+    backend that computes shared QK only."""
+    try:
+        config = task_config(task)
+        if config.separate and not facts.separate_qk:
+            fail("backend", facts.name, "computes shared queries/keys only (qk=separate input)")
+        if facts.uses_hashing:
+            config.check_seqlen(task["seqlen"])
+    except ConfigError as exc:
+        if task_id(task) not in seen:
+            seen.add(task_id(task))
+            invalid.append((task, str(exc)))
+        return
+    _add(tasks, seen, task)
 
 
 def _cells(spec: SweepSpec) -> Iterator[dict[str, Any]]:
@@ -106,10 +123,13 @@ def _cells(spec: SweepSpec) -> Iterator[dict[str, Any]]:
         label = {"input": inp} if facts is None else {
             "input": facts.label, "input_path": facts.path, "input_sha256": facts.sha256,
         }  # fmt: skip
-        for d, dv, L, B in _shapes(spec, inp):
+        # a file naming its heads (capture of a BERT or GPT-2 model): one cell per head
+        heads = list(facts.heads) if facts is not None and facts.heads else [(None, None)]
+        qk = facts.qk if facts is not None else "shared"
+        for (d, dv, L, B), (layer, head) in itertools.product(_shapes(spec, inp), heads):
             yield {
                 "seqlen": L,
-                "batch": B,
+                "batch": B if layer is None else 1,
                 "d": d,
                 "dv": dv,
                 **label,
@@ -119,6 +139,9 @@ def _cells(spec: SweepSpec) -> Iterator[dict[str, Any]]:
                 "dtype": dtype,
                 "threads": threads,
                 "seed": seed,
+                "qk": qk,
+                "layer": layer,
+                "head": head,
             }
 
 

@@ -186,7 +186,9 @@ class InputFileFacts:
     item: the ``--input`` item as given (``file:PATH``); label: ``file:<name>``, the rows'
     ``input``; path and sha256 of the file (the sha256 is part of the rows' identity: a
     changed file is measured again); batch, seqlen (L), d, dv of its arrays; config: its
-    stored LSH configuration (or None)."""
+    stored LSH configuration (or None); qk: "separate" when it holds separate queries and
+    keys, else "shared"; heads: the (layer, head) of each sequence when it names them (the
+    sweep then runs one cell per head), else ()."""
 
     item: str
     label: str
@@ -198,6 +200,8 @@ class InputFileFacts:
     d: int
     dv: int
     config: dict[str, Any] | None
+    qk: str = "shared"
+    heads: tuple[tuple[int, int], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form, for the run's metadata."""
@@ -207,6 +211,7 @@ class InputFileFacts:
         return {
             "name": self.name, "path": self.path, "sha256": self.sha256, "batch": self.batch,
             "seqlen": self.seqlen, "d": self.d, "dv": self.dv, "config": config,
+            "qk": self.qk, "heads": len(self.heads),
         }  # fmt: skip
 
 
@@ -389,9 +394,13 @@ def _inputs(value: Any) -> tuple[tuple[str, ...], dict[str, InputFileFacts]]:
                     f"input={f.input_label}); rename one",
                 )
             B, L, d = f.qk.shape
+            heads: tuple[tuple[int, int], ...] = ()
+            if f.layer is not None and f.head is not None:
+                heads = tuple(zip(f.layer.tolist(), f.head.tolist(), strict=True))
             files[item] = InputFileFacts(
-                item, f.input_label, f.name, f.path, f.sha256, B, L, d, int(f.v.shape[2]), f.config
-            )
+                item, f.input_label, f.name, f.path, f.sha256, B, L, d, int(f.v.shape[2]),
+                f.config, qk=f.qk_mode, heads=heads,
+            )  # fmt: skip
             names.append(item)
         else:
             names.extend(parse_choices("input", [item], GENERATORS))
