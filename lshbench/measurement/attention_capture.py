@@ -43,6 +43,8 @@ from lshbench.measurement.capture import (
     _import_peers,
     _tokens,
     capture_model,
+    check_seqlen,
+    quiet_transformers,
 )
 from lshbench.measurement.input_files import save_input_file
 from lshbench.util import one_line
@@ -138,13 +140,8 @@ def _parse_layers(layer: int | str | None, n_layers: int) -> tuple[int, ...]:
 
 def _capture_length(n_tokens: int, positions: int, seqlen: int | None, text: Path) -> int:
     """Tokens to run: ``seqlen``, or all of the text at most the model's positions."""
+    check_seqlen(seqlen, n_tokens, positions, text)
     if seqlen is not None:
-        if isinstance(seqlen, bool) or not isinstance(seqlen, int) or seqlen < 1:
-            fail("seqlen", seqlen, "must be an integer >= 1")
-        if seqlen > n_tokens:
-            fail("seqlen", seqlen, f"exceeds the text's {n_tokens} tokens ({text})")
-        if seqlen > positions:
-            fail("seqlen", seqlen, f"exceeds the model's {positions} positions")
         return seqlen
     if n_tokens < 1:
         fail("text", str(text), "has no tokens")
@@ -259,11 +256,7 @@ def capture_heads(
     layers = _parse_layers(layer, n_layers)
     positions = int(config.max_position_embeddings if kind in BERT_TYPES else config.n_positions)
     causal = kind in GPT2_TYPES or bool(getattr(config, "is_decoder", False))
-    verbosity = transformers.logging.get_verbosity()
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.logging.set_verbosity_error()  # e.g. "sequence longer than the model's"
-    transformers.utils.logging.disable_progress_bar()
-    try:
+    with quiet_transformers(transformers):  # e.g. "sequence longer than the model's"
         ids, tokenizer = _tokens(transformers, model_dir, text_path, int(config.vocab_size))
         length = _capture_length(len(ids), positions, seqlen, text_path)
         model = _load_model(transformers, model_dir)
@@ -279,10 +272,6 @@ def capture_heads(
         finally:
             for h in hooks:
                 h.remove()
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
     q_rows, k_rows, v_rows, layer_of, head_of = [], [], [], [], []
     error = 0.0
     for i in layers:
