@@ -154,7 +154,7 @@ def figure_heads(heads: pd.DataFrame, budget: dict[str, Any]) -> Plot | Skipped:
         for patch in box["boxes"]:
             patch.set_facecolor(_METHOD_COLOURS.get(method, "0.7"))
         ax1.plot([], [], "s", color=_METHOD_COLOURS.get(method, "0.7"), label=method)
-    ax1.set_xticks(range(len(hashes)), [f"H={h}" for h in hashes])
+    ax1.set_xticks(range(len(hashes)), [f"H={int(h)}" for h in hashes])
     ax1.set_ylabel("attn_tv (share of attention mass misplaced)")
     ax1.set_ylim(0, 1)
     for t in TV_THRESHOLDS:
