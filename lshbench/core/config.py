@@ -188,9 +188,10 @@ class LSHConfig:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (tuples become lists)."""
+        """Plain-JSON form (tuples become lists); ``qk`` only when separate (a shared-QK
+        configuration keeps the form it had before separate queries and keys existed)."""
         nb = self.n_buckets
-        return {
+        out = {
             "n_hashes": self.n_hashes,
             "n_buckets": list(nb) if isinstance(nb, tuple) else nb,
             "chunk_len": self.chunk_len,
@@ -199,8 +200,10 @@ class LSHConfig:
             "chunks_after": self.chunks_after,
             "method": self.method,
             "weighting": self.weighting,
-            "qk": self.qk,
         }
+        if self.separate:
+            out["qk"] = self.qk
+        return out
 
 
 def _check_buckets(value: Any) -> int | tuple[int, ...]:
