@@ -184,6 +184,7 @@ def test_call_rules() -> None:
         lshbench.LSHConfig(causal=True, qk="separate")
     with pytest.raises(lshbench.ConfigError, match="qk=both: must be one of shared, separate"):
         lshbench.LSHConfig(qk="both")
+    assert sep.as_dict()["qk"] == "separate" and "qk" not in shared.as_dict()
 
 
 def test_metrics_on_separate_exact_attention() -> None:
