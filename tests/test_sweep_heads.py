@@ -96,3 +96,14 @@ def test_shared_files_keep_one_cell_for_all_sequences(tmp_path: Path) -> None:
     tasks, _ = plan_tasks(spec)
     cells = [(t["batch"], t["qk"], t["layer"], t["head"]) for t in tasks]
     assert cells == [(2, "shared", None, None)]
+
+
+def test_a_causal_per_head_capture_is_refused(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.normal(size=(2, 32, 4)) for _ in range(3))
+    path = tmp_path / "gpt.npz"
+    save_input_file(
+        path, q, v, {"causal": True}, k=k, layer=np.array([0, 0]), head=np.array([0, 1])
+    )
+    with pytest.raises(lshbench.ConfigError, match="holds causal attention"):
+        build_spec("quick", input=f"file:{path}", backend="numpy")

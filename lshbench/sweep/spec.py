@@ -386,6 +386,13 @@ def _inputs(value: Any) -> tuple[tuple[str, ...], dict[str, InputFileFacts]]:
             if not path:
                 fail("input", item, "must name a file: file:PATH")
             f = load_input_file(path)
+            if f.qk_mode == "separate" and (f.config or {}).get("causal"):
+                fail(
+                    "input",
+                    item,
+                    "holds causal attention (captured from a causal model); LSH over "
+                    "separate queries and keys is non-causal only",
+                )
             if labels.setdefault(f.input_label, item) != item:
                 fail(
                     "input",
