@@ -154,6 +154,7 @@ class NumpyBackend(Backend):
         config: LSHConfig,
         rotations: np.ndarray | None,
     ) -> np.ndarray:
+        assert rotations is not None  # a hashing backend: Backend.attend checked them
         o, logits, _ = lsh_attention(q, v, config, rotations, k=k)
         return combine_rounds(o, logits)  # (B, H, L, dv) -> (B, L, dv)
 

@@ -315,7 +315,7 @@ def save_input_file(
     """
     qk, v = np.asarray(qk), np.asarray(v)
     _check_arrays(path, qk, v)
-    arrays = {"qk": qk}
+    arrays: dict[str, np.ndarray] = {"qk": qk}
     if k is not None:
         k = np.asarray(k)
         _check_arrays(path, k, v)
@@ -333,4 +333,5 @@ def save_input_file(
     for key, text in (meta or {}).items():
         fields[f"{_META}{key}"] = np.asarray(str(text))
     with open(path, "wb") as fh:
-        np.savez(fh, v=v, **arrays, **fields)
+        payload: dict[str, Any] = {"v": v, **arrays, **fields}
+        np.savez(fh, **payload)
