@@ -245,7 +245,7 @@ def test_cli_text_shorter_than_one_chunk(tiny: tuple, tmp_path: Path) -> None:
         (["--layer", "2"], ("layer=2", "[0, 1]")),
         (["--seqlen", "500"], ("seqlen=500", "135 tokens")),
         (["--seqlen", "4"], ("fewer than one chunk",)),
-        (["--layer", "x"], ("'x' is not a valid integer",)),
+        (["--layer", "x"], ("layer=x", "must be an integer")),
     ],
 )
 def test_cli_bad_layer_or_seqlen(tiny: tuple, tmp_path: Path, extra: list, fragments) -> None:

@@ -217,7 +217,8 @@ def test_the_worker_passes_input_axes_only_when_given_and_the_cells_causal() -> 
     assert worker._input_knobs(cell) == {"causal": True}
     cell = cell.replace(target_entropy=1.5, input="duplicate")
     assert worker._input_knobs(cell) == {"target_entropy": 1.5, "causal": True}
-    qk, v = worker._make_cell_inputs(cell, np.float32)
+    qk, v, k = worker._make_cell_inputs(cell, np.float32)
+    assert k is None  # generated inputs share queries and keys
     want_qk, want_v = make_inputs(
         "duplicate", 1, 64, 8, 8, 2, np.float32, target_entropy=1.5, causal=True
     )

@@ -21,3 +21,13 @@ class DenseBackend(Backend):
         self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None
     ) -> np.ndarray:
         return dense_attention(qk, v, config.causal)
+
+    def _attend_separate(
+        self,
+        q: np.ndarray,
+        k: np.ndarray,
+        v: np.ndarray,
+        config: LSHConfig,
+        rotations: np.ndarray | None,
+    ) -> np.ndarray:
+        return dense_attention(q, v, config.causal, k=k)  # softmax(q k^T) v

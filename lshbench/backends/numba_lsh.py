@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -261,6 +262,43 @@ class NumbaBackend(Backend):
             slots = self._pipeline_slots(qk, config, rotations)
             return self._chunked_attention(qk, v, config, slots)
 
+    def _attend_separate(
+        self,
+        q: np.ndarray,
+        k: np.ndarray,
+        v: np.ndarray,
+        config: LSHConfig,
+        rotations: np.ndarray | None,
+    ) -> np.ndarray:
+        """Separate queries and keys (docs/design.md section 2c): both sorted by this
+        backend's pipeline (hash and counting sort, random draws, or positions in order),
+        then :mod:`lshbench.backends._numba_separate` over the query chunks."""
+        from lshbench.backends import _numba_separate as separate
+
+        assert rotations is not None
+        warn_if_spinning_pools()
+        pc = config.pipeline_config()
+        B, L, _ = q.shape
+        R, m = pc.n_hashes, pc.chunk_len
+        with self._blas.limit():
+            qslots = self._pipeline_slots(q, config, rotations)  # (B, R*L) sorted positions
+            kslots = self._pipeline_slots(k, config, rotations)  # (B, R*L)
+        count_once = config.weighting == "count-once"
+        shape = (B, L, R) if count_once else (1, 1, 1)
+        chunks = (np.zeros(shape, np.int64), np.zeros(shape, np.int64))
+        if count_once:
+            separate.chunk_of_copies(qslots, L, m, chunks[0])
+            separate.chunk_of_copies(kslots, L, m, chunks[1])
+        round_out = np.empty((B, R, L, v.shape[-1]), np.float64)
+        round_lse = np.empty((B, R, L), np.float64)
+        window = (int(pc.chunks_before), int(pc.chunks_after))
+        separate.attend_separate(
+            q, k, v, qslots, kslots, int(m), window, count_once, chunks, (round_out, round_lse)
+        )
+        out = np.empty((B, L, v.shape[-1]), np.float64)
+        separate.combine_rounds(round_out, round_lse, out)
+        return out.astype(q.dtype)
+
     def hash_buckets(self, qk: np.ndarray, rotations: np.ndarray, config: LSHConfig) -> np.ndarray:
         """This backend's own hashing: int (H, L), or (B, H, L) for batched qk.
 
@@ -429,7 +467,9 @@ class NumbaBackend(Backend):
         start = time.perf_counter()
         cfg = LSHConfig(n_hashes=2, n_buckets=(4, 2), chunk_len=4, weighting="count-once")
         qk = np.random.default_rng(0).standard_normal((1, 12, 4)).astype(dtype)
-        self._attend(qk, qk, cfg, random_rotations(4, cfg, seed=0, dtype=dtype))  # all kernels
+        rot = random_rotations(4, cfg, seed=0, dtype=dtype)
+        self._attend(qk, qk, cfg, rot)  # all kernels
+        self._attend_separate(qk, qk, qk, replace(cfg, qk="separate"), rot)  # separate QK
         kernels.sort_rounds_argsort(np.zeros((1, 4), dtype=np.int32), 2)  # the huge-nb sort
         self.kernel  # noqa: B018  (chooses the kernel now, not in the first timed call)
         return time.perf_counter() - start

@@ -54,6 +54,9 @@ class BackendSpec(NamedTuple):
     #: environment variable that forces one of the backend's kernels (its value, unless
     #: empty or "auto", is the kernel its rows then carry in their ``kernel`` column)
     kernel_env: str | None = None
+    #: True when it computes separate queries and keys (``LSHConfig.qk == "separate"``,
+    #: docs/design.md section 2c; exact backends: ``softmax(q k^T) v``)
+    separate_qk: bool = False
 
     def forced_kernel(self) -> str | None:
         """The kernel :attr:`kernel_env` forces in this process's environment, or None."""
@@ -95,6 +98,7 @@ def register_backend(
     tracemalloc_sees: bool = True,
     variants: bool = False,
     kernel_env: str | None = None,
+    separate_qk: bool = False,
 ) -> BackendSpec:
     """Register (or replace) a backend by import path ``"module:ClassName"``.
 
@@ -112,6 +116,7 @@ def register_backend(
         bool(tracemalloc_sees),
         bool(variants),
         kernel_env,
+        bool(separate_qk),
     )
     _SPECS[name] = spec
     _INSTANCES.pop(name, None)
@@ -173,6 +178,7 @@ register_backend(
     description="vectorized NumPy LSH attention (reference)",
     memory_model="numpy",
     variants=True,
+    separate_qk=True,
 )
 register_backend(
     "dense",
@@ -180,6 +186,7 @@ register_backend(
     description="exact shared-QK attention, query-blocked",
     uses_hashing=False,
     memory_model="dense",
+    separate_qk=True,
 )
 register_backend(
     "numba",
@@ -189,6 +196,7 @@ register_backend(
     memory_model="numba",
     variants=True,
     kernel_env="LSHBENCH_NUMBA_KERNEL",
+    separate_qk=True,
 )
 register_backend(
     "hf",

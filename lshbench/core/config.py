@@ -12,12 +12,15 @@ from typing import Any, NoReturn
 
 from lshbench.util import shorten
 
-__all__ = ["MAX_INT", "METHODS", "WEIGHTINGS", "ConfigError", "LSHConfig", "fail"]
+__all__ = ["MAX_INT", "METHODS", "QK_MODES", "WEIGHTINGS", "ConfigError", "LSHConfig", "fail"]
 
 #: how each round's buckets are chosen (docs/design.md section 2b); "lsh" is section 2
 METHODS = ("lsh", "random", "local")
 #: how a key present several times in a query's windows counts; "multiplicity" is section 2
 WEIGHTINGS = ("multiplicity", "count-once")
+#: whether queries double as keys ("shared", section 2) or come with their own keys
+#: ("separate", docs/design.md section 2c: attention captured from BERT, GPT-2, ...)
+QK_MODES = ("shared", "separate")
 
 
 class ConfigError(ValueError):
@@ -68,6 +71,9 @@ class LSHConfig:
     weighting:     "multiplicity" (a key in k of a query's windows counts k times, section 2)
                    or "count-once" (each distinct key once: the exact softmax restricted to
                    the keys the windows contain).
+    qk:            "shared" (queries are the keys, normalized; self mask; section 2) or
+                   "separate" (``attend(q, v, ..., k=k)``: queries and keys hashed and sorted
+                   apart, raw scores q.k, no mask; docs/design.md section 2c; non-causal).
 
     The sort/chunk/combine pipeline runs with :meth:`pipeline_config` (``rounds`` rounds,
     chunks of ``sort_chunk_len``); the sequence-length helpers below already use it.
@@ -81,6 +87,7 @@ class LSHConfig:
     chunks_after: int = 0
     method: str = "lsh"
     weighting: str = "multiplicity"
+    qk: str = "shared"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n_hashes", _check_int("n_hashes", self.n_hashes, 1))
@@ -103,6 +110,20 @@ class LSHConfig:
             fail("method", self.method, f"must be one of {', '.join(METHODS)}")
         if not isinstance(self.weighting, str) or self.weighting not in WEIGHTINGS:
             fail("weighting", self.weighting, f"must be one of {', '.join(WEIGHTINGS)}")
+        if not isinstance(self.qk, str) or self.qk not in QK_MODES:
+            fail("qk", self.qk, f"must be one of {', '.join(QK_MODES)}")
+        if self.qk == "separate" and self.causal:
+            fail(
+                "causal",
+                self.causal,
+                "qk='separate' is non-causal only (a causal query may see no valid key in "
+                "its windows; no rule for that is defined yet)",
+            )
+
+    @property
+    def separate(self) -> bool:
+        """True when queries and keys are separate arrays (``qk="separate"``)."""
+        return self.qk == "separate"
 
     @property
     def factors(self) -> tuple[int, ...]:
@@ -181,9 +202,10 @@ class LSHConfig:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (tuples become lists)."""
+        """Plain-JSON form (tuples become lists); ``qk`` only when separate (a shared-QK
+        configuration keeps the form it had before separate queries and keys existed)."""
         nb = self.n_buckets
-        return {
+        out = {
             "n_hashes": self.n_hashes,
             "n_buckets": list(nb) if isinstance(nb, tuple) else nb,
             "chunk_len": self.chunk_len,
@@ -193,6 +215,9 @@ class LSHConfig:
             "method": self.method,
             "weighting": self.weighting,
         }
+        if self.separate:
+            out["qk"] = self.qk
+        return out
 
 
 def _check_buckets(value: Any) -> int | tuple[int, ...]:

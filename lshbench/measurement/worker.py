@@ -122,11 +122,12 @@ def _input_knobs(cell: Task) -> dict[str, Any]:
     return knobs
 
 
-def _make_cell_inputs(cell: Task, dtype: Any) -> tuple[Any, Any]:
-    """qk (B, L, d) and v (B, L, dv) of the cell, in ``dtype``: the file's first L positions
-    for a file input (``input_path``), else the seeded generator's."""
+def _make_cell_inputs(cell: Task, dtype: Any) -> tuple[Any, Any, Any]:
+    """qk (B, L, d), v (B, L, dv) and the separate keys k (B, L, d) or None of the cell, in
+    ``dtype``: the file's first L positions for a file input (``input_path``; the cell's
+    layer and head alone when it names them), else the seeded generator's (k None)."""
     if cell.input_path is not None:
-        from lshbench.measurement.input_files import crop, load_input_file
+        from lshbench.measurement.input_files import crop, load_input_file, select_head
 
         data = load_input_file(cell.input_path)
         if data.sha256 != cell.input_sha256:
@@ -134,14 +135,18 @@ def _make_cell_inputs(cell: Task, dtype: Any) -> tuple[Any, Any]:
                 f"{cell.input} changed since the sweep was planned (SHA-256 "
                 f"{data.sha256[:12]}, planned {str(cell.input_sha256)[:12]})"
             )
+        if cell.layer is not None and cell.head is not None:
+            data = select_head(data, cell.layer, cell.head)  # (1, L, ...)
         data = crop(data, cell.seqlen)
-        return data.qk.astype(dtype, copy=False), data.v.astype(dtype, copy=False)
+        k = None if data.k is None else data.k.astype(dtype, copy=False)
+        return data.qk.astype(dtype, copy=False), data.v.astype(dtype, copy=False), k
     from lshbench.measurement.inputs import make_inputs
 
-    return make_inputs(
+    qk, v = make_inputs(
         cell.input, cell.batch, cell.seqlen, cell.d, cell.dv, cell.seed, dtype,
         **_input_knobs(cell),
     )  # fmt: skip
+    return qk, v, None
 
 
 def _task_accuracy(cell: Task, out: Any, v: Any) -> float | None:
@@ -246,9 +251,9 @@ class _CellRunner:
         c = self.cell
         self.channel.phase("input", self.tasks)
         try:
-            self.qk, self.v = _make_cell_inputs(c, self.dtype)
+            self.qk, self.v, self.k = _make_cell_inputs(c, self.dtype)
             self.channel.phase("reference", self.tasks)
-            self.ref = dense_reference(self.qk, self.v, bool(c.causal))
+            self.ref = dense_reference(self.qk, self.v, bool(c.causal), k=self.k)
         except Exception as exc:  # MemoryError included: it becomes an oom row
             self.fail_all(self.tasks, exc, "input or dense reference")
             return
@@ -321,8 +326,11 @@ class _CellRunner:
         if hashing:
             assert rotations is not None  # drawn for every hashing group
             buckets = pipeline_buckets(self.qk, rotations, config)  # (B, rounds, L)
-            windows = window_metrics(self.qk, buckets, config, self.ref)
-            del buckets
+            key_buckets = None if self.k is None else pipeline_buckets(self.k, rotations, config)
+            windows = window_metrics(
+                self.qk, buckets, config, self.ref, k=self.k, key_buckets=key_buckets
+            )
+            del buckets, key_buckets
         for task in live:
             name = task.backend
             timing = summarize(samples[name])
@@ -371,7 +379,7 @@ class _CellRunner:
             backend = self.backends[name]
 
             def call(backend: Any = backend) -> Any:
-                return backend.attend(self.qk, self.v, config, rotations)
+                return backend.attend(self.qk, self.v, config, rotations, k=self.k)
 
             self.channel.phase("first call and warm-up", [task])
             try:

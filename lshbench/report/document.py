@@ -388,6 +388,7 @@ def _sections_figures_and_tables(
     from lshbench.report import analysis as ra
     from lshbench.report import figures_accuracy as fa
     from lshbench.report import figures_cost as fc
+    from lshbench.report import heads as hd
     from lshbench.report import sections as sc
     from lshbench.report.figures_task import figure_task
     from lshbench.report.plotting import Palette, save
@@ -425,7 +426,15 @@ def _sections_figures_and_tables(
         "8. Time per token at fixed total tokens (the Reformer paper's view)",
         fc.figure_time_per_token(points, palette, varying),
     )
-    doc.h(2, "9. Tables")
+    heads = hd.head_table(df)
+    if not heads.empty:  # a sweep of captured model heads: their distribution
+        doc.h(2, "9. Captured model heads")
+        budget = hd.reference_budget(heads)
+        winners = hd.head_winners(heads, budget)
+        _figure(doc, save(hd.figure_heads(heads, budget), folder))
+        hd.section_heads(doc, heads, budget, winners)
+        _figure(doc, save(hd.figure_lsh_vs_local(winners, budget), folder))
+    doc.h(2, "10. Tables" if not heads.empty else "9. Tables")
     _table_crossover(doc, cross, df)
     _table_fits(doc, fits)
     sc.table_budgets(doc, points, several)

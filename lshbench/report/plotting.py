@@ -56,6 +56,8 @@ FIGURE_FILES = {
     "pareto": "pareto.png",
     "task": "task_acc_vs_n_hashes.png",
     "paper": "time_per_token.png",
+    "heads_tv": "heads_attn_tv.png",
+    "heads_lsh_vs_local": "heads_lsh_vs_local.png",
 }
 _DPI = 110
 _RUN_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")

@@ -44,9 +44,11 @@ __all__ = [
 ]
 
 #: the axes that define one input (one worker, one dense reference)
+#: (``qk``: "shared" or "separate" queries and keys, docs/design.md section 2c; ``layer``
+#: and ``head``: the captured model head a cell of a per-head input file runs, else None)
 CELL_AXES = (
     "seqlen", "batch", "d", "dv", "input", "target_entropy", "value_corr", "causal", "dtype",
-    "threads", "seed",
+    "threads", "seed", "qk", "layer", "head",
 )  # fmt: skip
 #: the LSH configuration axes (None for backends that do not hash)
 CONFIG_AXES = (
@@ -94,6 +96,9 @@ class Task:
     seed: int
     target_entropy: float | None = None
     value_corr: float | None = None
+    qk: str | None = None
+    layer: int | None = None
+    head: int | None = None
     n_hashes: int | None = None
     n_buckets: int | tuple[int, ...] | None = None
     chunk_len: int | None = None
@@ -163,8 +168,9 @@ _NO_BUCKETS = 2
 
 
 def _config(task: Task) -> LSHConfig:
+    qk = task.qk or "shared"
     if task.n_hashes is None:
-        return LSHConfig(causal=bool(task.causal))
+        return LSHConfig(causal=bool(task.causal), qk=qk)
     if task.chunk_len is None or task.chunks_before is None or task.chunks_after is None:
         fail("chunk_len", task.chunk_len, "a hashing task needs chunk_len, chunks_before and "
              "chunks_after")  # fmt: skip
@@ -178,6 +184,7 @@ def _config(task: Task) -> LSHConfig:
         chunks_after=task.chunks_after,
         method=task.method or "lsh",
         weighting=task.weighting or "multiplicity",
+        qk=qk,
     )
 
 

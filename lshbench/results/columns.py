@@ -178,6 +178,32 @@ COLUMN_TABLE: tuple[Column, ...] = (
     Column("executor", "str", "", "local or dask", extra=True),
     Column("concurrency", "int", "cells", "cells running at once on the executor", extra=True),
     Column("finished_at", "str", "", "UTC ISO time the row was written", extra=True),
+    Column(
+        "qk",
+        "str",
+        "",
+        "shared or separate queries and keys (docs/design.md section 2c)",
+        since=2,
+        extra=True,
+    ),
+    Column(
+        "layer",
+        "int",
+        "",
+        "model layer of a captured head (empty: no head)",
+        since=2,
+        minimum=0,
+        extra=True,
+    ),
+    Column(
+        "head",
+        "int",
+        "",
+        "head within that layer (empty: no head)",
+        since=2,
+        minimum=0,
+        extra=True,
+    ),
 )
 
 

@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from lshbench.core.config import METHODS, WEIGHTINGS, fail
+from lshbench.core.config import METHODS, QK_MODES, WEIGHTINGS, fail
 from lshbench.results.cells import Task, n_buckets_spec
 from lshbench.results.columns import COLUMN_TABLE, ColumnKind, names
 
@@ -223,7 +223,7 @@ def _check_other(row: dict[str, Any]) -> str | None:
             return f"{col}: must be a non-empty string"
     if row["status"] not in STATUSES:
         return f"status: must be one of {', '.join(STATUSES)}"
-    for col, allowed in (("method", METHODS), ("weighting", WEIGHTINGS)):
+    for col, allowed in (("method", METHODS), ("weighting", WEIGHTINGS), ("qk", QK_MODES)):
         if row.get(col) is not None and row[col] not in allowed:
             return f"{col}: must be one of {', '.join(allowed)}"
     for col in _BOOL_COLUMNS:

@@ -9,11 +9,14 @@ and that version to :func:`upgrade_rows` before they are checked
   (which carry no version, so every export is read as version 0; the upgrade leaves a newer
   row as it is). They lack the columns added in version 1 and may hold ``top1_agree``, a
   metric since dropped.
-* **1**: the SQLite store. Every column of :data:`~lshbench.results.columns.COLUMN_TABLE`.
+* **1**: the SQLite store, before separate queries and keys: no ``qk``, ``layer`` or
+  ``head`` columns; every row had shared queries and keys.
+* **2**: every column of :data:`~lshbench.results.columns.COLUMN_TABLE`.
 
 The upgrade of a row: columns dropped from the schema are removed; every column added after
 the row's version, and absent, is added empty; a hashing row without ``method`` or
-``weighting`` (written before the variants existed) gets section 2's (:data:`SECTION_2`).
+``weighting`` (written before the variants existed) gets section 2's (:data:`SECTION_2`);
+a row before version 2 gets ``qk = "shared"``.
 Task ids stay those of the earlier tables through :data:`ADDED_AXES`.
 
 Standard library only.
@@ -38,7 +41,7 @@ __all__ = [
 ]
 
 #: the version of the rows this code writes (see the module docstring)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: columns older tables may hold that the schema no longer has
 DROPPED_COLUMNS = ("top1_agree",)
 #: values a hashing row of an earlier table (no ``method``/``weighting``) had: section 2
@@ -50,6 +53,9 @@ ADDED_AXES: dict[str, tuple[Any, ...]] = {
     "weighting": (None, SECTION_2["weighting"]),
     "target_entropy": (None,),
     "value_corr": (None,),
+    "qk": (None, "shared"),
+    "layer": (None,),
+    "head": (None,),
 }
 
 
@@ -73,6 +79,8 @@ def upgrade_row(row: Mapping[str, Any], version: int) -> dict[str, Any]:
     for column in COLUMN_TABLE:
         if column.since > version:
             out.setdefault(column.name, None)
+    if version < 2 and out.get("qk") is None:
+        out["qk"] = "shared"  # queries and keys were always shared before version 2
     if out.get("n_hashes") is not None:
         for name, value in SECTION_2.items():
             if out.get(name) is None:

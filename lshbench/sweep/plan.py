@@ -84,7 +84,7 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[Task], list[tuple[Task, str]]]:
         L = cell.seqlen
         for name in spec.backend:
             if not facts[name].uses_hashing:
-                _add(tasks, seen, cell.replace(backend=name))
+                _add_checked(tasks, invalid, seen, cell.replace(backend=name), facts[name])
         for config in lsh_configs(spec, L):
             for name in spec.backend:
                 if not facts[name].uses_hashing:
@@ -92,30 +92,50 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[Task], list[tuple[Task, str]]]:
                 if not facts[name].variants and not _is_section_2(config):
                     continue
                 task = cell.replace(backend=name, **config)
-                try:
-                    task.config().check_seqlen(L)
-                except ConfigError as exc:
-                    if task.id not in seen:
-                        seen.add(task.id)
-                        invalid.append((task, str(exc)))
-                    continue
-                _add(tasks, seen, task)
+                _add_checked(tasks, invalid, seen, task, facts[name])
     return tasks, invalid
+
+
+def _add_checked(
+    tasks: list[Task],
+    invalid: list[tuple[Task, str]],
+    seen: set[str],
+    task: Task,
+    facts: BackendSpec,
+) -> None:
+    """Add a task, or record it as invalid with the reason: a configuration the sequence
+    length cannot be chunked into, separate queries and keys with a causal cell or a
+    backend that computes shared QK only."""
+    try:
+        config = task.config()
+        if config.separate and not facts.separate_qk:
+            fail("backend", facts.name, "computes shared queries/keys only (qk=separate input)")
+        if facts.uses_hashing:
+            config.check_seqlen(task.seqlen)
+    except ConfigError as exc:
+        if task.id not in seen:
+            seen.add(task.id)
+            invalid.append((task, str(exc)))
+        return
+    _add(tasks, seen, task)
 
 
 def _cells(spec: SweepSpec) -> Iterator[Task]:
     """The cells (inputs) of the grid in run order (see :func:`plan_tasks`), each as a task
     without a backend or a configuration. A file input (``file:PATH``) takes its file's
     batch, d and dv, and its L or each given seqlen not above it (``spec.seqlen_given``);
-    its cells carry ``input_path`` and ``input_sha256``."""
+    its cells carry ``input_path`` and ``input_sha256``. A file naming its heads (a capture
+    of a BERT or GPT-2 model) gives one cell per head, batch 1."""
     axes = itertools.product(input_cells(spec), spec.causal, spec.dtype, spec.threads, spec.seed)
     for (inp, entropy, rho), causal, dtype, threads, seed in axes:
         facts = spec.input_files.get(inp)
-        for d, dv, L, B in _shapes(spec, inp):
+        heads = list(facts.heads) if facts is not None and facts.heads else [(None, None)]
+        qk = facts.qk if facts is not None else "shared"
+        for (d, dv, L, B), (layer, head) in itertools.product(_shapes(spec, inp), heads):
             yield Task(
                 backend="",
                 seqlen=L,
-                batch=B,
+                batch=B if layer is None else 1,
                 d=d,
                 dv=dv,
                 input=inp if facts is None else facts.label,
@@ -127,6 +147,9 @@ def _cells(spec: SweepSpec) -> Iterator[Task]:
                 dtype=dtype,
                 threads=threads,
                 seed=seed,
+                qk=qk,
+                layer=layer,
+                head=head,
             )
 
 

@@ -188,7 +188,9 @@ class InputFileFacts:
     item: the ``--input`` item as given (``file:PATH``); label: ``file:<name>``, the rows'
     ``input``; path and sha256 of the file (the sha256 is part of the rows' identity: a
     changed file is measured again); batch, seqlen (L), d, dv of its arrays; config: its
-    stored LSH configuration (or None)."""
+    stored LSH configuration (or None); qk: "separate" when it holds separate queries and
+    keys, else "shared"; heads: the (layer, head) of each sequence when it names them (the
+    sweep then runs one cell per head), else ()."""
 
     item: str
     label: str
@@ -200,6 +202,8 @@ class InputFileFacts:
     d: int
     dv: int
     config: dict[str, Any] | None
+    qk: str = "shared"
+    heads: tuple[tuple[int, int], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form, for the run's metadata."""
@@ -209,6 +213,7 @@ class InputFileFacts:
         return {
             "name": self.name, "path": self.path, "sha256": self.sha256, "batch": self.batch,
             "seqlen": self.seqlen, "d": self.d, "dv": self.dv, "config": config,
+            "qk": self.qk, "heads": len(self.heads),
         }  # fmt: skip
 
 
@@ -414,6 +419,13 @@ def _inputs(value: Any) -> tuple[tuple[str, ...], dict[str, InputFileFacts]]:
             if not path:
                 fail("input", item, "must name a file: file:PATH")
             f = load_input_file(path)
+            if f.qk_mode == "separate" and (f.config or {}).get("causal"):
+                fail(
+                    "input",
+                    item,
+                    "holds causal attention (captured from a causal model); LSH over "
+                    "separate queries and keys is non-causal only",
+                )
             if labels.setdefault(f.input_label, item) != item:
                 fail(
                     "input",
@@ -422,9 +434,13 @@ def _inputs(value: Any) -> tuple[tuple[str, ...], dict[str, InputFileFacts]]:
                     f"input={f.input_label}); rename one",
                 )
             B, L, d = f.qk.shape
+            heads: tuple[tuple[int, int], ...] = ()
+            if f.layer is not None and f.head is not None:
+                heads = tuple(zip(f.layer.tolist(), f.head.tolist(), strict=True))
             files[item] = InputFileFacts(
-                item, f.input_label, f.name, f.path, f.sha256, B, L, d, int(f.v.shape[2]), f.config
-            )
+                item, f.input_label, f.name, f.path, f.sha256, B, L, d, int(f.v.shape[2]),
+                f.config, qk=f.qk_mode, heads=heads,
+            )  # fmt: skip
             names.append(item)
         else:
             names.extend(parse_choices("input", [item], GENERATORS))
