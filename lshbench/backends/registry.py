@@ -2,7 +2,7 @@
 
 Facts about a backend (does it hash, does it compute the reference semantics, which
 analytic memory model describes it, does tracemalloc see its allocations, does it compute
-the variants of DESIGN.md section 2b) are declared
+the variants of DESIGN.md section 2b, does it attend to all L keys) are declared
 once, here, in its :class:`BackendSpec`, and read without importing the backend: the
 sweep plans and the worker reports from them, nobody tests a backend by name.
 
@@ -53,6 +53,9 @@ class BackendSpec(NamedTuple):
     #: environment variable that forces one of the backend's kernels (its value, unless
     #: empty or "auto", is the kernel its rows then carry in their ``kernel`` column)
     kernel_env: str | None = None
+    #: True when it computes attention over all L keys (exact attention, whatever its
+    #: masks): a candidate for the exact baseline that speed-ups are measured against
+    all_keys: bool = False
 
     def forced_kernel(self) -> str | None:
         """The kernel :attr:`kernel_env` forces in this process's environment, or None."""
@@ -94,6 +97,7 @@ def register_backend(
     tracemalloc_sees: bool = True,
     variants: bool = False,
     kernel_env: str | None = None,
+    all_keys: bool = False,
 ) -> BackendSpec:
     """Register (or replace) a backend by import path ``"module:ClassName"``.
 
@@ -111,6 +115,7 @@ def register_backend(
         bool(tracemalloc_sees),
         bool(variants),
         kernel_env,
+        bool(all_keys),
     )
     _SPECS[name] = spec
     _INSTANCES.pop(name, None)
@@ -176,9 +181,19 @@ register_backend(
 register_backend(
     "dense",
     "lshbench.backends.dense:DenseBackend",
-    description="exact shared-QK attention, query-blocked",
+    ("numba", "scipy"),
+    "exact shared-QK attention: fused blocked Numba kernel, GEMM + online softmax",
     uses_hashing=False,
     memory_model="dense",
+    all_keys=True,
+)
+register_backend(
+    "dense-numpy",
+    "lshbench.backends.dense:DenseNumpyBackend",
+    description="exact shared-QK attention in NumPy, query-blocked (reference)",
+    uses_hashing=False,
+    memory_model="dense-numpy",
+    all_keys=True,
 )
 register_backend(
     "numba",
@@ -204,4 +219,5 @@ register_backend(
     uses_hashing=False,
     exact=False,
     tracemalloc_sees=False,
+    all_keys=True,
 )
