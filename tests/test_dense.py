@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -182,3 +185,25 @@ def test_polynomial_exp_matches_numpy(dtype: type) -> None:
     assert rel.max() < (3.6e-7 if dtype == np.float32 else 4e-16), rel.max()
     below = np.array([low - 1, low * 2, -1e30], dtype=dtype)
     assert (exps(below) == 0).all()
+
+
+def test_second_process_loads_dense_kernels_from_cache() -> None:
+    """After this process compiled (and cached) the dense kernels, a new process loads them
+    for both dtypes and recompiles none."""
+    dense = lshbench.get_backend("dense")
+    dense.compile(np.float32)
+    dense.compile(np.float64)
+    code = (
+        "import json, numpy as np, lshbench\n"
+        "b = lshbench.get_backend('dense')\n"
+        "b.compile(np.float32); b.compile(np.float64)\n"
+        "from lshbench.backends import _dense_kernels as k\n"
+        "print(json.dumps({n: [sum(getattr(k, n).stats.cache_hits.values()),\n"
+        "                      sum(getattr(k, n).stats.cache_misses.values())]\n"
+        "                  for n in ('blocked_keys', 'dense_blocks')}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    stats = json.loads(res.stdout.strip().splitlines()[-1])
+    for name, (hits, misses) in stats.items():
+        assert misses == 0 and hits >= 2, f"{name}: {stats}"
