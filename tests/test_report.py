@@ -677,6 +677,8 @@ def test_paper_view_and_overlay_of_two_runs(tmp_path) -> None:
     md = render([quick, paper], out)
     assert (out / "time_per_token.png").is_file()
     assert "batch x L = 8192" in md
+    # the fixture's only exact backend is dense, at 1 GFLOP/s in every row
+    assert "the exact baseline (the fastest exact point at each L) is dense, at 1 GFLOP/s" in md
     rows = table_rows(md, "### Fitted scaling exponents")
     # two directories: each series is labelled by directory and machine
     paper_run, quick_run = f"[paper: {MACHINE_LABEL}]", f"[quick: {MACHINE_LABEL}]"
