@@ -2,14 +2,14 @@
 
 Exact shared-QK attention over all L keys, fused and blocked as flash attention does it:
 per block of ``bq`` queries (one work item of a ``prange``), the keys are walked in blocks
-of ``bk``; per key block the scores come from one GEMM, transposed,
-``S^T (bk, bq) = K (bk, d) @ Q^T (d, bq)`` (BLAS ``np.dot`` at one thread; the key and
-value blocks are row slices of the inputs, no copy), then the masks, the per-query block
-max, ``exp(s - max)`` with its column sums (a polynomial exp that vectorizes, see
-:func:`lshbench.backends._numba_kernels.exp_nonpositive`), and the value product
-``(bq, bk) @ (bk, dv)`` (BLAS again, on the transposed probabilities), combined online: a
-running max and normalizer per query rescale what was accumulated when the max grows.
-Nothing of size L x L exists; per thread the scratch is O(bk * bq + bq * (d + dv)).
+of ``bk``; per key block one GEMM gives the scores ``S (bq, bk) = Q (bq, d) @ K^T (d, bk)``
+(BLAS ``np.dot`` at one thread; the queries and values are row slices of the inputs and the
+keys are stored normalized and transposed per block by :func:`blocked_keys`, so no operand
+is copied), then per query row the masks, the row max, ``exp(s - max)`` with its sum (a
+polynomial exp that vectorizes, :func:`lshbench.backends._numba_kernels.exp_nonpositive`),
+and the value product ``(bq, bk) @ (bk, dv)`` (BLAS again), combined online: a running max
+and normalizer per query, and what was accumulated is rescaled only when the max grows.
+Nothing of size L x L exists; per thread the scratch is O(bq * bk + d * bk + bq * dv).
 
 Same semantics as :func:`lshbench.core.dense.dense_attention` (docs/design.md section 2):
 keys length-normalized, scores ``q . k``, masks SET scores (causal -1e9, then self -1e5).
