@@ -207,3 +207,36 @@ def test_second_process_loads_dense_kernels_from_cache() -> None:
     stats = json.loads(res.stdout.strip().splitlines()[-1])
     for name, (hits, misses) in stats.items():
         assert misses == 0 and hits >= 2, f"{name}: {stats}"
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_dense_query_groups_give_the_same_output(causal: bool) -> None:
+    """Work items of 1 or several query blocks (each key block read once per group) compute
+    the same numbers, bit for bit, including a partial last group."""
+    import numba
+
+    from lshbench.backends import _dense_kernels as kernels
+    from lshbench.backends.dense import KEY_BLOCK, QUERY_BLOCK, query_group
+
+    assert query_group(1, 2048, 2) == 8 and query_group(1, 2048, 16) == 1
+    assert query_group(1, 100, 2) == 1 and query_group(64, 2048, 2) == 8
+    rng = np.random.default_rng(7)
+    B, L, d, dv = 2, 1000, 16, 8
+    qk = rng.standard_normal((B, L, d)).astype(np.float32)
+    v = rng.standard_normal((B, L, dv)).astype(np.float32)
+    nt, bq, bk = numba.get_num_threads(), QUERY_BLOCK, KEY_BLOCK
+    kt = np.empty((B, L * d), np.float32)
+    kernels.blocked_keys(qk, bk, kt)
+    outs = []
+    for group in (1, 3, 8):
+        out = np.empty((B, L, dv), np.float32)
+        kernels.dense_blocks(
+            qk, kt, v, causal, bk, out, np.empty((nt, bq * bk), np.float32),
+            np.empty((nt, d * bk), np.float32), np.empty((nt, bq, dv), np.float32),
+            np.empty((nt, group * bq, dv)), np.empty((nt, group * bq, 3)),
+        )  # fmt: skip
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
+    cfg = lshbench.LSHConfig(causal=causal)
+    np.testing.assert_array_equal(outs[0], lshbench.get_backend("dense").attend(qk, v, cfg))

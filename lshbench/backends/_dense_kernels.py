@@ -120,52 +120,63 @@ def dense_blocks(qk, kt, v, causal, bk, out, st, kd, ob, acc, run):
     """Exact attention of every query block; out (B, L, dv) written.
 
     qk (B, L, d) queries, kt (B, L*d) the normalized keys in transposed blocks of bk
-    (:func:`blocked_keys`), v (B, L, dv). Per-thread scratch: st (nt, bq*bk) one (nq, nk)
-    block of scores then weights, kd (nt, d*bk) the causal diagonal block's keys when it
-    is cut short, ob (nt, bq, dv) one key block's value product, acc (nt, bq, dv) float64
-    accumulated output, run (nt, bq, 3) float64 (see :func:`_softmax_rows`); bq divides
-    bk. Query blocks are visited in the order 0, n-1, 1, n-2, ... so that the static split
-    of the ``prange`` gives each thread as much causal work as another.
+    (:func:`blocked_keys`), v (B, L, dv). A work item is a group of G query blocks of bq
+    (G = acc.shape[1] // bq): each key block is multiplied with the G query blocks one
+    after the other, so it is read from memory once per group and then from cache.
+    Per-thread scratch: st (nt, bq*bk) one (nq, nk) block of scores then weights, kd (nt,
+    d*bk) a causal diagonal block's keys when it is cut short, ob (nt, bq, dv) one key
+    block's value product, acc (nt, G*bq, dv) float64 accumulated output, run (nt, G*bq, 3)
+    float64 (see :func:`_softmax_rows`); bq divides bk. Groups are visited in the order 0,
+    n-1, 1, n-2, ... so that the static split of the ``prange`` gives each thread as much
+    causal work as another.
     """
     B, L, d = qk.shape
     dv = v.shape[2]
     bq = ob.shape[1]
-    nqb = (L + bq - 1) // bq
-    for item in prange(B * nqb):
+    group = acc.shape[1]  # queries per work item, G * bq
+    n_groups = (L + group - 1) // group
+    for item in prange(B * n_groups):
         tid = numba.get_thread_id()
-        b = item // nqb
-        r = item % nqb
-        qb = r // 2 if r % 2 == 0 else nqb - 1 - r // 2  # zigzag: light and heavy blocks
-        q0 = qb * bq
-        nq = min(L, q0 + bq) - q0
-        t_ob, t_acc, t_run = ob[tid, :nq], acc[tid, :nq], run[tid, :nq]
-        for i in range(nq):
+        b = item // n_groups
+        r = item % n_groups
+        gi = r // 2 if r % 2 == 0 else n_groups - 1 - r // 2  # zigzag: light and heavy groups
+        q0 = gi * group
+        q1 = min(L, q0 + group)
+        t_ob, t_acc, t_run = ob[tid], acc[tid], run[tid]
+        for i in range(q1 - q0):
             t_run[i, 0] = -np.inf
             t_run[i, 1] = 0.0
             for c in range(dv):
                 t_acc[i, c] = 0.0
-        q = qk[b, q0 : q0 + nq]  # (nq, d)
-        k_end = q0 + nq if causal else L  # keys after the block's last query weigh 0
-        for k0 in range(0, k_end, bk):
-            nk = min(k_end, k0 + bk) - k0
+        k_last = q1 if causal else L  # keys after the group's last query weigh 0
+        for k0 in range(0, k_last, bk):
             n_c = min(bk, L - k0)  # keys stored in this block
-            kb = kt[b, k0 * d : (k0 + n_c) * d].reshape((d, n_c))
-            if nk < n_c:  # a causal block cut at the last query: its first nk columns
-                kc = kd[tid, : d * nk].reshape((d, nk))
-                for t in range(d):
-                    for j in range(nk):
-                        kc[t, j] = kb[t, j]
-                kb = kc
-            s = st[tid, : nq * nk].reshape((nq, nk))
-            np.dot(q, kb, s)  # (nq, d) @ (d, nk) -> (nq, nk)
-            diagonal = k0 < q0 + nq and q0 < k0 + nk
-            _softmax_rows(s, nk, k0, q0, causal, diagonal, t_run)
-            np.dot(s, v[b, k0 : k0 + nk], t_ob)  # (nq, nk) @ (nk, dv) -> (nq, dv)
-            for i in range(nq):
-                a = t_run[i, 2]
-                for c in range(dv):
-                    t_acc[i, c] = t_acc[i, c] * a + t_ob[i, c]
-        for i in range(nq):
+            k_block = kt[b, k0 * d : (k0 + n_c) * d].reshape((d, n_c))
+            for s0 in range(q0, q1, bq):  # the group's query blocks
+                nq = min(q1, s0 + bq) - s0
+                k_end = s0 + nq if causal else L
+                if k0 >= k_end:
+                    continue  # causal: the key block lies after this query block
+                nk = min(k_end, k0 + bk) - k0
+                kb = k_block
+                if nk < n_c:  # a causal block cut at the last query: its first nk columns
+                    kb = kd[tid, : d * nk].reshape((d, nk))
+                    for t in range(d):
+                        for j in range(nk):
+                            kb[t, j] = k_block[t, j]
+                s = st[tid, : nq * nk].reshape((nq, nk))
+                np.dot(qk[b, s0 : s0 + nq], kb, s)  # (nq, d) @ (d, nk) -> (nq, nk)
+                diagonal = k0 < s0 + nq and s0 < k0 + nk
+                i0 = s0 - q0
+                rows = t_run[i0 : i0 + nq]
+                _softmax_rows(s, nk, k0, s0, causal, diagonal, rows)
+                o = t_ob[:nq]
+                np.dot(s, v[b, k0 : k0 + nk], o)  # (nq, nk) @ (nk, dv) -> (nq, dv)
+                for i in range(nq):
+                    a = rows[i, 2]
+                    for c in range(dv):
+                        t_acc[i0 + i, c] = t_acc[i0 + i, c] * a + o[i, c]
+        for i in range(q1 - q0):
             inv = 1.0 / t_run[i, 1]
             for c in range(dv):
                 out[b, q0 + i, c] = t_acc[i, c] * inv

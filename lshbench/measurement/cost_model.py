@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from lshbench.backends.dense import KEY_BLOCK as DENSE_KEY_BLOCK
 from lshbench.backends.dense import QUERY_BLOCK as DENSE_QUERY_BLOCK
+from lshbench.backends.dense import query_group as dense_query_group
 from lshbench.core.config import LSHConfig
 from lshbench.core.dense import rows_per_block
 from lshbench.measurement.metrics import COVERAGE_BLOCK_ELEMENTS, GATHER_COST_RATIO
@@ -62,9 +63,10 @@ def _dense_bytes(B: int, L: int, d: int, dv: int, f: int) -> int:
 def _dense_kernel_bytes(B: int, L: int, d: int, dv: int, f: int, threads: int) -> int:
     # the ``dense`` backend's Numba kernel: normalized keys in transposed blocks (B, L*d)
     # and the output (B, L, dv); per thread a (bq, bk) score block, a (d, bk) key block,
-    # the (bq, dv) value product, a float64 (bq, dv) accumulator and (bq, 3) running values
+    # the (bq, dv) value product, a float64 (G*bq, dv) accumulator and (G*bq, 3) running values
     bq, bk = DENSE_QUERY_BLOCK, DENSE_KEY_BLOCK
-    scratch = threads * ((bq * bk + d * bk + bq * dv) * f + (bq * dv + 3 * bq) * 8)
+    group = dense_query_group(B, L, threads) * bq
+    scratch = threads * ((bq * bk + d * bk + bq * dv) * f + (group * dv + 3 * group) * 8)
     return B * L * (d + dv) * f + scratch
 
 
