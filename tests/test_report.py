@@ -464,7 +464,7 @@ def test_html_is_self_contained(quick) -> None:
     page = (out / "index.html").read_text()
     assert page.count('src="data:image/png;base64,') == md.count("![")
     assert "<img" in page and 'src="time_vs_seqlen.png"' not in page
-    assert "Crossover L versus dense" in page
+    assert "Crossover L versus the exact baseline" in page
 
 
 # --------------------------------------------------------------------------- numbers
@@ -526,7 +526,11 @@ def test_crossover_matches_an_independent_computation(quick, backend, H, m) -> N
     _, _, md = quick
     kind, value = _expected_crossover(backend, H, m)
     row = _row_for(
-        table_rows(md, "### Crossover L versus dense"), backend, f"H={H}", f"m={m}", "gaussian"
+        table_rows(md, "### Crossover L versus the exact baseline"),
+        backend,
+        f"H={H}",
+        f"m={m}",
+        "gaussian",
     )
     expected = {"measured": f"{value:.0f}", "below": f"<= {value:.0f}", "above": f"> {value:.0f}"}
     assert row[1] == expected[kind]
@@ -546,14 +550,17 @@ def test_budget_table_picks_the_fastest_within_budget(quick) -> None:
     _, _, md = quick
     section = md.split("### Best configuration under an error budget", 1)[1]
     header = next(ln for ln in section.splitlines() if ln.startswith("|"))
-    assert header == "| input | L | attn_tv <= 0.05 | attn_tv <= 0.1 | attn_tv <= 0.2 |"
+    assert header == (
+        "| input | L | attn_tv <= 0.05 | attn_tv <= 0.1 | attn_tv <= 0.2 | exact baseline |"
+    )
     rows = table_rows(md, "### Best configuration under an error budget")
     assert len(rows) == len(INPUTS) * len(LENGTHS)
     lsh_picked = 0
     for inp in INPUTS:
         for L in LENGTHS:
             row = next(r for r in rows if r[0] == inp and r[1] == str(L))
-            for col, budget in zip(row[2:], (0.05, 0.10, 0.20), strict=True):
+            assert row[5] == "dense (1.0 GFLOP/s)"  # the only exact backend of the fixture
+            for col, budget in zip(row[2:5], (0.05, 0.10, 0.20), strict=True):
                 options = [("dense", dense_time(L), 0.0)]
                 for b in ("numba", "numpy"):
                     for H in HASHES:
@@ -567,6 +574,33 @@ def test_budget_table_picks_the_fastest_within_budget(quick) -> None:
                 assert f"attn_tv {best[2]:.3g}," in col
                 lsh_picked += best[0] != "dense"
     assert lsh_picked > 0  # the fixture lets LSH meet some budgets
+
+
+def test_speedups_are_against_the_fastest_exact_row(tmp_path) -> None:
+    """Where another exact backend (no hashing fields; here a torch-sdpa stand-in, 0.4x
+    dense's time from L = 1024 on, 3x below) is faster than dense, it is the exact baseline:
+    crossovers and speed-ups divide by its time, and the tables name it with its GFLOP/s."""
+    rows = make_rows(failures=False)
+    peer = [
+        dict(r, backend="torch-sdpa", gflops=2.5,
+             time_median_s=r["time_median_s"] * (0.4 if r["seqlen"] >= 1024 else 3.0))
+        for r in rows
+        if r["backend"] == "dense"
+    ]  # fmt: skip
+    md = render([write_results(tmp_path / "run", rows + peer)], tmp_path / "out")
+    row = _row_for(
+        table_rows(md, "### Crossover L versus the exact baseline"), "numba", "H=1", "m=32",
+        "gaussian",
+    )  # fmt: skip
+    L = LENGTHS[-1]
+    assert row[5] == f"{0.4 * dense_time(L) / lsh_time('numba', 1, 32, L):.2f}x"
+    assert row[7] == "torch-sdpa/dense"  # 4 of the 6 L, then the 2 where dense is faster
+    assert row[8] == "2.5"
+    budget = table_rows(md, "### Best configuration under an error budget")
+    assert next(r for r in budget if r[:2] == ["gaussian", "512"])[5] == "dense (1.0 GFLOP/s)"
+    assert next(r for r in budget if r[:2] == ["gaussian", "8192"])[5] == (
+        "torch-sdpa (2.5 GFLOP/s)"
+    )
 
 
 def test_failed_cells_listed(quick) -> None:
@@ -627,12 +661,12 @@ def test_one_length_leaves_time_figure_out(tmp_path) -> None:
     assert (tmp_path / "out" / "error_vs_n_hashes.png").is_file()
 
 
-def test_no_dense_rows_leaves_crossover_out(tmp_path) -> None:
+def test_no_exact_rows_leaves_crossover_out(tmp_path) -> None:
     rows = make_rows(lengths=(512, 1024, 2048), failures=False, hashes=(1, 2))
     rows = [r for r in rows if r["backend"] != "dense"]
     md = render([write_results(tmp_path / "nodense", rows)], tmp_path / "out")
-    assert "No dense rows: crossovers are not marked" in md
-    assert "*Left out: no `dense` rows" in md
+    assert "No exact rows: crossovers are not marked" in md
+    assert "*Left out: no exact rows" in md
     assert (tmp_path / "out" / "time_vs_seqlen.png").is_file()
 
 
@@ -645,6 +679,8 @@ def test_paper_view_and_overlay_of_two_runs(tmp_path) -> None:
     md = render([quick, paper], out)
     assert (out / "time_per_token.png").is_file()
     assert "batch x L = 8192" in md
+    # the fixture's only exact backend is dense, at 1 GFLOP/s in every row
+    assert "the exact baseline (the fastest exact point at each L) is dense, at 1 GFLOP/s" in md
     rows = table_rows(md, "### Fitted scaling exponents")
     # two directories: each series is labelled by directory and machine
     paper_run, quick_run = f"[paper: {MACHINE_LABEL}]", f"[quick: {MACHINE_LABEL}]"

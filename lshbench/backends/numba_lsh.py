@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from lshbench.backends import _numba_kernels as kernels
+from lshbench.backends._blas import BlasOneThread
 from lshbench.backends._numba_choice import (
     cpu_model,
     kernel_cache_path,
@@ -136,24 +136,6 @@ def _scaled_values(v: np.ndarray, terms: int) -> tuple[np.ndarray, int]:
     return np.ldexp(v, -exponent).astype(v.dtype, copy=False), exponent  # (B, L, dv)
 
 
-class _BlasOneThread:
-    """Keep every loaded BLAS at one thread while the kernels run (they call it per chunk)."""
-
-    def __init__(self) -> None:
-        self._controller: Any = None  # threadpoolctl.ThreadpoolController, made on first use
-
-    def limit(self) -> AbstractContextManager:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-            return nullcontext()
-        if self._controller is None:
-            import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba's np.dot calls)
-
-            self._controller = ThreadpoolController()  # sees NumPy's and SciPy's BLAS
-        return self._controller.limit(limits=1, user_api="blas")
-
-
 class NumbaBackend(Backend):
     """Numba LSH attention: ``prange`` over chunks, per-thread scratch, online round combine.
 
@@ -169,7 +151,7 @@ class NumbaBackend(Backend):
         ``"auto"``: the per-machine choice, see :attr:`kernel`)."""
         from lshbench.core.config import fail
 
-        self._blas = _BlasOneThread()
+        self._blas = BlasOneThread()
         self._kernel: str | None = None
         self._forced: str | None = None  # set while timing the candidates
         self._choice: dict[str, Any] = {}

@@ -2,7 +2,7 @@
 
 Facts about a backend (does it hash, does it compute the reference semantics, which
 analytic memory model describes it, does tracemalloc see its allocations, does it compute
-the variants of docs/design.md section 2b) are declared
+the variants of docs/design.md section 2b, does it attend to all L keys) are declared
 once, here, in its :class:`BackendSpec`, and read without importing the backend: the
 sweep plans and the worker reports from them, nobody tests a backend by name.
 
@@ -57,6 +57,9 @@ class BackendSpec(NamedTuple):
     #: True when it computes separate queries and keys (``LSHConfig.qk == "separate"``,
     #: docs/design.md section 2c; exact backends: ``softmax(q k^T) v``)
     separate_qk: bool = False
+    #: True when it computes attention over all L keys (exact attention, whatever its
+    #: masks): a candidate for the exact baseline that speed-ups are measured against
+    all_keys: bool = False
 
     def forced_kernel(self) -> str | None:
         """The kernel :attr:`kernel_env` forces in this process's environment, or None."""
@@ -99,6 +102,7 @@ def register_backend(
     variants: bool = False,
     kernel_env: str | None = None,
     separate_qk: bool = False,
+    all_keys: bool = False,
 ) -> BackendSpec:
     """Register (or replace) a backend by import path ``"module:ClassName"``.
 
@@ -117,6 +121,7 @@ def register_backend(
         bool(variants),
         kernel_env,
         bool(separate_qk),
+        bool(all_keys),
     )
     _SPECS[name] = spec
     _INSTANCES.pop(name, None)
@@ -183,10 +188,21 @@ register_backend(
 register_backend(
     "dense",
     "lshbench.backends.dense:DenseBackend",
-    description="exact shared-QK attention, query-blocked",
+    ("numba", "scipy"),
+    "exact shared-QK attention: fused blocked Numba kernel, GEMM + online softmax",
     uses_hashing=False,
     memory_model="dense",
     separate_qk=True,
+    all_keys=True,
+)
+register_backend(
+    "dense-numpy",
+    "lshbench.backends.dense:DenseNumpyBackend",
+    description="exact shared-QK attention in NumPy, query-blocked (reference)",
+    uses_hashing=False,
+    memory_model="dense-numpy",
+    separate_qk=True,
+    all_keys=True,
 )
 register_backend(
     "numba",
@@ -213,4 +229,5 @@ register_backend(
     uses_hashing=False,
     exact=False,
     tracemalloc_sees=False,
+    all_keys=True,
 )
