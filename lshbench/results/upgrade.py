@@ -16,7 +16,7 @@ and that version to :func:`upgrade_rows` before they are checked
 The upgrade of a row: columns dropped from the schema are removed; every column added after
 the row's version, and absent, is added empty; a hashing row without ``method`` or
 ``weighting`` (written before the variants existed) gets section 2's (:data:`SECTION_2`);
-a row before version 2 gets ``qk = "shared"``.
+a row without ``qk`` (every row before version 2) gets ``"shared"``.
 Task ids stay those of the earlier tables through :data:`ADDED_AXES`.
 
 Standard library only.
@@ -79,8 +79,8 @@ def upgrade_row(row: Mapping[str, Any], version: int) -> dict[str, Any]:
     for column in COLUMN_TABLE:
         if column.since > version:
             out.setdefault(column.name, None)
-    if version < 2 and out.get("qk") is None:
-        out["qk"] = "shared"  # queries and keys were always shared before version 2
+    if out.get("qk") is None:
+        out["qk"] = "shared"  # the only kind before version 2, and the default since
     if out.get("n_hashes") is not None:
         for name, value in SECTION_2.items():
             if out.get(name) is None:
