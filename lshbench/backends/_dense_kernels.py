@@ -119,8 +119,8 @@ def dense_blocks(qk, kt, v, causal, bk, out, scratch):
     after the other, so it is read from memory once per group and then from cache.
     Per-thread scratch, the tuple ``scratch = (st, kd, ob, acc, run)``: st (nt, bq*bk) one
     (nq, nk) block of scores then weights, kd (nt, d*bk) a causal diagonal block's keys when
-    it is cut short, ob (nt, bq, dv) one key block's value product, acc (nt, G*bq, dv) float64 accumulated output, run (nt, G*bq, 3)
-    float64 (see :func:`_softmax_rows`); bq divides bk. Groups are visited in the order 0,
+    it is cut short, ob (nt, bq, dv) one key block's value product, acc (nt, G*bq, dv)
+    float64 accumulated output, run (nt, G*bq, 3) float64 (see :func:`_softmax_rows`); bq divides bk. Groups are visited in the order 0,
     n-1, 1, n-2, ... so that the static split of the ``prange`` gives each thread as much
     causal work as another.
     """
