@@ -117,12 +117,12 @@ def dense_blocks(qk, kt, v, causal, bk, out, scratch):
     (:func:`blocked_keys`), v (B, L, dv). A work item is a group of G query blocks of bq
     (G = acc.shape[1] // bq): each key block is multiplied with the G query blocks one
     after the other, so it is read from memory once per group and then from cache.
-    Per-thread scratch, the tuple ``scratch = (st, kd, ob, acc, run)``: st (nt, bq*bk) one
-    (nq, nk) block of scores then weights, kd (nt, d*bk) a causal diagonal block's keys when
-    it is cut short, ob (nt, bq, dv) one key block's value product, acc (nt, G*bq, dv)
-    float64 accumulated output, run (nt, G*bq, 3) float64 (see :func:`_softmax_rows`); bq divides bk. Groups are visited in the order 0,
-    n-1, 1, n-2, ... so that the static split of the ``prange`` gives each thread as much
-    causal work as another.
+    Per-thread scratch, the tuple ``scratch = (st, kd, ob, acc, run)``: st (nt, bq*bk) one (nq,
+    nk) block of scores then weights, kd (nt, d*bk) a causal diagonal block's keys when it is
+    cut short, ob (nt, bq, dv) one key block's value product, acc (nt, G*bq, dv) float64
+    accumulated output, run (nt, G*bq, 3) float64 (see :func:`_softmax_rows`); bq divides bk.
+    Groups are visited in the order 0, n-1, 1, n-2, ... so that the static split of the
+    ``prange`` gives each thread as much causal work as another.
     """
     st, kd, ob = scratch[0], scratch[1], scratch[2]  # indexed: no tuple unpacking in prange
     acc, run = scratch[3], scratch[4]
