@@ -165,3 +165,18 @@ def test_quiet_progress_writes_nothing(quiet: bool) -> None:
     bar.set_postfix_str("1/1 rows ok=1")
     bar.close()
     assert (stream.getvalue() == "") == quiet
+
+
+def test_dry_run_refuses_what_the_sweep_refuses(tmp_path: Path) -> None:
+    """A directory of exports without a store is refused by the dry run as by the sweep."""
+    import shutil
+
+    reference = ROOT / "results" / "reference" / "quick"
+    out = tmp_path / "exports"
+    out.mkdir()
+    shutil.copy(reference / "results.csv", out / "results.csv")
+    before = files_under(tmp_path)
+    res = cli(tmp_path, *GRID, "--out", str(out), "--dry-run")
+    assert res.returncode == 2 and "but no results store" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert files_under(tmp_path) == before

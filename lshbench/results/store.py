@@ -96,6 +96,7 @@ __all__ = [
     "VIEW_NAME",
     "ResultStore",
     "StoreError",
+    "check_store_target",
     "latest_rows",
     "load_results",
     "make_row",
@@ -171,6 +172,29 @@ def _enter_wal_mode(conn: sqlite3.Connection, timeout_s: float) -> None:
         pause_s = min(2 * pause_s, 0.1)
 
 
+def _refuse_exports(directory: Path, export: str) -> None:
+    fail(
+        "out",
+        str(directory),
+        f"holds exported results ({export}) but no results store; they are read, never "
+        "overwritten: sweep into a new --out",
+    )
+
+
+def check_store_target(directory: str | os.PathLike[str]) -> None:
+    """ConfigError (one line) when a store cannot be opened in ``directory`` because it holds
+    exported results and neither a store nor a legacy log (which a store imports); checked
+    without creating anything (a sweep's dry run asks it too)."""
+    directory = Path(directory)
+    if not directory.is_dir() or (directory / STORE_NAME).exists():
+        return
+    log = directory / LOG_NAME
+    if log.is_file() and valid_rows(upgrade_rows(read_log_rows(log, []), 0), []):
+        return  # a legacy log: imported at open
+    if name := export_has_rows(directory):
+        _refuse_exports(directory, name)
+
+
 class ResultStore:
     """The SQLite results store of one directory, used as a context manager.
 
@@ -244,22 +268,10 @@ class ResultStore:
             self._conn = None
 
     def _refuse(self, export: str) -> None:
-        fail(
-            "out",
-            str(self.dir),
-            f"holds exported results ({export}) but no results store; they are read, never "
-            "overwritten: sweep into a new --out",
-        )
+        _refuse_exports(self.dir, export)
 
     def _check_writable_target(self) -> None:
-        """Refuse, before creating anything, a directory holding exports and no store."""
-        if not self.dir.is_dir() or self.db_path.exists():
-            return
-        log = self.dir / LOG_NAME
-        if log.is_file() and valid_rows(upgrade_rows(read_log_rows(log, []), 0), []):
-            return  # a legacy log: imported at open
-        if name := export_has_rows(self.dir):
-            self._refuse(name)
+        check_store_target(self.dir)
 
     @contextlib.contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:

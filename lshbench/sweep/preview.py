@@ -103,8 +103,10 @@ def preview(
     run and written nothing. Raises ConfigError as the sweep would before it runs."""
     from lshbench.backends import backend_spec
     from lshbench.measurement.machine import provenance
+    from lshbench.results.store import check_store_target
 
     tasks, invalid = prepare(spec, executor)
+    check_store_target(spec.out)  # the sweep would refuse it when it opens the store
     facts = {name: backend_spec(name) for name in spec.backend}
     ids = provenance()
     mine, timed = _earlier_rows(spec, ids["machine_id"], ids["code_id"])
