@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lshbench.results.cells import Task
-from lshbench.sweep.plan import estimate_seconds, predicted_bytes
+from lshbench.sweep.plan import ASSUMED_FLOPS, estimate_seconds, predicted_bytes, task_seconds
 from lshbench.sweep.run import (
     CELL_OVERHEAD_S,
     decide_task,
@@ -38,10 +38,6 @@ if TYPE_CHECKING:
     from lshbench.results.schema import Row
 
 __all__ = ["CellPreview", "SweepPreview", "preview", "preview_lines"]
-
-#: calls of one measurement besides the timed samples (warm-up and accuracy): the cost
-#: model's count, used to turn an earlier row's seconds per call into seconds per row
-EXTRA_CALLS = 5
 
 
 @dataclass
@@ -135,7 +131,7 @@ def preview(
         per_call = timed.get(task.id)
         if per_call is not None:
             out.from_rows += 1
-            cell.seconds += 0.05 + per_call * (spec.repeats + EXTRA_CALLS)
+            cell.seconds += task_seconds(per_call, spec.repeats)
         else:
             out.from_model += 1
             uses_hashing = facts[task.backend].uses_hashing
@@ -221,7 +217,7 @@ def preview_lines(p: SweepPreview, executor_name: str = "local") -> list[str]:
     how = "one cell at a time" if executor_name == "local" else "if run one cell at a time"
     lines.append(
         f"estimated time: ~{duration_text(p.seconds)} {how} (from {' and '.join(sources)}; "
-        "rough: the cost model assumes 10 GFLOP/s)"
+        f"rough: the cost model assumes {ASSUMED_FLOPS / 1e9:g} GFLOP/s)"
     )
     return lines
 
