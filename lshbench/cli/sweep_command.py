@@ -266,6 +266,7 @@ def _opt(name: str, metavar: str, help_text: str, **kwargs: Any) -> Any:
     help="Memory limit of each cell process (4G, 25%).",
 )
 def sweep(
+    *,
     force: bool,
     retry_failed: bool,
     dry_run: bool,
