@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -713,6 +714,32 @@ def test_cli_writes_report_to_default_folder(quick, tmp_path, monkeypatch) -> No
     assert (tmp_path / "reports" / "quick" / "report.md").is_file()
     assert (tmp_path / "reports" / "quick" / "index.html").is_file()
     assert "report.md" in res.output
+
+
+def test_cli_report_of_several_runs_never_overwrites_a_single_run_report(
+    quick, tmp_path, monkeypatch
+) -> None:
+    """Two runs whose directories share a name (a fresh sweep and the reference run of the
+    same preset) go to a folder of their own; the single-run report stays as it was."""
+    from lshbench.cli import main
+
+    results, reference = tmp_path / "results" / "quick", tmp_path / "reference" / "quick"
+    shutil.copytree(quick[0], results)
+    shutil.copytree(quick[0], reference)
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(main, ["report", str(results)]).exit_code == 0
+    single = tmp_path / "reports" / "quick" / "report.md"
+    before = single.read_bytes()
+    res = CliRunner().invoke(main, ["report", str(results), str(reference)])
+    assert res.exit_code == 0, res.output
+    both = tmp_path / "reports" / "results-quick-vs-reference-quick"
+    assert str(Path("reports") / both.name / "report.md") in res.output
+    assert "reference/quick" in (both / "report.md").read_text()
+    assert single.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
+        "quick",
+        "results-quick-vs-reference-quick",
+    ]
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "no_rows", "columns", "corrupt"])

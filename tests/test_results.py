@@ -314,3 +314,49 @@ def test_columns_outside_the_schema_never_break_the_export(tmp_path: Path) -> No
 def test_an_empty_table_has_every_column() -> None:
     frame = rows_to_frame([])
     assert list(frame.columns) == list(COLUMNS + EXTRA_COLUMNS) and frame.empty
+
+
+def test_the_flat_results_view_answers_plain_sql(tmp_path: Path) -> None:
+    from lshbench.results.columns import COLUMN_TABLE
+
+    with ResultStore(tmp_path) as store:
+        store.append(ok(16))
+        store.append(make_row(task(32, nb=[2, 4]), "error", "RuntimeError: boom"))
+        store.append(make_row(task(16), "timeout", "slow"))  # a later row of the first key
+        frame = store.export()
+    conn = sqlite3.connect(tmp_path / "results.sqlite")
+    try:
+        names = [r[1] for r in conn.execute("PRAGMA table_info(results)")]
+        assert names == [c.name for c in COLUMN_TABLE]
+        got = conn.execute(
+            "SELECT seqlen, n_buckets, n_buckets_spec, status, causal FROM results ORDER BY seqlen"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert got == [(16, 8, "8", "timeout", 0), (32, 8, "2x4", "error", 0)]
+    assert sorted(frame["status"]) == ["error", "timeout"]  # the view's rows are the table's
+
+
+def test_a_store_without_the_view_gets_it_when_a_writer_opens_it(tmp_path: Path) -> None:
+    with ResultStore(tmp_path) as store:
+        store.append(ok(16))
+    conn = sqlite3.connect(tmp_path / "results.sqlite")
+    conn.execute("DROP VIEW results")
+    conn.execute("CREATE VIEW results AS SELECT 1 AS stale")  # an older version's columns
+    conn.commit()
+    reader = sqlite3.connect(tmp_path / "results.sqlite")  # a reader open meanwhile
+    assert reader.execute("SELECT * FROM results").fetchall() == [(1,)]
+    with ResultStore(tmp_path) as store:
+        store.append(ok(32))
+    assert conn.execute("SELECT seqlen, time_median_s FROM results ORDER BY seqlen").fetchall() == [
+        (16, 0.5),
+        (32, 0.5),
+    ]
+    assert reader.execute("SELECT seqlen FROM results ORDER BY seqlen").fetchall() == [(16,), (32,)]
+    conn.close()
+    reader.close()
+    (tmp_path / "results.sqlite").chmod(0o444)  # a read-only store is still read
+    try:
+        assert len(lshbench.load_results(tmp_path)) == 2
+    finally:
+        (tmp_path / "results.sqlite").chmod(0o644)

@@ -11,43 +11,158 @@ import contextlib
 import shlex
 import signal
 import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
 
-from lshbench.core.config import METHODS, WEIGHTINGS
+from lshbench.backends import list_backends
+from lshbench.core.config import METHODS, WEIGHTINGS, fail
+from lshbench.core.options import parse_int
 from lshbench.measurement.inputs import GENERATORS
-from lshbench.sweep.spec import PRESETS
+from lshbench.sweep.executors import EXECUTORS
+from lshbench.sweep.spec import AXES, DEFAULT_BACKENDS, DTYPES, PRESETS, SETTINGS
 
-__all__ = ["sweep"]
+__all__ = ["preset_lines", "sweep"]
+
+#: every registered backend (``lshbench backends`` says which are available here)
+BACKEND_NAMES = tuple(list_backends())
+#: the preset whose values are the options' defaults
+DEFAULT_PRESET = "quick"
 
 
-def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
-    return click.option(name, default=None, help=help_text, **kwargs)
+class _OneOf(click.Choice):
+    """A choice of one value; a refusal is the project's one line ``field=value: rule``."""
+
+    def __init__(self, field_name: str, choices: Iterable[str]) -> None:
+        super().__init__(tuple(choices))
+        self.field_name = field_name
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value in self.choices:
+            return value
+        fail(self.field_name, value, f"must be one of {', '.join(map(str, self.choices))}")
+
+
+class _Option(click.Option):
+    """An option whose ``show_default`` text is shown as written (Click puts a text in
+    parentheses)."""
+
+    def get_help_extra(self, ctx: click.Context) -> Any:
+        extra = super().get_help_extra(ctx)
+        if isinstance(self.show_default, str):
+            extra["default"] = self.show_default
+        return extra
+
+
+class _Parsed(click.ParamType):
+    """One value checked by the option's parser (:mod:`lshbench.core.options`)."""
+
+    def __init__(self, name: str, parse: Callable[[Any], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        return self.parse(value)
+
+
+def _value_text(key: str, value: Any) -> str:
+    """A preset's value of ``key`` as an option would take it."""
+    if value is None:
+        return {
+            "backend": f"every available of {', '.join(DEFAULT_BACKENDS)}",
+            "tokens": "none (--batch)",
+            "batch": "none (--tokens)",
+            "target_entropy": "the input's own",
+            "value_corr": "the input's own",
+        }.get(key, "none")
+    if isinstance(value, list | tuple):
+        return ",".join(_value_text(key, v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _default(key: str) -> str:
+    """The shown default of the option of ``key``: the default preset's value, and a
+    pointer to ``--list-presets`` when the presets differ."""
+    texts = {name: _value_text(key, values.get(key)) for name, values in PRESETS.items()}
+    if len(set(texts.values())) == 1:
+        return texts[DEFAULT_PRESET]
+    return f"{texts[DEFAULT_PRESET]} (preset {DEFAULT_PRESET})"
+
+
+def preset_lines() -> list[str]:
+    """Each preset's axes and settings, one line each (``lshbench sweep --list-presets``)."""
+    lines = []
+    for name, values in PRESETS.items():
+        default = " (the default)" if name == DEFAULT_PRESET else ""
+        lines.append(f"{name}{default}:")
+        for key in (*AXES, *SETTINGS):
+            if key in values and (values[key] is not None or key == "backend"):
+                lines.append(f"  {key:<15} {_value_text(key, values[key])}")
+    return lines
+
+
+def _list_presets(ctx: click.Context, param: Any, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    for line in preset_lines():
+        click.echo(line)
+    ctx.exit(0)
+
+
+def _opt(name: str, metavar: str, help_text: str, **kwargs: Any) -> Any:
+    """An axis or setting option: not given = the preset's value (shown as the default)."""
+    key = name.lstrip("-").replace("-", "_")
+    return click.option(
+        name,
+        cls=_Option,
+        default=None,
+        metavar=metavar,
+        show_default=_default(key),
+        help=help_text,
+        **kwargs,
+    )
 
 
 @click.command()
-@_opt("--seqlen", "Sequence lengths L, comma list (e.g. 1024,2048).")
-@_opt("--chunk-len", "Chunk lengths, comma list.")
-@_opt("--n-hashes", "Hash rounds, comma list.")
+@_opt("--seqlen", "INT,...", "Sequence lengths L, comma list (e.g. 1024,2048).")
+@_opt("--chunk-len", "INT,...", "Chunk lengths, comma list.")
+@_opt("--n-hashes", "INT,...", "Hash rounds, comma list.")
 @_opt(
     "--n-buckets",
+    "NB,...",
     "Buckets, comma list of: rule (2L/chunk_len), auto (HF), an even int, or factors 16x32.",
 )
-@_opt("--chunks-before", "Chunks looked back at, comma list.")
-@_opt("--chunks-after", "Chunks looked ahead at, comma list.")
-@_opt("--method", f"How buckets are chosen: {', '.join(METHODS)} (comma list; default lsh).")
+@_opt("--chunks-before", "INT,...", "Chunks looked back at, comma list.")
+@_opt("--chunks-after", "INT,...", "Chunks looked ahead at, comma list.")
+@_opt("--method", "NAME,...", f"How buckets are chosen, comma list of: {', '.join(METHODS)}.")
 @_opt(
     "--weighting",
-    f"How a key in several windows counts: {', '.join(WEIGHTINGS)} (default multiplicity).",
+    "NAME,...",
+    f"How a key in several windows counts, comma list of: {', '.join(WEIGHTINGS)}.",
 )
-@_opt("--d", "Head dimension (d = dv), comma list.")
-@_opt("--batch", "Batch sizes, comma list.")
-@_opt("--tokens", "Fixed total tokens: batch = tokens // seqlen (replaces --batch).")
-@_opt("--backend", "Backends, comma list (default: every available of numpy, numba, dense).")
+@_opt("--d", "INT,...", "Head dimension (d = dv), comma list.")
+@_opt("--batch", "INT,...", "Batch sizes, comma list.")
+@_opt(
+    "--tokens",
+    "INT",
+    "Fixed total tokens: batch = tokens // seqlen (replaces --batch).",
+    type=_Parsed("INT", lambda v: parse_int("tokens", v, 1)),
+)
+@_opt(
+    "--backend",
+    "NAME,...",
+    f"Backends, comma list of: {', '.join(BACKEND_NAMES)} (`lshbench backends` says which "
+    "are available here).",
+)
 @_opt(
     "--input",
-    f"Inputs, comma list: {', '.join(GENERATORS)}, or file:PATH (an .npz with qk and v; "
+    "NAME,...",
+    f"Inputs, comma list of: {', '.join(GENERATORS)}, or file:PATH (an .npz with qk and v; "
     "see docs/inputs.md).",
 )
 @click.option(
@@ -56,33 +171,105 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
     help="Take n_hashes, n_buckets, chunk_len, chunks before/after and causal from the one "
     "file input's stored configuration (options given still win).",
 )
-@_opt("--target-entropy", "Mean exact row entropy, nats (> 0; peaked, duplicate), comma list.")
-@_opt("--value-corr", "Correlation of values with the token's cluster, in [0, 1] (peaked).")
-@click.option("--causal/--no-causal", default=None, help="Causal masking (default: no).")
-@_opt("--dtype", "float32, float64 (comma list).")
-@_opt("--threads", "Threads per worker, comma list; 'all' = every usable CPU (default 1).")
-@_opt("--seed", "Seeds, comma list.")
-@click.option("--out", default=None, help="Output directory (default results/<preset>).")
-@click.option("--preset", default=None, help=f"Starting grid: {', '.join(PRESETS)} (quick).")
-@click.option("--config", "config", default=None, help="TOML file with the same keys.")
-@_opt("--repeats", "Timed samples per row (>= 5).")
-@_opt("--timeout", "Seconds without progress before a cell's worker is killed.")
-@_opt("--mem-budget", "Skip rows predicted above this (16G, 512M, 80%).")
+@_opt(
+    "--target-entropy",
+    "NATS,...",
+    "Mean exact row entropy, nats (> 0; peaked, duplicate), comma list.",
+)
+@_opt(
+    "--value-corr",
+    "RHO,...",
+    "Correlation of values with the token's cluster, in [0, 1] (peaked), comma list.",
+)
+@click.option(
+    "--causal/--no-causal",
+    cls=_Option,
+    default=None,
+    show_default=_default("causal"),
+    help="Causal masking (the full preset measures both).",
+)
+@_opt("--dtype", "NAME,...", f"Float types, comma list of: {', '.join(DTYPES)}.")
+@_opt("--threads", "INT|all,...", "Threads per worker, comma list; all = every usable CPU.")
+@_opt("--seed", "INT,...", "Seeds, comma list.")
+@click.option(
+    "--out",
+    cls=_Option,
+    default=None,
+    type=click.Path(),
+    show_default="results/<preset>",
+    help="Output directory.",
+)
+@click.option(
+    "--preset",
+    cls=_Option,
+    default=None,
+    type=_OneOf("preset", PRESETS),
+    show_default=DEFAULT_PRESET,
+    help="Starting grid (--list-presets prints each one's values).",
+)
+@click.option(
+    "--list-presets",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_list_presets,
+    help="Print each preset's axes and settings, and exit.",
+)
+@click.option(
+    "--config", "config", default=None, type=click.Path(), help="TOML file with the same keys."
+)
+@_opt(
+    "--repeats",
+    "INT",
+    "Timed samples per row (>= 5).",
+    type=_Parsed("INT", lambda v: parse_int("repeats", v, 5)),
+)
+@_opt("--timeout", "SECONDS", "Seconds without progress before a cell's worker is killed.")
+@_opt("--mem-budget", "SIZE", "Skip rows predicted above this (16G, 512M, 80% of RAM).")
 @click.option("--force", is_flag=True, help="Redo rows already in --out.")
 @click.option("--retry-failed", is_flag=True, help="Redo rows of --out that are not ok.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the rows it would measure (per backend), those already in --out, each "
+    "cell's predicted peak memory and the estimated time; measure and write nothing.",
+)
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="No progress (a bar on a terminal, else a plain line on stderr every 10 s).",
+)
 @click.option(
     "--executor",
     "executor_name",
+    cls=_Option,
     default=None,
-    help="local (default: one cell at a time, timing-grade) or dask.",
+    type=_OneOf("executor", EXECUTORS),
+    show_default="local",
+    help="local: one cell at a time, timing-grade; dask: cells on a Dask cluster.",
 )
-@click.option("--scheduler", default=None, help="Dask scheduler address (--executor dask).")
-@click.option("--workers", default=None, help="Start a Dask LocalCluster of N workers.")
-@click.option("--mem-limit", default=None, help="Memory limit of each cell process (4G, 25%).")
+@click.option(
+    "--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler (--executor dask)."
+)
+@click.option(
+    "--workers",
+    cls=_Option,
+    default=None,
+    metavar="INT",
+    show_default="usable CPUs // the largest --threads",
+    help="Start a Dask LocalCluster of this many workers (--executor dask).",
+)
+@click.option(
+    "--mem-limit",
+    default=None,
+    metavar="SIZE",
+    help="Memory limit of each cell process (4G, 25%).",
+)
 def sweep(
+    *,
     force: bool,
     retry_failed: bool,
+    dry_run: bool,
     quiet: bool,
     config: str | None,
     preset: str | None,
@@ -98,6 +285,8 @@ def sweep(
     Every cell runs in a fresh worker process; finished rows are stored at once, so an
     interrupted sweep resumes where it stopped when run again with the same --out (on the
     same machine with the same code: rows of other machines are kept, never reused).
+    Options not given take the preset's values (--list-presets prints them); --dry-run
+    shows what a run would do, and runs nothing.
     """
     from lshbench.sweep.executors import open_executor
     from lshbench.sweep.run import ResultsWriteError, execute, prepare
@@ -107,6 +296,9 @@ def sweep(
     if options.get("causal") is not None:
         options["causal"] = [options["causal"]]
     spec = build_spec(preset, config, **options)
+    if dry_run:
+        _dry_run(spec, executor_name, scheduler, workers, mem_limit, force, retry_failed)
+        return
     runner = click.get_current_context().with_resource(
         open_executor(spec, executor_name, scheduler, workers, mem_limit)
     )
@@ -128,6 +320,32 @@ def sweep(
     _print_summary(frame, spec.out)
 
 
+def _dry_run(
+    spec: Any,
+    executor_name: str | None,
+    scheduler: str | None,
+    workers: str | None,
+    mem_limit: str | None,
+    force: bool,
+    retry_failed: bool,
+) -> None:
+    """What the sweep would do (:mod:`lshbench.sweep.preview`), on stdout; nothing is run,
+    and nothing written. A Dask cluster is not started: its thread budgets are checked when
+    the sweep runs."""
+    from lshbench.sweep.preview import preview, preview_lines
+
+    name = executor_name or "local"
+    if name == "local":
+        from lshbench.sweep.executors import open_executor
+
+        with open_executor(spec, name, scheduler, workers, mem_limit) as runner:
+            p = preview(spec, runner, force=force, retry_failed=retry_failed)
+    else:
+        p = preview(spec, object(), force=force, retry_failed=retry_failed)
+    for line in preview_lines(p, name):
+        click.echo(line)
+
+
 def _stopped(signum: int, out: Any) -> None:
     """One line on how the sweep stopped, then exit 128 + the signal's number (as a shell
     reports a process the signal ended). The run is closed and its exports written by then."""
@@ -142,10 +360,18 @@ def _stopped(signum: int, out: Any) -> None:
 
 
 def _print_summary(frame: Any, out: Any) -> None:
-    """Row counts by status, the first failures, and where the results are."""
+    """Row counts by status, how many were measured now and how many reused, the first
+    failures, and where the results are."""
     counts = frame["status"].value_counts().to_dict()
     summary = ", ".join(f"{counts[s]} {s}" for s in sorted(counts))
-    click.echo(f"{len(frame)} rows ({summary})")
+    measured = int(frame.attrs.get("measured", 0))
+    reused = int(frame.attrs.get("reused", 0))
+    rest = len(frame) - measured - reused
+    decided = f", {rest} recorded without running" if rest else ""
+    click.echo(
+        f"{len(frame)} rows ({summary}): {measured} measured now, {reused} reused from "
+        f"{out}{decided}"
+    )
     for _, row in frame[frame["status"] != "ok"].head(10).iterrows():
         click.echo(f"  {row['status']}: {row['backend']} L={row['seqlen']}: {row['message']}")
     click.echo(

@@ -145,9 +145,14 @@ def _run_labels(dirs: Sequence[str]) -> list[str]:
 
 
 def default_out(dirs: Sequence[str]) -> Path:
-    """``reports/<name>/``, or ``reports/<name1>-vs-<name2>/`` for several runs."""
-    names = [Path(d).resolve().name for d in dirs]
-    return Path("reports") / "-vs-".join(dict.fromkeys(names))
+    """``reports/<name>/`` for one run; ``reports/<name1>-vs-<name2>/`` for several, with
+    the names of the run labels (a parent joined with ``-`` where two directories share a
+    name: ``results/quick results/reference/quick`` -> ``reports/quick-vs-reference-quick``),
+    so a report of several runs never lands in (and overwrites) a single run's folder."""
+    if len(dirs) == 1:
+        return Path("reports") / Path(dirs[0]).resolve().name
+    labels = [label.replace("/", "-") for label in _run_labels(dirs)]
+    return Path("reports") / "-vs-".join(labels)
 
 
 def _section_runs(doc: Doc, runs: Sequence[Any], df: pd.DataFrame) -> None:

@@ -57,6 +57,7 @@ __all__ = [
     "load_results",
     "report_dropped",
     "store_version",
+    "stored_rows",
 ]
 
 STORE_NAME = "results.sqlite"
@@ -149,6 +150,20 @@ def _read_db_rows(path: Path, dropped: list[str]) -> tuple[int, list[Any]]:
             conn.close()
         return version, json_rows(records, dropped)
     raise StoreError(f"{path}: cannot open the results store")
+
+
+def stored_rows(directory: str | os.PathLike[str]) -> list[Row]:
+    """Every valid row of ``DIR/results.sqlite``, oldest first, read without writing
+    anything (the store is neither created nor changed; no store: ``[]``). Invalid rows are
+    dropped with one warning line."""
+    path = Path(directory) / STORE_NAME
+    if not path.is_file():
+        return []
+    dropped: list[str] = []
+    version, raw = _read_db_rows(path, dropped)
+    rows = valid_rows(upgrade_rows(raw, version), dropped)
+    report_dropped(str(path), dropped)
+    return rows
 
 
 def _log_reader(path: Path, dropped: list[str]) -> tuple[int, list[Any]]:

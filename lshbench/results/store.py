@@ -12,6 +12,13 @@ a kill, a full disk or a power cut; several processes may write the same directo
 * ``runs(seq, run_id, machine_id, code_id, start_time, end_time, entry)``: one entry per run
   (:meth:`ResultStore.begin_run`); only the run that began an entry updates it.
 * ``store_info(key, value)``: schema version and what was imported from a legacy log.
+* ``results``: a view with one column per field of
+  :data:`~lshbench.results.columns.COLUMN_TABLE` (``json_extract`` over ``rows.row``), one
+  row per key (the latest), so that ``sqlite3 results.sqlite "SELECT seqlen, attn_tv FROM
+  results"`` works without knowing the JSON layout. It shows the rows as stored: a row of an
+  older schema has NULL in the columns added since, and rows the readers would drop as
+  invalid are there too. Created with the store; a store created by an older version gets
+  it (or its current column list) the next time a writer opens it.
 
 ``DIR/results.parquet``, ``DIR/results.csv`` and ``DIR/metadata.json`` are exports, always
 complete (temporary file, then ``os.replace``); a directory that holds only exports is read,
@@ -36,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import fail
+from lshbench.results.columns import COLUMN_TABLE
 from lshbench.results.files import (
     CSV_NAME,
     LOG_NAME,
@@ -85,11 +93,14 @@ __all__ = [
     "RESULT_FILES",
     "STATUSES",
     "STORE_NAME",
+    "VIEW_NAME",
     "ResultStore",
     "StoreError",
+    "check_store_target",
     "latest_rows",
     "load_results",
     "make_row",
+    "results_view_sql",
     "rows_to_frame",
 ]
 
@@ -106,6 +117,37 @@ _SCHEMA = (
         code_id TEXT, start_time TEXT, end_time TEXT, entry TEXT NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
+
+#: the name of the flat view (one column per field of the column table)
+VIEW_NAME = "results"
+
+
+def results_view_sql() -> str:
+    """``CREATE VIEW results``: one column per field of the column table, in table order,
+    read from each key's latest stored row with ``json_extract`` (a bool is 0/1, a list its
+    JSON text)."""
+    fields = ",\n    ".join(
+        f'json_extract(row, \'$."{c.name}"\') AS "{c.name}"' for c in COLUMN_TABLE
+    )
+    return (
+        f"CREATE VIEW {VIEW_NAME} AS SELECT\n    {fields}\n"
+        "FROM rows WHERE seq IN (SELECT MAX(seq) FROM rows GROUP BY cell_id, machine_id, code_id)"
+    )
+
+
+def _ensure_results_view(conn: sqlite3.Connection) -> None:
+    """Create the flat view, or replace one whose definition differs (a store of an older
+    version). Inside the caller's write transaction, so concurrent openers see either the
+    old view or the new one; an unchanged view is not touched (no schema change)."""
+    found = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type='view' AND name=?", (VIEW_NAME,)
+    ).fetchone()
+    wanted = results_view_sql()
+    if found is not None and found[0] == wanted:
+        return
+    if found is not None:
+        conn.execute(f"DROP VIEW {VIEW_NAME}")
+    conn.execute(wanted)
 
 
 def _enter_wal_mode(conn: sqlite3.Connection, timeout_s: float) -> None:
@@ -128,6 +170,29 @@ def _enter_wal_mode(conn: sqlite3.Connection, timeout_s: float) -> None:
                 raise
         time.sleep(pause_s)
         pause_s = min(2 * pause_s, 0.1)
+
+
+def _refuse_exports(directory: Path, export: str) -> None:
+    fail(
+        "out",
+        str(directory),
+        f"holds exported results ({export}) but no results store; they are read, never "
+        "overwritten: sweep into a new --out",
+    )
+
+
+def check_store_target(directory: str | os.PathLike[str]) -> None:
+    """ConfigError (one line) when a store cannot be opened in ``directory`` because it holds
+    exported results and neither a store nor a legacy log (which a store imports); checked
+    without creating anything (a sweep's dry run asks it too)."""
+    directory = Path(directory)
+    if not directory.is_dir() or (directory / STORE_NAME).exists():
+        return
+    log = directory / LOG_NAME
+    if log.is_file() and valid_rows(upgrade_rows(read_log_rows(log, []), 0), []):
+        return  # a legacy log: imported at open
+    if name := export_has_rows(directory):
+        _refuse_exports(directory, name)
 
 
 class ResultStore:
@@ -175,6 +240,7 @@ class ResultStore:
             with self._write("create the store"):
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                _ensure_results_view(conn)
                 conn.execute(
                     "INSERT OR IGNORE INTO store_info VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
@@ -202,22 +268,10 @@ class ResultStore:
             self._conn = None
 
     def _refuse(self, export: str) -> None:
-        fail(
-            "out",
-            str(self.dir),
-            f"holds exported results ({export}) but no results store; they are read, never "
-            "overwritten: sweep into a new --out",
-        )
+        _refuse_exports(self.dir, export)
 
     def _check_writable_target(self) -> None:
-        """Refuse, before creating anything, a directory holding exports and no store."""
-        if not self.dir.is_dir() or self.db_path.exists():
-            return
-        log = self.dir / LOG_NAME
-        if log.is_file() and valid_rows(upgrade_rows(read_log_rows(log, []), 0), []):
-            return  # a legacy log: imported at open
-        if name := export_has_rows(self.dir):
-            self._refuse(name)
+        check_store_target(self.dir)
 
     @contextlib.contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from lshbench.backends import BackendSpec
 
 __all__ = [
+    "ASSUMED_FLOPS",
+    "EXTRA_CALLS",
     "LSHAxes",
     "estimate_seconds",
     "input_cells",
@@ -31,6 +33,7 @@ __all__ = [
     "plan_tasks",
     "predicted_bytes",
     "resolve_n_buckets",
+    "task_seconds",
 ]
 
 #: the LSH configuration axes of a task (:data:`~lshbench.results.cells.CONFIG_AXES`), as
@@ -275,10 +278,22 @@ def predicted_bytes(task: Task, facts: BackendSpec) -> tuple[int, int | None]:
     return WORKER_BASE_BYTES + reference_bytes(B, L, d, dv, itemsize) + work, model
 
 
+#: calls of one measurement besides the timed samples (warm-up and accuracy), for estimates
+EXTRA_CALLS = 5
+#: the speed the rough estimate assumes, FLOP/s
+ASSUMED_FLOPS = 10e9
+
+
+def task_seconds(seconds_per_call: float, repeats: int) -> float:
+    """Rough seconds of a task whose backend call takes ``seconds_per_call``."""
+    return 0.05 + seconds_per_call * (repeats + EXTRA_CALLS)
+
+
 def estimate_seconds(task: Task, repeats: int, uses_hashing: bool) -> float:
-    """Rough seconds of a task (for the progress bar's ETA only)."""
+    """Rough seconds of a task from the cost model's flops at :data:`ASSUMED_FLOPS` (for the
+    progress bar's ETA and the dry run's estimate)."""
     from lshbench.measurement.cost_model import attention_flops
 
     config = task.config() if uses_hashing else None
     flops = attention_flops(uses_hashing, task.batch, task.seqlen, task.d, task.dv, config)
-    return 0.05 + flops * (repeats + 5) / 10e9
+    return task_seconds(flops / ASSUMED_FLOPS, repeats)

@@ -25,7 +25,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lshbench.core.config import ConfigError, fail
 from lshbench.results.cells import Task
@@ -37,17 +37,24 @@ from lshbench.util import fmt_bytes, load_average, os_error_reason, utc_now
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lshbench.backends import BackendSpec
     from lshbench.results.schema import Row
     from lshbench.results.store import ResultStore
     from lshbench.sweep.local_executor import CellSpec, Executor
 
 __all__ = [
+    "CELL_OVERHEAD_S",
     "RAN",
+    "ProgressLines",
     "ResultsWriteError",
     "SweepInterrupted",
     "check_out_dir",
+    "decide_task",
+    "duration_text",
     "execute",
+    "over_budget",
     "prepare",
+    "reusable_row",
     "run_sweep",
 ]
 
@@ -90,9 +97,10 @@ def execute(
     order (one per task, invalid ones included).
 
     The rows are this run's: measured now, or reused from the store because this machine
-    measured them with this code. Raises ConfigError (one line) before anything runs when
-    :func:`prepare` refuses the sweep, and :class:`ResultsWriteError` (one line) when
-    writing the directory fails during it; the rows recorded before stay in the store.
+    measured them with this code (``frame.attrs``: ``measured`` and ``reused``, counts).
+    Raises ConfigError (one line) before anything runs when :func:`prepare` refuses the sweep,
+    and :class:`ResultsWriteError` (one line) when writing the directory fails during it; the
+    rows recorded before stay in the store.
     While it runs (in the main thread), SIGTERM and SIGHUP raise :class:`SweepInterrupted`
     as SIGINT raises KeyboardInterrupt: either way the run is closed and the exports written
     before the exception leaves; the previous handlers are restored afterwards."""
@@ -252,6 +260,64 @@ def _require_runnable(tasks: list[Task], invalid: list[tuple[Task, str]]) -> Non
     )
 
 
+def reusable_row(old: Row | None, task: Task, facts: BackendSpec) -> Row | None:
+    """``old`` (the store's latest row of ``task`` by this machine and this code) if a run
+    may reuse it, else None: never a row of an input file whose SHA-256 differs from the
+    task's (the file changed), nor one measured with another kernel than the one the
+    environment forces (``BackendSpec.kernel_env``)."""
+    if old is None:
+        return None
+    if old.get("input_sha256") != task.input_sha256:
+        return None  # the input file changed since: measure it again
+    forced = facts.forced_kernel()
+    if forced is not None and old.get("kernel") not in (None, forced):
+        return None  # measured with another kernel than the one asked for now
+    return old
+
+
+def over_budget(task: Task, facts: BackendSpec, budget: int) -> str | None:
+    """The oom_predicted message of a task predicted above ``budget`` bytes, else None."""
+    need, model = predicted_bytes(task, facts)
+    if need <= budget:
+        return None
+    what = f"backend model {fmt_bytes(model)}" if model else "no backend model"
+    need_text, budget_text = fmt_bytes(need), fmt_bytes(budget)
+    if need_text == budget_text:  # equal when rounded: say the bytes
+        need_text, budget_text = f"{need:,} B", f"{budget:,} B"
+    return (
+        f"predicted {need_text} > --mem-budget {budget_text} "
+        f"({what}; worker, input and reference included)"
+    )
+
+
+class _Deciding(Protocol):
+    """What :func:`decide_task` needs: the backends' availability and the budget check."""
+
+    available: dict[str, Any]
+
+    def over_budget(self, task: Task) -> str | None: ...
+
+
+def decide_task(
+    task: Task, old: Row | None, run: _Deciding, *, force: bool, retry_failed: bool
+) -> tuple[str, str]:
+    """What a run does with a valid task, given its reusable row ``old``
+    (:func:`reusable_row`): ``("reuse", "")``, ``("run", "")``, or a status decided without
+    running and its message (``skipped``: backend not available; ``oom_predicted``: over
+    ``--mem-budget``). The sweep and its dry run (:mod:`lshbench.sweep.preview`) both ask
+    this, so the dry run counts what the sweep then measures."""
+    done = ("ok",) if retry_failed else RAN
+    if not force and old is not None and old["status"] in done:
+        return "reuse", ""
+    info = run.available[task.backend]
+    if not info.available:
+        return "skipped", f"backend not available: {info.reason}"
+    over = run.over_budget(task)
+    if over is not None:
+        return "oom_predicted", over
+    return "run", ""
+
+
 class _SweepRun:
     """One run of a sweep into an open store: its run entry, its decisions and its rows.
 
@@ -297,6 +363,8 @@ class _SweepRun:
         self.counts: Counter[str] = Counter()
         self.estimate: dict[str, float] = {}
         self.n_to_run = 0
+        #: rows of earlier runs this run took as they were (resume)
+        self.n_reused = 0
         self.bar: Any = None
 
     # ------------------------------------------------------------ the store
@@ -330,19 +398,10 @@ class _SweepRun:
 
     def previous(self, task: Task) -> Row | None:
         """The store's row of ``task`` measured by this machine with this code, or None
-        (rows of other machines or code versions are never reused, nor rows of an input
-        file whose SHA-256 differs from the task's: the file changed, nor rows measured
-        with another kernel than the one the environment forces, ``BackendSpec.kernel_env``)."""
+        (:func:`reusable_row`)."""
         with _writing(self.store.dir):
             old = self.store.previous(task.id, self.machine_id, self.code_id)
-        if old is None:
-            return None
-        if old.get("input_sha256") != task.input_sha256:
-            return None  # the input file changed since: measure it again
-        forced = self.facts[task.backend].forced_kernel()
-        if forced is not None and old.get("kernel") not in (None, forced):
-            return None  # measured with another kernel than the one asked for now
-        return old
+        return reusable_row(old, task, self.facts[task.backend])
 
     def reuse(self, old: Row) -> None:
         """Count a row from the store as this run's (resume)."""
@@ -393,37 +452,23 @@ class _SweepRun:
         """Record the rows decided without running; return the tasks to measure."""
         for task, reason in invalid:
             self.record_once(task, "skipped", f"invalid configuration: {reason}")
-        done = ("ok",) if retry_failed else RAN
         to_run: list[Task] = []
         for task in tasks:
             old = self.previous(task)
-            if not force and old is not None and old["status"] in done:
+            verdict, message = decide_task(task, old, self, force=force, retry_failed=retry_failed)
+            if verdict == "reuse":
+                assert old is not None
                 self.reuse(old)
-                continue
-            info = self.available[task.backend]
-            if not info.available:
-                self.record_once(task, "skipped", f"backend not available: {info.reason}")
-                continue
-            over = self.over_budget(task)
-            if over is not None:
-                self.record_once(task, "oom_predicted", over)
-                continue
-            to_run.append(task)
+                self.n_reused += 1
+            elif verdict == "run":
+                to_run.append(task)
+            else:
+                self.record_once(task, verdict, message)
         return to_run
 
     def over_budget(self, task: Task) -> str | None:
         """The oom_predicted message of a task predicted above --mem-budget, else None."""
-        need, model = predicted_bytes(task, self.facts[task.backend])
-        if need <= self.spec.mem_budget:
-            return None
-        what = f"backend model {fmt_bytes(model)}" if model else "no backend model"
-        need_text, budget_text = fmt_bytes(need), fmt_bytes(self.spec.mem_budget)
-        if need_text == budget_text:  # equal when rounded: say the bytes
-            need_text, budget_text = f"{need:,} B", f"{self.spec.mem_budget:,} B"
-        return (
-            f"predicted {need_text} > --mem-budget {budget_text} "
-            f"({what}; worker, input and reference included)"
-        )
+        return over_budget(task, self.facts[task.backend], self.spec.mem_budget)
 
     # ------------------------------------------------------------ measuring
 
@@ -441,7 +486,7 @@ class _SweepRun:
         }
         self.n_to_run = len(to_run)
         cell_specs = [CellSpec(ts, self.spec.repeats, registry) for ts in cells.values()]
-        total = sum(self.estimate.values()) + _CELL_OVERHEAD_S * len(cell_specs)
+        total = sum(self.estimate.values()) + CELL_OVERHEAD_S * len(cell_specs)
         self.bar = _progress(total, self.quiet)
         self.executor.run_cells(self.cells(cell_specs), self.on_row, self.on_env)
 
@@ -449,7 +494,7 @@ class _SweepRun:
         """The cells, handed out one by one; the tables are exported after each."""
         for cs in cell_specs:
             yield cs
-            self.bar.update(_CELL_OVERHEAD_S)
+            self.bar.update(CELL_OVERHEAD_S)
             with _writing(self.store.dir):
                 self.store.export()
 
@@ -482,7 +527,10 @@ class _SweepRun:
                 self.run_id, {"load_avg_end": load_average(), "rows_run": dict(self.counts)}
             )
             self.store.export()
-        return rows_to_frame(self.mine[i] for i in grid_ids if i in self.mine)
+        frame = rows_to_frame(self.mine[i] for i in grid_ids if i in self.mine)
+        # how many of them were measured now and how many reused (the rest: decided here)
+        frame.attrs.update(measured=sum(self.counts.values()), reused=self.n_reused)
+        return frame
 
     def abandon(self) -> None:
         """:meth:`finish` after an error: a write error now is dropped, so that the error
@@ -492,18 +540,85 @@ class _SweepRun:
 
 
 #: seconds of progress bar per cell for starting its worker (imports, input, reference)
-_CELL_OVERHEAD_S = 1.5
+CELL_OVERHEAD_S = 1.5
 
 
 def _progress(total: float, quiet: bool) -> Any:
-    from tqdm import tqdm
+    """The sweep's progress on stderr: a tqdm bar on a terminal, plain lines
+    (:class:`ProgressLines`) otherwise (CI, nohup, a notebook, a pipe), nothing when quiet."""
+    if quiet:
+        return ProgressLines(total, stream=None)
+    if sys.stderr.isatty() and not os.environ.get("CI"):
+        from tqdm import tqdm
 
-    disable = quiet or bool(os.environ.get("CI")) or None  # None: off when not a terminal
-    return tqdm(
-        total=total,
-        disable=disable,
-        unit="s",
-        bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}",
-        desc="sweep",
-        file=sys.stderr,
-    )
+        return tqdm(
+            total=total,
+            unit="s",
+            bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}",
+            desc="sweep",
+            file=sys.stderr,
+        )
+    return ProgressLines(total, stream=sys.stderr)
+
+
+class ProgressLines:
+    """Progress as plain lines, for a stderr that is not a terminal: the interface of the
+    tqdm bar the sweep uses (``update``, ``set_postfix_str``, ``close``).
+
+    A line ``sweep: 12/40 rows ok=11 error=1, 35 s elapsed, about 1m40s left`` is written
+    when a row finishes, at most one every ``every_s`` seconds (the first and the last row
+    always); the time left scales the elapsed time by the estimated work still to do
+    (seconds of :func:`~lshbench.sweep.plan.estimate_seconds`). ``stream`` None writes
+    nothing."""
+
+    def __init__(self, total: float, stream: Any, every_s: float = 10.0) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self.total = total
+        self.stream = stream
+        self.every_s = every_s
+        self.done = 0.0
+        self.postfix = ""
+        self.start = self._clock()
+        self.last: float | None = None
+        self.pending = False
+
+    def update(self, n: float = 1.0) -> None:
+        self.done += n
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        """A row finished (``text``: rows so far by status): a line if one is due."""
+        self.postfix = text
+        self.pending = True
+        now = self._clock()
+        if self.last is None or now - self.last >= self.every_s:
+            self._line(now)
+
+    def close(self) -> None:
+        if self.pending:
+            self._line(self._clock())
+
+    def _line(self, now: float) -> None:
+        self.last, self.pending = now, False
+        if self.stream is None:
+            return
+        elapsed = now - self.start
+        left = ""
+        if 0 < self.done < self.total:
+            remaining = elapsed * (self.total - self.done) / self.done
+            left = f", about {duration_text(remaining)} left"
+        line = f"sweep: {self.postfix}, {duration_text(elapsed)} elapsed{left}"
+        with contextlib.suppress(OSError, ValueError):  # a closed stream: no progress
+            print(line, file=self.stream)
+            self.stream.flush()
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds as ``35 s``, ``4m05s`` or ``2h03m``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
