@@ -88,9 +88,11 @@ def test_dask_rows_match_local_and_resume_across_executors(
     assert len(local) == 6 and (local["status"] == "ok").all(), local[["status", "message"]]
     assert (dask["status"] == "ok").all(), dask[["status", "message"]]
     assert list(dask["cell_id"]) == list(local["cell_id"])  # same cells, grid order
-    # same inputs, rotations and single-threaded code: the same error metrics
+    # same inputs, rotations and single-threaded code: the same error metrics (to 1e-6
+    # absolute: an exact row's errors are float32 rounding, about 1e-7, whose last bits follow
+    # the memory alignment that vectorized sums see in each process)
     np.testing.assert_allclose(
-        dask[ERRORS].to_numpy(float), local[ERRORS].to_numpy(float), rtol=1e-6, atol=1e-12
+        dask[ERRORS].to_numpy(float), local[ERRORS].to_numpy(float), rtol=1e-6, atol=1e-6
     )
     assert (local["executor"] == "local").all() and (local["concurrency"] == 1).all()
     assert (dask["executor"] == "dask").all() and (dask["concurrency"] == 2).all()
@@ -111,7 +113,7 @@ def test_dask_rows_match_local_and_resume_across_executors(
     assert (by_l.loc[first["cell_id"], "executor"] == "local").all()
     assert set(by_l["executor"]) == {"local", "dask"}
     np.testing.assert_allclose(
-        both[ERRORS].to_numpy(float), local[ERRORS].to_numpy(float), rtol=1e-6, atol=1e-12
+        both[ERRORS].to_numpy(float), local[ERRORS].to_numpy(float), rtol=1e-6, atol=1e-6
     )
 
 
