@@ -301,7 +301,7 @@ class _CellRunner:
         """Measure the backends of one configuration: first call, warm-up, interleaved timing,
         memory, accuracy."""
         from lshbench.core.hashing import pipeline_buckets, random_rotations
-        from lshbench.measurement.metrics import EXACT_WINDOWS, output_errors, window_metrics
+        from lshbench.measurement.metrics import exact_windows, output_errors, window_metrics
         from lshbench.measurement.phases import measure_memory, summarize, time_interleaved
         from lshbench.results.cells import rotation_seed
 
@@ -322,7 +322,7 @@ class _CellRunner:
             self.channel.phase("memory", [task])
             memory[task.backend], _ = measure_memory(calls[task.backend])
         self.channel.phase("accuracy", live)
-        windows = EXACT_WINDOWS  # exact attention: every key, once
+        windows = exact_windows(c.seqlen)  # exact attention: every key, once
         if hashing:
             assert rotations is not None  # drawn for every hashing group
             buckets = pipeline_buckets(self.qk, rotations, config)  # (B, rounds, L)

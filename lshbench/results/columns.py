@@ -132,6 +132,21 @@ COLUMN_TABLE: tuple[Column, ...] = (
         "share of queries whose heaviest exact key is in their windows",
         since=1,
     ),
+    Column(
+        "keys_slots",
+        "int",
+        "keys",
+        "window slots per query over all rounds, repeats included (exact: L)",
+        since=3,
+        minimum=0,
+    ),
+    Column(
+        "keys_distinct",
+        "float",
+        "keys",
+        "mean distinct keys in a query's windows, masks not applied (exact: L)",
+        since=3,
+    ),
     Column("attn_entropy", "float", "nats", "mean exact row entropy of the input", since=1),
     Column("out_err_v", "float", "", "||out - ref|| / ||v - mean(v)||", since=1),
     Column(

@@ -11,7 +11,8 @@ and that version to :func:`upgrade_rows` before they are checked
   metric since dropped.
 * **1**: the SQLite store, before separate queries and keys: no ``qk``, ``layer`` or
   ``head`` columns; every row had shared queries and keys.
-* **2**: every column of :data:`~lshbench.results.columns.COLUMN_TABLE`.
+* **2**: before the key counts: no ``keys_slots`` or ``keys_distinct`` columns.
+* **3**: every column of :data:`~lshbench.results.columns.COLUMN_TABLE`.
 
 The upgrade of a row: columns dropped from the schema are removed; every column added after
 the row's version, and absent, is added empty; a hashing row without ``method`` or
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 #: the version of the rows this code writes (see the module docstring)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: columns older tables may hold that the schema no longer has
 DROPPED_COLUMNS = ("top1_agree",)
 #: values a hashing row of an earlier table (no ``method``/``weighting``) had: section 2
