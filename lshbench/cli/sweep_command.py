@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from lshbench.core.config import METHODS, WEIGHTINGS
+from lshbench.results.cells import ORACLE
 from lshbench.measurement.inputs import GENERATORS
 from lshbench.sweep.spec import PRESETS
 
@@ -36,7 +37,11 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
 )
 @_opt("--chunks-before", "Chunks looked back at, comma list.")
 @_opt("--chunks-after", "Chunks looked ahead at, comma list.")
-@_opt("--method", f"How buckets are chosen: {', '.join(METHODS)} (comma list; default lsh).")
+@_opt(
+    "--method",
+    f"How buckets are chosen: {', '.join(METHODS)} (comma list; default lsh); {ORACLE}: "
+    "the k best keys of each query at each LSH configuration's key count (metrics only).",
+)
 @_opt(
     "--weighting",
     f"How a key in several windows counts: {', '.join(WEIGHTINGS)} (default multiplicity).",

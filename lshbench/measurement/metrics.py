@@ -28,6 +28,12 @@ count-once weighting). Recorded:
 
 :func:`attention_metrics` computes all of them for one output of any backend.
 
+The **oracle** baseline (:func:`oracle_metrics`, docs/design.md section 2b): each query
+keeps its k highest-scoring valid keys, each once (count-once), the best any method that
+gives a query k keys can do. Its ``attn_tv`` is ``1 - mean_i (exact mass of those k keys)``
+(count-once over a key set S gives ``0.5 * ((1 - a(S)) + (1 - a(S))) = 1 - a(S)``), a lower
+bound on the ``attn_tv`` of any windows holding k distinct keys per query.
+
 The reference is computed once per input, in float64 whatever the input dtype, in blocks of
 queries (:func:`lshbench.core.dense.dense_probability_blocks`); the window metrics also run
 in query blocks, so memory stays O(L * block) and the metrics run at L = 65536.
@@ -43,6 +49,7 @@ rounding of logits near -1e5 (docs/design.md section 2, float32 caveat).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -61,6 +68,7 @@ __all__ = [
     "attention_metrics",
     "dense_reference",
     "exact_windows",
+    "oracle_metrics",
     "output_errors",
     "scored_rows",
     "window_metrics",
@@ -252,6 +260,44 @@ def window_metrics(
     n_rows = int(reference.rows.sum())
     tv, recall, top = (float(x) for x in (sums / n_rows if n_rows else np.full(3, np.nan)))
     return WindowMetrics(tv, recall, top, keys_slots=K, keys_distinct=distinct / (B * L))
+
+
+def oracle_metrics(
+    qk: np.ndarray,
+    budgets: Sequence[int],
+    causal: bool,
+    reference: DenseReference,
+    block_rows: int | None = None,
+    k: np.ndarray | None = None,
+) -> list[WindowMetrics]:
+    """The oracle's window metrics for each k of ``budgets``: every query keeps its k
+    highest-probability keys (exact attention's k heaviest valid keys), weighted once.
+
+    qk: (B, L, d); k: (B, L, d) separate keys or None (shared QK); reference: the
+    :func:`dense_reference` of the same input (its scored rows). A k above L keeps every key;
+    a query with fewer than k valid keys keeps them all (masked keys have probability 0).
+    ``top1_recall`` is 1 (the heaviest key is always kept); ``keys_slots`` and
+    ``keys_distinct`` are k. One pass over query blocks of the dense probabilities, memory
+    O(B * L * block).
+    """
+    qk64 = np.asarray(qk, dtype=np.float64)
+    k64 = None if k is None else np.asarray(k, dtype=np.float64)
+    L = qk64.shape[1]
+    kept = [min(max(int(b), 1), L) for b in budgets]
+    kth = sorted({L - b for b in kept})  # partition points: the k largest lie above L - k
+    mass = np.zeros(len(kept))  # kept exact mass summed over scored rows, per budget
+    for start, stop, probs, _ in dense_probability_blocks(qk64, causal, block_rows, k64):
+        part = np.partition(probs, kth, axis=-1)  # (B, b, L): k largest in [L - k, L)
+        rows = reference.rows[:, start:stop]  # (B, b)
+        for i, b in enumerate(kept):
+            mass[i] += part[..., L - b :].sum(axis=-1)[rows].sum()  # (B, b) -> scalar
+    n_rows = int(reference.rows.sum())
+    mean = mass / n_rows if n_rows else np.full(len(kept), np.nan)
+    top = 1.0 if n_rows else float("nan")
+    return [
+        WindowMetrics(1.0 - float(m), float(m), top, keys_slots=b, keys_distinct=float(b))
+        for m, b in zip(mean, kept, strict=True)
+    ]
 
 
 def _block_metrics(

@@ -65,7 +65,8 @@ COLUMN_TABLE: tuple[Column, ...] = (
         "method",
         "str",
         "",
-        "how buckets are chosen: lsh, random or local (empty: no hashing)",
+        "how buckets are chosen: lsh, random or local; oracle: the k best keys (empty: no "
+        "hashing)",
         since=1,
     ),
     Column("weighting", "str", "", "multiplicity or count-once (empty: no hashing)", since=1),
@@ -217,6 +218,15 @@ COLUMN_TABLE: tuple[Column, ...] = (
         "head within that layer (empty: no head)",
         since=2,
         minimum=0,
+        extra=True,
+    ),
+    Column(
+        "oracle_k",
+        "str",
+        "",
+        "method oracle: k is the configuration's distinct keys per query (rounded mean) or its "
+        "slots (empty: not the oracle)",
+        since=3,
         extra=True,
     ),
 )

@@ -11,7 +11,8 @@ and that version to :func:`upgrade_rows` before they are checked
   metric since dropped.
 * **1**: the SQLite store, before separate queries and keys: no ``qk``, ``layer`` or
   ``head`` columns; every row had shared queries and keys.
-* **2**: before the key counts: no ``keys_slots`` or ``keys_distinct`` columns.
+* **2**: before the key counts and the oracle baseline: no ``keys_slots``,
+  ``keys_distinct`` or ``oracle_k`` columns.
 * **3**: every column of :data:`~lshbench.results.columns.COLUMN_TABLE`.
 
 The upgrade of a row: columns dropped from the schema are removed; every column added after
@@ -57,6 +58,7 @@ ADDED_AXES: dict[str, tuple[Any, ...]] = {
     "qk": (None, "shared"),
     "layer": (None,),
     "head": (None,),
+    "oracle_k": (None,),
 }
 
 

@@ -7,7 +7,8 @@ checked before anything runs; a bad one is one line ``field=value: rule`` and ex
 Axes (lists): ``seqlen``, ``chunk_len``, ``n_hashes``, ``n_buckets`` (``rule`` = the
 paper's 2L/chunk_len rounded to an even int >= 2; ``auto`` = Hugging Face's rule, a power of
 two factorized in two when large; an even int; or factors ``16x32``), ``chunks_before``,
-``chunks_after``, ``method`` (``lsh``, ``random``, ``local``: docs/design.md section 2b),
+``chunks_after``, ``method`` (``lsh``, ``random``, ``local``, and ``oracle``, the k best
+keys at each LSH configuration's key count: docs/design.md section 2b),
 ``weighting`` (``multiplicity``, ``count-once``), ``d``, ``batch`` (or ``tokens``: batch =
 tokens // seqlen, the paper's fixed total tokens), ``backend``, ``input`` (a generator of
 :data:`~lshbench.measurement.inputs.GENERATORS` or ``file:PATH``, loaded and checked here:
@@ -50,6 +51,7 @@ from lshbench.core.options import (
 from lshbench.measurement.input_files import FILE_PREFIX, load_input_file
 from lshbench.measurement.inputs import GENERATORS, INPUTS, PEAKED_ENTROPY
 from lshbench.measurement.machine import usable_cpus
+from lshbench.results.cells import ORACLE
 from lshbench.sweep.parsing import parse_bytes
 
 __all__ = [
@@ -508,7 +510,7 @@ def build_spec(
         n_buckets=parse_n_buckets(values["n_buckets"]),
         chunks_before=parse_ints("chunks_before", values["chunks_before"], 0),
         chunks_after=parse_ints("chunks_after", values["chunks_after"], 0),
-        method=parse_choices("method", values["method"], METHODS),
+        method=parse_choices("method", values["method"], (*METHODS, ORACLE)),
         weighting=parse_choices("weighting", values["weighting"], WEIGHTINGS),
         d=parse_ints("d", values["d"], 1),
         batch=batch,
