@@ -381,3 +381,56 @@ def test_hashing_beats_random_keys_on_clustered_input() -> None:
             got[method] = window_metrics(qk, pipeline_buckets(qk, R, cfg), cfg, ref)
         assert got["lsh"].attn_tv < got["random"].attn_tv - 0.3, (weighting, got)
         assert got["lsh"].mass_recall > got["random"].mass_recall + 0.3, (weighting, got)
+
+
+# --- the oracle -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("causal", "separate"), [(False, False), (True, False), (False, True)])
+def test_oracle_is_one_minus_the_exact_mass_of_the_k_best_keys(causal, separate) -> None:
+    """attn_tv of the oracle = 1 - mean over scored rows of the k largest exact
+    probabilities, from a dense softmax written out here (one query at a time, sorted)."""
+    from helpers import full_scores, full_softmax
+
+    rng = np.random.default_rng(5)
+    B, L, d = 2, 96, 8
+    qk = rng.standard_normal((B, L, d)) * 2.0
+    k = rng.standard_normal((B, L, d)) if separate else None
+    ref = dense_reference(qk, qk, causal, k=k)
+    probs = full_softmax(qk @ k.transpose(0, 2, 1) if separate else full_scores(qk, causal))
+    budgets = [1, 7, 40, 96, 500]
+    got = metrics.oracle_metrics(qk, budgets, causal, ref, block_rows=13, k=k)
+    for kk, m in zip(budgets, got, strict=True):
+        kept = min(kk, L)
+        mass = [
+            sorted(probs[b, i].tolist(), reverse=True)[:kept]
+            for b in range(B)
+            for i in range(L)
+            if ref.rows[b, i]
+        ]
+        want = 1.0 - float(np.mean([sum(row) for row in mass]))
+        assert abs(m.attn_tv - want) < 1e-6
+        assert abs(m.attn_tv - (1.0 - m.mass_recall)) < 1e-12
+        assert m.keys_slots == kept and m.keys_distinct == kept and m.top1_recall == 1.0
+    assert got[0].attn_tv > got[1].attn_tv > got[2].attn_tv > 0.0
+    assert abs(got[3].attn_tv) < 1e-12 and abs(got[4].attn_tv) < 1e-12  # every key
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
+def test_oracle_bounds_every_window_with_as_many_keys(method: str, weighting: str) -> None:
+    """No windows holding at most k distinct keys per query beat the k best keys."""
+    from lshbench.measurement.inputs import make_inputs
+
+    qk, v = make_inputs("clustered", 1, 512, 16, seed=1, dtype=np.float64)
+    ref = dense_reference(qk, v, False)
+    for H in (1, 2, 4):
+        cfg = lshbench.LSHConfig(H, 16, 16, method=method, weighting=weighting)
+        R = lshbench.random_rotations(16, cfg, seed=4, dtype=np.float64)
+        win = window_metrics(qk, pipeline_buckets(qk, R, cfg), cfg, ref)
+        distinct, slots = metrics.oracle_metrics(
+            qk, [round(win.keys_distinct), win.keys_slots], False, ref
+        )
+        assert slots.attn_tv <= distinct.attn_tv + 1e-12
+        assert distinct.attn_tv <= win.attn_tv
+        assert distinct.mass_recall >= win.mass_recall

@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from lshbench.core.config import METHODS, WEIGHTINGS
-from lshbench.results.cells import ORACLE
 from lshbench.measurement.inputs import GENERATORS
+from lshbench.results.cells import ORACLE
 from lshbench.sweep.spec import PRESETS
 
 __all__ = ["sweep"]

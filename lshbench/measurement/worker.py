@@ -389,8 +389,7 @@ class _CellRunner:
         found = oracle_metrics(self.qk, ks, bool(c.causal), self.ref, k=self.k)
         for task, kk, metrics in zip(tasks, ks, found, strict=True):
             what = (
-                f"the LSH windows' mean distinct keys per query, {lsh.keys_distinct:.1f}, "
-                "rounded"
+                f"the LSH windows' mean distinct keys per query, {lsh.keys_distinct:.1f}, rounded"
                 if task.oracle_k == "distinct"
                 else "the LSH windows' slots per query"
             )

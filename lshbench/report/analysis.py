@@ -85,8 +85,9 @@ _NUMERIC = (
     "seqlen", "batch", "d", "dv", "n_hashes", "chunk_len", "chunks_before", "chunks_after",
     "threads", "seed", "time_median_s", *OPTIONAL_NUMERIC,
 )  # fmt: skip
-#: The variants of docs/design.md section 2b (text; "" for exact backends).
-VARIANT_AXES = ("method", "weighting")
+#: The variants of docs/design.md section 2b (text; "" for exact backends); ``oracle_k``
+#: tells the oracle's two budgets apart (distinct keys, slots).
+VARIANT_AXES = ("method", "weighting", "oracle_k")
 LSH_AXES = ("n_hashes", "chunk_len", "chunks_before", "chunks_after", *VARIANT_AXES)
 #: ``input`` is the input label with its parameters (see ``columns.input_label``).
 COMMON_AXES = ("input", "causal", "dtype", "threads", "d", "dv")
@@ -96,7 +97,8 @@ SERIES_KEY = ("run", "backend", *LSH_AXES, *COMMON_AXES)
 _METRICS = (
     "time_seq", "time_tok", "time_median_s", "mem_alloc_peak_bytes", "mem_rss_peak_bytes",
     "mem_model_bytes", "gflops", "tokens_per_s", "attn_tv", "mass_recall", "top1_recall",
-    "attn_entropy", "out_err_v", "task_acc", "rel_err", "max_abs_err", "cos_sim",
+    "keys_slots", "keys_distinct", "attn_entropy", "out_err_v", "task_acc", "rel_err",
+    "max_abs_err", "cos_sim",
 )  # fmt: skip
 _POINT_ATTRS = (
     *SERIES_KEY, "run_index", "exact", "short", "nb", "nb_total", "batch", "tokens",
@@ -301,6 +303,9 @@ def series_label(row: Mapping[str, Any], show: set[str]) -> str:
     if not row["exact"]:
         if "method" in show:
             parts.append(str(row["method"]))
+        budget = row.get("oracle_k")
+        if isinstance(budget, str) and budget:  # the oracle: k at which key count
+            parts.append(f"k={budget}")
         parts.append(f"H={canon(row['n_hashes'])}")
         if "chunk_len" in show:
             parts.append(f"m={canon(row['chunk_len'])}")

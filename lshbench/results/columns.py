@@ -65,8 +65,7 @@ COLUMN_TABLE: tuple[Column, ...] = (
         "method",
         "str",
         "",
-        "how buckets are chosen: lsh, random or local; oracle: the k best keys (empty: no "
-        "hashing)",
+        "how buckets are chosen: lsh, random or local; oracle: the k best keys (empty: no hashing)",
         since=1,
     ),
     Column("weighting", "str", "", "multiplicity or count-once (empty: no hashing)", since=1),

@@ -256,8 +256,8 @@ def normalize_row(row: Any) -> tuple[Row | None, str]:
     become Python; strings where numbers belong, a missing or empty ``cell_id``, ``backend``,
     ``status``, ``input`` or ``dtype``, integers beyond int64, a ``method`` or ``weighting``
     that is not one of the core's (or ``oracle``), and ``ok`` rows without a positive
-    ``time_median_s`` (but the oracle's) make the row invalid. Rows of older tables are upgraded before they come here
-    (:func:`lshbench.results.upgrade.upgrade_rows`).
+    ``time_median_s`` (but the oracle's) make the row invalid. Rows of older tables are
+    upgraded before they come here (:func:`lshbench.results.upgrade.upgrade_rows`).
     """
     if not isinstance(row, dict):
         return None, f"row: must be an object, not {type(row).__name__}"
