@@ -162,3 +162,66 @@ def test_tasks_without_the_oracle_keep_their_ids() -> None:
     oracle = Task.from_dict({**base, "method": "oracle", "oracle_k": "distinct"})
     assert oracle.id != Task.from_dict({**base, "method": "oracle", "oracle_k": "slots"}).id
     assert oracle.is_oracle and oracle.config().method == "lsh"
+
+
+# --------------------------------------------------------------------------- rotation draws
+
+
+@pytest.fixture(scope="module")
+def draws(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    out = tmp_path_factory.mktemp("draws") / "run"
+    grid = {**GRID, "n_hashes": [2], "weighting": "count-once", "input": "clustered"}
+    return out, lshbench.run_sweep(out, backend="numpy,dense", rotation_seeds=3, **grid)
+
+
+def test_rotation_seeds_give_one_row_per_draw(draws, sweep) -> None:
+    _, df = draws
+    assert (df["status"] == "ok").all(), df[["status", "message"]]
+    for method in ("lsh", "random"):
+        rows = df[df["method"] == method].sort_values("rotation_seed")
+        assert rows["rotation_seed"].tolist() == [0, 1, 2]
+        assert rows["attn_tv"].nunique() == 3  # independent rotations, different windows
+    local = df[df["method"] == "local"]
+    assert local["rotation_seed"].tolist() == [0]  # no rotation to draw
+    oracle = df[df["method"] == "oracle"]
+    assert sorted(oracle.loc[oracle["oracle_k"] == "distinct", "rotation_seed"]) == [0, 1, 2]
+    assert oracle.loc[oracle["oracle_k"] == "slots", "rotation_seed"].tolist() == [0]
+    assert df.loc[df["backend"] == "dense", "rotation_seed"].isna().all()
+    # the first draw is the single-draw sweep's row: same id, same rotations, same numbers
+    _, one = sweep
+    first = df[df["rotation_seed"] == 0].set_index("cell_id")
+    same = one[one["cell_id"].isin(first.index)].set_index("cell_id")
+    assert len(same) == len(first) == 5  # lsh, random, local, two oracle rows
+    np.testing.assert_allclose(same["attn_tv"], first.loc[same.index, "attn_tv"], atol=1e-12)
+    assert set(one["rotation_seed"].dropna()) == {0}
+
+
+def test_report_gives_the_median_and_range_over_draws(draws) -> None:
+    from lshbench.report import analysis as ra
+    from lshbench.report.baselines import hashing_table
+
+    out, df = draws
+    points = ra.series_points(ra.prepare([ra.load_run(out)]))
+    lsh = df[df["method"] == "lsh"]["attn_tv"]
+    (row,) = hashing_table(points).to_dict("records")
+    assert row["err_lsh"] == pytest.approx(lsh.median(), abs=1e-12)
+    assert (row["err_lsh_lo"], row["err_lsh_hi"]) == (lsh.min(), lsh.max())
+    assert row["n_lsh"] == 3 and row["err_local_lo"] == row["err_local_hi"]
+
+
+def test_rotation_draw_ids_and_the_upgrade() -> None:
+    from lshbench.results.upgrade import upgrade_row
+
+    base = {"backend": "numpy", "seqlen": 64, "batch": 1, "d": 8, "dv": 8, "input": "gaussian",
+            "causal": False, "dtype": "float32", "threads": 1, "seed": 0, "n_hashes": 2,
+            "n_buckets": 4, "chunk_len": 8, "chunks_before": 1, "chunks_after": 0}  # fmt: skip
+    first = Task.from_dict(base)
+    assert first.id == Task.from_dict({**base, "rotation_seed": 0}).id  # ids of old tables
+    assert first.id != Task.from_dict({**base, "rotation_seed": 1}).id
+    assert rotation_seed(0, 0) == rotation_seed(0) != rotation_seed(0, 1)
+    assert upgrade_row({"backend": "numpy", "n_hashes": 2}, 2)["rotation_seed"] == 0
+    assert upgrade_row({"backend": "dense", "n_hashes": None}, 2)["rotation_seed"] is None
+
+
+def test_bad_rotation_seeds_are_refused(tmp_path: Path) -> None:
+    assert_sweep_refused(tmp_path, ["--rotation-seeds", "0"], "rotation_seeds=0")

@@ -71,6 +71,10 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
 @click.option("--preset", default=None, help=f"Starting grid: {', '.join(PRESETS)} (quick).")
 @click.option("--config", "config", default=None, help="TOML file with the same keys.")
 @_opt("--repeats", "Timed samples per row (>= 5).")
+@_opt(
+    "--rotation-seeds",
+    "Independent rotation draws per hashing configuration, inputs fixed (default 1).",
+)
 @_opt("--timeout", "Seconds without progress before a cell's worker is killed.")
 @_opt("--mem-budget", "Skip rows predicted above this (16G, 512M, 80%).")
 @click.option("--force", is_flag=True, help="Redo rows already in --out.")

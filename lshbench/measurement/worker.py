@@ -316,7 +316,8 @@ class _CellRunner:
         hashing = tasks[0].uses_hashing
         rotations = None
         if hashing:
-            rotations = random_rotations(c.d, config, rotation_seed(c.seed), self.dtype)
+            seed = rotation_seed(c.seed, tasks[0].rotation_seed)  # the group's draw
+            rotations = random_rotations(c.d, config, seed, self.dtype)
         calls, outputs, first_s, number = self.first_calls(tasks, config, rotations)
         live = [task for task in tasks if task.backend in calls]
         if not live:
@@ -379,7 +380,8 @@ class _CellRunner:
         c = self.cell
         config = tasks[0].config()  # the LSH configuration (method lsh, count-once)
         self.channel.phase("accuracy", tasks)
-        rotations = random_rotations(c.d, config, rotation_seed(c.seed), self.dtype)
+        seed = rotation_seed(c.seed, tasks[0].rotation_seed)  # the LSH rows' draw
+        rotations = random_rotations(c.d, config, seed, self.dtype)
         buckets = pipeline_buckets(self.qk, rotations, config)  # (B, rounds, L)
         key_buckets = None if self.k is None else pipeline_buckets(self.k, rotations, config)
         lsh = window_metrics(self.qk, buckets, config, self.ref, k=self.k, key_buckets=key_buckets)

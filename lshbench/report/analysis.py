@@ -58,6 +58,7 @@ __all__ = [
     "REFERENCE_LSH_BACKEND",
     "REQUIRED_COLUMNS",
     "SERIES_KEY",
+    "SPREAD_METRICS",
     "VARIANT_AXES",
     "Run",
     "canon",
@@ -100,6 +101,10 @@ _METRICS = (
     "keys_slots", "keys_distinct", "attn_entropy", "out_err_v", "task_acc", "rel_err",
     "max_abs_err", "cos_sim",
 )  # fmt: skip
+#: Accuracy metrics whose spread over the rows folded into a point (rotation draws,
+#: ``--rotation-seeds``, and input seeds) :func:`series_points` keeps: ``<metric>_lo`` and
+#: ``<metric>_hi``, the smallest and largest value.
+SPREAD_METRICS = ("attn_tv", "mass_recall", "top1_recall", "task_acc", "keys_distinct")
 _POINT_ATTRS = (
     *SERIES_KEY, "run_index", "exact", "short", "nb", "nb_total", "batch", "tokens",
     "nb_desc", "batch_desc", "series_order", "input_kind", "target_entropy", "value_corr",
@@ -394,13 +399,18 @@ def series_points(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (series, L): medians over ok rows, else the failure's status.
 
     Columns: the series attributes, ``seqlen``, ``status`` ("ok" when any row is ok, else the
-    first failing status in sorted order), ``message``, ``n_rows`` and the metrics of
-    ``_METRICS`` (NaN for failed points). Sorted by series order, then L.
+    first failing status in sorted order), ``message``, ``n_rows``, ``n_ok`` (ok rows: one
+    per rotation draw and input seed), the metrics of ``_METRICS`` (NaN for failed points)
+    and the min-max range of each of :data:`SPREAD_METRICS` (``<metric>_lo``,
+    ``<metric>_hi``) over the ok rows. Sorted by series order, then L.
     """
     keys = ["series", "seqlen"]
     attrs = df.groupby(keys, sort=True)[list(_POINT_ATTRS)].first()
     ok = df[df["status"] == "ok"]
     metrics = ok.groupby(keys, sort=True)[list(_METRICS)].median()
+    spread = ok.groupby(keys, sort=True)[list(SPREAD_METRICS)]
+    metrics = metrics.join(spread.min().add_suffix("_lo")).join(spread.max().add_suffix("_hi"))
+    metrics["n_ok"] = ok.groupby(keys, sort=True).size()
     bad = df[df["status"] != "ok"].sort_values(["status", "message"], kind="mergesort")
     failure = bad.groupby(keys, sort=True)[["status", "message"]].first()
     out = attrs.join(metrics).join(failure)

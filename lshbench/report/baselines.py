@@ -41,6 +41,7 @@ __all__ = [
     "CUTS_BELOW",
     "ORACLE_KEY",
     "PAIR_KEY",
+    "SPREAD_OF",
     "WORSE_ABOVE",
     "hashing_table",
     "judge",
@@ -95,6 +96,22 @@ def _usable(points: pd.DataFrame, metric: str) -> pd.DataFrame:
     return points[ok & np.isfinite(points["time_seq"])]
 
 
+#: The methods whose error range the table keeps (``err_<m>_lo``, ``err_<m>_hi``).
+SPREAD_OF = ("lsh", "random", "local", "oracle", "oracle_slots")
+
+
+def _spread(method: str, point: pd.Series | None, metric: str) -> dict[str, float]:
+    """``err_<method>_lo`` and ``_hi``: the smallest and largest ``metric`` over the rows of
+    a point (rotation draws and input seeds); NaN without the point or the range."""
+    out = {f"err_{method}_{end}": math.nan for end in ("lo", "hi")}
+    if point is not None:
+        for end in ("lo", "hi"):
+            out[f"err_{method}_{end}"] = float(point.get(f"{metric}_{end}", math.nan))
+    if method == "lsh":
+        out["n_lsh"] = float(point.get("n_ok", math.nan)) if point is not None else math.nan
+    return out
+
+
 def _oracles(points: pd.DataFrame, metric: str) -> dict[tuple[tuple, str], pd.Series]:
     """Ok oracle points with a value of ``metric``, by (:data:`ORACLE_KEY` values,
     ``oracle_k``). They have no time, so they are never among :func:`_usable`'s points."""
@@ -133,7 +150,10 @@ def hashing_table(points: pd.DataFrame, metric: str | None = None) -> pd.DataFra
     ``err_oracle_slots`` (k = the slots), NaN without oracle rows; ``oracle_share`` =
     gain_random / (err_random - err_oracle), the share of the gain over random keys that
     the best k keys would give which LSH gets (1: as good as the oracle; NaN when the
-    oracle gains nothing). Sorted by run, input, L, configuration.
+    oracle gains nothing); the median over the rows of a point (rotation draws,
+    ``--rotation-seeds``, and input seeds) is each error, ``err_<m>_lo`` / ``err_<m>_hi``
+    their range for m in :data:`SPREAD_OF`, ``n_lsh`` LSH's rows. Sorted by run, input, L,
+    configuration.
     """
     metric = metric or error_metric(points)
     pts = _usable(points, metric).copy()
@@ -152,6 +172,7 @@ def hashing_table(points: pd.DataFrame, metric: str | None = None) -> pd.DataFra
         row: dict[str, Any] = {c: p[c] for c in (*PAIR_KEY, "input_kind", "nb", "series_order")}
         row.update(metric=metric, err_lsh=p[metric], time_lsh=p["time_seq"])
         row["dist_lsh"] = p["keys_distinct"]
+        row.update(_spread("lsh", p, metric))
         row["keys"] = key_budget(*(p[c] for c in ("n_hashes", "chunk_len", "chunks_before",
                                                   "chunks_after")))  # fmt: skip
         for m, b in base.items():
@@ -160,9 +181,11 @@ def hashing_table(points: pd.DataFrame, metric: str | None = None) -> pd.DataFra
             row[f"time_{m}"] = hit["time_seq"] if hit is not None else math.nan
             row[f"dist_{m}"] = hit["keys_distinct"] if hit is not None else math.nan
             row[f"gain_{m}"] = row[f"err_{m}"] - row["err_lsh"]
+            row.update(_spread(m, hit, metric))
         for budget, col in (("distinct", "err_oracle"), ("slots", "err_oracle_slots")):
             hit = oracles.get((p["bound"], budget))
             row[col] = hit[metric] if hit is not None else math.nan
+            row.update(_spread(col[len("err_") :], hit, metric))
         possible = row["err_random"] - row["err_oracle"]
         row["oracle_share"] = row["gain_random"] / possible if possible > 0 else math.nan
         rows.append(row)
@@ -180,6 +203,8 @@ def hashing_table(points: pd.DataFrame, metric: str | None = None) -> pd.DataFra
         "err_oracle",
         "err_oracle_slots",
         "oracle_share",
+        *(f"err_{m}_{end}" for m in SPREAD_OF for end in ("lo", "hi")),
+        "n_lsh",
     ]
     table = pd.DataFrame(rows, columns=cols)
     order = ["run_index", "input", "seqlen", "keys", "weighting", "series_order"]
@@ -229,6 +254,12 @@ def _sentence(input_name: str, pick: pd.Series, g: pd.DataFrame) -> str:
         f"{text} ({where}). Over its {len(pairs)} pair(s) with {BASELINES[first]}, LSH "
         f"is at least {100 * (1 - CUTS_BELOW):.0f} % lower in {wins}."
     )
+    rows = pick.get("n_lsh", math.nan)
+    if math.isfinite(rows) and rows > 1:  # rotation draws or input seeds folded
+        text += (
+            f" LSH's {metric} there is the median of {plain(rows)} rows (rotation draws and "
+            f"input seeds), range {_num(pick['err_lsh_lo'])}-{_num(pick['err_lsh_hi'])}."
+        )
     if math.isfinite(pick.get("err_oracle", math.nan)):  # a table with oracle rows
         text += (
             f" The best {plain(round(pick['dist_lsh']))} keys per query (the oracle, as many "

@@ -179,7 +179,9 @@ def section_hashing(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
         "query's k best keys (k = LSH's distinct keys, rounded; then k = the slots): no "
         "method with k keys does better, so it is not a method you can run but the bound; "
         "'share' is the part of the gain over random keys the oracle shows possible that "
-        "LSH gets."
+        "LSH gets. An error is the median over the point's rows (rotation draws of "
+        "`--rotation-seeds` and input seeds), with their min-max in parentheses when they "
+        "differ."
     )
     for sentence in verdicts(table, several_runs):
         doc.p(sentence)
@@ -197,11 +199,11 @@ def _hashing_rows(table: pd.DataFrame, several_runs: bool) -> tuple[list[str], l
             config += f" {r['weighting']}"
         row = [str(r["run"])] if several_runs else []
         row += [str(r["input"]), fmt_length(r["seqlen"]), config, plain(r["keys"])]
-        row += [fmt_num(r["err_lsh"], 3), fmt_num(r["err_random"], 3), fmt_num(r["err_local"], 3)]
+        row += [_ranged(r, m) for m in ("lsh", "random", "local")]
         row += [_signed(r["gain_random"]), _signed(r["gain_local"])]
         row += ["/".join(_keys(r[f"dist_{m}"]) for m in ("lsh", "random", "local"))]
         if with_oracle:
-            row += [fmt_num(r["err_oracle"], 3), fmt_num(r["err_oracle_slots"], 3)]
+            row += [_ranged(r, "oracle"), _ranged(r, "oracle_slots")]
             share = r["oracle_share"]
             row += [f"{100 * share:.0f} %" if math.isfinite(share) else "-"]
         row += [fmt_seconds(r[f"time_{m}"]) for m in ("lsh", "random", "local")]
@@ -214,6 +216,16 @@ def _hashing_rows(table: pd.DataFrame, several_runs: bool) -> tuple[list[str], l
         header += [f"oracle {metric} (k = distinct)", f"oracle {metric} (k = slots)", "share"]
     header += ["LSH time", "random time", "local time"]
     return header, rows
+
+
+def _ranged(r: pd.Series, method: str) -> str:
+    """An error of the hashing table: the median, and its min-max over the rows of the
+    point (rotation draws, input seeds) when they differ: ``0.201 (0.176-0.205)``."""
+    text = fmt_num(r[f"err_{method}"], 3)
+    lo, hi = r.get(f"err_{method}_lo", math.nan), r.get(f"err_{method}_hi", math.nan)
+    if math.isfinite(lo) and math.isfinite(hi) and fmt_num(lo, 3) != fmt_num(hi, 3):
+        text += f" ({fmt_num(lo, 3)}-{fmt_num(hi, 3)})"
+    return text
 
 
 def _keys(x: float) -> str:

@@ -53,10 +53,10 @@ CELL_AXES = (
     "threads", "seed", "qk", "layer", "head",
 )  # fmt: skip
 #: the LSH configuration axes (None for backends that do not hash; ``oracle_k`` is set on
-#: oracle tasks only)
+#: oracle tasks only; ``rotation_seed``: which draw of the rotations, :func:`rotation_seed`)
 CONFIG_AXES = (
     "n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after", "method", "weighting",
-    "oracle_k",
+    "oracle_k", "rotation_seed",
 )  # fmt: skip
 #: the method of the oracle baseline (docs/design.md section 2b): each query keeps its k
 #: highest-scoring valid keys, weighted once; not a method a backend can run
@@ -117,6 +117,7 @@ class Task:
     method: str | None = None
     weighting: str | None = None
     oracle_k: str | None = None
+    rotation_seed: int | None = None
     input_path: str | None = None
     input_sha256: str | None = None
     id: str = field(init=False, repr=False, compare=False)
@@ -211,6 +212,11 @@ def n_buckets_spec(n_buckets: int | list[int] | tuple[int, ...] | None) -> str |
     return None if n_buckets is None else format_n_buckets(n_buckets)
 
 
-def rotation_seed(seed: int) -> int:
-    """Seed of the random rotations of a cell, independent of the input's stream."""
-    return int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0])
+def rotation_seed(seed: int, draw: int | None = 0) -> int:
+    """Seed of the random rotations of a cell, independent of the input's stream.
+
+    ``draw`` (a task's ``rotation_seed``; None or 0: the first draw, the rotations every
+    earlier table was measured with) picks one of several independent draws for the same
+    input (``--rotation-seeds``)."""
+    words = [int(seed), 1] if not draw else [int(seed), 1, int(draw)]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])

@@ -228,6 +228,16 @@ COLUMN_TABLE: tuple[Column, ...] = (
         since=3,
         extra=True,
     ),
+    Column(
+        "rotation_seed",
+        "int",
+        "",
+        "draw of the rotations for the same input: 0 the first, 1..N-1 with --rotation-seeds N "
+        "(empty: no hashing)",
+        since=3,
+        minimum=0,
+        extra=True,
+    ),
 )
 
 

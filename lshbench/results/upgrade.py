@@ -11,14 +11,16 @@ and that version to :func:`upgrade_rows` before they are checked
   metric since dropped.
 * **1**: the SQLite store, before separate queries and keys: no ``qk``, ``layer`` or
   ``head`` columns; every row had shared queries and keys.
-* **2**: before the key counts and the oracle baseline: no ``keys_slots``,
-  ``keys_distinct`` or ``oracle_k`` columns.
+* **2**: before the key counts, the oracle baseline and rotation draws: no
+  ``keys_slots``, ``keys_distinct``, ``oracle_k`` or ``rotation_seed`` columns (a hashing
+  row's rotations were the first draw: ``rotation_seed = 0``).
 * **3**: every column of :data:`~lshbench.results.columns.COLUMN_TABLE`.
 
 The upgrade of a row: columns dropped from the schema are removed; every column added after
 the row's version, and absent, is added empty; a hashing row without ``method`` or
 ``weighting`` (written before the variants existed) gets section 2's (:data:`SECTION_2`);
-a row before version 2 gets ``qk = "shared"``.
+a row before version 2 gets ``qk = "shared"``, a hashing row before version 3
+``rotation_seed = 0``.
 Task ids stay those of the earlier tables through :data:`ADDED_AXES`.
 
 Standard library only.
@@ -59,6 +61,7 @@ ADDED_AXES: dict[str, tuple[Any, ...]] = {
     "layer": (None,),
     "head": (None,),
     "oracle_k": (None,),
+    "rotation_seed": (None, 0),
 }
 
 
@@ -84,6 +87,8 @@ def upgrade_row(row: Mapping[str, Any], version: int) -> dict[str, Any]:
             out.setdefault(column.name, None)
     if version < 2 and out.get("qk") is None:
         out["qk"] = "shared"  # queries and keys were always shared before version 2
+    if version < 3 and out.get("n_hashes") is not None and out.get("rotation_seed") is None:
+        out["rotation_seed"] = 0  # one draw of the rotations before version 3
     if out.get("n_hashes") is not None:
         for name, value in SECTION_2.items():
             if out.get(name) is None:

@@ -71,7 +71,9 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[Task], list[tuple[Task, str]]]:
     backend without variants (its registry entry's ``variants``) gets only section 2's
     configurations (method lsh, weighting multiplicity); the others are not planned for it.
     Method ``oracle`` is planned once per configuration and budget (:func:`lsh_configs`), on
-    one hashing backend (:func:`oracle_backend`): its rows are metrics only.
+    one hashing backend (:func:`oracle_backend`): its rows are metrics only. Every hashing
+    task is planned once per rotation draw (``rotation_seed`` 0..N-1 of
+    ``--rotation-seeds N``; method ``local`` and the oracle's slots budget once, draw 0).
     Raises ConfigError when a derived value (batch x seqlen tokens, resolved buckets) would
     not fit the results tables' int64 columns, or when a hashing backend would get no task
     at all because it has no variants.
@@ -90,19 +92,28 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[Task], list[tuple[Task, str]]]:
             if not facts[name].uses_hashing:
                 _add_checked(tasks, invalid, seen, cell.replace(backend=name), facts[name])
         for config in lsh_configs(spec, L):
-            if config["method"] == ORACLE:
-                assert oracle is not None  # oracle_backend fails without one
-                task = cell.replace(backend=oracle, **config)
-                _add_checked(tasks, invalid, seen, task, facts[oracle])
-                continue
-            for name in spec.backend:
-                if not facts[name].uses_hashing:
+            for draw in _draws(spec, config):
+                if config["method"] == ORACLE:
+                    assert oracle is not None  # oracle_backend fails without one
+                    task = cell.replace(backend=oracle, rotation_seed=draw, **config)
+                    _add_checked(tasks, invalid, seen, task, facts[oracle])
                     continue
-                if not facts[name].variants and not _is_section_2(config):
-                    continue
-                task = cell.replace(backend=name, **config)
-                _add_checked(tasks, invalid, seen, task, facts[name])
+                for name in spec.backend:
+                    if not facts[name].uses_hashing:
+                        continue
+                    if not facts[name].variants and not _is_section_2(config):
+                        continue
+                    task = cell.replace(backend=name, rotation_seed=draw, **config)
+                    _add_checked(tasks, invalid, seen, task, facts[name])
     return tasks, invalid
+
+
+def _draws(spec: SweepSpec, config: LSHAxes) -> range:
+    """The rotation draws of a configuration: ``--rotation-seeds`` of them; one for method
+    ``local``, which reads no rotation (its windows are the same in every draw), and for the
+    oracle at k = the slots (the same k in every draw)."""
+    fixed = config["method"] == "local" or config.get("oracle_k") == "slots"
+    return range(1 if fixed else spec.rotation_seeds)
 
 
 def oracle_backend(spec: SweepSpec, facts: dict[str, BackendSpec]) -> str | None:
