@@ -107,6 +107,12 @@ def test_oracle_row_is_what_the_public_metrics_give(sweep) -> None:
     assert row["keys_distinct"] == want.keys_distinct
 
 
+#: a hashing task of the first tables' axes (no oracle_k, no rotation_seed)
+SMALL_TASK = {
+    "backend": "numpy", "seqlen": 64, "batch": 1, "d": 8, "dv": 8, "input": "gaussian",
+    "causal": False, "dtype": "float32", "threads": 1, "seed": 0, "n_hashes": 2,
+    "n_buckets": 4, "chunk_len": 8, "chunks_before": 1, "chunks_after": 0,
+}  # fmt: skip
 GRID_KEYS = (
     "seqlen", "batch", "d", "dv", "input", "causal", "dtype", "threads", "seed", "qk",
     "n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after", "method",
@@ -154,9 +160,7 @@ def test_oracle_without_a_hashing_backend_is_refused(tmp_path: Path) -> None:
 
 def test_tasks_without_the_oracle_keep_their_ids() -> None:
     """oracle_k is left out of the id when empty: tables written before it keep theirs."""
-    base = {"backend": "numpy", "seqlen": 64, "batch": 1, "d": 8, "dv": 8, "input": "gaussian",
-            "causal": False, "dtype": "float32", "threads": 1, "seed": 0, "n_hashes": 2,
-            "n_buckets": 4, "chunk_len": 8, "chunks_before": 1, "chunks_after": 0}  # fmt: skip
+    base = SMALL_TASK
     task = Task.from_dict(base)
     assert task.id == Task.from_dict({**base, "oracle_k": None}).id
     oracle = Task.from_dict({**base, "method": "oracle", "oracle_k": "distinct"})
@@ -212,9 +216,7 @@ def test_report_gives_the_median_and_range_over_draws(draws) -> None:
 def test_rotation_draw_ids_and_the_upgrade() -> None:
     from lshbench.results.upgrade import upgrade_row
 
-    base = {"backend": "numpy", "seqlen": 64, "batch": 1, "d": 8, "dv": 8, "input": "gaussian",
-            "causal": False, "dtype": "float32", "threads": 1, "seed": 0, "n_hashes": 2,
-            "n_buckets": 4, "chunk_len": 8, "chunks_before": 1, "chunks_after": 0}  # fmt: skip
+    base = SMALL_TASK
     first = Task.from_dict(base)
     assert first.id == Task.from_dict({**base, "rotation_seed": 0}).id  # ids of old tables
     assert first.id != Task.from_dict({**base, "rotation_seed": 1}).id
