@@ -211,6 +211,12 @@ def test_report_gives_the_median_and_range_over_draws(draws) -> None:
     assert row["err_lsh"] == pytest.approx(lsh.median(), abs=1e-12)
     assert (row["err_lsh_lo"], row["err_lsh_hi"]) == (lsh.min(), lsh.max())
     assert row["n_lsh"] == 3 and row["err_local_lo"] == row["err_local_hi"]
+    from lshbench.report.tradeoffs import budget_picks
+
+    only = points[points["method"].isin(["lsh", "oracle"])]  # the oracle is never picked
+    (pick,) = budget_picks(only, budgets=(1.0,)).to_dict("records")
+    assert pick["error"] == pytest.approx(lsh.median(), abs=1e-12)
+    assert (pick["error_lo"], pick["error_hi"]) == (lsh.min(), lsh.max())
 
 
 def test_rotation_draw_ids_and_the_upgrade() -> None:

@@ -99,7 +99,9 @@ def table_budgets(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
                 "place, 0 for exact attention) is within the budget, at each L and input. "
                 "Every configuration that can run competes: LSH, its random and local "
                 "baselines, and the exact backends (attn_tv 0); never the oracle (the best k "
-                "keys, known only from the exact scores). Each cell: configuration, time, error, "
+                "keys, known only from the exact scores). An error is the median over the "
+                "configuration's rows (rotation draws and input seeds), with the largest in "
+                "parentheses when they differ. Each cell: configuration, time, error, "
                 "speedup over the exact baseline: the fastest exact backend measured at that "
                 "L in the same run and scenario, named in the last column with its GFLOP/s. "
                 f"How to read it: `{METRICS_DOC}`."
@@ -133,7 +135,10 @@ def _budget_rows(doc: Any, points: pd.DataFrame, metric: str, several_runs: bool
             r = g[g["budget"] == budget].iloc[0]
             if r["series"]:
                 speed = f", {fmt_num(r['speedup'], 2)}x" if math.isfinite(r["speedup"]) else ""
-                cost = f"{fmt_seconds(r['time_seq'])}, {_err(metric, r['error'])}{speed}"
+                error, hi = _err(metric, r["error"]), r["error_hi"]
+                if math.isfinite(hi) and f"{hi:.3g}" != f"{r['error']:.3g}":  # worst draw
+                    error += f" (max {hi:.3g})"
+                cost = f"{fmt_seconds(r['time_seq'])}, {error}{speed}"
                 row.append(f"{names[r['series']]}: {cost}")
             else:
                 lowest = _err(metric, r["best_err"])

@@ -100,7 +100,8 @@ def budget_picks(
     competes: LSH, its random and local baselines, and dense (error 0); never the oracle.
     A scenario is (run, input, causal, dtype, threads, d, dv, L); time is per sequence.
     Columns: the scenario, ``metric``, ``budget``, ``series`` ("" when nothing meets it),
-    ``time_seq``, ``error`` (the picked configuration's ``metric``), ``mass_recall``,
+    ``time_seq``, ``error`` (the picked configuration's ``metric``: the median over its rows,
+    rotation draws and input seeds; ``error_lo`` and ``error_hi`` their range), ``mass_recall``,
     ``speedup`` (exact baseline's time / picked time), ``baseline`` and ``baseline_gflops``
     (the scenario's exact baseline), ``best_err`` and ``best_err_series`` (lowest error of
     the scenario, said when nothing meets the budget).
@@ -122,13 +123,16 @@ def budget_picks(
             row.update(baseline=g["baseline"].iloc[0], baseline_gflops=g["baseline_gflops"].iloc[0])
             if ok.empty:
                 row.update(series="", time_seq=math.nan, error=math.nan, mass_recall=math.nan)
-                row["speedup"] = math.nan
+                row.update(speedup=math.nan, error_lo=math.nan, error_hi=math.nan)
             else:
                 pick = ok.iloc[0]
                 row.update(series=pick["series"], time_seq=pick["time_seq"])
                 row.update(error=pick["error"], mass_recall=pick["mass_recall"])
+                row["error_lo"] = pick.get(f"{metric}_lo", math.nan)
+                row["error_hi"] = pick.get(f"{metric}_hi", math.nan)
                 row["speedup"] = pick["baseline_seq"] / pick["time_seq"]
             rows.append(row)
-    cols = [*scen, "metric", "budget", "series", "time_seq", "error", "mass_recall", "speedup"]
+    cols = [*scen, "metric", "budget", "series", "time_seq", "error", "error_lo", "error_hi"]
+    cols += ["mass_recall", "speedup"]
     cols += ["best_err", "best_err_series", "baseline", "baseline_gflops"]
     return pd.DataFrame(rows, columns=cols)
