@@ -174,13 +174,14 @@ def test_tasks_without_the_oracle_keep_their_ids() -> None:
 @pytest.fixture(scope="module")
 def draws(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     out = tmp_path_factory.mktemp("draws") / "run"
-    grid = {**GRID, "n_hashes": [2], "weighting": "count-once", "input": "clustered"}
+    grid = {**GRID, "n_hashes": [1, 2], "weighting": "count-once", "input": "clustered"}
     return out, lshbench.run_sweep(out, backend="numpy,dense", rotation_seeds=3, **grid)
 
 
 def test_rotation_seeds_give_one_row_per_draw(draws, sweep) -> None:
     _, df = draws
     assert (df["status"] == "ok").all(), df[["status", "message"]]
+    df = df[df["n_hashes"].isna() | (df["n_hashes"] == 2)]
     for method in ("lsh", "random"):
         rows = df[df["method"] == method].sort_values("rotation_seed")
         assert rows["rotation_seed"].tolist() == [0, 1, 2]
@@ -206,7 +207,8 @@ def test_report_gives_the_median_and_range_over_draws(draws) -> None:
 
     out, df = draws
     points = ra.series_points(ra.prepare([ra.load_run(out)]))
-    lsh = df[df["method"] == "lsh"]["attn_tv"]
+    points = points[points["n_hashes"].isna() | (points["n_hashes"] == 2)]
+    lsh = df[(df["method"] == "lsh") & (df["n_hashes"] == 2)]["attn_tv"]
     (row,) = hashing_table(points).to_dict("records")
     assert row["err_lsh"] == pytest.approx(lsh.median(), abs=1e-12)
     assert (row["err_lsh_lo"], row["err_lsh_hi"]) == (lsh.min(), lsh.max())
@@ -217,6 +219,24 @@ def test_report_gives_the_median_and_range_over_draws(draws) -> None:
     (pick,) = budget_picks(only, budgets=(1.0,)).to_dict("records")
     assert pick["error"] == pytest.approx(lsh.median(), abs=1e-12)
     assert (pick["error_lo"], pick["error_hi"]) == (lsh.min(), lsh.max())
+
+
+def test_error_figure_draws_the_spread_over_draws(draws) -> None:
+    from lshbench.report import analysis as ra
+    from lshbench.report.figures_accuracy import figure_error
+    from lshbench.report.plotting import Palette
+
+    out, df = draws
+    points = ra.series_points(ra.prepare([ra.load_run(out)]))
+    plot = figure_error(points, "n_hashes", ("method", "weighting"), "error_hashes",
+                        Palette(points), ra.varying_axes(points))  # fmt: skip
+    (ax,) = [a for a in plot.figure.axes if a.get_ylabel().startswith("attn_tv")]
+    bands = [c.get_paths()[0].vertices for c in ax.collections if c.get_paths()]
+    lsh = df[df["method"] == "lsh"]
+    want = [(lsh["attn_tv"].min(), lsh["attn_tv"].max())]  # over both n_hashes
+    # one band per line with a spread: lsh and random (local and the slots oracle have none)
+    assert len(bands) >= 2
+    assert any(np.allclose((v[:, 1].min(), v[:, 1].max()), want[0]) for v in bands)
 
 
 def test_rotation_draw_ids_and_the_upgrade() -> None:
