@@ -67,6 +67,15 @@ def test_upgrade_of_a_first_table_row() -> None:
     assert upgrade_row(row, SCHEMA_VERSION) == row  # a current row stays as it is
 
 
+def test_upgrade_of_a_row_before_the_key_counts() -> None:
+    """Rows of version 2 get the key counts empty; a version-3 row keeps its own."""
+    row = upgrade_row({"backend": "numpy", "n_hashes": 2, "qk": "shared", "attn_tv": 0.2}, 2)
+    assert row["keys_slots"] is None and row["keys_distinct"] is None
+    assert row["qk"] == "shared" and row["attn_tv"] == 0.2
+    new = upgrade_row({"backend": "dense", "keys_slots": 64, "keys_distinct": 64.0}, 3)
+    assert (new["keys_slots"], new["keys_distinct"]) == (64, 64.0)
+
+
 def test_legacy_directory_loads_and_reports_through_the_upgrade(tmp_path: Path) -> None:
     out = tmp_path / "legacy"
     shutil.copytree(LEGACY, out)

@@ -18,9 +18,9 @@ import lshbench
 from lshbench.core.hashing import pipeline_buckets
 from lshbench.measurement import metrics
 from lshbench.measurement.metrics import (
-    EXACT_WINDOWS,
     attention_metrics,
     dense_reference,
+    exact_windows,
     output_errors,
     scored_rows,
     window_metrics,
@@ -69,7 +69,8 @@ def test_identical_outputs_give_zero_errors() -> None:
     dense = lshbench.get_backend("dense").attend(qk, v, cfg)
     got = attention_metrics(qk, v, ref.out, cfg, exact=True)
     assert got["out_err_v"] == got["rel_err"] == got["max_abs_err"] == 0
-    assert (got["attn_tv"], got["mass_recall"], got["top1_recall"]) == tuple(EXACT_WINDOWS)
+    assert (got["attn_tv"], got["mass_recall"], got["top1_recall"]) == (0.0, 1.0, 1.0)
+    assert got["keys_slots"] == got["keys_distinct"] == 50  # causal masks are not counted
     assert attention_metrics(qk, v, dense, cfg, exact=True)["out_err_v"] < 1e-14
 
 
@@ -218,6 +219,63 @@ def test_window_metrics_match_the_definitions(path, problem, method, weighting, 
     assert 0.0 <= got.attn_tv <= 1.0 + 1e-12 and 0.0 <= got.mass_recall <= 1.0 + 1e-12
     if weighting == "count-once":
         assert abs(got.attn_tv - (1.0 - got.mass_recall)) < 1e-9
+    want_slots, want_distinct = naive_key_counts(pipeline_buckets(qk, R, cfg), cfg)
+    assert got.keys_slots == want_slots
+    assert got.keys_distinct == pytest.approx(want_distinct, abs=1e-9)
+
+
+def naive_key_counts(buckets: np.ndarray, cfg: lshbench.LSHConfig) -> tuple[int, float]:
+    """(window slots per query, mean distinct window keys per query) from
+    :func:`lshbench.window_positions`, one query at a time."""
+    windows = lshbench.window_positions(buckets, cfg)  # (B, R, L, W)
+    B, R, L, W = windows.shape
+    counts = [len(set(windows[b, :, i].ravel().tolist())) for b in range(B) for i in range(L)]
+    return R * W, sum(counts) / len(counts)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_key_counts_are_those_of_the_windows(method: str, causal: bool) -> None:
+    """keys_distinct is the mean number of distinct keys of window_positions; LSH and random
+    windows repeat keys across rounds (distinct < slots), a local window never does."""
+    from lshbench.measurement.inputs import make_inputs
+
+    qk, v = make_inputs("clustered", 2, 512, 16, seed=3, dtype=np.float64)
+    cfg = lshbench.LSHConfig(4, 16, 16, causal, method=method, weighting="count-once")
+    R = lshbench.random_rotations(16, cfg, seed=2, dtype=np.float64)
+    out = lshbench.get_backend("numpy").attend(qk, v, cfg, R)
+    got = attention_metrics(qk, v, out, cfg, R)
+    slots, distinct = naive_key_counts(pipeline_buckets(qk, R, cfg), cfg)
+    assert got["keys_slots"] == slots == 4 * 16 * 2
+    assert abs(got["keys_distinct"] - distinct) < 1e-9
+    if method == "local":
+        assert got["keys_distinct"] == slots
+    else:
+        assert got["keys_distinct"] < slots
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    ("chunk_len", "before", "after"), [(16, 3, 0), (16, 1, 2), (32, 1, 0), (32, 1, 2), (64, 0, 0)]
+)
+def test_key_counts_of_windows_covering_the_sequence(causal, chunk_len, before, after) -> None:
+    """A local window of chunk_len * H * (1 + before + after) >= L keys sees every key (a
+    window wider than the sequence repeats chunks; L <= chunk_len * H is the dense path)."""
+    rng = np.random.default_rng(0)
+    L, H = 256, 4
+    qk = rng.standard_normal((1, L, 8))
+    cfg = lshbench.LSHConfig(H, 2, chunk_len, causal, before, after, method="local")
+    assert chunk_len * H * (1 + before + after) >= L
+    R = lshbench.random_rotations(8, cfg, seed=0, dtype=np.float64)
+    got = window_metrics(qk, pipeline_buckets(qk, R, cfg), cfg, dense_reference(qk, qk, causal))
+    assert got.keys_distinct == L
+    short = cfg.is_short(L)
+    assert got.keys_slots == (L if short else chunk_len * H * (1 + before + after))
+    assert got.attn_tv < 1e-12 and got.mass_recall == pytest.approx(1.0, abs=1e-12)
+
+
+def test_exact_windows_count_every_key() -> None:
+    assert exact_windows(300) == (0.0, 1.0, 1.0, 300, 300.0)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -323,3 +381,56 @@ def test_hashing_beats_random_keys_on_clustered_input() -> None:
             got[method] = window_metrics(qk, pipeline_buckets(qk, R, cfg), cfg, ref)
         assert got["lsh"].attn_tv < got["random"].attn_tv - 0.3, (weighting, got)
         assert got["lsh"].mass_recall > got["random"].mass_recall + 0.3, (weighting, got)
+
+
+# --- the oracle -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("causal", "separate"), [(False, False), (True, False), (False, True)])
+def test_oracle_is_one_minus_the_exact_mass_of_the_k_best_keys(causal, separate) -> None:
+    """attn_tv of the oracle = 1 - mean over scored rows of the k largest exact
+    probabilities, from a dense softmax written out here (one query at a time, sorted)."""
+    from helpers import full_scores, full_softmax
+
+    rng = np.random.default_rng(5)
+    B, L, d = 2, 96, 8
+    qk = rng.standard_normal((B, L, d)) * 2.0
+    k = rng.standard_normal((B, L, d)) if separate else None
+    ref = dense_reference(qk, qk, causal, k=k)
+    probs = full_softmax(qk @ k.transpose(0, 2, 1) if separate else full_scores(qk, causal))
+    budgets = [1, 7, 40, 96, 500]
+    got = metrics.oracle_metrics(qk, budgets, causal, ref, block_rows=13, k=k)
+    for kk, m in zip(budgets, got, strict=True):
+        kept = min(kk, L)
+        mass = [
+            sorted(probs[b, i].tolist(), reverse=True)[:kept]
+            for b in range(B)
+            for i in range(L)
+            if ref.rows[b, i]
+        ]
+        want = 1.0 - float(np.mean([sum(row) for row in mass]))
+        assert abs(m.attn_tv - want) < 1e-6
+        assert abs(m.attn_tv - (1.0 - m.mass_recall)) < 1e-12
+        assert m.keys_slots == kept and m.keys_distinct == kept and m.top1_recall == 1.0
+    assert got[0].attn_tv > got[1].attn_tv > got[2].attn_tv > 0.0
+    assert abs(got[3].attn_tv) < 1e-12 and abs(got[4].attn_tv) < 1e-12  # every key
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
+def test_oracle_bounds_every_window_with_as_many_keys(method: str, weighting: str) -> None:
+    """No windows holding at most k distinct keys per query beat the k best keys."""
+    from lshbench.measurement.inputs import make_inputs
+
+    qk, v = make_inputs("clustered", 1, 512, 16, seed=1, dtype=np.float64)
+    ref = dense_reference(qk, v, False)
+    for H in (1, 2, 4):
+        cfg = lshbench.LSHConfig(H, 16, 16, method=method, weighting=weighting)
+        R = lshbench.random_rotations(16, cfg, seed=4, dtype=np.float64)
+        win = window_metrics(qk, pipeline_buckets(qk, R, cfg), cfg, ref)
+        distinct, slots = metrics.oracle_metrics(
+            qk, [round(win.keys_distinct), win.keys_slots], False, ref
+        )
+        assert slots.attn_tv <= distinct.attn_tv + 1e-12
+        assert distinct.attn_tv <= win.attn_tv
+        assert distinct.mass_recall >= win.mass_recall

@@ -25,7 +25,10 @@ from lshbench.results.store import COLUMNS
 from lshbench.sweep.plan import input_cells, plan_tasks
 from lshbench.sweep.spec import build_spec
 
-ACCURACY = ["attn_tv", "mass_recall", "top1_recall", "attn_entropy", "out_err_v", "task_acc"]
+ACCURACY = [
+    "attn_tv", "mass_recall", "top1_recall", "keys_slots", "keys_distinct", "attn_entropy",
+    "out_err_v", "task_acc",
+]  # fmt: skip
 GRID = {
     "seqlen": [256],
     "chunk_len": [32],
@@ -70,6 +73,13 @@ def test_every_variant_is_a_row_with_sensible_accuracy(variants) -> None:
     dense = df[df["backend"] == "dense"].iloc[0]
     assert dense["attn_tv"] == 0 and dense["mass_recall"] == 1 and dense["top1_recall"] == 1
     assert dense["out_err_v"] < 1e-12 and pd.isna(dense["method"])
+    assert dense["keys_slots"] == dense["keys_distinct"] == 256  # every key, once
+    # a local window never repeats a key; LSH and random buckets repeat some across rounds
+    assert (lsh["keys_distinct"] <= lsh["keys_slots"]).all()
+    local = lsh[lsh["method"] == "local"]
+    assert (local["keys_distinct"] == local["keys_slots"]).all()
+    two = lsh[(lsh["method"] != "local") & (lsh["n_hashes"] == 2)]
+    assert (two["keys_distinct"] < two["keys_slots"]).all()
     # attn_entropy is the input's: one value for the whole cell
     assert df["attn_entropy"].nunique() == 1 and df["attn_entropy"].iloc[0] > 0
     assert df["task_acc"].isna().all()  # clustered is not a task

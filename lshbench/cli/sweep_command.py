@@ -20,6 +20,7 @@ from lshbench.backends import list_backends
 from lshbench.core.config import METHODS, WEIGHTINGS, fail
 from lshbench.core.options import parse_int
 from lshbench.measurement.inputs import GENERATORS
+from lshbench.results.cells import ORACLE
 from lshbench.sweep.executors import EXECUTORS
 from lshbench.sweep.spec import AXES, DEFAULT_BACKENDS, DTYPES, PRESETS, SETTINGS
 
@@ -139,7 +140,12 @@ def _opt(name: str, metavar: str, help_text: str, **kwargs: Any) -> Any:
 )
 @_opt("--chunks-before", "INT,...", "Chunks looked back at, comma list.")
 @_opt("--chunks-after", "INT,...", "Chunks looked ahead at, comma list.")
-@_opt("--method", "NAME,...", f"How buckets are chosen, comma list of: {', '.join(METHODS)}.")
+@_opt(
+    "--method",
+    "NAME,...",
+    f"How buckets are chosen, comma list of: {', '.join(METHODS)}; {ORACLE}: the k best keys "
+    "of each query at each LSH configuration's key count (metrics only).",
+)
 @_opt(
     "--weighting",
     "NAME,...",
@@ -223,6 +229,11 @@ def _opt(name: str, metavar: str, help_text: str, **kwargs: Any) -> Any:
     "INT",
     "Timed samples per row (>= 5).",
     type=_Parsed("INT", lambda v: parse_int("repeats", v, 5)),
+)
+@_opt(
+    "--rotation-seeds",
+    "INT",
+    "Independent rotation draws per hashing configuration, inputs fixed.",
 )
 @_opt("--timeout", "SECONDS", "Seconds without progress before a cell's worker is killed.")
 @_opt("--mem-budget", "SIZE", "Skip rows predicted above this (16G, 512M, 80% of RAM).")

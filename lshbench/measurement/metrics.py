@@ -13,7 +13,12 @@ count-once weighting). Recorded:
     attention mass put in the wrong place (independent of v);
   - ``mass_recall``: mean exact mass on the keys the windows contain (with count-once
     weighting ``attn_tv == 1 - mass_recall``);
-  - ``top1_recall``: share of queries whose exact top key is in their windows.
+  - ``top1_recall``: share of queries whose exact top key is in their windows;
+  - the key counts ``keys_slots`` (window slots per query over all rounds, ``rounds * W``,
+    repeats included) and ``keys_distinct`` (the mean over every query of the number of
+    distinct positions in its windows). Both count the windows as the core lists them:
+    causal and self masks are not applied, so windows covering the whole sequence give L.
+    Exact attention (dense backends) has ``keys_slots = keys_distinct = L``, causal or not.
 * **Output errors** (:func:`output_errors`), per backend: ``out_err_v = ||out - ref||_F /
   ||v - mean(v)||_F`` (the error on the scale of the values; mean over positions per
   sequence), relative error ``||out - ref||_F / ||ref||_F``, max abs error, and the mean
@@ -22,6 +27,12 @@ count-once weighting). Recorded:
   the input (how peaked its attention is).
 
 :func:`attention_metrics` computes all of them for one output of any backend.
+
+The **oracle** baseline (:func:`oracle_metrics`, docs/design.md section 2b): each query
+keeps its k highest-scoring valid keys, each once (count-once), the best any method that
+gives a query k keys can do. Its ``attn_tv`` is ``1 - mean_i (exact mass of those k keys)``
+(count-once over a key set S gives ``0.5 * ((1 - a(S)) + (1 - a(S))) = 1 - a(S)``), a lower
+bound on the ``attn_tv`` of any windows holding k distinct keys per query.
 
 The reference is computed once per input, in float64 whatever the input dtype, in blocks of
 queries (:func:`lshbench.core.dense.dense_probability_blocks`); the window metrics also run
@@ -38,6 +49,7 @@ rounding of logits near -1e5 (docs/design.md section 2, float32 caveat).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -50,12 +62,13 @@ from lshbench.core.sorting import run_lengths, window_blocks
 from lshbench.core.validation import check_inputs, check_keys
 
 __all__ = [
-    "EXACT_WINDOWS",
     "DenseReference",
     "OutputErrors",
     "WindowMetrics",
     "attention_metrics",
     "dense_reference",
+    "exact_windows",
+    "oracle_metrics",
     "output_errors",
     "scored_rows",
     "window_metrics",
@@ -95,10 +108,14 @@ class WindowMetrics(NamedTuple):
     attn_tv: float  # mean total-variation distance between ahat_i and a_i
     mass_recall: float  # mean exact mass on keys the windows contain
     top1_recall: float  # share of queries whose exact top key is in their windows
+    keys_slots: int  # window slots per query, all rounds, repeats included
+    keys_distinct: float  # mean over every query of the distinct keys its windows hold
 
 
-#: the window metrics of exact attention (dense backends: every key, weighted once)
-EXACT_WINDOWS = WindowMetrics(attn_tv=0.0, mass_recall=1.0, top1_recall=1.0)
+def exact_windows(seqlen: int) -> WindowMetrics:
+    """The window metrics of exact attention over ``seqlen`` keys (dense backends: every key,
+    weighted once; the key counts are L, masks not applied, as for the LSH windows)."""
+    return WindowMetrics(0.0, 1.0, 1.0, keys_slots=seqlen, keys_distinct=float(seqlen))
 
 
 def scored_rows(batch: int, seqlen: int, causal: bool) -> np.ndarray:
@@ -202,7 +219,7 @@ def window_metrics(
     k: np.ndarray | None = None,
     key_buckets: np.ndarray | None = None,
 ) -> WindowMetrics:
-    """attn_tv, mass recall and top-1 recall of the windows of ``buckets``.
+    """attn_tv, mass recall, top-1 recall and key counts of the windows of ``buckets``.
 
     qk: (B, L, d) the input; buckets: (B, rounds, L) from
     :func:`lshbench.core.hashing.pipeline_buckets` (for ``lsh``, the hash buckets);
@@ -217,6 +234,7 @@ def window_metrics(
     gather = K * GATHER_COST_RATIO < L  # cheaper than a full score row per query
     rows = block_rows or max(1, COVERAGE_BLOCK_ELEMENTS // (K * d if gather else max(L, K)))
     sums = np.zeros(3)  # attn_tv, mass_recall, top1_recall summed over scored rows
+    distinct = 0  # distinct window keys summed over every query
     for b in range(B):
         kb = None if key_buckets is None else key_buckets[b : b + 1]
         for start, stop, windows in window_blocks(buckets[b : b + 1], config, rows, kb):
@@ -236,18 +254,57 @@ def window_metrics(
             keep = reference.rows[b, start:stop]  # (n,)
             block = _block_metrics(
                 keys, scores, reference.lse[b, start:stop], reference.top1[b, start:stop], config
-            )  # (3, n)
-            sums += block[:, keep].sum(axis=1)
+            )  # (4, n)
+            sums += block[:3, keep].sum(axis=1)
+            distinct += int(block[3].sum())
     n_rows = int(reference.rows.sum())
-    if n_rows == 0:
-        return WindowMetrics(*[float("nan")] * 3)
-    return WindowMetrics(*(float(x) for x in sums / n_rows))
+    tv, recall, top = (float(x) for x in (sums / n_rows if n_rows else np.full(3, np.nan)))
+    return WindowMetrics(tv, recall, top, keys_slots=K, keys_distinct=distinct / (B * L))
+
+
+def oracle_metrics(
+    qk: np.ndarray,
+    budgets: Sequence[int],
+    causal: bool,
+    reference: DenseReference,
+    block_rows: int | None = None,
+    k: np.ndarray | None = None,
+) -> list[WindowMetrics]:
+    """The oracle's window metrics for each k of ``budgets``: every query keeps its k
+    highest-probability keys (exact attention's k heaviest valid keys), weighted once.
+
+    qk: (B, L, d); k: (B, L, d) separate keys or None (shared QK); reference: the
+    :func:`dense_reference` of the same input (its scored rows). A k above L keeps every key;
+    a query with fewer than k valid keys keeps them all (masked keys have probability 0).
+    ``top1_recall`` is 1 (the heaviest key is always kept); ``keys_slots`` and
+    ``keys_distinct`` are k. One pass over query blocks of the dense probabilities, memory
+    O(B * L * block).
+    """
+    qk64 = np.asarray(qk, dtype=np.float64)
+    k64 = None if k is None else np.asarray(k, dtype=np.float64)
+    L = qk64.shape[1]
+    kept = [min(max(int(b), 1), L) for b in budgets]
+    kth = sorted({L - b for b in kept})  # partition points: the k largest lie above L - k
+    mass = np.zeros(len(kept))  # kept exact mass summed over scored rows, per budget
+    for start, stop, probs, _ in dense_probability_blocks(qk64, causal, block_rows, k64):
+        part = np.partition(probs, kth, axis=-1)  # (B, b, L): k largest in [L - k, L)
+        rows = reference.rows[:, start:stop]  # (B, b)
+        for i, b in enumerate(kept):
+            mass[i] += part[..., L - b :].sum(axis=-1)[rows].sum()  # (B, b) -> scalar
+    n_rows = int(reference.rows.sum())
+    mean = mass / n_rows if n_rows else np.full(len(kept), np.nan)
+    top = 1.0 if n_rows else float("nan")
+    return [
+        WindowMetrics(1.0 - float(m), float(m), top, keys_slots=b, keys_distinct=float(b))
+        for m, b in zip(mean, kept, strict=True)
+    ]
 
 
 def _block_metrics(
     keys: np.ndarray, scores: np.ndarray, lse: np.ndarray, top1: np.ndarray, config: LSHConfig
 ) -> np.ndarray:
-    """Per query of one block: (attn_tv, mass_recall, top1_recall) as float64 (3, n).
+    """Per query of one block: (attn_tv, mass_recall, top1_recall, distinct keys) as
+    float64 (4, n).
 
     keys: (n, K) every key occurrence of each query's windows, sorted; scores: (n, K) their
     masked scores; lse: (n,) exact logsumexps; top1: (n,) exact top keys.
@@ -265,7 +322,8 @@ def _block_metrics(
     missed = np.maximum(1.0 - recall, 0.0)  # (n,) rounding can take 1 - recall below 0
     tv = 0.5 * (np.sum(np.abs(lsh - exact), axis=1, where=first) + missed)  # (n,)
     top = (keys == top1[:, None]).any(axis=1)  # (n,)
-    return np.stack([tv, recall, top.astype(np.float64)])  # (3, n)
+    distinct = first.sum(axis=1, dtype=np.float64)  # (n,)
+    return np.stack([tv, recall, top.astype(np.float64), distinct])  # (4, n)
 
 
 def attention_metrics(
@@ -290,9 +348,10 @@ def attention_metrics(
     :func:`dense_reference` of the same input, to reuse (computed otherwise). ``k``: the
     keys, like qk, when ``config.qk == "separate"``.
 
-    Returns ``attn_tv``, ``mass_recall``, ``top1_recall``, ``attn_entropy``,
-    ``out_err_v``, ``rel_err``, ``max_abs_err``, ``cos_sim`` (floats; NaN where no row is
-    scored).
+    Returns ``attn_tv``, ``mass_recall``, ``top1_recall``, ``keys_slots``,
+    ``keys_distinct``, ``attn_entropy``,
+    ``out_err_v``, ``rel_err``, ``max_abs_err``, ``cos_sim`` (floats, ``keys_slots`` an
+    int; NaN where no row is scored).
     """
     if not exact and rotations is None:
         fail("rotations", None, "required for an LSH output (pass exact=True for dense)")
@@ -304,7 +363,7 @@ def attention_metrics(
         fail("out.shape", np.shape(out), f"must equal v.shape {np.shape(v)}")
     ref = reference if reference is not None else dense_reference(qk3, v3, config.causal, k=k3)
     if exact:
-        windows = EXACT_WINDOWS
+        windows = exact_windows(qk3.shape[1])
     else:
         assert rot is not None  # need_rotations above
         buckets = _pipeline_buckets(qk3, rot, config)  # (B, rounds, L) as the backend sorts

@@ -257,28 +257,34 @@ class _CellRunner:
         except Exception as exc:  # MemoryError included: it becomes an oom row
             self.fail_all(self.tasks, exc, "input or dense reference")
             return
-        remaining = self.load_backends()
+        oracle = [task for task in self.tasks if task.is_oracle]  # no backend to load
+        remaining = self.load_backends([t for t in self.tasks if not t.is_oracle]) + oracle
         # Everything imported so far lives as long as the process: move it out of the
         # collector's reach so each gc.collect() of the measurement phases stays cheap.
         gc.collect()
         gc.freeze()
         groups: dict[str, list[Task]] = {}
-        for task in remaining:
-            groups.setdefault(task.group_key, []).append(task)
+        for task in remaining:  # the oracle's budgets share one configuration's windows
+            key = task.replace(oracle_k=None).group_key if task.is_oracle else task.group_key
+            groups.setdefault(key, []).append(task)
         for tasks in groups.values():
             self.channel.phase("measure", tasks)
             try:
-                self.run_group(tasks)
+                if tasks[0].is_oracle:
+                    self.run_oracle(tasks)
+                else:
+                    self.run_group(tasks)
             except Exception as exc:  # anything not caught per backend
                 self.fail_all(tasks, exc, "measure")
 
-    def load_backends(self) -> list[Task]:
-        """Import and compile every backend once; tasks of failing backends become rows."""
+    def load_backends(self, tasks: list[Task]) -> list[Task]:
+        """Import and compile the backend of every task once; tasks of failing backends
+        become rows."""
         from lshbench.backends import BackendUnavailable, get_backend
 
         remaining = []
         by_name: dict[str, list[Task]] = {}
-        for task in self.tasks:
+        for task in tasks:
             by_name.setdefault(task.backend, []).append(task)
         for name, tasks in by_name.items():
             self.channel.phase("compile", tasks)
@@ -301,7 +307,7 @@ class _CellRunner:
         """Measure the backends of one configuration: first call, warm-up, interleaved timing,
         memory, accuracy."""
         from lshbench.core.hashing import pipeline_buckets, random_rotations
-        from lshbench.measurement.metrics import EXACT_WINDOWS, output_errors, window_metrics
+        from lshbench.measurement.metrics import exact_windows, output_errors, window_metrics
         from lshbench.measurement.phases import measure_memory, summarize, time_interleaved
         from lshbench.results.cells import rotation_seed
 
@@ -310,7 +316,8 @@ class _CellRunner:
         hashing = tasks[0].uses_hashing
         rotations = None
         if hashing:
-            rotations = random_rotations(c.d, config, rotation_seed(c.seed), self.dtype)
+            seed = rotation_seed(c.seed, tasks[0].rotation_seed)  # the group's draw
+            rotations = random_rotations(c.d, config, seed, self.dtype)
         calls, outputs, first_s, number = self.first_calls(tasks, config, rotations)
         live = [task for task in tasks if task.backend in calls]
         if not live:
@@ -322,7 +329,7 @@ class _CellRunner:
             self.channel.phase("memory", [task])
             memory[task.backend], _ = measure_memory(calls[task.backend])
         self.channel.phase("accuracy", live)
-        windows = EXACT_WINDOWS  # exact attention: every key, once
+        windows = exact_windows(c.seqlen)  # exact attention: every key, once
         if hashing:
             assert rotations is not None  # drawn for every hashing group
             buckets = pipeline_buckets(self.qk, rotations, config)  # (B, rounds, L)
@@ -360,6 +367,40 @@ class _CellRunner:
             if memory[name].rss_peak_bytes is None:
                 notes.append("resident peak unavailable (/proc/self/clear_refs not writable)")
             self.row(task, "ok", "; ".join(notes), **values)
+
+    def run_oracle(self, tasks: list[Task]) -> None:
+        """The oracle rows of one LSH configuration (docs/design.md section 2b): k is the
+        configuration's mean distinct keys per query, rounded (``oracle_k`` distinct), or its
+        window slots per query (slots), from the windows of the LSH rows' own rotations;
+        metrics only, no backend call and no time."""
+        from lshbench.core.hashing import pipeline_buckets, random_rotations
+        from lshbench.measurement.metrics import oracle_metrics, window_metrics
+        from lshbench.results.cells import rotation_seed
+
+        c = self.cell
+        config = tasks[0].config()  # the LSH configuration (method lsh, count-once)
+        self.channel.phase("accuracy", tasks)
+        seed = rotation_seed(c.seed, tasks[0].rotation_seed)  # the LSH rows' draw
+        rotations = random_rotations(c.d, config, seed, self.dtype)
+        buckets = pipeline_buckets(self.qk, rotations, config)  # (B, rounds, L)
+        key_buckets = None if self.k is None else pipeline_buckets(self.k, rotations, config)
+        lsh = window_metrics(self.qk, buckets, config, self.ref, k=self.k, key_buckets=key_buckets)
+        del buckets, key_buckets
+        budgets = {"distinct": round(lsh.keys_distinct), "slots": lsh.keys_slots}
+        ks = [budgets[str(task.oracle_k)] for task in tasks]
+        found = oracle_metrics(self.qk, ks, bool(c.causal), self.ref, k=self.k)
+        for task, kk, metrics in zip(tasks, ks, found, strict=True):
+            what = (
+                f"the LSH windows' mean distinct keys per query, {lsh.keys_distinct:.1f}, rounded"
+                if task.oracle_k == "distinct"
+                else "the LSH windows' slots per query"
+            )
+            note = (
+                f"not a method you can run (it needs the exact scores): each query's {kk} "
+                f"best keys, k = {what}; no time"
+            )
+            values: Row = {**metrics._asdict(), "attn_entropy": self.ref.attn_entropy}
+            self.row(task, "ok", note, **values)
 
     def first_calls(
         self, tasks: list[Task], config: Any, rotations: Any

@@ -58,6 +58,7 @@ __all__ = [
     "REFERENCE_LSH_BACKEND",
     "REQUIRED_COLUMNS",
     "SERIES_KEY",
+    "SPREAD_METRICS",
     "VARIANT_AXES",
     "Run",
     "canon",
@@ -85,8 +86,9 @@ _NUMERIC = (
     "seqlen", "batch", "d", "dv", "n_hashes", "chunk_len", "chunks_before", "chunks_after",
     "threads", "seed", "time_median_s", *OPTIONAL_NUMERIC,
 )  # fmt: skip
-#: The variants of docs/design.md section 2b (text; "" for exact backends).
-VARIANT_AXES = ("method", "weighting")
+#: The variants of docs/design.md section 2b (text; "" for exact backends); ``oracle_k``
+#: tells the oracle's two budgets apart (distinct keys, slots).
+VARIANT_AXES = ("method", "weighting", "oracle_k")
 LSH_AXES = ("n_hashes", "chunk_len", "chunks_before", "chunks_after", *VARIANT_AXES)
 #: ``input`` is the input label with its parameters (see ``columns.input_label``).
 COMMON_AXES = ("input", "causal", "dtype", "threads", "d", "dv")
@@ -96,8 +98,13 @@ SERIES_KEY = ("run", "backend", *LSH_AXES, *COMMON_AXES)
 _METRICS = (
     "time_seq", "time_tok", "time_median_s", "mem_alloc_peak_bytes", "mem_rss_peak_bytes",
     "mem_model_bytes", "gflops", "tokens_per_s", "attn_tv", "mass_recall", "top1_recall",
-    "attn_entropy", "out_err_v", "task_acc", "rel_err", "max_abs_err", "cos_sim",
+    "keys_slots", "keys_distinct", "attn_entropy", "out_err_v", "task_acc", "rel_err",
+    "max_abs_err", "cos_sim",
 )  # fmt: skip
+#: Accuracy metrics whose spread over the rows folded into a point (rotation draws,
+#: ``--rotation-seeds``, and input seeds) :func:`series_points` keeps: ``<metric>_lo`` and
+#: ``<metric>_hi``, the smallest and largest value.
+SPREAD_METRICS = ("attn_tv", "mass_recall", "top1_recall", "task_acc", "keys_distinct")
 _POINT_ATTRS = (
     *SERIES_KEY, "run_index", "exact", "short", "nb", "nb_total", "batch", "tokens",
     "nb_desc", "batch_desc", "series_order", "input_kind", "target_entropy", "value_corr",
@@ -301,6 +308,9 @@ def series_label(row: Mapping[str, Any], show: set[str]) -> str:
     if not row["exact"]:
         if "method" in show:
             parts.append(str(row["method"]))
+        budget = row.get("oracle_k")
+        if isinstance(budget, str) and budget:  # the oracle: k at which key count
+            parts.append(f"k={budget}")
         parts.append(f"H={canon(row['n_hashes'])}")
         if "chunk_len" in show:
             parts.append(f"m={canon(row['chunk_len'])}")
@@ -389,13 +399,18 @@ def series_points(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (series, L): medians over ok rows, else the failure's status.
 
     Columns: the series attributes, ``seqlen``, ``status`` ("ok" when any row is ok, else the
-    first failing status in sorted order), ``message``, ``n_rows`` and the metrics of
-    ``_METRICS`` (NaN for failed points). Sorted by series order, then L.
+    first failing status in sorted order), ``message``, ``n_rows``, ``n_ok`` (ok rows: one
+    per rotation draw and input seed), the metrics of ``_METRICS`` (NaN for failed points)
+    and the min-max range of each of :data:`SPREAD_METRICS` (``<metric>_lo``,
+    ``<metric>_hi``) over the ok rows. Sorted by series order, then L.
     """
     keys = ["series", "seqlen"]
     attrs = df.groupby(keys, sort=True)[list(_POINT_ATTRS)].first()
     ok = df[df["status"] == "ok"]
     metrics = ok.groupby(keys, sort=True)[list(_METRICS)].median()
+    spread = ok.groupby(keys, sort=True)[list(SPREAD_METRICS)]
+    metrics = metrics.join(spread.min().add_suffix("_lo")).join(spread.max().add_suffix("_hi"))
+    metrics["n_ok"] = ok.groupby(keys, sort=True).size()
     bad = df[df["status"] != "ok"].sort_values(["status", "message"], kind="mergesort")
     failure = bad.groupby(keys, sort=True)[["status", "message"]].first()
     out = attrs.join(metrics).join(failure)

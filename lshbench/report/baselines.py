@@ -7,10 +7,18 @@ the same ``n_hashes``, ``chunk_len``, ``chunks_before``, ``chunks_after`` and
 ``weighting``: both see the same number of keys per query, the **key budget**
 ``n_hashes * chunk_len * (1 + chunks_before + chunks_after)`` (:func:`key_budget`).
 
-:func:`hashing_table` lists the pairs (error and time of each method, and the error LSH saves
-over each baseline); :func:`verdicts` says per input, in words generated from those numbers,
-whether LSH beats random keys and a local window (:func:`judge` and its thresholds
-:data:`CUTS_BELOW`, :data:`BETTER_BELOW`, :data:`WORSE_ABOVE`).
+Slots are not keys: LSH and random buckets repeat keys across rounds, so at the same slots
+they see fewer distinct keys than a local window; the table states each method's
+``keys_distinct``. The **oracle** (method ``oracle``, docs/design.md section 2b: each query's
+k best keys) is the best any method with k keys per query can do; its rows carry an LSH
+configuration and ``oracle_k`` (k = that configuration's distinct keys, or its slots) and
+pair with every weighting of it (:data:`ORACLE_KEY`).
+
+:func:`hashing_table` lists the pairs (error and time of each method, the error LSH saves
+over each baseline, the oracle's error and the share of the possible gain LSH gets);
+:func:`verdicts` says per input, in words generated from those numbers, whether LSH beats
+random keys and a local window (:func:`judge` and its thresholds :data:`CUTS_BELOW`,
+:data:`BETTER_BELOW`, :data:`WORSE_ABOVE`).
 
 Works on the tidy points of :func:`lshbench.report.analysis.series_points`. pandas only.
 """
@@ -31,7 +39,9 @@ __all__ = [
     "BASELINES",
     "BETTER_BELOW",
     "CUTS_BELOW",
+    "ORACLE_KEY",
     "PAIR_KEY",
+    "SPREAD_OF",
     "WORSE_ABOVE",
     "hashing_table",
     "judge",
@@ -46,6 +56,9 @@ PAIR_KEY = (
     "run_index", "run", *COMMON_AXES, "seqlen", "batch", "backend", "n_hashes", "chunk_len",
     "chunks_before", "chunks_after", "weighting",
 )  # fmt: skip
+#: What an oracle row shares with the LSH rows it bounds: all of :data:`PAIR_KEY` but the
+#: backend (it runs none) and the weighting (it weights each key once, whatever LSH does).
+ORACLE_KEY = tuple(c for c in PAIR_KEY if c not in ("backend", "weighting"))
 #: Verdict thresholds on ``r = error(LSH) / error(baseline)``: r <= CUTS_BELOW "cuts"
 #: (LSH at least 25 % lower), r <= BETTER_BELOW "slightly better", r > WORSE_ABOVE
 #: "worse", otherwise "no better".
@@ -83,6 +96,33 @@ def _usable(points: pd.DataFrame, metric: str) -> pd.DataFrame:
     return points[ok & np.isfinite(points["time_seq"])]
 
 
+#: The methods whose error range the table keeps (``err_<m>_lo``, ``err_<m>_hi``).
+SPREAD_OF = ("lsh", "random", "local", "oracle", "oracle_slots")
+
+
+def _spread(method: str, point: pd.Series | None, metric: str) -> dict[str, float]:
+    """``err_<method>_lo`` and ``_hi``: the smallest and largest ``metric`` over the rows of
+    a point (rotation draws and input seeds); NaN without the point or the range."""
+    out = {f"err_{method}_{end}": math.nan for end in ("lo", "hi")}
+    if point is not None:
+        for end in ("lo", "hi"):
+            out[f"err_{method}_{end}"] = float(point.get(f"{metric}_{end}", math.nan))
+    if method == "lsh":
+        out["n_lsh"] = float(point.get("n_ok", math.nan)) if point is not None else math.nan
+    return out
+
+
+def _oracles(points: pd.DataFrame, metric: str) -> dict[tuple[tuple, str], pd.Series]:
+    """Ok oracle points with a value of ``metric``, by (:data:`ORACLE_KEY` values,
+    ``oracle_k``). They have no time, so they are never among :func:`_usable`'s points."""
+    ok = (points["status"] == "ok") & (points["method"] == "oracle")
+    ok &= ~points["short"].astype(bool) & np.isfinite(points[metric])
+    found = points[ok]
+    keys = map(tuple, found[list(ORACLE_KEY)].map(canon).to_numpy())
+    return {(key, str(r["oracle_k"])): r for key, (_, r) in zip(keys, found.iterrows(),
+                                                               strict=True)}  # fmt: skip
+
+
 def _pick_backend(lsh: pd.DataFrame, partners: set[tuple]) -> dict[int, str]:
     """Per run, the LSH backend with the most pairs (then the reference, then by name)."""
     out = {}
@@ -103,13 +143,23 @@ def hashing_table(points: pd.DataFrame, metric: str | None = None) -> pd.DataFra
     run (the one with the most pairs). Columns: the scenario (``run_index``, ``run``,
     ``input``, ``input_kind``, ``causal``, ..., ``seqlen``), ``backend``, ``n_hashes``,
     ``chunk_len``, ``chunks_before``, ``chunks_after``, ``weighting``, ``nb``, ``keys``
-    (key budget), ``metric``; for each method m of lsh / random / local: ``err_m`` and
-    ``time_m`` (NaN without that baseline); ``gain_random`` = err_random - err_lsh and
-    ``gain_local`` (positive: LSH is better). Sorted by run, input, L, configuration.
+    (key budget, the slots per query), ``metric``; for each method m of lsh / random /
+    local: ``err_m``, ``time_m`` and ``dist_m`` (its ``keys_distinct``; NaN without that
+    baseline); ``gain_random`` = err_random - err_lsh and ``gain_local`` (positive: LSH is
+    better); ``err_oracle`` (the oracle's error with k = LSH's distinct keys) and
+    ``err_oracle_slots`` (k = the slots), NaN without oracle rows; ``oracle_share`` =
+    gain_random / (err_random - err_oracle), the share of the gain over random keys that
+    the best k keys would give which LSH gets (1: as good as the oracle; NaN when the
+    oracle gains nothing); the median over the rows of a point (rotation draws,
+    ``--rotation-seeds``, and input seeds) is each error, ``err_<m>_lo`` / ``err_<m>_hi``
+    their range for m in :data:`SPREAD_OF`, ``n_lsh`` LSH's rows. Sorted by run, input, L,
+    configuration.
     """
     metric = metric or error_metric(points)
     pts = _usable(points, metric).copy()
     pts["pair"] = list(map(tuple, pts[list(PAIR_KEY)].map(canon).to_numpy()))
+    pts["bound"] = list(map(tuple, pts[list(ORACLE_KEY)].map(canon).to_numpy()))
+    oracles = _oracles(points, metric)
     base = {m: {r["pair"]: r for _, r in pts[pts["method"] == m].iterrows()} for m in BASELINES}
     lsh = pts[pts["method"] == "lsh"]
     backends = _pick_backend(lsh, set().union(*(set(b) for b in base.values())))
@@ -121,13 +171,23 @@ def hashing_table(points: pd.DataFrame, metric: str | None = None) -> pd.DataFra
             continue
         row: dict[str, Any] = {c: p[c] for c in (*PAIR_KEY, "input_kind", "nb", "series_order")}
         row.update(metric=metric, err_lsh=p[metric], time_lsh=p["time_seq"])
+        row["dist_lsh"] = p["keys_distinct"]
+        row.update(_spread("lsh", p, metric))
         row["keys"] = key_budget(*(p[c] for c in ("n_hashes", "chunk_len", "chunks_before",
                                                   "chunks_after")))  # fmt: skip
         for m, b in base.items():
             hit = b.get(p["pair"])
             row[f"err_{m}"] = hit[metric] if hit is not None else math.nan
             row[f"time_{m}"] = hit["time_seq"] if hit is not None else math.nan
+            row[f"dist_{m}"] = hit["keys_distinct"] if hit is not None else math.nan
             row[f"gain_{m}"] = row[f"err_{m}"] - row["err_lsh"]
+            row.update(_spread(m, hit, metric))
+        for budget, col in (("distinct", "err_oracle"), ("slots", "err_oracle_slots")):
+            hit = oracles.get((p["bound"], budget))
+            row[col] = hit[metric] if hit is not None else math.nan
+            row.update(_spread(col[len("err_") :], hit, metric))
+        possible = row["err_random"] - row["err_oracle"]
+        row["oracle_share"] = row["gain_random"] / possible if possible > 0 else math.nan
         rows.append(row)
     cols = [
         *PAIR_KEY,
@@ -138,7 +198,13 @@ def hashing_table(points: pd.DataFrame, metric: str | None = None) -> pd.DataFra
         "metric",
         "err_lsh",
         "time_lsh",
-        *(f"{k}_{m}" for m in BASELINES for k in ("err", "time", "gain")),
+        "dist_lsh",
+        *(f"{k}_{m}" for m in BASELINES for k in ("err", "time", "gain", "dist")),
+        "err_oracle",
+        "err_oracle_slots",
+        "oracle_share",
+        *(f"err_{m}_{end}" for m in SPREAD_OF for end in ("lo", "hi")),
+        "n_lsh",
     ]
     table = pd.DataFrame(rows, columns=cols)
     order = ["run_index", "input", "seqlen", "keys", "weighting", "series_order"]
@@ -184,10 +250,29 @@ def _sentence(input_name: str, pick: pd.Series, g: pd.DataFrame) -> str:
     pairs = g[np.isfinite(g[f"err_{first}"])]
     wins = sum(judge(a, b) == "cuts" for a, b in zip(pairs["err_lsh"], pairs[f"err_{first}"],
                                                        strict=True))  # fmt: skip
-    return (
+    text = (
         f"{text} ({where}). Over its {len(pairs)} pair(s) with {BASELINES[first]}, LSH "
         f"is at least {100 * (1 - CUTS_BELOW):.0f} % lower in {wins}."
     )
+    rows = pick.get("n_lsh", math.nan)
+    if math.isfinite(rows) and rows > 1:  # rotation draws or input seeds folded
+        text += (
+            f" LSH's {metric} there is the median of {plain(rows)} rows (rotation draws and "
+            f"input seeds), range {_num(pick['err_lsh_lo'])}-{_num(pick['err_lsh_hi'])}."
+        )
+    if math.isfinite(pick.get("err_oracle", math.nan)):  # a table with oracle rows
+        text += (
+            f" The best {plain(round(pick['dist_lsh']))} keys per query (the oracle, as many "
+            f"as LSH's {pick['dist_lsh']:.1f} distinct keys) reach {metric} "
+            f"{_num(pick['err_oracle'])}"
+        )
+        share = pick["oracle_share"]
+        text += (
+            f": LSH gets {100 * share:.0f} % of the gain over random keys that the best keys give."
+            if math.isfinite(share)
+            else "."
+        )
+    return text
 
 
 def verdicts(table: pd.DataFrame, several_runs: bool = False) -> list[str]:

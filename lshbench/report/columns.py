@@ -61,8 +61,9 @@ OPTIONAL_TEXT = tuple(
 #: The variants of docs/design.md section 2b; section 2 (the default) is lsh with multiplicity.
 DEFAULT_METHOD = SECTION_2["method"]
 DEFAULT_WEIGHTING = SECTION_2["weighting"]
-#: Order of the methods in tables and legends: LSH first, then its baselines.
-METHOD_ORDER = {"lsh": 0, "random": 1, "local": 2}
+#: Order of the methods in tables and legends: LSH first, then its baselines, the oracle
+#: (the best k keys) last.
+METHOD_ORDER = {"lsh": 0, "random": 1, "local": 2, "oracle": 3}
 
 
 def _filled(series: pd.Series) -> pd.Series:

@@ -210,11 +210,14 @@ def _error_lines(
     palette: Palette,
     varying: set[str],
 ) -> None:
-    """One line per (run, line key, n_buckets description): median ``metric`` versus ``x``."""
+    """One line per (run, line key, n_buckets description): median ``metric`` versus ``x``,
+    with a band over the min-max of its rows (rotation draws, input seeds) where they
+    differ."""
     rank = {key: i for i, key in enumerate(styles)}  # styles are in legend order
     groups = sorted(g.groupby(["run", *lines, "nb_desc"], sort=True),
                     key=lambda item: (item[0][0], rank[tuple(item[0][1:-1])]))  # fmt: skip
     for (run, *key, nb), h in groups:
+        band = _band(h, x, metric)
         h = h.groupby(x, as_index=False)[metric].median().sort_values(x)
         prefix = f"[{run}] " if "run" in varying else ""
         label = prefix + _line_label(lines, tuple(key))
@@ -236,6 +239,21 @@ def _error_lines(
             ms=5,
             label=label,
         )
+        if band is not None:
+            ax.fill_between(band[x], band["lo"], band["hi"], color=colour, alpha=0.15, lw=0)
+
+
+def _band(h: pd.DataFrame, x: str, metric: str) -> pd.DataFrame | None:
+    """``x``, ``lo``, ``hi``: the range of ``metric`` over the rows folded into each point
+    of ``h`` (:data:`~lshbench.report.analysis.SPREAD_METRICS`); None when there is none."""
+    lo, hi = f"{metric}_lo", f"{metric}_hi"
+    if lo not in h or hi not in h:
+        return None
+    band = h.groupby(x)[[lo, hi]].agg({lo: "min", hi: "max"}).sort_index()
+    band.columns = ["lo", "hi"]
+    if not (band["hi"] > band["lo"]).any():
+        return None
+    return band.reset_index()
 
 
 def _error_axes(ax: Any, xs: Sequence[float], x: str, metric: str, log_y: bool) -> None:

@@ -97,8 +97,11 @@ def table_budgets(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
                 f"The fastest configuration (time per sequence) whose `{metric}` "
                 f"({METRIC_NAMES[metric]}: the share of attention mass put in the wrong "
                 "place, 0 for exact attention) is within the budget, at each L and input. "
-                "Every configuration competes: LSH, its random and local baselines, and "
-                "the exact backends (attn_tv 0). Each cell: configuration, time, error, "
+                "Every configuration that can run competes: LSH, its random and local "
+                "baselines, and the exact backends (attn_tv 0); never the oracle (the best k "
+                "keys, known only from the exact scores). An error is the median over the "
+                "configuration's rows (rotation draws and input seeds), with the largest in "
+                "parentheses when they differ. Each cell: configuration, time, error, "
                 "speedup over the exact baseline: the fastest exact backend measured at that "
                 "L in the same run and scenario, named in the last column with its GFLOP/s. "
                 f"How to read it: `{METRICS_DOC}`."
@@ -132,7 +135,10 @@ def _budget_rows(doc: Any, points: pd.DataFrame, metric: str, several_runs: bool
             r = g[g["budget"] == budget].iloc[0]
             if r["series"]:
                 speed = f", {fmt_num(r['speedup'], 2)}x" if math.isfinite(r["speedup"]) else ""
-                cost = f"{fmt_seconds(r['time_seq'])}, {_err(metric, r['error'])}{speed}"
+                error, hi = _err(metric, r["error"]), r["error_hi"]
+                if math.isfinite(hi) and f"{hi:.3g}" != f"{r['error']:.3g}":  # worst draw
+                    error += f" (max {hi:.3g})"
+                cost = f"{fmt_seconds(r['time_seq'])}, {error}{speed}"
                 row.append(f"{names[r['series']]}: {cost}")
             else:
                 lowest = _err(metric, r["best_err"])
@@ -173,7 +179,14 @@ def section_hashing(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
         "at random) and a local window of positions. Gain = baseline error - LSH error "
         f"(positive: hashing helps). Error: {', '.join(f'`{m}`' for m in metrics)}. LSH "
         f"'cuts' the error when it is at least {100 * (1 - CUTS_BELOW):.0f} % lower "
-        f"(`{METRICS_DOC}`)."
+        f"(`{METRICS_DOC}`). Slots are not keys: rounds repeat keys, so the distinct keys "
+        "per query (`keys_distinct`) of each method are listed. The oracle keeps each "
+        "query's k best keys (k = LSH's distinct keys, rounded; then k = the slots): no "
+        "method with k keys does better, so it is not a method you can run but the bound; "
+        "'share' is the part of the gain over random keys the oracle shows possible that "
+        "LSH gets. An error is the median over the point's rows (rotation draws of "
+        "`--rotation-seeds` and input seeds), with their min-max in parentheses when they "
+        "differ."
     )
     for sentence in verdicts(table, several_runs):
         doc.p(sentence)
@@ -182,6 +195,7 @@ def section_hashing(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
 
 def _hashing_rows(table: pd.DataFrame, several_runs: bool) -> tuple[list[str], list[list[str]]]:
     show_weighting = table["weighting"].nunique() > 1
+    with_oracle = bool(np.isfinite(table["err_oracle"]).any())
     rows = []
     for _, r in table.iterrows():
         config = f"{r['backend']} H={plain(r['n_hashes'])} m={plain(r['chunk_len'])}"
@@ -190,15 +204,38 @@ def _hashing_rows(table: pd.DataFrame, several_runs: bool) -> tuple[list[str], l
             config += f" {r['weighting']}"
         row = [str(r["run"])] if several_runs else []
         row += [str(r["input"]), fmt_length(r["seqlen"]), config, plain(r["keys"])]
-        row += [fmt_num(r["err_lsh"], 3), fmt_num(r["err_random"], 3), fmt_num(r["err_local"], 3)]
+        row += [_ranged(r, m) for m in ("lsh", "random", "local")]
         row += [_signed(r["gain_random"]), _signed(r["gain_local"])]
+        row += ["/".join(_keys(r[f"dist_{m}"]) for m in ("lsh", "random", "local"))]
+        if with_oracle:
+            row += [_ranged(r, "oracle"), _ranged(r, "oracle_slots")]
+            share = r["oracle_share"]
+            row += [f"{100 * share:.0f} %" if math.isfinite(share) else "-"]
         row += [fmt_seconds(r[f"time_{m}"]) for m in ("lsh", "random", "local")]
         rows.append(row)
     metric = "/".join(sorted(set(table["metric"])))
     header = (["run"] if several_runs else []) + ["input", "L", "LSH configuration", "keys"]
     header += [f"LSH {metric}", f"random {metric}", f"local {metric}", "gain over random",
-               "gain over local", "LSH time", "random time", "local time"]  # fmt: skip
+               "gain over local", "distinct keys LSH/random/local"]  # fmt: skip
+    if with_oracle:
+        header += [f"oracle {metric} (k = distinct)", f"oracle {metric} (k = slots)", "share"]
+    header += ["LSH time", "random time", "local time"]
     return header, rows
+
+
+def _ranged(r: pd.Series, method: str) -> str:
+    """An error of the hashing table: the median, and its min-max over the rows of the
+    point (rotation draws, input seeds) when they differ: ``0.201 (0.176-0.205)``."""
+    text = fmt_num(r[f"err_{method}"], 3)
+    lo, hi = r.get(f"err_{method}_lo", math.nan), r.get(f"err_{method}_hi", math.nan)
+    if math.isfinite(lo) and math.isfinite(hi) and fmt_num(lo, 3) != fmt_num(hi, 3):
+        text += f" ({fmt_num(lo, 3)}-{fmt_num(hi, 3)})"
+    return text
+
+
+def _keys(x: float) -> str:
+    """A key count as text: one decimal, "-" when unknown (older tables, no baseline)."""
+    return f"{x:.1f}" if math.isfinite(x) else "-"
 
 
 def _signed(x: float) -> str:

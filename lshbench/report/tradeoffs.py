@@ -75,12 +75,15 @@ def candidates(points: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     ``metric`` (default :func:`error_metric`).
 
     Exact backends count with error 0; LSH points with L <= chunk_len are left out (they
-    run the dense path). Adds the exact baseline of the same scenario (``baseline_seq``,
-    ``baseline``, ``baseline_gflops``, :func:`lshbench.report.scaling.with_exact_baseline`)
+    run the dense path), and so is the oracle (method ``oracle``: the best k keys, known only
+    from the exact scores, not a method that can run; it has no time). Adds the exact
+    baseline of the same scenario (``baseline_seq``, ``baseline``, ``baseline_gflops``,
+    :func:`lshbench.report.scaling.with_exact_baseline`)
     and ``error`` (the value of ``metric``).
     """
     metric = metric or error_metric(points)
-    c = points[(points["status"] == "ok") & ~points["short"].astype(bool)].copy()
+    runnable = points["method"].astype(object) != "oracle"
+    c = points[(points["status"] == "ok") & ~points["short"].astype(bool) & runnable].copy()
     c = c[np.isfinite(c["time_seq"]) & np.isfinite(c[metric])]
     c = c.join(with_exact_baseline(c, points))
     c["error"] = c[metric]
@@ -93,14 +96,15 @@ def budget_picks(
     """The fastest configuration with ``metric <= budget`` per scenario and budget.
 
     ``metric`` defaults to :func:`error_metric` (``attn_tv``, or ``rel_err`` for older
-    tables), ``budgets`` to :func:`budgets_for` it. Every configuration competes: LSH, its
-    random and local baselines, and dense (error 0). A scenario is (run, input, causal,
-    dtype, threads, d, dv, L); time is per sequence. Columns: the scenario, ``metric``,
-    ``budget``, ``series`` ("" when nothing meets it), ``time_seq``, ``error`` (the picked
-    configuration's ``metric``), ``mass_recall``, ``speedup`` (exact baseline's time / picked
-    time), ``baseline`` and ``baseline_gflops`` (the scenario's exact baseline),
-    ``best_err`` and ``best_err_series`` (lowest error of the scenario, said when nothing
-    meets the budget).
+    tables), ``budgets`` to :func:`budgets_for` it. Every configuration that can run
+    competes: LSH, its random and local baselines, and dense (error 0); never the oracle.
+    A scenario is (run, input, causal, dtype, threads, d, dv, L); time is per sequence.
+    Columns: the scenario, ``metric``, ``budget``, ``series`` ("" when nothing meets it),
+    ``time_seq``, ``error`` (the picked configuration's ``metric``: the median over its rows,
+    rotation draws and input seeds; ``error_lo`` and ``error_hi`` their range), ``mass_recall``,
+    ``speedup`` (exact baseline's time / picked time), ``baseline`` and ``baseline_gflops``
+    (the scenario's exact baseline), ``best_err`` and ``best_err_series`` (lowest error of
+    the scenario, said when nothing meets the budget).
     """
     metric = metric or error_metric(points)
     budgets = tuple(budgets_for(metric) if budgets is None else budgets)
@@ -119,13 +123,16 @@ def budget_picks(
             row.update(baseline=g["baseline"].iloc[0], baseline_gflops=g["baseline_gflops"].iloc[0])
             if ok.empty:
                 row.update(series="", time_seq=math.nan, error=math.nan, mass_recall=math.nan)
-                row["speedup"] = math.nan
+                row.update(speedup=math.nan, error_lo=math.nan, error_hi=math.nan)
             else:
                 pick = ok.iloc[0]
                 row.update(series=pick["series"], time_seq=pick["time_seq"])
                 row.update(error=pick["error"], mass_recall=pick["mass_recall"])
+                row["error_lo"] = pick.get(f"{metric}_lo", math.nan)
+                row["error_hi"] = pick.get(f"{metric}_hi", math.nan)
                 row["speedup"] = pick["baseline_seq"] / pick["time_seq"]
             rows.append(row)
-    cols = [*scen, "metric", "budget", "series", "time_seq", "error", "mass_recall", "speedup"]
+    cols = [*scen, "metric", "budget", "series", "time_seq", "error", "error_lo", "error_hi"]
+    cols += ["mass_recall", "speedup"]
     cols += ["best_err", "best_err_series", "baseline", "baseline_gflops"]
     return pd.DataFrame(rows, columns=cols)

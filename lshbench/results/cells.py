@@ -35,6 +35,8 @@ __all__ = [
     "CELL_AXES",
     "CONFIG_AXES",
     "FILE_FIELDS",
+    "ORACLE",
+    "ORACLE_BUDGETS",
     "TASK_KEYS",
     "Task",
     "TaskValue",
@@ -50,10 +52,18 @@ CELL_AXES = (
     "seqlen", "batch", "d", "dv", "input", "target_entropy", "value_corr", "causal", "dtype",
     "threads", "seed", "qk", "layer", "head",
 )  # fmt: skip
-#: the LSH configuration axes (None for backends that do not hash)
+#: the LSH configuration axes (None for backends that do not hash; ``oracle_k`` is set on
+#: oracle tasks only; ``rotation_seed``: which draw of the rotations, :func:`rotation_seed`)
 CONFIG_AXES = (
     "n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after", "method", "weighting",
+    "oracle_k", "rotation_seed",
 )  # fmt: skip
+#: the method of the oracle baseline (docs/design.md section 2b): each query keeps its k
+#: highest-scoring valid keys, weighted once; not a method a backend can run
+ORACLE = "oracle"
+#: what an oracle task's k matches in the LSH configuration it carries: the mean distinct
+#: keys per query of its windows (rounded), or its window slots per query
+ORACLE_BUDGETS = ("distinct", "slots")
 #: the fields that identify a task (its id is a digest of them)
 TASK_KEYS = ("backend", *CELL_AXES, *CONFIG_AXES)
 #: what a task of a file input carries beyond them: the file's path and SHA-256
@@ -106,6 +116,8 @@ class Task:
     chunks_after: int | None = None
     method: str | None = None
     weighting: str | None = None
+    oracle_k: str | None = None
+    rotation_seed: int | None = None
     input_path: str | None = None
     input_sha256: str | None = None
     id: str = field(init=False, repr=False, compare=False)
@@ -141,6 +153,11 @@ class Task:
         return self.n_hashes is not None
 
     @property
+    def is_oracle(self) -> bool:
+        """Whether the task is the oracle baseline (a metrics-only row: no backend call)."""
+        return self.method == ORACLE
+
+    @property
     def cell_key(self) -> str:
         """The input the task runs on (tasks with equal keys share a worker and a
         reference)."""
@@ -153,7 +170,9 @@ class Task:
 
     def config(self) -> LSHConfig:
         """The :class:`LSHConfig` of the task (a placeholder one for backends that do not
-        hash; ``method`` and ``weighting`` default to section 2's when None)."""
+        hash; ``method`` and ``weighting`` default to section 2's when None). An oracle
+        task gives the LSH configuration whose key count its k matches (method lsh,
+        count-once)."""
         return _config(self)
 
 
@@ -182,8 +201,8 @@ def _config(task: Task) -> LSHConfig:
         causal=bool(task.causal),
         chunks_before=task.chunks_before,
         chunks_after=task.chunks_after,
-        method=task.method or "lsh",
-        weighting=task.weighting or "multiplicity",
+        method="lsh" if task.is_oracle else task.method or "lsh",
+        weighting="count-once" if task.is_oracle else task.weighting or "multiplicity",
         qk=qk,
     )
 
@@ -193,6 +212,11 @@ def n_buckets_spec(n_buckets: int | list[int] | tuple[int, ...] | None) -> str |
     return None if n_buckets is None else format_n_buckets(n_buckets)
 
 
-def rotation_seed(seed: int) -> int:
-    """Seed of the random rotations of a cell, independent of the input's stream."""
-    return int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0])
+def rotation_seed(seed: int, draw: int | None = 0) -> int:
+    """Seed of the random rotations of a cell, independent of the input's stream.
+
+    ``draw`` (a task's ``rotation_seed``; None or 0: the first draw, the rotations every
+    earlier table was measured with) picks one of several independent draws for the same
+    input (``--rotation-seeds``)."""
+    words = [int(seed), 1] if not draw else [int(seed), 1, int(draw)]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])

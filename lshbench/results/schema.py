@@ -6,7 +6,8 @@ written), and every row read back, from the store or from a legacy log or export
 through :func:`normalize_row` (after :mod:`lshbench.results.upgrade` made an older table's
 row one of this schema): a row that breaks the schema (``seqlen: "abc"``, no backend,
 an ``ok`` row without a positive time, a list as ``cell_id``) is reported and dropped, never
-counted as done.
+counted as done. The oracle baseline (method ``oracle``) is the one ``ok`` row without a
+time: it is not a method that can run (docs/design.md section 2b).
 
 A row's **key** is ``(cell_id, machine_id, code_id)``: the same task measured by another
 machine or another version of the code is another row (docs/design.md section 7, provenance).
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import METHODS, QK_MODES, WEIGHTINGS, fail
-from lshbench.results.cells import Task, n_buckets_spec
+from lshbench.results.cells import ORACLE, ORACLE_BUDGETS, Task, n_buckets_spec
 from lshbench.results.columns import COLUMN_TABLE, ColumnKind, names
 
 if TYPE_CHECKING:
@@ -208,7 +209,8 @@ def _check_floats(row: dict[str, Any]) -> str | None:
         if number is None:
             return f"{col}: must be a number"
         row[col] = number if math.isfinite(number) else None
-    if row["status"] == "ok" and not (row.get("time_median_s") or 0.0) > 0.0:
+    timed = row.get("method") != ORACLE
+    if timed and row["status"] == "ok" and not (row.get("time_median_s") or 0.0) > 0.0:
         return "time_median_s: must be a positive number of seconds in an ok row"
     return None
 
@@ -223,7 +225,12 @@ def _check_other(row: dict[str, Any]) -> str | None:
             return f"{col}: must be a non-empty string"
     if row["status"] not in STATUSES:
         return f"status: must be one of {', '.join(STATUSES)}"
-    for col, allowed in (("method", METHODS), ("weighting", WEIGHTINGS), ("qk", QK_MODES)):
+    for col, allowed in (
+        ("method", (*METHODS, ORACLE)),
+        ("weighting", WEIGHTINGS),
+        ("qk", QK_MODES),
+        ("oracle_k", ORACLE_BUDGETS),
+    ):
         if row.get(col) is not None and row[col] not in allowed:
             return f"{col}: must be one of {', '.join(allowed)}"
     for col in _BOOL_COLUMNS:
@@ -248,9 +255,9 @@ def normalize_row(row: Any) -> tuple[Row | None, str]:
     Integral floats in integer columns become ints, NaN and NA become None, numpy values
     become Python; strings where numbers belong, a missing or empty ``cell_id``, ``backend``,
     ``status``, ``input`` or ``dtype``, integers beyond int64, a ``method`` or ``weighting``
-    that is not one of the core's, and ``ok`` rows without a positive ``time_median_s`` make
-    the row invalid. Rows of older tables are upgraded before they come here
-    (:func:`lshbench.results.upgrade.upgrade_rows`).
+    that is not one of the core's (or ``oracle``), and ``ok`` rows without a positive
+    ``time_median_s`` (but the oracle's) make the row invalid. Rows of older tables are
+    upgraded before they come here (:func:`lshbench.results.upgrade.upgrade_rows`).
     """
     if not isinstance(row, dict):
         return None, f"row: must be an object, not {type(row).__name__}"

@@ -11,12 +11,16 @@ and that version to :func:`upgrade_rows` before they are checked
   metric since dropped.
 * **1**: the SQLite store, before separate queries and keys: no ``qk``, ``layer`` or
   ``head`` columns; every row had shared queries and keys.
-* **2**: every column of :data:`~lshbench.results.columns.COLUMN_TABLE`.
+* **2**: before the key counts, the oracle baseline and rotation draws: no
+  ``keys_slots``, ``keys_distinct``, ``oracle_k`` or ``rotation_seed`` columns (a hashing
+  row's rotations were the first draw: ``rotation_seed = 0``).
+* **3**: every column of :data:`~lshbench.results.columns.COLUMN_TABLE`.
 
 The upgrade of a row: columns dropped from the schema are removed; every column added after
 the row's version, and absent, is added empty; a hashing row without ``method`` or
 ``weighting`` (written before the variants existed) gets section 2's (:data:`SECTION_2`);
-a row without ``qk`` (every row before version 2) gets ``"shared"``.
+a row without ``qk`` (every row before version 2) gets ``"shared"``, a hashing row
+without ``rotation_seed`` (every one before version 3) ``0``, the first draw.
 Task ids stay those of the earlier tables through :data:`ADDED_AXES`.
 
 Standard library only.
@@ -41,7 +45,7 @@ __all__ = [
 ]
 
 #: the version of the rows this code writes (see the module docstring)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: columns older tables may hold that the schema no longer has
 DROPPED_COLUMNS = ("top1_agree",)
 #: values a hashing row of an earlier table (no ``method``/``weighting``) had: section 2
@@ -56,6 +60,8 @@ ADDED_AXES: dict[str, tuple[Any, ...]] = {
     "qk": (None, "shared"),
     "layer": (None,),
     "head": (None,),
+    "oracle_k": (None,),
+    "rotation_seed": (None, 0),
 }
 
 
@@ -81,6 +87,8 @@ def upgrade_row(row: Mapping[str, Any], version: int) -> dict[str, Any]:
             out.setdefault(column.name, None)
     if out.get("qk") is None:
         out["qk"] = "shared"  # the only kind before version 2, and the default since
+    if out.get("n_hashes") is not None and out.get("rotation_seed") is None:
+        out["rotation_seed"] = 0  # one draw of the rotations before version 3: the first
     if out.get("n_hashes") is not None:
         for name, value in SECTION_2.items():
             if out.get(name) is None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import ConfigError, LSHConfig, fail
 from lshbench.core.options import INT64_MAX
-from lshbench.results.cells import Task
+from lshbench.results.cells import ORACLE, ORACLE_BUDGETS, Task
 from lshbench.results.upgrade import SECTION_2
 from lshbench.sweep.spec import INPUT_KNOBS, WORKER_BASE_BYTES, SweepSpec
 
@@ -30,6 +30,7 @@ __all__ = [
     "estimate_seconds",
     "input_cells",
     "lsh_configs",
+    "oracle_backend",
     "plan_tasks",
     "predicted_bytes",
     "resolve_n_buckets",
@@ -72,6 +73,10 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[Task], list[tuple[Task, str]]]:
     non-hashing backends come first, then each configuration (:func:`lsh_configs`). A
     backend without variants (its registry entry's ``variants``) gets only section 2's
     configurations (method lsh, weighting multiplicity); the others are not planned for it.
+    Method ``oracle`` is planned once per configuration and budget (:func:`lsh_configs`), on
+    one hashing backend (:func:`oracle_backend`): its rows are metrics only. Every hashing
+    task is planned once per rotation draw (``rotation_seed`` 0..N-1 of
+    ``--rotation-seeds N``; method ``local`` and the oracle's slots budget once, draw 0).
     Raises ConfigError when a derived value (batch x seqlen tokens, resolved buckets) would
     not fit the results tables' int64 columns, or when a hashing backend would get no task
     at all because it has no variants.
@@ -80,6 +85,7 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[Task], list[tuple[Task, str]]]:
 
     facts = {name: backend_spec(name) for name in spec.backend}
     _check_variants(spec, facts)
+    oracle = oracle_backend(spec, facts)
     tasks: list[Task] = []
     invalid: list[tuple[Task, str]] = []
     seen: set[str] = set()
@@ -89,14 +95,44 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[Task], list[tuple[Task, str]]]:
             if not facts[name].uses_hashing:
                 _add_checked(tasks, invalid, seen, cell.replace(backend=name), facts[name])
         for config in lsh_configs(spec, L):
-            for name in spec.backend:
-                if not facts[name].uses_hashing:
+            for draw in _draws(spec, config):
+                if config["method"] == ORACLE:
+                    assert oracle is not None  # oracle_backend fails without one
+                    task = cell.replace(backend=oracle, rotation_seed=draw, **config)
+                    _add_checked(tasks, invalid, seen, task, facts[oracle])
                     continue
-                if not facts[name].variants and not _is_section_2(config):
-                    continue
-                task = cell.replace(backend=name, **config)
-                _add_checked(tasks, invalid, seen, task, facts[name])
+                for name in spec.backend:
+                    if not facts[name].uses_hashing:
+                        continue
+                    if not facts[name].variants and not _is_section_2(config):
+                        continue
+                    task = cell.replace(backend=name, rotation_seed=draw, **config)
+                    _add_checked(tasks, invalid, seen, task, facts[name])
     return tasks, invalid
+
+
+def _draws(spec: SweepSpec, config: LSHAxes) -> range:
+    """The rotation draws of a configuration: ``--rotation-seeds`` of them; one for method
+    ``local``, which reads no rotation (its windows are the same in every draw), and for the
+    oracle at k = the slots (the same k in every draw)."""
+    fixed = config["method"] == "local" or config.get("oracle_k") == "slots"
+    return range(1 if fixed else spec.rotation_seeds)
+
+
+def oracle_backend(spec: SweepSpec, facts: dict[str, BackendSpec]) -> str | None:
+    """The backend whose rows carry the oracle baseline: ``numpy`` (the reference) when the
+    sweep has it, else the first hashing backend with variants; None without ``--method
+    oracle``. ConfigError when the sweep has no hashing backend with variants."""
+    if ORACLE not in spec.method:
+        return None
+    usable = [n for n in spec.backend if facts[n].uses_hashing and facts[n].variants]
+    if not usable:
+        fail(
+            "method",
+            ",".join(spec.method),
+            "oracle needs a hashing backend with variants (numpy or numba) in --backend",
+        )
+    return "numpy" if "numpy" in usable else usable[0]
 
 
 def _add_checked(
@@ -192,7 +228,10 @@ def input_cells(spec: SweepSpec) -> list[tuple[str, float | None, float | None]]
 def lsh_configs(spec: SweepSpec, seqlen: int) -> list[LSHAxes]:
     """The LSH configurations of the grid at ``seqlen`` (the :data:`CONFIG_AXES` of a task),
     in order, each once: method ``local`` has no buckets (``n_buckets`` None), so it gives
-    one configuration per (chunk_len, n_hashes, chunks_before, chunks_after, weighting)."""
+    one configuration per (chunk_len, n_hashes, chunks_before, chunks_after, weighting).
+    Method ``oracle`` gives, per LSH configuration, one per budget of
+    :data:`~lshbench.results.cells.ORACLE_BUDGETS` (``oracle_k``), weighting count-once
+    whatever ``--weighting`` lists (the oracle weights each key once)."""
     out: dict[str, LSHAxes] = {}
     axes = itertools.product(
         spec.chunk_len,
@@ -217,9 +256,12 @@ def lsh_configs(spec: SweepSpec, seqlen: int) -> list[LSHAxes]:
             "chunks_before": before,
             "chunks_after": after,
             "method": method,
-            "weighting": weighting,
+            "weighting": "count-once" if method == ORACLE else weighting,
         }
-        out.setdefault(json.dumps(config, sort_keys=True), config)
+        budgets = ORACLE_BUDGETS if method == ORACLE else (None,)
+        for budget in budgets:
+            entry = config if budget is None else {**config, "oracle_k": budget}
+            out.setdefault(json.dumps(entry, sort_keys=True), entry)
     return list(out.values())
 
 

@@ -7,7 +7,8 @@ checked before anything runs; a bad one is one line ``field=value: rule`` and ex
 Axes (lists): ``seqlen``, ``chunk_len``, ``n_hashes``, ``n_buckets`` (``rule`` = the
 paper's 2L/chunk_len rounded to an even int >= 2; ``auto`` = Hugging Face's rule, a power of
 two factorized in two when large; an even int; or factors ``16x32``), ``chunks_before``,
-``chunks_after``, ``method`` (``lsh``, ``random``, ``local``: docs/design.md section 2b),
+``chunks_after``, ``method`` (``lsh``, ``random``, ``local``, and ``oracle``, the k best
+keys at each LSH configuration's key count: docs/design.md section 2b),
 ``weighting`` (``multiplicity``, ``count-once``), ``d``, ``batch`` (or ``tokens``: batch =
 tokens // seqlen, the paper's fixed total tokens), ``backend``, ``input`` (a generator of
 :data:`~lshbench.measurement.inputs.GENERATORS` or ``file:PATH``, loaded and checked here:
@@ -16,7 +17,9 @@ take them, :data:`INPUT_KNOBS`), ``causal``, ``dtype``, ``threads``, ``seed``.
 Settings: ``repeats`` (timed samples, >= 5), ``timeout`` (seconds without progress before a
 cell's worker is killed), ``mem_budget`` (bytes; ``16G``, ``512M`` or ``80%`` of RAM),
 ``config_from_input`` (the one file input's stored configuration becomes the default of
-the :data:`FROM_INPUT` axes; values given in the TOML file or options still win).
+the :data:`FROM_INPUT` axes; values given in the TOML file or options still win),
+``rotation_seeds`` (N >= 1 independent draws of the rotations per hashing configuration,
+inputs fixed: one row each, ``rotation_seed`` 0..N-1; default 1).
 
 Presets: ``quick`` (default; is LSH worth it here: L <= 4096, gaussian, peaked and duplicate
 input, LSH against random and local keys, numba and dense; table in docs/sweep.md),
@@ -50,6 +53,7 @@ from lshbench.core.options import (
 from lshbench.measurement.input_files import FILE_PREFIX, load_input_file
 from lshbench.measurement.inputs import GENERATORS, INPUTS, PEAKED_ENTROPY
 from lshbench.measurement.machine import usable_cpus
+from lshbench.results.cells import ORACLE
 from lshbench.sweep.parsing import parse_bytes
 
 __all__ = [
@@ -73,7 +77,9 @@ WORKER_BASE_BYTES = 300 * 2**20
 #: the longest --timeout, seconds (about 11.6 days)
 MAX_TIMEOUT_S = 1e6
 #: keys a TOML config may hold (dashes or underscores)
-SETTINGS = ("repeats", "timeout", "mem_budget", "out", "preset", "config_from_input")
+SETTINGS = (
+    "repeats", "timeout", "mem_budget", "out", "preset", "config_from_input", "rotation_seeds",
+)  # fmt: skip
 #: the axes ``--config-from-input`` takes from the input file's stored configuration
 FROM_INPUT = ("n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after", "causal")
 AXES = (
@@ -252,6 +258,8 @@ class SweepSpec:
     #: length not above theirs; otherwise they run at their own length
     seqlen_given: bool = True
     config_from_input: bool = False
+    #: independent draws of the rotations per hashing configuration (inputs fixed)
+    rotation_seeds: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form, for metadata.json."""
@@ -259,6 +267,8 @@ class SweepSpec:
         for name in (*AXES, "repeats", "timeout", "mem_budget", "preset"):
             value = getattr(self, name)
             out[name] = list(value) if isinstance(value, tuple) else value
+        if self.rotation_seeds > 1:
+            out["rotation_seeds"] = self.rotation_seeds
         out["n_buckets"] = [list(v) if isinstance(v, tuple) else v for v in self.n_buckets]
         out["out"] = str(self.out)
         out["input_files"] = [f.as_dict() for f in self.input_files.values()]
@@ -508,7 +518,7 @@ def build_spec(
         n_buckets=parse_n_buckets(values["n_buckets"]),
         chunks_before=parse_ints("chunks_before", values["chunks_before"], 0),
         chunks_after=parse_ints("chunks_after", values["chunks_after"], 0),
-        method=parse_choices("method", values["method"], METHODS),
+        method=parse_choices("method", values["method"], (*METHODS, ORACLE)),
         weighting=parse_choices("weighting", values["weighting"], WEIGHTINGS),
         d=parse_ints("d", values["d"], 1),
         batch=batch,
@@ -528,6 +538,7 @@ def build_spec(
         threads=_threads(values["threads"] if values.get("threads") is not None else 1),
         seed=parse_ints("seed", values["seed"], 0),
         repeats=repeats,
+        rotation_seeds=parse_int("rotation_seeds", values.get("rotation_seeds", 1), 1),
         timeout=_timeout(values["timeout"]),
         mem_budget=_mem_budget(values["mem_budget"]),
         out=out,
