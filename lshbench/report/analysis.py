@@ -282,7 +282,12 @@ def _fill_variants_and_exact(df: pd.DataFrame) -> None:
 def varying_axes(df: pd.DataFrame) -> set[str]:
     """Axes with more than one value in the data: these are named in labels."""
     cols = ("run", "backend", *LSH_AXES, *COMMON_AXES, "nb", "batch")
-    return {c for c in cols if df[c].map(canon).replace("", np.nan).nunique() > 1}
+    found = set()
+    for c in cols:
+        values = df[c].map(canon)
+        if values[values != ""].nunique() > 1:  # "" (no value) is not a value of the axis
+            found.add(c)
+    return found
 
 
 def _nb_desc(g: pd.DataFrame) -> str:
