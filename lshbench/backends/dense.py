@@ -96,8 +96,9 @@ class DenseBackend(Backend):
         config: LSHConfig,
         rotations: np.ndarray | None,
     ) -> np.ndarray:
-        """Separate queries and keys: ``softmax(q k^T) v`` by the NumPy reference (the fused
-        kernel normalizes shared keys and masks self-attention, which separate QK has not)."""
+        """Separate queries and keys: ``softmax(q k^T) v`` (B, L, dv) by the NumPy reference
+        (the fused kernel normalizes shared keys and masks self-attention, which separate QK
+        has not); ``dense-numpy`` uses this method too."""
         return dense_attention(q, v, config.causal, k=k)  # (B, L, dv)
 
     def compile(self, dtype: np.dtype | type = np.float32) -> float:
@@ -124,12 +125,4 @@ class DenseNumpyBackend(Backend):
     ) -> np.ndarray:
         return dense_attention(qk, v, config.causal)
 
-    def _attend_separate(
-        self,
-        q: np.ndarray,
-        k: np.ndarray,
-        v: np.ndarray,
-        config: LSHConfig,
-        rotations: np.ndarray | None,
-    ) -> np.ndarray:
-        return dense_attention(q, v, config.causal, k=k)  # softmax(q k^T) v
+    _attend_separate = DenseBackend._attend_separate  # softmax(q k^T) v
