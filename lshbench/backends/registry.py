@@ -198,6 +198,14 @@ register_backend(
     tracemalloc_sees=False,
 )
 register_backend(
+    "torch-lsh",
+    "lshbench.backends.torch_lsh:TorchLSHBackend",
+    ("torch",),
+    "LSH attention in torch: vectorized like numpy, differentiable, any device",
+    tracemalloc_sees=False,
+    variants=True,
+)
+register_backend(
     "torch-sdpa",
     "lshbench.backends.torch_sdpa:TorchSDPABackend",
     ("torch",),
