@@ -2,7 +2,8 @@
 
 Facts about a backend (does it hash, does it compute the reference semantics, which
 analytic memory model describes it, does tracemalloc see its allocations, does it compute
-the variants of docs/design.md section 2b) are declared
+the variants of docs/design.md section 2b, does it have a backward pass, does it run on
+CUDA) are declared
 once, here, in its :class:`BackendSpec`, and read without importing the backend: the
 sweep plans and the worker reports from them, nobody tests a backend by name.
 
@@ -54,6 +55,11 @@ class BackendSpec(NamedTuple):
     #: environment variable that forces one of the backend's kernels (its value, unless
     #: empty or "auto", is the kernel its rows then carry in their ``kernel`` column)
     kernel_env: str | None = None
+    #: True when it has a backward pass (``Backend.forward_torch``, differentiable): it runs
+    #: ``--pass train`` (docs/design.md section 9)
+    backward: bool = False
+    #: True when it runs on a CUDA device (``--device cuda``; docs/design.md section 9)
+    cuda: bool = False
 
     def forced_kernel(self) -> str | None:
         """The kernel :attr:`kernel_env` forces in this process's environment, or None."""
@@ -95,6 +101,8 @@ def register_backend(
     tracemalloc_sees: bool = True,
     variants: bool = False,
     kernel_env: str | None = None,
+    backward: bool = False,
+    cuda: bool = False,
 ) -> BackendSpec:
     """Register (or replace) a backend by import path ``"module:ClassName"``.
 
@@ -112,6 +120,8 @@ def register_backend(
         bool(tracemalloc_sees),
         bool(variants),
         kernel_env,
+        bool(backward),
+        bool(cuda),
     )
     _SPECS[name] = spec
     _INSTANCES.pop(name, None)
@@ -196,6 +206,8 @@ register_backend(
     ("torch", "transformers"),
     "peer: Hugging Face LSHSelfAttention on the same qk, v and rotations",
     tracemalloc_sees=False,
+    backward=True,
+    cuda=True,
 )
 register_backend(
     "torch-lsh",
@@ -204,6 +216,8 @@ register_backend(
     "LSH attention in torch: vectorized like numpy, differentiable, any device",
     tracemalloc_sees=False,
     variants=True,
+    backward=True,
+    cuda=True,
 )
 register_backend(
     "torch-sdpa",
@@ -213,4 +227,6 @@ register_backend(
     uses_hashing=False,
     exact=False,
     tracemalloc_sees=False,
+    backward=True,
+    cuda=True,
 )

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from lshbench.backends.base import Backend
-from lshbench.core.attention import CAUSAL_MASK_VALUE, KEY_NORM_EPS, SELF_MASK_VALUE
+from lshbench.backends.torch_ops import normalize_keys_torch
+from lshbench.core.attention import CAUSAL_MASK_VALUE, SELF_MASK_VALUE
 from lshbench.core.config import LSHConfig, fail
 from lshbench.core.hashing import _pipeline_buckets
 from lshbench.core.sorting import window_multiplicities
@@ -51,24 +52,6 @@ def _score_dtype(dtype: torch.dtype) -> torch.dtype:
     """Precision of masked scores and softmax: the input's, float32 for half precisions
     (whose range holds neither mask value, -1e5 and -1e9)."""
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
-
-
-def normalize_keys_torch(x: torch.Tensor) -> torch.Tensor:
-    """``x / sqrt(mean(x**2) + 1e-6) / sqrt(d)`` over the last axis, as
-    :func:`lshbench.core.attention.normalize_keys`. x: (..., d) -> (..., d), same dtype.
-
-    Rows whose ``x**2`` overflows are scaled by their largest magnitude first.
-    """
-    d = x.shape[-1]
-    rms = torch.sqrt((x * x).mean(dim=-1, keepdim=True) + KEY_NORM_EPS)  # (..., 1)
-    if not bool(torch.isfinite(rms).all()):
-        s = x.abs().amax(dim=-1, keepdim=True).to(torch.float64)  # (..., 1)
-        s = torch.where(s > 0, s, torch.ones_like(s))
-        y = x.to(torch.float64) / s  # (..., d), |y| <= 1
-        rms = (s * torch.sqrt((y * y).mean(dim=-1, keepdim=True) + KEY_NORM_EPS / (s * s))).to(
-            x.dtype
-        )
-    return x / rms / float(np.sqrt(d))
 
 
 def _argmax_plus_minus(proj: torch.Tensor) -> torch.Tensor:
@@ -303,3 +286,7 @@ class TorchLSHBackend(Backend):
             o, lse, _ = lsh_attention_torch(torch.from_numpy(qk), torch.from_numpy(v), config, rot)
             out = _combine(o, lse)  # (B, L, dv)
         return out.numpy()
+
+    def forward_torch(self, qk: Any, v: Any, config: LSHConfig, rotations: Any) -> Any:
+        """:func:`attend_torch` on (B, L, d), (B, L, dv) tensors (differentiable)."""
+        return attend_torch(qk, v, config, rotations)
