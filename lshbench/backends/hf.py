@@ -145,8 +145,7 @@ class HFBackend(Backend):
         import torch
         from transformers.models.reformer import modeling_reformer
 
-        B, L, d = qk.shape
-        dv = v.shape[-1]
+        d, dv = qk.shape[-1], v.shape[-1]
         layer = self._layer(config, d).to(qk.device)
         rot = torch.from_numpy(np.ascontiguousarray(rotations))[None]  # (1, d, H, rot/2)
         rot = rot.to(qk.device, qk.dtype)

@@ -33,7 +33,6 @@ def normalize_keys_torch(x: torch.Tensor) -> torch.Tensor:
     return x / rms / float(np.sqrt(d))
 
 
-
 def torch_device(name: str) -> Any:
     """The torch device called ``name`` (``cpu``, ``cuda``, ``cuda:1``)."""
     return torch.device(name)

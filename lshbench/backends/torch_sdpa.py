@@ -17,11 +17,11 @@ for this backend rather than report numbers that measure the mask difference.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lshbench.backends.base import Backend
-from typing import Any
-
 from lshbench.core.config import LSHConfig
 
 __all__ = ["TorchSDPABackend"]

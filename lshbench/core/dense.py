@@ -82,7 +82,7 @@ def dense_attention_grads(
     q = np.asarray(qk, dtype=np.float64)
     v64 = np.asarray(v, dtype=np.float64)
     g64 = np.asarray(g, dtype=np.float64)
-    B, L, d = q.shape
+    L, d = q.shape[1], q.shape[2]
     keys = normalize_keys(q)  # (B, L, d)
     d_q = np.zeros_like(q)  # (B, L, d)
     d_k = np.zeros_like(q)  # (B, L, d)
@@ -102,4 +102,3 @@ def dense_attention_grads(
     xdk = np.einsum("bld,bld->bl", q, d_k)[..., None]  # (B, L, 1)
     d_x = (d_k - q * xdk / (d * r2)) / np.sqrt(r2 * d)  # (B, L, d)
     return d_q + d_x, d_v
-
