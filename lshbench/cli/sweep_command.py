@@ -52,7 +52,15 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
 @_opt("--target-entropy", "Mean exact row entropy, nats (> 0; peaked, duplicate), comma list.")
 @_opt("--value-corr", "Correlation of values with the token's cluster, in [0, 1] (peaked).")
 @click.option("--causal/--no-causal", default=None, help="Causal masking (default: no).")
-@_opt("--dtype", "float32, float64 (comma list).")
+@_opt("--dtype", "float32, float64; bfloat16, float16 on --device cuda (comma list).")
+@click.option(
+    "--pass",
+    "pass_",
+    default=None,
+    help="forward, train (forward + backward of sum(out * g); backends with a backward pass), "
+    "comma list (default forward).",
+)
+@_opt("--device", "cpu, cuda (the torch backends on a GPU), comma list (default cpu).")
 @_opt("--threads", "Threads per worker, comma list; 'all' = every usable CPU (default 1).")
 @_opt("--seed", "Seeds, comma list.")
 @click.option("--out", default=None, help="Output directory (default results/<preset>).")
@@ -93,12 +101,14 @@ def sweep(
     same machine with the same code: rows of other machines are kept, never reused).
     """
     from lshbench.sweep.executors import open_executor
+    from lshbench.sweep.plan import not_planned
     from lshbench.sweep.run import ResultsWriteError, execute, prepare
     from lshbench.sweep.spec import build_spec
 
     options["config_from_input"] = True if config_from_input else None
     if options.get("causal") is not None:
         options["causal"] = [options["causal"]]
+    options["pass"] = options.pop("pass_", None)
     spec = build_spec(preset, config, **options)
     runner = click.get_current_context().with_resource(
         open_executor(spec, executor_name, scheduler, workers, mem_limit)
@@ -109,6 +119,14 @@ def sweep(
         f"{', '.join(spec.backend)}, threads {','.join(map(str, spec.threads))} -> {spec.out}",
         err=True,
     )
+    for note in not_planned(spec):
+        click.echo(f"note: {note}", err=True)
+    if "cuda" in spec.device:
+        from lshbench.measurement.devices import cuda_unavailable_reason
+
+        no_cuda = cuda_unavailable_reason()
+        if no_cuda is not None:
+            click.echo(f"note: --device cuda rows are skipped: {no_cuda}", err=True)
     if hasattr(runner, "describe"):
         click.echo(runner.describe(), err=True)
     try:

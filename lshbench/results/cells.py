@@ -6,8 +6,9 @@ configuration. It is a plain JSON-able dict with the keys of :data:`TASK_KEYS`; 
 peers like torch-sdpa), ``n_buckets`` is ``None`` for method ``local`` (it has no buckets),
 and ``target_entropy`` / ``value_corr`` are ``None`` for inputs that do not take them.
 
-A **cell** is what one fresh worker process runs: every task that shares an input (the
-:data:`CELL_AXES`), so the dense reference of that input is computed once and every backend
+A **cell** is what one fresh worker process runs: every task that shares an input, a pass
+(``forward``, or ``train``: forward and backward) and a device (the :data:`CELL_AXES`), so
+the dense reference of that input is computed once and every backend
 and configuration is measured against it. Inside a cell, tasks that share an LSH
 configuration form a **group** whose backends are timed in interleaved rounds.
 """
@@ -37,7 +38,7 @@ __all__ = [
 #: the axes that define one input (one worker, one dense reference)
 CELL_AXES = (
     "seqlen", "batch", "d", "dv", "input", "target_entropy", "value_corr", "causal", "dtype",
-    "threads", "seed",
+    "threads", "seed", "pass", "device",
 )  # fmt: skip
 #: the LSH configuration axes (None for backends that do not hash)
 CONFIG_AXES = (
@@ -52,6 +53,8 @@ _ADDED_AXES: dict[str, tuple[Any, ...]] = {
     "weighting": (None, "multiplicity"),
     "target_entropy": (None,),
     "value_corr": (None,),
+    "pass": (None, "forward"),
+    "device": (None, "cpu"),
 }
 
 

@@ -70,6 +70,10 @@ EXTRA_COLUMNS = (
     "executor",
     "concurrency",  # cells running at once on the executor
     "finished_at",  # UTC ISO time the row was written
+    "pass",  # forward, or train (forward + backward); None in earlier tables: forward
+    "device",  # cpu or cuda; None in earlier tables: cpu
+    "grad_err_qk",  # train rows: relative error of d sum(out*g) / d qk against exact attention's
+    "grad_err_v",  # train rows: the same for v
 )
 
 #: integer columns that every row has (>= the minimum)
@@ -85,6 +89,7 @@ _FLOAT_COLUMNS = (
     "target_entropy", "value_corr", "compile_s", "time_median_s", "time_iqr_s", "time_min_s",
     "gflops", "tokens_per_s", "attn_tv", "mass_recall", "top1_recall", "attn_entropy",
     "out_err_v", "task_acc", "rel_err", "max_abs_err", "cos_sim", "first_call_s", "time_mean_s",
+    "grad_err_qk", "grad_err_v",
 )  # fmt: skip
 _BOOL_COLUMNS = ("causal", "unstable")
 #: string columns that every row has, non-empty
@@ -92,7 +97,7 @@ _REQUIRED_STRINGS = ("cell_id", "backend", "status", "input", "dtype")
 _STRING_COLUMNS = (
     "run_id", "machine_id", "code_id", "backend", "method", "weighting", "input", "dtype",
     "status", "message",
-    "cell_id", "n_buckets_spec", "kernel", "host", "executor", "finished_at",
+    "cell_id", "n_buckets_spec", "kernel", "host", "executor", "finished_at", "pass", "device",
 )  # fmt: skip
 _LIST_COLUMNS = ("time_samples_s",)
 #: what every row must have (anything else may be missing)

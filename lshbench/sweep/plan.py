@@ -18,7 +18,7 @@ from lshbench.core.config import ConfigError, LSHConfig, fail
 from lshbench.results.cells import CONFIG_AXES, task_config, task_id
 from lshbench.results.schema import SECTION_2
 from lshbench.sweep.parsing import INT64_MAX
-from lshbench.sweep.spec import INPUT_KNOBS, WORKER_BASE_BYTES, SweepSpec
+from lshbench.sweep.spec import HALF_DTYPES, INPUT_KNOBS, WORKER_BASE_BYTES, SweepSpec
 
 if TYPE_CHECKING:
     from lshbench.backends import BackendSpec
@@ -27,6 +27,7 @@ __all__ = [
     "estimate_seconds",
     "input_cells",
     "lsh_configs",
+    "not_planned",
     "plan_tasks",
     "predicted_bytes",
     "resolve_n_buckets",
@@ -60,10 +61,12 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
     """Every task of the grid, in run order, and the invalid ones with the reason.
 
     Cells (inputs) vary slowest in the order input (with its target_entropy and value_corr,
-    :func:`input_cells`), causal, dtype, threads, seed, d, seqlen; inside a cell, the
+    :func:`input_cells`), causal, dtype, threads, seed, pass, device, d, seqlen; inside a cell, the
     non-hashing backends come first, then each configuration (:func:`lsh_configs`). A
     backend without variants (its registry entry's ``variants``) gets only section 2's
     configurations (method lsh, weighting multiplicity); the others are not planned for it.
+    A backend is not planned either for a pass, device or dtype it cannot run
+    (:func:`not_planned` says which).
     Raises ConfigError when a derived value (batch x seqlen tokens, resolved buckets) would
     not fit the results tables' int64 columns, or when a hashing backend would get no task
     at all because it has no variants.
@@ -77,11 +80,12 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
     seen: set[str] = set()
     for cell in _cells(spec):
         L = cell["seqlen"]
-        for name in spec.backend:
+        names = [n for n in spec.backend if _runs_cell(facts[n], cell) is None]
+        for name in names:
             if not facts[name].uses_hashing:
                 _add(tasks, seen, {"backend": name, **cell, **dict.fromkeys(CONFIG_AXES)})
         for config in lsh_configs(spec, L):
-            for name in spec.backend:
+            for name in names:
                 if not facts[name].uses_hashing:
                     continue
                 if not facts[name].variants and not _is_section_2(config):
@@ -98,12 +102,41 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
     return tasks, invalid
 
 
+def _runs_cell(facts: BackendSpec, cell: dict[str, Any]) -> str | None:
+    """None when the backend runs the cell's pass, device and dtype; else why it is not
+    planned there (docs/design.md section 9)."""
+    if cell["pass"] == "train" and not facts.backward:
+        return "has no backward pass: not planned for --pass train"
+    if cell["device"] == "cuda" and not facts.cuda:
+        return "does not run on CUDA: not planned for --device cuda"
+    if cell["dtype"] in HALF_DTYPES and cell["device"] != "cuda":
+        return f"{cell['dtype']} runs on --device cuda only"
+    return None
+
+
+def not_planned(spec: SweepSpec) -> list[str]:
+    """One note per (backend, reason) the grid leaves out by pass, device or dtype, e.g.
+    ``numba has no backward pass: not planned for --pass train`` (no rows are written)."""
+    from lshbench.backends import backend_spec
+
+    notes: dict[str, None] = {}
+    for cell in _cells(spec):
+        for name in spec.backend:
+            why = _runs_cell(backend_spec(name), cell)
+            if why is not None:
+                notes[f"{name} {why}"] = None
+    return list(notes)
+
+
 def _cells(spec: SweepSpec) -> Iterator[dict[str, Any]]:
     """The cells (inputs) of the grid in run order (see :func:`plan_tasks`). A file input
     (``file:PATH``) takes its file's batch, d and dv, and its L or each given seqlen not
     above it (``spec.seqlen_given``); its cells carry ``input_path`` and ``input_sha256``."""
-    axes = itertools.product(input_cells(spec), spec.causal, spec.dtype, spec.threads, spec.seed)
-    for (inp, entropy, rho), causal, dtype, threads, seed in axes:
+    axes = itertools.product(
+        input_cells(spec), spec.causal, spec.dtype, spec.threads, spec.seed, spec.passes,
+        spec.device,
+    )  # fmt: skip
+    for (inp, entropy, rho), causal, dtype, threads, seed, pass_, device in axes:
         facts = spec.input_files.get(inp)
         label = {"input": inp} if facts is None else {
             "input": facts.label, "input_path": facts.path, "input_sha256": facts.sha256,
@@ -121,6 +154,8 @@ def _cells(spec: SweepSpec) -> Iterator[dict[str, Any]]:
                 "dtype": dtype,
                 "threads": threads,
                 "seed": seed,
+                "pass": pass_,
+                "device": device,
             }
 
 
@@ -238,7 +273,7 @@ def predicted_bytes(task: dict[str, Any], facts: BackendSpec) -> tuple[int, int 
     )
 
     B, L, d, dv = task["batch"], task["seqlen"], task["d"], task["dv"]
-    itemsize = 4 if task["dtype"] == "float32" else 8
+    itemsize = {"float64": 8, "float32": 4}.get(task["dtype"], 2)
     config: LSHConfig | None = task_config(task) if facts.uses_hashing else None
     model = memory_model(facts.memory_model, B, L, d, dv, itemsize, config, task["threads"])
     work = max(model or 0, reference_work_bytes(B, L, d, dv))

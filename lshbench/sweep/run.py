@@ -359,6 +359,13 @@ class _SweepRun:
             if not info.available:
                 self.record_once(task, "skipped", f"backend not available: {info.reason}")
                 continue
+            if task.get("device") == "cuda":
+                from lshbench.measurement.devices import cuda_unavailable_reason
+
+                no_cuda = cuda_unavailable_reason()
+                if no_cuda is not None:
+                    self.record_once(task, "skipped", no_cuda)
+                    continue
             over = self.over_budget(task)
             if over is not None:
                 self.record_once(task, "oom_predicted", over)

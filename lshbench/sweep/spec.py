@@ -12,7 +12,10 @@ two factorized in two when large; an even int; or factors ``16x32``), ``chunks_b
 tokens // seqlen, the paper's fixed total tokens), ``backend``, ``input`` (a generator of
 :data:`~lshbench.measurement.inputs.GENERATORS` or ``file:PATH``, loaded and checked here:
 :class:`InputFileFacts`), ``target_entropy`` and ``value_corr`` (only for the inputs that
-take them, :data:`INPUT_KNOBS`), ``causal``, ``dtype``, ``threads``, ``seed``.
+take them, :data:`INPUT_KNOBS`), ``causal``, ``dtype`` (``float32``, ``float64``;
+``bfloat16`` and ``float16`` on ``cuda`` for the torch backends), ``threads``, ``seed``,
+``pass`` (``forward``; ``train``: forward and backward, for backends with a backward pass)
+and ``device`` (``cpu``, ``cuda`` for the torch backends), docs/design.md section 9.
 Settings: ``repeats`` (timed samples, >= 5), ``timeout`` (seconds without progress before a
 cell's worker is killed), ``mem_budget`` (bytes; ``16G``, ``512M`` or ``80%`` of RAM),
 ``config_from_input`` (the one file input's stored configuration becomes the default of
@@ -55,9 +58,12 @@ from lshbench.sweep.parsing import (
 __all__ = [
     "AXES",
     "DEFAULT_BACKENDS",
+    "DEVICES",
     "DTYPES",
     "FROM_INPUT",
+    "HALF_DTYPES",
     "INPUT_KNOBS",
+    "PASSES",
     "PRESETS",
     "SETTINGS",
     "WORKER_BASE_BYTES",
@@ -67,7 +73,13 @@ __all__ = [
     "load_config",
 ]
 
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+#: half precisions: only on a CUDA device, for backends that run there (docs/design.md section 9)
+HALF_DTYPES = ("bfloat16", "float16")
+#: ``--pass``: forward alone, or forward + backward of sum(out * g)
+PASSES = ("forward", "train")
+#: ``--device``: where the torch backends run
+DEVICES = ("cpu", "cuda")
 #: resident bytes of a worker before it allocates anything (interpreter, NumPy, Numba)
 WORKER_BASE_BYTES = 300 * 2**20
 #: keys a TOML config may hold (dashes or underscores)
@@ -94,6 +106,8 @@ AXES = (
     "dtype",
     "threads",
     "seed",
+    "pass",
+    "device",
 )
 
 
@@ -116,6 +130,8 @@ _BASE = {
     "dtype": ["float32"],
     "threads": [1],
     "seed": [0],
+    "pass": ["forward"],
+    "device": ["cpu"],
     "repeats": 5,
     "timeout": 600.0,
     "mem_budget": "80%",
@@ -233,6 +249,8 @@ class SweepSpec:
     dtype: tuple[str, ...]
     threads: tuple[int, ...]
     seed: tuple[int, ...]
+    passes: tuple[str, ...]  # the ``pass`` axis
+    device: tuple[str, ...]
     repeats: int
     timeout: float
     mem_budget: int
@@ -250,7 +268,7 @@ class SweepSpec:
         """Plain-JSON form, for metadata.json."""
         out: dict[str, Any] = {}
         for name in (*AXES, "repeats", "timeout", "mem_budget", "preset"):
-            value = getattr(self, name)
+            value = getattr(self, "passes" if name == "pass" else name)
             out[name] = list(value) if isinstance(value, tuple) else value
         out["n_buckets"] = [list(v) if isinstance(v, tuple) else v for v in self.n_buckets]
         out["out"] = str(self.out)
@@ -451,6 +469,11 @@ def build_spec(
                     "cropped to each --seqlen not above its L)",
                 )
     repeats = parse_int("repeats", values["repeats"], 5)
+    dtypes = parse_choices("dtype", values["dtype"], DTYPES)
+    devices = parse_choices("device", values.get("device") or ["cpu"], DEVICES)
+    half = [t for t in dtypes if t in HALF_DTYPES]
+    if half and "cuda" not in devices:
+        fail("dtype", half[0], "runs on --device cuda only (half precision on a GPU)")
     out = _out_dir(values.get("out"), preset)
     return SweepSpec(
         seqlen=seqlen,
@@ -471,9 +494,11 @@ def build_spec(
         ),
         value_corr=_knob("value_corr", values.get("value_corr"), inputs, "value_corr" in given),
         causal=parse_bools("causal", values["causal"]),
-        dtype=parse_choices("dtype", values["dtype"], DTYPES),
+        dtype=dtypes,
         threads=_threads(values["threads"] if values.get("threads") is not None else 1),
         seed=parse_ints("seed", values["seed"], 0),
+        passes=parse_choices("pass", values.get("pass") or ["forward"], PASSES),
+        device=devices,
         repeats=repeats,
         timeout=parse_positive_float("timeout", values["timeout"]),
         mem_budget=_mem_budget(values["mem_budget"]),
