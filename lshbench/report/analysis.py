@@ -89,7 +89,7 @@ _NUMERIC = (
 VARIANT_AXES = ("method", "weighting")
 LSH_AXES = ("n_hashes", "chunk_len", "chunks_before", "chunks_after", *VARIANT_AXES)
 #: ``input`` is the input label with its parameters (see ``columns.input_label``).
-COMMON_AXES = ("input", "causal", "dtype", "threads", "d", "dv")
+COMMON_AXES = ("input", "causal", "dtype", "threads", "d", "dv", "pass", "device")
 #: Columns that identify a series before the L-dependent axes (nb, batch) are considered.
 SERIES_KEY = ("run", "backend", *LSH_AXES, *COMMON_AXES)
 #: Metrics folded by the median over the ok rows of one (series, L) point.
@@ -97,6 +97,7 @@ _METRICS = (
     "time_seq", "time_tok", "time_median_s", "mem_alloc_peak_bytes", "mem_rss_peak_bytes",
     "mem_model_bytes", "gflops", "tokens_per_s", "attn_tv", "mass_recall", "top1_recall",
     "attn_entropy", "out_err_v", "task_acc", "rel_err", "max_abs_err", "cos_sim",
+    "grad_err_qk", "grad_err_v",
 )  # fmt: skip
 _POINT_ATTRS = (
     *SERIES_KEY, "run_index", "exact", "short", "nb", "nb_total", "batch", "tokens",
@@ -225,7 +226,8 @@ def prepare(runs: Sequence[Run]) -> pd.DataFrame:
     row with L <= chunk_len, computed exactly), ``method_order``, ``series``,
     ``series_order``, ``nb_desc`` and ``batch_desc``. LSH rows without ``method`` /
     ``weighting`` (older tables) are the default of docs/design.md section 2 (lsh,
-    multiplicity). Hashing fields of exact backends are blanked; their missing
+    multiplicity); rows without ``pass`` / ``device`` are the forward pass on the CPU.
+    Hashing fields of exact backends are blanked; their missing
     ``attn_tv``, ``out_err_v`` and ``rel_err`` are 0, their missing recalls 1, and their
     missing ``task_acc`` on duplicate input 1.
     """
@@ -237,6 +239,9 @@ def prepare(runs: Sequence[Run]) -> pd.DataFrame:
     for col in ("backend", "input", "dtype", "run_id", "machine_id", "code_id", *VARIANT_AXES):
         df[col] = df[col].map(canon).str.strip()
     df["status"] = df["status"].map(canon).str.strip().str.lower().replace("", "unknown")
+    # rows of tables from before the pass and device axes: the forward pass on the CPU
+    df["pass"] = df["pass"].map(canon).str.strip().replace("", "forward")
+    df["device"] = df["device"].map(canon).str.strip().replace("", "cpu")
     df["message"] = df["message"].map(canon)
     df["input_kind"] = df["input"]
     df["input"] = [input_label(*v) for v in zip(df["input"], df["target_entropy"],
@@ -327,6 +332,10 @@ def series_label(row: Mapping[str, Any], show: set[str]) -> str:
         parts.append(f"d={canon(row['d'])}")
     if "dv" in show:
         parts.append(f"dv={canon(row['dv'])}")
+    if "pass" in show:
+        parts.append(str(row["pass"]))
+    if "device" in show:
+        parts.append(str(row["device"]))
     if "batch" in show and row["batch_desc"]:
         parts.append(
             f"B={row['batch_desc']}" if "L" not in row["batch_desc"] else row["batch_desc"]

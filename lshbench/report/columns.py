@@ -49,10 +49,12 @@ ACCURACY_COLUMNS = (
 OPTIONAL_NUMERIC = (
     "compile_s", "time_iqr_s", "time_min_s", "n_samples", "mem_alloc_peak_bytes",
     "mem_rss_peak_bytes", "mem_model_bytes", "flops", "gflops", "tokens_per_s",
-    "target_entropy", "value_corr", *ACCURACY_COLUMNS,
+    "target_entropy", "value_corr", *ACCURACY_COLUMNS, "grad_err_qk", "grad_err_v",
 )  # fmt: skip
-#: Text columns a table may lack: added as "".
-OPTIONAL_TEXT = ("machine_id", "code_id", "method", "weighting", "finished_at", "unstable")
+#: Text columns a table may lack: added as "" (``pass`` and ``device``: read as forward, cpu).
+OPTIONAL_TEXT = (
+    "machine_id", "code_id", "method", "weighting", "finished_at", "unstable", "pass", "device",
+)  # fmt: skip
 #: The variants of docs/design.md section 2b; section 2 (the default) is lsh with multiplicity.
 DEFAULT_METHOD = "lsh"
 DEFAULT_WEIGHTING = "multiplicity"
