@@ -13,7 +13,9 @@ inside a model (docs/design.md section 9). :class:`TorchLSHBackend` is the numpy
 numpy-out backend on the CPU.
 
 Queries and keys are taken in separate steps (``_queries_and_keys``): the keys are the
-shared vectors length-normalized, gathered in the same sorted order as the queries.
+shared vectors length-normalized (once per position, before the H-fold gather), gathered in
+the same sorted order as the queries. Without autograd (``torch.no_grad``, or inputs that
+need no gradient) the masks and the softmax work in place.
 
 What runs on the host: the ``random`` method's buckets (drawn by numpy from a seed digested
 from the rotations, so every backend draws alike) and the ``count-once`` multiplicities
@@ -92,13 +94,14 @@ def _buckets(qk: torch.Tensor, rotations: torch.Tensor, config: LSHConfig) -> to
 def _mask(
     scores: torch.Tensor, qpos: torch.Tensor, kpos: torch.Tensor, causal: bool
 ) -> torch.Tensor:
-    """Masked copy of scores (..., q, k); qpos (..., q), kpos (..., k): causal keys after the
-    query -> -1e9, then the query's own position -> -1e5 (set, not added)."""
+    """Mask scores (..., q, k) in place and return them; qpos (..., q), kpos (..., k): causal
+    keys after the query -> -1e9, then the query's own position -> -1e5 (set, not added)."""
     qp = qpos[..., :, None]  # (..., q, 1)
     kp = kpos[..., None, :]  # (..., 1, k)
+    # in place is safe under autograd too: the product's backward does not read its output
     if causal:
-        scores = scores.masked_fill(kp > qp, CAUSAL_MASK_VALUE)
-    return scores.masked_fill(kp == qp, SELF_MASK_VALUE)
+        scores.masked_fill_(kp > qp, CAUSAL_MASK_VALUE)
+    return scores.masked_fill_(kp == qp, SELF_MASK_VALUE)
 
 
 def _softmax_with_lse(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,11 +111,14 @@ def _softmax_with_lse(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     :func:`lshbench.core.attention.softmax_with_lse`.
     """
     top = scores.amax(dim=-1, keepdim=True).detach()  # (..., 1); exact gradient either way
-    e = torch.exp(scores - top)  # (..., k)
+    if scores.requires_grad:
+        e = torch.exp(scores - top)  # (..., k)
+    else:  # nothing to differentiate: reuse the scores' memory
+        e = scores.sub_(top).exp_()  # (..., k)
     norm = e.sum(dim=-1, keepdim=True)  # (..., 1)
     lse_dtype = _lse_dtype(scores.dtype)
     lse = top[..., 0].to(lse_dtype) + torch.log(norm[..., 0].to(lse_dtype))  # (...)
-    return e / norm, lse
+    return (e / norm if scores.requires_grad else e.div_(norm)), lse
 
 
 def _combine(round_out: torch.Tensor, round_lse: torch.Tensor) -> torch.Tensor:
@@ -140,7 +146,7 @@ def _queries_and_keys(qk: torch.Tensor, st: torch.Tensor) -> tuple[torch.Tensor,
     Keys are the shared vectors length-normalized (queries are not).
     """
     sq = _gather_rows(qk, st)  # (B, H*L, d)
-    return sq, normalize_keys_torch(sq)
+    return sq, _gather_rows(normalize_keys_torch(qk), st)  # keys: (B, L, d) -> (B, H*L, d)
 
 
 def lsh_attention_torch(
