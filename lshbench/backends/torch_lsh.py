@@ -129,15 +129,27 @@ def _combine(round_out: torch.Tensor, round_lse: torch.Tensor) -> torch.Tensor:
 
 
 def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x (B, N, c), index (B, K) int64 -> (B, K, c): ``x[b, index[b, k]]``."""
-    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
+    """x (B, N, c), index (B, K) int64 in [0, N) -> (B, K, c): ``x[b, index[b, k]]``.
+
+    One ``index_select`` of whole rows over the flattened batch (a row copy per index, where
+    ``gather`` would index every element)."""
+    B, N, c = x.shape
+    offsets = torch.arange(B, device=x.device)[:, None] * N  # (B, 1)
+    flat = (index + offsets).reshape(-1)  # (B*K,)
+    return x.reshape(B * N, c).index_select(0, flat).reshape(B, -1, c)  # (B*N, c) -> (B, K, c)
 
 
 def _look_around(x: torch.Tensor, before: int, after: int) -> torch.Tensor:
     """x (B, NC, m, c) -> (B, NC, A*m, c): chunk c's window is chunks c-before..c+after,
-    cyclic over all NC chunks (:func:`lshbench.core.sorting.adjacent_chunks` order)."""
-    parts = [torch.roll(x, shifts=-o, dims=1) for o in range(-before, after + 1)]
-    return torch.cat(parts, dim=2)  # A x (B, NC, m, c) -> (B, NC, A*m, c)
+    cyclic over all NC chunks (:func:`lshbench.core.sorting.adjacent_chunks` order).
+
+    One ``index_select`` of whole chunks, each window written once."""
+    B, NC, m, c = x.shape
+    offsets = torch.arange(-before, after + 1, device=x.device)  # (A,)
+    adj = (torch.arange(NC, device=x.device)[:, None] + offsets) % NC  # (NC, A)
+    flat = (torch.arange(B, device=x.device)[:, None, None] * NC + adj).reshape(-1)  # (B*NC*A,)
+    # (B*NC, m*c) rows -> (B*NC*A, m*c) -> (B, NC, A*m, c)
+    return x.reshape(B * NC, m * c).index_select(0, flat).reshape(B, NC, -1, c)
 
 
 def _queries_and_keys(qk: torch.Tensor, st: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
