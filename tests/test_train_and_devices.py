@@ -217,3 +217,30 @@ def test_gpu_facts_are_empty_without_a_gpu() -> None:
 
     fake = SimpleNamespace(cuda=SimpleNamespace(is_available=lambda: False), __version__="x")
     assert gpu_facts(fake) == {}
+
+
+@pytest.mark.skipif(not _no_cuda(), reason="this machine has a CUDA device")
+def test_a_worker_given_cuda_cells_without_a_gpu_skips_them_with_the_reason() -> None:
+    """Where the worker runs matters (a Dask worker may be elsewhere): it checks again."""
+    spec = build_spec(
+        "quick", backend="torch-sdpa", seqlen="64", input="gaussian", device="cuda", d="8"
+    )
+    tasks, _ = plan_tasks(spec)
+    entry = lshbench.backend_spec("torch-sdpa")
+    payload = {"tasks": tasks, "repeats": 5, "backends": {"torch-sdpa": entry.as_dict()}}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lshbench.measurement.worker"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    proc.stdin.write(json.dumps(payload) + "\n")
+    proc.stdin.flush()  # stdin stays open: a worker whose stdin closes stops at once
+    events = []
+    while not events or events[-1]["event"] != "done":
+        events.append(json.loads(proc.stdout.readline()))
+    proc.stdin.close()
+    proc.wait(timeout=60)
+    rows = [e["row"] for e in events if e["event"] == "row"]
+    assert len(rows) == len(tasks) >= 1
+    assert all(r["status"] == "skipped" and r["device"] == "cuda" for r in rows)
+    assert all(r["message"].startswith("no CUDA device here") for r in rows)
+    assert "Traceback" not in proc.stderr.read()

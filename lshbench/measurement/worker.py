@@ -242,6 +242,14 @@ class _CellRunner:
         from lshbench.results.cells import group_key
 
         c = self.cell
+        if self.device == "cuda":  # the sweep skips these rows already where it runs
+            from lshbench.measurement.devices import cuda_unavailable_reason
+
+            no_cuda = cuda_unavailable_reason()
+            if no_cuda is not None:
+                for task in self.tasks:
+                    self.row(task, "skipped", no_cuda)
+                return
         self.channel.phase("input", self.tasks)
         try:
             self.qk, self.v = _make_cell_inputs(c, self.dtype)
