@@ -244,3 +244,66 @@ def test_a_worker_given_cuda_cells_without_a_gpu_skips_them_with_the_reason() ->
     assert all(r["status"] == "skipped" and r["device"] == "cuda" for r in rows)
     assert all(r["message"].startswith("no CUDA device here") for r in rows)
     assert "Traceback" not in proc.stderr.read()
+
+
+class _FakeCuda:
+    """Stands in for ``torch.cuda``: events that read a fake clock, a fake allocator."""
+
+    def __init__(self) -> None:
+        self.clock_ms = 0.0
+        self.calls: list[str] = []
+        self.allocated = 1000
+        self.peak = 1000
+
+    def synchronize(self) -> None:
+        self.calls.append("sync")
+
+    def reset_peak_memory_stats(self) -> None:
+        self.calls.append("reset")
+        self.peak = self.allocated
+
+    def memory_allocated(self) -> int:
+        return self.allocated
+
+    def max_memory_allocated(self) -> int:
+        return self.peak
+
+    def Event(self, enable_timing: bool = False):  # noqa: N802 (torch's name)
+        cuda = self
+
+        class Event:
+            def record(self) -> None:
+                self.at = cuda.clock_ms
+                cuda.calls.append("record")
+
+            def elapsed_time(self, other) -> float:
+                return other.at - self.at
+
+        return Event()
+
+
+def test_cuda_timing_and_memory_protocol(monkeypatch) -> None:
+    """Without a GPU, the CUDA timer and memory probe run against a stand-in: each sample is
+    synchronize, event, the calls, event, synchronize, in seconds per call; memory is the
+    peak above the allocation before the call, the peak reset first."""
+    from types import SimpleNamespace
+
+    from lshbench.measurement import torch_passes
+
+    cuda = _FakeCuda()
+    monkeypatch.setattr(torch_passes, "_torch", lambda: SimpleNamespace(cuda=cuda))
+
+    def call() -> None:
+        cuda.clock_ms += 4.0  # each call takes 4 ms of device time
+        cuda.calls.append("call")
+
+    samples = torch_passes.time_cuda({"a": call}, repeats=3, number={"a": 5})
+    assert samples == {"a": [0.004, 0.004, 0.004]}
+    assert cuda.calls[:9] == ["sync", "record", *["call"] * 5, "record", "sync"]
+
+    def allocate() -> None:
+        cuda.peak = cuda.allocated + 300
+
+    cuda.calls.clear()
+    assert torch_passes.cuda_memory(allocate) == 300
+    assert cuda.calls == ["sync", "reset", "sync"]
