@@ -108,6 +108,7 @@ def test_bad_tensor_inputs_name_field_value_rule() -> None:
         ((qk.int(), qk.int(), cfg, R), "qk.dtype="),
         ((qk[:30], qk[:30], cfg, R), "chunk_len="),
         ((qk, qk, cfg, R[:2]), "rotations.shape="),
+        ((qk, torch.full((32, 4), float("nan")), cfg, R), "v="),
     ]
     for args, field in cases:
         with pytest.raises(lshbench.ConfigError) as info:

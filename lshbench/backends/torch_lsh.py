@@ -241,6 +241,8 @@ def _check_tensor(field: str, x: Any) -> torch.Tensor:
         fail(f"{field}.dtype", str(x.dtype), f"must be one of {', '.join(TORCH_DTYPES)}")
     if 0 in x.shape:
         fail(f"{field}.shape", tuple(x.shape), "must have no empty axis")
+    if not bool(torch.isfinite(x).all()):
+        fail(field, "tensor with NaN or Inf", "all values must be finite")
     return x
 
 
