@@ -15,6 +15,7 @@ Parts (``--part``, repeatable; default ``bars memory cache``)::
     python bench/perf_bars.py                          # the headline bars
     python bench/perf_bars.py --part table             # numba vs numpy, L 1K..64K, H 1..8
     python bench/perf_bars.py --part variants          # random / local / count-once vs lsh
+    python bench/perf_bars.py --part dense             # dense vs torch-sdpa and the exact floor
     python bench/perf_bars.py --part table --table-backends numba,numpy,hf,dense,torch-sdpa
 
 * ``bars``: L=16384, d=64, n_hashes=8, chunk 64, 1 back, float32: numba (its per-machine
@@ -31,6 +32,10 @@ Parts (``--part``, repeatable; default ``bars memory cache``)::
 * ``variants``: numba's section-2b variants (random, local, count-once) against its default
   on the bars configuration (nb=512), time ratios per round (bar: <= 1.3x).
 * ``table``: time and memory per backend for every L and n_hashes (nb = 2L/chunk).
+* ``dense``: the dense backend (exact attention) at L = 2048 to 16384 and 1 and 2 threads
+  (``--dense-seqlens``, ``--dense-threads``): dense / torch-sdpa (bar <= 1.0) and dense /
+  exact floor (bar <= 1.25), the floor being ``4*B*L^2*d`` at the same round's SGEMM rate
+  at the same threads; causal dense / dense in the same rounds.
 """
 
 from __future__ import annotations
@@ -463,6 +468,96 @@ def part_variants(rounds: int) -> str:
     return "\n".join(text)
 
 
+# --------------------------------------------------------------------------- dense
+
+#: bars of the dense part: dense / torch-sdpa and dense / exact floor, per L and threads
+DENSE_SDPA_BAR = 1.0
+DENSE_FLOOR_BAR = 1.25
+
+
+def dense_floor_flops(seqlen: int, batch: int = 1, d: int = D) -> int:
+    """Exact attention's FLOPs ``4*B*L^2*d`` (scores and value product, d_v = d)."""
+    return 4 * batch * seqlen * seqlen * d
+
+
+def part_dense(rounds: int, seqlens: list[int], threads_list: list[int]) -> str:
+    """The dense backend against torch SDPA and the exact floor (``4*B*L^2*d`` at the same
+    round's SGEMM rate at the same threads: np.matmul 2048^3 with BLAS at that many
+    threads), float32, B = 1, d = 64, interleaved; causal dense / dense in the same rounds."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    pin_torch()
+    dense = lshbench.get_backend("dense")
+    compile_s = dense.compile(np.float32)
+    sdpa = lshbench.get_backend("torch-sdpa") if available("torch-sdpa") else None
+    cfg, causal = lshbench.LSHConfig(), lshbench.LSHConfig(causal=True)
+    gemm = gemm_call()
+    rows = []
+    for threads in threads_list:
+        numba.set_num_threads(threads)
+        if sdpa is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+
+        def sgemm(t: int = threads) -> Any:
+            with threadpool_limits(limits=t, user_api="blas"):
+                return gemm()
+
+        for L in seqlens:
+            qk, v = inputs(L)
+            calls: dict[str, Callable[[], Any]] = {
+                "sgemm": sgemm,
+                "dense": lambda x=qk, y=v: dense.attend(x, y, cfg),
+                "dense causal": lambda x=qk, y=v: dense.attend(x, y, causal),
+            }
+            if sdpa is not None:
+                calls["torch-sdpa"] = lambda x=qk, y=v: sdpa.attend(x, y, cfg)
+            for call in calls.values():
+                call()  # warm-up
+            samples = interleaved(calls, rounds, {})
+            floor = [dense_floor_flops(L) * t / (2 * GEMM_N**3) for t in samples["sgemm"]]
+            gemm_rate = 2 * GEMM_N**3 / float(np.median(samples["sgemm"]))
+            dense_s = float(np.median(samples["dense"]))
+            vs_floor, lo_f, hi_f = paired_ratio(samples["dense"], floor)
+            half, _, _ = paired_ratio(samples["dense causal"], samples["dense"])
+            vs_sdpa, sdpa_ms = "-", "-"
+            met_sdpa = "-"
+            if sdpa is not None:
+                med, lo, hi = paired_ratio(samples["dense"], samples["torch-sdpa"])
+                vs_sdpa = f"{med:.2f} ({lo:.2f}-{hi:.2f})"
+                sdpa_ms = ms(float(np.median(samples["torch-sdpa"])))
+                met_sdpa = "yes" if med <= DENSE_SDPA_BAR else "NO"
+            rows.append([
+                threads, L, ms(dense_s), sdpa_ms, f"{gemm_rate / 1e9:.0f}",
+                f"{dense_floor_flops(L) / dense_s / 1e9:.0f}", vs_sdpa, met_sdpa,
+                f"{vs_floor:.2f} ({lo_f:.2f}-{hi_f:.2f})",
+                "yes" if vs_floor <= DENSE_FLOOR_BAR else "NO", f"{half:.2f}",
+            ])  # fmt: skip
+            click.echo(f"dense: threads={threads} L={L} done", err=True)
+    header = [
+        "threads", "L", "dense ms", "torch-sdpa ms", "SGEMM GFLOP/s", "dense GFLOP/s",
+        f"dense / SDPA (bar <= {DENSE_SDPA_BAR})", "met",
+        f"dense / floor (bar <= {DENSE_FLOOR_BAR})", "met", "causal / dense",
+    ]  # fmt: skip
+    from lshbench.backends._numba_choice import cpu_model
+
+    text = [
+        f"### Dense: exact attention, B=1, d={D}, float32, {rounds} interleaved rounds per "
+        f"cell; CPU {cpu_model()}",
+        f"dense compile/cache-load: {compile_s:.2f} s; floor = 4*B*L^2*d at the same round's "
+        f"SGEMM rate (np.matmul {GEMM_N}^3, BLAS at the row's threads); ratios are medians "
+        "(min-max) of per-round ratios",
+        "",
+        table(header, rows),
+        "",
+    ]
+    if sdpa is None:
+        text.append("(torch-sdpa not installed: pip install 'lshbench[peers]')\n")
+    return "\n".join(text)
+
+
 # -------------------------------------------------------------------------- memory
 
 
@@ -681,7 +776,7 @@ def part_table(seqlens: list[int], hashes: list[int], backends: list[str], round
     "parts",
     multiple=True,
     default=("bars", "memory", "cache"),
-    type=click.Choice(["bars", "memory", "cache", "table", "variants"]),
+    type=click.Choice(["bars", "memory", "cache", "table", "variants", "dense"]),
     show_default=True,
 )
 @click.option("--rounds", type=int, default=7, show_default=True, help="interleaved rounds")
@@ -689,6 +784,13 @@ def part_table(seqlens: list[int], hashes: list[int], backends: list[str], round
 @click.option("--table-hashes", default="1,2,4,8", show_default=True)
 @click.option("--table-backends", default="numba,numpy", show_default=True)
 @click.option("--table-rounds", type=int, default=3, show_default=True)
+@click.option("--dense-seqlens", default="2048,4096,8192,16384", show_default=True)
+@click.option(
+    "--dense-threads",
+    default="1,2",
+    show_default=True,
+    help="thread counts of the dense part (each at most --threads)",
+)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="also write here")
 @click.pass_context
 def main(
@@ -701,6 +803,8 @@ def main(
     table_hashes,
     table_backends,
     table_rounds,
+    dense_seqlens,
+    dense_threads,
     out,
 ) -> None:
     """Measure the numba backend's performance bars; print markdown tables."""
@@ -728,6 +832,16 @@ def main(
             body.append(part_cache())
         elif part == "variants":
             body.append(part_variants(rounds))
+        elif part == "dense":
+            threads_list = [int(x) for x in dense_threads.split(",")]
+            if max(threads_list) > threads:
+                raise click.BadParameter(
+                    f"at most --threads ({threads}), got {dense_threads}",
+                    param_hint="--dense-threads",
+                )
+            body.append(
+                part_dense(rounds, [int(x) for x in dense_seqlens.split(",")], threads_list)
+            )
         elif part == "table":
             body.append(
                 part_table(

@@ -35,7 +35,9 @@ Deterministic invariants, gated whatever the timer says (``extra_info`` of each 
 
 A benchmark of the baseline missing from the current file fails (coverage was lost); a new
 one passes. Exit status: 0 pass, 1 regression (with a table of what regressed and by how
-much), 2 bad input (one line). A missing BASELINE file is not an error: it says so and passes.
+much), 2 bad input (one line: an unreadable file, samples outside 1e-12..1e6 s per call, a
+non-finite or out-of-range ``threshold`` or ``alpha``). A missing BASELINE file is not an
+error: it says so and passes.
 
 :func:`bench_compare` returns the exit status and the text to print; the command is
 :mod:`lshbench.cli.bench_command`.
@@ -61,6 +63,7 @@ __all__ = [
     "Comparison",
     "Verdict",
     "bench_compare",
+    "check_options",
     "compare_files",
     "invariant_problems",
     "load_bench_json",
@@ -77,6 +80,9 @@ BYTES_SLACK = 64 * 1024
 #: error gate: |cur - base| <= ERR_ATOL + ERR_RTOL * |base|
 ERR_RTOL = 1e-6
 ERR_ATOL = 1e-6
+#: raw samples (seconds per call) outside this range are refused: no timer measures them,
+#: and within it every ratio of the statistics stays far from overflow and underflow
+SAMPLE_RANGE_S = (1e-12, 1e6)
 #: benchmarks whose name contains this are the machine's calibration
 CALIBRATION = "calibration"
 
@@ -131,7 +137,25 @@ def _raw_samples(entry: Any, role: str, path: Path) -> tuple[str, np.ndarray]:
         samples = np.array([np.nan])
     if samples.ndim != 1 or not np.all(np.isfinite(samples)) or np.any(samples <= 0):
         fail(role, str(path), f"benchmark {name!r} has non-positive or non-finite samples")
+    low, high = SAMPLE_RANGE_S
+    if samples.min() < low or samples.max() > high:
+        fail(
+            role,
+            str(path),
+            f"benchmark {name!r} has samples of {samples.min():.3g}..{samples.max():.3g} s; "
+            f"seconds per call must lie in {low:g}..{high:g}",
+        )
     return name, samples
+
+
+def check_options(threshold: float, alpha: float) -> None:
+    """Raise ConfigError unless ``threshold`` is a finite number > 0 and ``alpha`` a finite
+    number strictly between 0 and 1 (NaN compares false with everything, so it would turn
+    every check into a pass)."""
+    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or threshold <= 0:
+        fail("threshold", threshold, "must be a finite number > 0 (0.25 = 25% slower)")
+    if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or not 0 < alpha < 1:
+        fail("alpha", alpha, "must be a finite number strictly between 0 and 1")
 
 
 def load_bench_json(path: str | Path, role: str) -> BenchFile:
@@ -141,7 +165,7 @@ def load_bench_json(path: str | Path, role: str) -> BenchFile:
     before it (pytest-benchmark writes entries in the order they ran), or by the median of
     all calibration samples when none ran before it. Raises ConfigError (one line: field,
     value, rule) for an unreadable file, no ``benchmarks`` list, an entry without raw
-    samples, or no calibration benchmark.
+    samples or with samples outside :data:`SAMPLE_RANGE_S`, or no calibration benchmark.
     """
     path = Path(path)
     try:
@@ -187,11 +211,13 @@ def time_change(
     """
     from scipy.stats import mannwhitneyu
 
-    change = float(np.median(cur) / np.median(base) - 1.0)
+    check_options(threshold, alpha)
+    ratio = float(np.median(cur)) / float(np.median(base))  # both > 0 (checked samples)
+    change = ratio - 1.0
     p_slower = float(mannwhitneyu(cur, base, alternative="greater").pvalue)
     if change > threshold and p_slower < alpha:
         return change, p_slower, "REGRESSION"
-    if 1.0 / (1.0 + change) - 1.0 > threshold:
+    if ratio > 0 and 1.0 / ratio - 1.0 > threshold:
         p_faster = float(mannwhitneyu(cur, base, alternative="less").pvalue)
         if p_faster < alpha:
             return change, p_slower, "faster"
@@ -305,9 +331,11 @@ def bench_compare(
     """Compare CURRENT's benchmarks with BASELINE's: status 1 when any regressed, else 0.
 
     A missing ``baseline`` file passes (there is nothing to compare against). Raises
-    ConfigError (one line) for an unreadable file, one without raw samples or without a
+    ConfigError (one line) for a non-finite or out-of-range option, an unreadable file, one
+    without raw samples (or with samples outside :data:`SAMPLE_RANGE_S`) or without a
     calibration benchmark; nothing is compared then.
     """
+    check_options(threshold, alpha)
     baseline, current = Path(baseline), Path(current)
     cur = load_bench_json(current, "current")
     if not baseline.exists():

@@ -18,6 +18,7 @@ __all__ = [
     "fmt_seconds",
     "load_average",
     "one_line",
+    "os_error_reason",
     "shorten",
     "utc_now",
 ]
@@ -79,6 +80,14 @@ def one_line(exc: BaseException, width: int = 300) -> str:
     """``Type: message`` of an exception on one line, at most ``width`` characters."""
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
     return shorten(text, width)
+
+
+def os_error_reason(exc: OSError) -> str:
+    """An OS error as ``strerror (ERRNO)``, e.g. ``No space left on device (ENOSPC)``."""
+    import errno
+
+    code = errno.errorcode.get(exc.errno or 0)
+    return f"{exc.strerror or exc}" + (f" ({code})" if code else "")
 
 
 def utc_now() -> str:

@@ -115,3 +115,89 @@ def assert_sweep_refused(tmp_path: Path, args: list[str], field: str) -> None:
     assert res.returncode == 2 and len(lines) == 1 and field in lines[0], res.stderr
     assert "Traceback" not in res.stderr
     assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
+
+
+def refuse_writes_under(monkeypatch: pytest.MonkeyPatch, folder: Path, err: int) -> None:
+    """Make ``folder`` (and everything under it) behave like an immutable or read-only
+    directory for this process, whoever runs the tests (root ignores file modes): creating a
+    file or directory there, opening a file there for writing, renaming into it or deleting
+    from it raises ``OSError(err)``. Reading is untouched."""
+    import builtins
+    import errno
+    import io
+    import os
+
+    root = os.path.abspath(folder)
+
+    def inside(path: Any) -> bool:
+        try:
+            p = os.path.abspath(os.fsdecode(path))
+        except TypeError:  # a file descriptor
+            return False
+        return p == root or p.startswith(root + os.sep)
+
+    def refuse(path: Any) -> None:
+        cls = PermissionError if err in (errno.EACCES, errno.EPERM) else OSError
+        raise cls(err, os.strerror(err), os.fsdecode(path))
+
+    real_open, real_os_open = builtins.open, os.open
+    real = {name: getattr(os, name) for name in ("mkdir", "unlink", "remove", "rmdir")}
+    real_replace, real_rename = os.replace, os.rename
+
+    def guarded_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if any(c in mode for c in "wax+") and inside(file):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def guarded_os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        writing = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+        if writing and inside(path):
+            refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def guard(fn: Any) -> Any:
+        def guarded(path: Any, *args: Any, **kwargs: Any) -> Any:
+            if inside(path):
+                refuse(path)
+            return fn(path, *args, **kwargs)
+
+        return guarded
+
+    def guard_move(fn: Any) -> Any:
+        def guarded(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
+            if inside(src) or inside(dst):
+                refuse(dst)
+            return fn(src, dst, *args, **kwargs)
+
+        return guarded
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(io, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
+    for name, fn in real.items():
+        monkeypatch.setattr(os, name, guard(fn))
+    monkeypatch.setattr(os, "replace", guard_move(real_replace))
+    monkeypatch.setattr(os, "rename", guard_move(real_rename))
+    import pathlib
+
+    accessor = getattr(pathlib, "_NormalAccessor", None)  # Python 3.10: bound at import
+    if accessor is not None:
+        monkeypatch.setattr(accessor, "open", staticmethod(guarded_open), raising=False)
+        for name in ("mkdir", "unlink", "rmdir"):
+            monkeypatch.setattr(accessor, name, staticmethod(guard(real[name])), raising=False)
+        for name, fn in (("replace", real_replace), ("rename", real_rename)):
+            monkeypatch.setattr(accessor, name, staticmethod(guard_move(fn)), raising=False)
+
+
+def limited_file_size(limit: int) -> Any:
+    """A ``preexec_fn`` for a child process whose files cannot grow beyond ``limit`` bytes
+    (RLIMIT_FSIZE; SIGXFSZ ignored, so a write past it fails with EFBIG): a disk that fills
+    up mid-write, for any user, root included."""
+    import resource
+    import signal
+
+    def limit_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_files

@@ -99,3 +99,38 @@ class KilledBackend(_Exact):
 
         os.kill(os.getpid(), signal.SIGKILL)
         return super()._attend(qk, v, config, rotations)
+
+
+class NaNBackend(_Exact):
+    """Returns an output with one NaN (``bad``) among finite values."""
+
+    name = "test-nan"
+    bad = float("nan")
+
+    def _attend(self, qk, v, config, rotations):  # type: ignore[override]
+        out = v.astype(qk.dtype, copy=True)
+        out[0, -1, 0] = self.bad
+        return out
+
+
+class InfBackend(NaNBackend):
+    name = "test-inf"
+    bad = float("inf")
+
+
+class NegInfBackend(NaNBackend):
+    name = "test-neginf"
+    bad = float("-inf")
+
+
+class Fatal(BaseException):
+    """Not an Exception: escapes the worker's handlers, so it dies printing a traceback."""
+
+
+class FatalBackend(_Exact):
+    """Kills its worker with an uncaught exception (a traceback on stderr, exit status 1)."""
+
+    name = "test-fatal"
+
+    def _attend(self, qk, v, config, rotations):  # type: ignore[override]
+        raise Fatal("fatal from the test backend")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import lshbench
 from lshbench.bench_compare import CALIBRATION, bench_compare, compare_files, load_bench_json
 from lshbench.cli import main
 
@@ -239,6 +241,81 @@ def test_missing_raw_samples_is_one_line_exit_2(tmp_path: Path) -> None:
     del doc["benchmarks"][1]["stats"]["data"]
     good = write(tmp_path, "b.json", synthetic_run(0))
     assert "stats.data" in one_line_error(compare(good, write(tmp_path, "c.json", doc)))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--threshold", v) for v in ("nan", "inf", "-inf", "0", "-0.5", "NaN")]
+    + [("--alpha", v) for v in ("nan", "inf", "-inf", "0", "1", "1.5", "-0.01")],
+)
+def test_every_bad_option_is_one_line_exit_2(tmp_path: Path, option: str, value: str) -> None:
+    """A NaN or infinite option would turn every check into a pass: refused, nothing run."""
+    base = write(tmp_path, "b.json", synthetic_run(0))
+    slower = write(tmp_path, "c.json", scaled(synthetic_run(1), slowed("numpy", 10.0)))
+    line = one_line_error(compare(base, slower, option, value))
+    assert option.lstrip("-") in line and "Traceback" not in line
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    threshold=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(float("nan"))),
+    alpha=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(float("nan"))),
+)
+def test_options_are_finite_and_in_range_or_refused(threshold: float, alpha: float) -> None:
+    """The function's own check: any float either is valid or raises ConfigError."""
+    from lshbench.bench_compare import check_options
+
+    valid = math.isfinite(threshold) and threshold > 0 and math.isfinite(alpha) and 0 < alpha < 1
+    if valid:
+        check_options(threshold, alpha)
+    else:
+        with pytest.raises(lshbench.ConfigError):
+            check_options(threshold, alpha)
+
+
+@pytest.mark.parametrize("factor", [10.0, 3.0, 100.0])
+def test_default_options_catch_a_large_regression(tmp_path: Path, factor: float) -> None:
+    base = write(tmp_path, "b.json", synthetic_run(0))
+    slower = write(tmp_path, "c.json", scaled(synthetic_run(1), slowed("numpy", factor)))
+    res = compare(base, slower)
+    assert res.exit_code == 1 and "REGRESSION" in res.output, res.output
+
+
+def slowed(backend: str, factor: float) -> Callable[[dict], float]:
+    """Multiply the samples of every benchmark of ``backend`` by ``factor``."""
+    return lambda e: factor if bench_id(e).startswith(f"{backend}-") else 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    value=st.floats(min_value=5e-324, max_value=1.7976931348623157e308),
+    which=st.sampled_from(["base", "cur", "calibration"]),
+)
+def test_extreme_samples_are_compared_or_refused_in_one_line(value: float, which: str) -> None:
+    """Samples anywhere in float range (1e308, 1e-308, ...): a verdict or one ConfigError."""
+    base, cur = synthetic_run(0), synthetic_run(1)
+    doc = cur if which == "cur" else base
+    for entry in doc["benchmarks"]:
+        if (CALIBRATION in entry["name"]) == (which == "calibration"):
+            entry["stats"]["data"] = [value] * len(entry["stats"]["data"])
+    with tempfile.TemporaryDirectory() as tmp:
+        b, c = write(Path(tmp), "b.json", base), write(Path(tmp), "c.json", cur)
+        try:
+            verdict = bench_compare(b, c)
+        except lshbench.ConfigError as exc:
+            assert "\n" not in str(exc) and "seconds per call" in str(exc)
+            assert not 1e-12 <= value <= 1e6
+        else:
+            assert verdict.status in (0, 1)
+            assert 1e-12 <= value <= 1e6
+
+
+@pytest.mark.parametrize("value", [1e308, 1e-308, 1e7, 1e-13])
+def test_extreme_samples_on_the_command_line(tmp_path: Path, value: float) -> None:
+    doc = synthetic_run(1)
+    doc["benchmarks"][1]["stats"]["data"][0] = value
+    base = write(tmp_path, "b.json", synthetic_run(0))
+    assert "seconds per call" in one_line_error(compare(base, write(tmp_path, "c.json", doc)))
 
 
 # ------------------------------------------------------------- deterministic invariants

@@ -9,6 +9,7 @@ extra); CI installs them.
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import assert_one_line_exit_2
+from helpers import assert_one_line_exit_2, limited_file_size, refuse_writes_under
 
 import lshbench
 from lshbench.cli import main
@@ -244,7 +245,7 @@ def test_cli_text_shorter_than_one_chunk(tiny: tuple, tmp_path: Path) -> None:
         (["--layer", "2"], ("layer=2", "[0, 1]")),
         (["--seqlen", "500"], ("seqlen=500", "135 tokens")),
         (["--seqlen", "4"], ("fewer than one chunk",)),
-        (["--layer", "x"], ("'x' is not a valid integer",)),
+        (["--layer", "x"], ("layer=x", "must be an integer")),
     ],
 )
 def test_cli_bad_layer_or_seqlen(tiny: tuple, tmp_path: Path, extra: list, fragments) -> None:
@@ -276,3 +277,68 @@ def test_cli_without_transformers_says_how_to_install(tiny: tuple, tmp_path: Pat
     assert res.stderr.strip().splitlines() == [
         "Error: capture=transformers: not installed; pip install -e '.[peers]'"
     ]
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.05, 0.5, 0.99])
+def test_cli_damaged_weights_file(tiny: tuple, tmp_path: Path, keep: float) -> None:
+    """A truncated model.safetensors (a copy cut short): bad input, one line, exit 2."""
+    import shutil
+
+    _, model_dir, text = tiny
+    damaged = tmp_path / "damaged"
+    shutil.copytree(model_dir, damaged)
+    weights = sorted(damaged.glob("*.safetensors")) or sorted(damaged.glob("*.bin"))
+    assert weights, list(damaged.iterdir())
+    data = weights[0].read_bytes()
+    weights[0].write_bytes(data[: int(keep * len(data))])
+    res = run_cli(str(damaged), "--text", str(text), "--out", str(tmp_path / "o.npz"))
+    assert_one_line_exit_2(res, f"model_dir={damaged}", "cannot load the model")
+    assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.parametrize("which", ["folder", "model", "existing-subfolder"])
+def test_cli_out_that_is_a_directory(tiny: tuple, tmp_path: Path, which: str) -> None:
+    _, model_dir, text = tiny
+    out = {"folder": tmp_path, "model": model_dir, "existing-subfolder": tmp_path / "x.npz"}
+    out[which].mkdir(exist_ok=True)
+    res = run_cli(str(model_dir), "--text", str(text), "--out", str(out[which]))
+    assert_one_line_exit_2(res, f"out={out[which]}", "is a directory")
+
+
+@pytest.mark.parametrize("err", [errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC])
+def test_cli_out_in_a_folder_that_cannot_be_written(
+    tiny: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int
+) -> None:
+    """An immutable or read-only folder, or a full disk (simulated for this process, so it
+    holds for root too): one line, exit 1, and no file (or temporary file) left there."""
+    _, model_dir, text = tiny
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out = locked / "o.npz"
+    refuse_writes_under(monkeypatch, locked, err)
+    res = run_cli(str(model_dir), "--text", str(text), "--out", str(out), "--seqlen", "64")
+    monkeypatch.undo()
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert lines[0].startswith(f"Error: cannot write {out}: ") and "Traceback" not in res.output
+    assert f"({errno.errorcode[err]})" in lines[0]
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.parametrize("limit", [0, 1000, 9000])
+def test_cli_disk_filling_up_leaves_no_truncated_file(
+    tiny: tuple, tmp_path: Path, limit: int
+) -> None:
+    """Files may not grow past ``limit`` bytes (a real write failure, EFBIG), the capture
+    (about 17 KB) does not fit: one line, exit 1, no .npz and no temporary file left."""
+    _, model_dir, text = tiny
+    out = tmp_path / "o.npz"
+    res = subprocess.run(
+        [sys.executable, "-m", "lshbench", "capture", str(model_dir), "--text", str(text),
+         "--out", str(out), "--seqlen", "64"],
+        capture_output=True, text=True, preexec_fn=limited_file_size(limit), timeout=300,
+    )  # fmt: skip
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"Error: cannot write {out}: ") and "Traceback" not in res.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -98,7 +98,7 @@ CASES = [
     ((), {}, 8, 3, 5, 0),
     (("--causal",), {"causal": True}, 8, 3, 5, 0),
     (
-        ("-L", "12", "--n-hashes", "3", "--chunk-len", "4", "--n-buckets", "2,4", "--dv", "2"),
+        ("-L", "12", "--n-hashes", "3", "--chunk-len", "4", "--n-buckets", "2x4", "--dv", "2"),
         {"n_hashes": 3, "chunk_len": 4, "n_buckets": (2, 4)},
         12,
         3,
@@ -226,6 +226,7 @@ def test_trace_is_the_plain_code_path() -> None:
     [
         (["--n-buckets", "3"], "n_buckets=3"),
         (["--n-buckets", "four"], "n_buckets=four"),
+        (["--n-buckets", "2,4"], "n_buckets=2,4: takes one value"),  # factors are 2x4
         (["--chunk-len", "8"], "chunk_len=8"),
         (["--chunk-len", "3"], "chunk_len=3"),
         (["-L", "0"], "seqlen=0"),
@@ -257,7 +258,7 @@ def test_installed_command_and_no_heavy_imports() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "Error: n_buckets=5: must be an even integer >= 2, or a non-empty tuple of them"
+        "Error: n_buckets=5: must be an even integer >= 2, or even factors like 16x32"
     ]
 
 

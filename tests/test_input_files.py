@@ -196,3 +196,57 @@ def test_save_checks_like_load(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'heads' is not one of"):
         save_input_file(tmp_path / "n.npz", QK2, V2, {"heads": 2})
     assert not (tmp_path / "n.npz").exists()
+
+
+def _npz_with_header(path: Path, shape: tuple, dtype: str, data: bytes) -> None:
+    """An .npz whose qk member declares ``shape`` and ``dtype`` but holds ``data``; v valid."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    header = io.BytesIO()
+    npy.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
+    np.savez(path, v=V2)
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("qk.npy", header.getvalue() + data)
+
+
+@pytest.mark.parametrize(
+    "shape", [(10**9, 10**6), (2**40,), (10**6, 10**6, 64), (2**62, 2**62), (64, 2**45)]
+)
+def test_a_header_declaring_more_than_memory_is_refused_before_reading(
+    tmp_path: Path, shape: tuple
+) -> None:
+    path = tmp_path / "huge.npz"
+    _npz_with_header(path, shape, "<f4", b"\0" * 64)
+    with pytest.raises(ConfigError, match="more than this machine's") as info:
+        load_input_file(path)
+    assert str(info.value).startswith(f"input=file:{path}: array 'qk' declares shape")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.01, 0.5, 0.999])
+@pytest.mark.parametrize("name", ["qk", "v"])
+def test_truncated_array_data_is_reported_as_truncated(
+    tmp_path: Path, keep: float, name: str
+) -> None:
+    """An array whose data stops before the size its header declares: 'truncated', naming
+    the array, never mistaken for an object array."""
+    import io
+    import zipfile
+
+    path = tmp_path / "cut.npz"
+    full = io.BytesIO()
+    np.save(full, QK2 if name == "qk" else V2)
+    raw = full.getvalue()
+    header = len(raw) - (QK2 if name == "qk" else V2).nbytes
+    cut = raw[: header + int(keep * (len(raw) - header))]
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{name}.npy", cut)
+        other = io.BytesIO()
+        np.save(other, V2 if name == "qk" else QK2)
+        zf.writestr(f"{'v' if name == 'qk' else 'qk'}.npy", other.getvalue())
+    with pytest.raises(ConfigError, match=f"array '{name}' is truncated") as info:
+        load_input_file(path)
+    assert "object" not in str(info.value)

@@ -76,7 +76,7 @@ def test_flops_follow_design_5_4() -> None:
     assert attention_flops(True, 1, 64, d, d, cfg) == 4 * 64 * 64 * d  # L <= chunk: dense
 
 
-@pytest.mark.parametrize("backend", [*backend_params("numpy", "numba"), "dense"])
+@pytest.mark.parametrize("backend", [*backend_params("numpy", "numba", "dense"), "dense-numpy"])
 @pytest.mark.parametrize(("L", "H", "m"), [(2048, 1, 32), (2048, 4, 64)])
 def test_memory_model_close_to_measured(backend: str, L: int, H: int, m: int) -> None:
     """The analytic model is within 25% of the tracemalloc peak (a large gap would mean
@@ -89,11 +89,9 @@ def test_memory_model_close_to_measured(backend: str, L: int, H: int, m: int) ->
     b.attend(qk, v, cfg, R)
     peak, _ = measure_memory(lambda: b.attend(qk, v, cfg, R))
     hashing = b.uses_hashing
-    threads = 1
-    if backend == "numba":
-        import numba
+    import numba
 
-        threads = numba.get_num_threads()
+    threads = numba.get_num_threads()  # models of backends without threads ignore it
     model_name = b.spec.memory_model
     model = memory_model(model_name, 1, L, 64, 64, 4, cfg if hashing else None, threads)
     assert model == pytest.approx(peak.alloc_peak_bytes, rel=0.25)

@@ -16,7 +16,7 @@ import pytest
 from golden import golden_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numba_checks import alloc_peak, assert_agrees_with_numpy, quantize
+from numba_checks import alloc_peak, assert_agrees_with_numpy, quantize, self_only_rows
 from strategies import lsh_problems
 
 import lshbench
@@ -113,6 +113,55 @@ def test_agrees_with_numpy_on_larger_shapes(numba_backend, L, H, m, n_buckets, b
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
     else:
         assert_agrees_with_numpy(numba_backend, cfg, qk, v, rot)
+
+
+def _assert_scales_with_values(backend, cfg, qk, v, rot, dtype, top: float) -> None:
+    """numba on ``v`` scaled to ``max|v| = top`` (near the dtype's largest value): a finite
+    output equal to ``top`` times numpy's float64 output on the unit-scale ``v``."""
+    qk, rot = quantize(qk), quantize(rot)
+    unit = v.astype(np.float64) / np.abs(v).max()  # max |unit| = 1
+    ref = lshbench.get_backend("numpy").attend(qk, unit, cfg, rot)
+    out = backend.attend(qk.astype(dtype), (unit * top).astype(dtype), cfg, rot)
+    assert out.dtype == dtype and np.isfinite(out).all()
+    keep = np.ones(out.shape[:-1], bool)
+    if dtype == np.float32:  # the float32 caveat rows, as in assert_agrees_with_numpy
+        skip = self_only_rows(qk if qk.ndim == 3 else qk[None], rot, cfg)
+        keep = ~(skip if qk.ndim == 3 else skip[0])
+    atol = 1e-9 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(out[keep] / top, ref[keep], rtol=0, atol=atol)
+
+
+@SETTINGS
+@given(
+    problem=lsh_problems(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    fraction=st.floats(1e-3, 1.0),
+    positive=st.booleans(),
+)
+def test_values_near_the_largest_float_give_finite_outputs(
+    numba_backend, problem, dtype, fraction, positive
+) -> None:
+    """Like numpy, numba computes values up to the dtype's largest finite value: the
+    output, a convex combination of rows of v, is finite and correctly scaled."""
+    cfg, qk, v, rot = problem
+    v = np.abs(v) if positive else v  # same-sign values: the unnormalized sums add up
+    top = fraction * float(np.finfo(dtype).max)
+    _assert_scales_with_values(numba_backend, cfg, qk, v, rot, dtype, top)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "top"),
+    [(np.float32, 3e38), (np.float32, 1e37), (np.float32, float(np.finfo(np.float32).max)),
+     (np.float64, 1e308), (np.float64, 1e305), (np.float64, float(np.finfo(np.float64).max))],
+)  # fmt: skip
+@pytest.mark.parametrize("weighting", ["multiplicity", "count-once"])
+def test_large_values_at_a_realistic_shape(numba_backend, dtype, top, weighting) -> None:
+    """L = 512, d = 64, 2 rounds of 16 buckets, chunks of 64 (windows of 128 keys)."""
+    cfg = lshbench.LSHConfig(n_hashes=2, n_buckets=16, chunk_len=64, weighting=weighting)
+    rng = np.random.default_rng(7)
+    qk, v = rng.standard_normal((2, 512, 64))
+    rot = lshbench.random_rotations(64, cfg, seed=0)
+    _assert_scales_with_values(numba_backend, cfg, qk, np.abs(v), rot, dtype, top)
 
 
 def test_plain_loops_path_agrees_with_blas_path(numba_backend, monkeypatch) -> None:

@@ -9,6 +9,7 @@ in report.md.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import re
@@ -20,8 +21,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers import limited_file_size, refuse_writes_under
 
-from lshbench.report.labels import bucket_label, parse_n_buckets
+from lshbench.report.labels import bucket_label, read_stored_n_buckets
 from lshbench.report.tradeoffs import pareto_mask
 from lshbench.results.store import COLUMNS
 
@@ -462,7 +464,7 @@ def test_html_is_self_contained(quick) -> None:
     page = (out / "index.html").read_text()
     assert page.count('src="data:image/png;base64,') == md.count("![")
     assert "<img" in page and 'src="time_vs_seqlen.png"' not in page
-    assert "Crossover L versus dense" in page
+    assert "Crossover L versus the exact baseline" in page
 
 
 # --------------------------------------------------------------------------- numbers
@@ -524,7 +526,11 @@ def test_crossover_matches_an_independent_computation(quick, backend, H, m) -> N
     _, _, md = quick
     kind, value = _expected_crossover(backend, H, m)
     row = _row_for(
-        table_rows(md, "### Crossover L versus dense"), backend, f"H={H}", f"m={m}", "gaussian"
+        table_rows(md, "### Crossover L versus the exact baseline"),
+        backend,
+        f"H={H}",
+        f"m={m}",
+        "gaussian",
     )
     expected = {"measured": f"{value:.0f}", "below": f"<= {value:.0f}", "above": f"> {value:.0f}"}
     assert row[1] == expected[kind]
@@ -544,14 +550,17 @@ def test_budget_table_picks_the_fastest_within_budget(quick) -> None:
     _, _, md = quick
     section = md.split("### Best configuration under an error budget", 1)[1]
     header = next(ln for ln in section.splitlines() if ln.startswith("|"))
-    assert header == "| input | L | attn_tv <= 0.05 | attn_tv <= 0.1 | attn_tv <= 0.2 |"
+    assert header == (
+        "| input | L | attn_tv <= 0.05 | attn_tv <= 0.1 | attn_tv <= 0.2 | exact baseline |"
+    )
     rows = table_rows(md, "### Best configuration under an error budget")
     assert len(rows) == len(INPUTS) * len(LENGTHS)
     lsh_picked = 0
     for inp in INPUTS:
         for L in LENGTHS:
             row = next(r for r in rows if r[0] == inp and r[1] == str(L))
-            for col, budget in zip(row[2:], (0.05, 0.10, 0.20), strict=True):
+            assert row[5] == "dense (1.0 GFLOP/s)"  # the only exact backend of the fixture
+            for col, budget in zip(row[2:5], (0.05, 0.10, 0.20), strict=True):
                 options = [("dense", dense_time(L), 0.0)]
                 for b in ("numba", "numpy"):
                     for H in HASHES:
@@ -565,6 +574,33 @@ def test_budget_table_picks_the_fastest_within_budget(quick) -> None:
                 assert f"attn_tv {best[2]:.3g}," in col
                 lsh_picked += best[0] != "dense"
     assert lsh_picked > 0  # the fixture lets LSH meet some budgets
+
+
+def test_speedups_are_against_the_fastest_exact_row(tmp_path) -> None:
+    """Where another exact backend (no hashing fields; here a torch-sdpa stand-in, 0.4x
+    dense's time from L = 1024 on, 3x below) is faster than dense, it is the exact baseline:
+    crossovers and speed-ups divide by its time, and the tables name it with its GFLOP/s."""
+    rows = make_rows(failures=False)
+    peer = [
+        dict(r, backend="torch-sdpa", gflops=2.5,
+             time_median_s=r["time_median_s"] * (0.4 if r["seqlen"] >= 1024 else 3.0))
+        for r in rows
+        if r["backend"] == "dense"
+    ]  # fmt: skip
+    md = render([write_results(tmp_path / "run", rows + peer)], tmp_path / "out")
+    row = _row_for(
+        table_rows(md, "### Crossover L versus the exact baseline"), "numba", "H=1", "m=32",
+        "gaussian",
+    )  # fmt: skip
+    L = LENGTHS[-1]
+    assert row[5] == f"{0.4 * dense_time(L) / lsh_time('numba', 1, 32, L):.2f}x"
+    assert row[7] == "torch-sdpa/dense"  # 4 of the 6 L, then the 2 where dense is faster
+    assert row[8] == "2.5"
+    budget = table_rows(md, "### Best configuration under an error budget")
+    assert next(r for r in budget if r[:2] == ["gaussian", "512"])[5] == "dense (1.0 GFLOP/s)"
+    assert next(r for r in budget if r[:2] == ["gaussian", "8192"])[5] == (
+        "torch-sdpa (2.5 GFLOP/s)"
+    )
 
 
 def test_failed_cells_listed(quick) -> None:
@@ -625,12 +661,12 @@ def test_one_length_leaves_time_figure_out(tmp_path) -> None:
     assert (tmp_path / "out" / "error_vs_n_hashes.png").is_file()
 
 
-def test_no_dense_rows_leaves_crossover_out(tmp_path) -> None:
+def test_no_exact_rows_leaves_crossover_out(tmp_path) -> None:
     rows = make_rows(lengths=(512, 1024, 2048), failures=False, hashes=(1, 2))
     rows = [r for r in rows if r["backend"] != "dense"]
     md = render([write_results(tmp_path / "nodense", rows)], tmp_path / "out")
-    assert "No dense rows: crossovers are not marked" in md
-    assert "*Left out: no `dense` rows" in md
+    assert "No exact rows: crossovers are not marked" in md
+    assert "*Left out: no exact rows" in md
     assert (tmp_path / "out" / "time_vs_seqlen.png").is_file()
 
 
@@ -643,6 +679,8 @@ def test_paper_view_and_overlay_of_two_runs(tmp_path) -> None:
     md = render([quick, paper], out)
     assert (out / "time_per_token.png").is_file()
     assert "batch x L = 8192" in md
+    # the fixture's only exact backend is dense, at 1 GFLOP/s in every row
+    assert "the exact baseline (the fastest exact point at each L) is dense, at 1 GFLOP/s" in md
     rows = table_rows(md, "### Fitted scaling exponents")
     # two directories: each series is labelled by directory and machine
     paper_run, quick_run = f"[paper: {MACHINE_LABEL}]", f"[quick: {MACHINE_LABEL}]"
@@ -741,17 +779,17 @@ def test_bucket_label(value, text) -> None:
         ("16x32", (16, 32)),
         ("(16, 32)", (16, 32)),
         ("[16 32]", (16, 32)),
-        ("-4", -4),  # kept, so LSHConfig rejects it by its own rule
+        ("-4", -4),  # kept: a bad stored value is not silently changed
         ("four", None),
         ("2.5", None),
         ("4,", None),
         ("", None),
     ],
 )
-def test_parse_n_buckets(text, value) -> None:
-    assert parse_n_buckets(text) == value
+def test_read_stored_n_buckets(text, value) -> None:
+    assert read_stored_n_buckets(text) == value
     if value is not None:  # formatting and parsing agree: the label reads back the same
-        assert parse_n_buckets(bucket_label(value)) == value
+        assert read_stored_n_buckets(bucket_label(value)) == value
 
 
 def test_exact_backends_are_told_by_their_rows_not_their_names(tmp_path) -> None:
@@ -789,3 +827,68 @@ def test_pareto_mask_brute_force() -> None:
                 if j != i
             )
             assert keep[i] == (not dominated), (t, e, i)
+
+
+# ----------------------------------------------------------------- --out faults: one line
+
+
+@pytest.mark.parametrize("under", ["", "sub", "a/b/c"])
+def test_out_that_is_or_is_under_a_file_is_one_line_exit_2(quick, tmp_path, under) -> None:
+    results, _, _ = quick
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    out = blocker / under if under else blocker
+    code, err = _cli([str(results), "--out", str(out)])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"Error: out={out}") and "a file" in lines[0], err
+    assert blocker.read_text() == "not a folder\n" and sorted(tmp_path.iterdir()) == [blocker]
+
+
+@pytest.mark.parametrize("err", [errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC])
+@pytest.mark.parametrize("exists", [True, False])
+def test_out_that_cannot_be_written_is_one_line_exit_1(
+    quick, tmp_path, monkeypatch, err, exists
+) -> None:
+    """An immutable or read-only folder, or a full disk (simulated for this process, so it
+    holds for root too): one line naming the folder and the OS error, exit 1, and the
+    previous report left as it was."""
+    from lshbench.cli import main
+
+    results, _, _ = quick
+    out = tmp_path / "reports"
+    before = {}
+    if exists:
+        render([results], out)
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+    refuse_writes_under(monkeypatch, out if exists else tmp_path, err)
+    res = CliRunner().invoke(main, ["report", str(results), "--out", str(out)])
+    monkeypatch.undo()
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 1 and len(lines) == 1, res.output
+    assert lines[0].startswith(f"Error: cannot write the report in {out}: "), lines[0]
+    assert f"({errno.errorcode[err]})" in lines[0] and "Traceback" not in res.output
+    now = {p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else {}
+    assert now == before
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.01, 0.1, 0.4, 0.7, 0.99])
+def test_a_disk_filling_up_mid_write_leaves_no_truncated_file(quick, tmp_path, fraction) -> None:
+    """Files may not grow past a ``fraction`` of the report's largest file (a real write
+    failure, EFBIG): one line, exit 1, and every file in the report folder is complete
+    (equal to a full render)."""
+    results, full, _ = quick
+    limit = int(fraction * max(p.stat().st_size for p in full.iterdir()))
+    out = tmp_path / "out"
+    res = subprocess.run(
+        [sys.executable, "-m", "lshbench", "report", str(results), "--out", str(out)],
+        capture_output=True, text=True, preexec_fn=limited_file_size(limit), timeout=300,
+    )  # fmt: skip
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"Error: cannot write the report in {out}: "), lines[0]
+    assert "Traceback" not in res.stderr
+    left = sorted(out.iterdir()) if out.exists() else []
+    assert not [p for p in left if p.name.startswith(".")], left  # no temporary file
+    for path in left:
+        assert path.read_bytes() == (full / path.name).read_bytes(), path.name

@@ -151,7 +151,9 @@ def test_budget_table_names_its_metric(variants) -> None:
     _, _, md = variants
     section = md.split("### Best configuration under an error budget", 1)[1]
     header = next(ln for ln in section.splitlines() if ln.startswith("|"))
-    assert header == "| input | L | attn_tv <= 0.05 | attn_tv <= 0.1 | attn_tv <= 0.2 |"
+    assert header == (
+        "| input | L | attn_tv <= 0.05 | attn_tv <= 0.1 | attn_tv <= 0.2 | exact baseline |"
+    )
     assert "rel_err" not in section.split("### Failed cells")[0]
 
 
@@ -419,7 +421,9 @@ def test_old_table_without_the_new_columns_still_renders(tmp_path) -> None:
     section = md.split("### Best configuration under an error budget", 1)[1]
     assert "their budgets are on `rel_err`" in section
     header = next(ln for ln in section.splitlines() if ln.startswith("|"))
-    assert header == "| input | L | rel_err <= 0.01 | rel_err <= 0.05 | rel_err <= 0.1 |"
+    assert header == (
+        "| input | L | rel_err <= 0.01 | rel_err <= 0.05 | rel_err <= 0.1 | exact baseline |"
+    )
     assert (tmp_path / "out" / "pareto.png").is_file()
     assert (tmp_path / "out" / "error_vs_n_hashes.png").is_file()
     assert "Left out: no LSH configuration has a random or local baseline" in md

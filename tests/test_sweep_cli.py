@@ -50,10 +50,10 @@ def test_presets() -> None:
     assert paper.n_buckets == ("auto",)  # factorized at large L, as HF and Trax do
     tasks, invalid = plan_tasks(paper)
     assert not invalid
-    assert {t["batch"] * t["seqlen"] for t in tasks} == {32768}
-    assert {t["seqlen"] for t in tasks} == {1024, 2048, 4096, 8192, 16384, 32768}
-    assert {t["n_hashes"] for t in tasks if t["backend"] != "dense"} == {1, 2, 4, 8}
-    assert any(t["backend"] == "dense" for t in tasks)
+    assert {t.batch * t.seqlen for t in tasks} == {32768}
+    assert {t.seqlen for t in tasks} == {1024, 2048, 4096, 8192, 16384, 32768}
+    assert {t.n_hashes for t in tasks if t.backend != "dense"} == {1, 2, 4, 8}
+    assert any(t.backend == "dense" for t in tasks)
 
     full = build_spec("full")
     assert max(full.seqlen) == 65536 and full.causal == (False, True)
@@ -97,9 +97,9 @@ def test_invalid_combinations_become_skipped_rows() -> None:
         method="lsh", weighting="multiplicity", input="gaussian",
     )  # fmt: skip
     tasks, invalid = plan_tasks(spec)
-    assert {t["n_hashes"] for t in tasks if t["backend"] == "numpy"} == {2}
+    assert {t.n_hashes for t in tasks if t.backend == "numpy"} == {2}
     assert invalid and all("chunk_len=64" in reason for _, reason in invalid)
-    assert {t["n_hashes"] for t, _ in invalid} == {1}
+    assert {t.n_hashes for t, _ in invalid} == {1}
 
 
 def test_mem_budget_units() -> None:
@@ -341,3 +341,95 @@ def test_any_toml_value_of_any_key_is_accepted_or_one_config_error(
             build_spec(None, config)
         except ConfigError as exc:
             assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--timeout", "1e9"], "timeout=1e9"),
+        (["--timeout", "2147484"], "timeout=2147484"),
+        (["--timeout", "1e300"], "timeout=1e300"),
+        (["--target-entropy", "1e9", "--input", "peaked"], "target_entropy=1e+09"),
+        (["--target-entropy", "5", "--input", "peaked", "--seqlen", "64,128"], "target_entropy=5"),
+        (["--target-entropy", "2,3.5", "--input", "duplicate", "--seqlen", "32"],
+         "target_entropy=3.5"),
+        (["--mem-limit", "1"], "mem_limit=1"),
+        (["--mem-limit", "300M"], "mem_limit=300M"),
+        (["--mem-limit", "4096"], "mem_limit=4096"),
+    ],
+)  # fmt: skip
+def test_values_that_pass_the_front_door_but_cannot_work_exit_2(
+    tmp_path: Path, args: list[str], field: str
+) -> None:
+    """A timeout no OS wait accepts, an entropy above uniform attention at the grid's
+    largest L, a memory limit no worker starts under: refused before anything runs."""
+    assert_sweep_refused(tmp_path, args, field)
+
+
+@pytest.mark.parametrize("seqlen", [16, 64, 1000, 4096])
+@pytest.mark.parametrize("causal", [False, True])
+def test_target_entropy_bound_is_uniform_attention_at_the_largest_length(
+    seqlen: int, causal: bool
+) -> None:
+    from lshbench.measurement.sharpness import max_mean_entropy
+
+    top = max_mean_entropy(seqlen, causal)
+    grid = {"input": "peaked", "seqlen": [seqlen // 2, seqlen], "causal": [causal]}
+    assert build_spec("quick", target_entropy=[top * 0.99], **grid).target_entropy
+    with pytest.raises(ConfigError, match="target_entropy"):
+        build_spec("quick", target_entropy=[top], **grid)
+    assert build_spec("quick", timeout=1e6).timeout == 1e6
+
+
+@pytest.mark.parametrize(
+    ("stderr", "summary"),
+    [
+        ("Traceback (most recent call last):\n  File \"<string>\", line 1, in <module>\n"
+         "MemoryError\n", "MemoryError"),
+        ("warning: slow\nTraceback (most recent call last):\n  File \"a.py\", line 3, in f\n"
+         "    x = g()\n        ^^^\nValueError: bad\n", "warning: slow | ValueError: bad"),
+        ("Traceback (most recent call last):\n  File \"a.py\", line 1\nKeyError: 1\n\nDuring "
+         "handling of the above exception, another exception occurred:\n\nTraceback (most "
+         "recent call last):\n  File \"b.py\", line 2\nOSError: disk\n",
+         "KeyError: 1 | During handling of the above exception, another exception occurred: | "
+         "OSError: disk"),
+        ("plain line\n", "plain line"),
+        ("", ""),
+    ],
+)  # fmt: skip
+def test_a_dead_workers_stderr_is_summarized_without_frames(stderr: str, summary: str) -> None:
+    from lshbench.sweep.local_executor import stderr_summary
+
+    assert stderr_summary(stderr) == summary
+    assert (
+        "Traceback" not in stderr_summary(stderr * 50) and len(stderr_summary(stderr * 50)) <= 400
+    )
+
+
+@pytest.mark.parametrize("name", ["my runs", "it's $HOME; `x` & *", 'tab\there "q"'])
+def test_the_report_hint_runs_as_printed(tmp_path: Path, name: str) -> None:
+    """The command the sweep prints to render its report works when pasted into a shell,
+    whatever the characters of --out."""
+    import os
+    import shlex
+
+    from click.testing import CliRunner
+
+    from lshbench.cli import main
+
+    out = tmp_path / name
+    args = ["sweep", "--out", str(out), "--backend", "dense", "--seqlen", "64",
+            "--chunk-len", "32", "--n-hashes", "1", "--threads", "1", "--input", "gaussian",
+            "--quiet"]  # fmt: skip
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    hint = res.output.strip().splitlines()[-1].strip()
+    assert shlex.split(hint) == ["lshbench", "report", str(out)]
+    here = os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+    )
+    command = f"{shlex.quote(sys.executable)} -m {hint}"
+    done = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": here}, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "reports" / name / "index.html").is_file()

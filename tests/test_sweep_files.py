@@ -124,9 +124,9 @@ def test_file_cells_take_the_files_shape(tmp_path: Path) -> None:
     save_input_file(path, qk, v)
     spec = build_spec("quick", input=f"file:{path},gaussian", d=[32], batch=[1], backend="dense")
     tasks, _ = plan_tasks(spec)
-    files = {(t["seqlen"], t["batch"], t["d"], t["dv"]) for t in tasks if t["input"] != "gaussian"}
+    files = {(t.seqlen, t.batch, t.d, t.dv) for t in tasks if t.input != "gaussian"}
     assert files == {(96, 3, 16, 8)}  # the preset's lengths and --d, --batch do not apply
-    assert {t["d"] for t in tasks if t["input"] == "gaussian"} == {32}
+    assert {t.d for t in tasks if t.input == "gaussian"} == {32}
 
 
 def write_bad(tmp_path: Path, kind: str) -> Path:

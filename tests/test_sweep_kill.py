@@ -15,9 +15,9 @@ from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import lshbench
-from lshbench.results.cells import task_id
 from lshbench.sweep.plan import plan_tasks
 from lshbench.sweep.spec import build_spec
 
@@ -79,11 +79,16 @@ def check_store(out: Path) -> set[str]:
     return set(ids)
 
 
-def test_sigkill_never_corrupts_and_rerun_completes(tmp_path: Path) -> None:
-    out = tmp_path / "killed"
+def expected_ids() -> set[str]:
+    """cell_id of every row of the grid of ARGS."""
     spec = build_spec("quick", seqlen=[128, 256, 512], chunk_len=[32], n_hashes=[1, 2, 4],
                       backend="numpy,dense", threads=1, input="gaussian")  # fmt: skip
-    expected = {task_id(t) for t in plan_tasks(spec)[0]}
+    return {t.id for t in plan_tasks(spec)[0]}
+
+
+def test_sigkill_never_corrupts_and_rerun_completes(tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    expected = expected_ids()
     rng = random.Random()
     moments = []
     for k in range(N_KILLS):
@@ -124,3 +129,39 @@ def test_sigkill_never_corrupts_and_rerun_completes(tmp_path: Path) -> None:
     assert (table["status"] == "ok").all()
     assert not list(out.glob(".*.tmp"))
     assert os.path.getsize(out / "results.csv") > 0
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name
+)
+def test_stop_signals_close_the_run_and_level_the_exports(tmp_path: Path, sig: int) -> None:
+    """Ctrl-C, a job scheduler's SIGTERM and a closed terminal's SIGHUP end a sweep the same
+    way: one line saying so, exit 128 + signal, the store and both exports holding the same
+    rows, the run closed (end_time) and no worker left behind."""
+    out = tmp_path / sig.name
+    # the sweep's parent may ignore SIGINT (a background job): give the child the default
+    proc = subprocess.Popen(
+        sweep_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    target = random.randint(1, 4)
+    deadline = time.monotonic() + 60
+    while count_rows(out) < target and proc.poll() is None:
+        assert time.monotonic() < deadline, "sweep made no progress"
+        time.sleep(0.02)
+    time.sleep(random.uniform(0.0, 0.3))
+    workers = children(proc.pid)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    err = err.decode(errors="replace")
+    assert proc.returncode == 128 + sig, err
+    lines = err.strip().splitlines()
+    assert f"stopped by {sig.name}" in lines[-1] and "Traceback" not in err, err
+    ids = check_store(out)
+    assert 0 < len(ids) < len(expected_ids()), err  # stopped mid-sweep
+    for table in (pd.read_parquet(out / "results.parquet"), pd.read_csv(out / "results.csv")):
+        assert set(table["cell_id"]) == ids and len(table) == len(ids)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert len(meta["runs"]) == 1 and meta["runs"][0]["end_time"], meta["runs"]
+    for pid in workers:
+        assert not alive(pid), f"worker {pid} outlived its sweep"

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+import subprocess
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from repo_state import CHECKS, REPO, simulate_main_job
 
 import lshbench
 from lshbench.measurement.machine import provenance
@@ -177,8 +179,24 @@ def test_default_out_is_not_a_reference_run(preset: str) -> None:
     assert Path("results", "reference") not in (out, *out.parents)
 
 
-def test_reference_runs_live_under_reference() -> None:
-    root = Path(__file__).resolve().parent.parent
-    for preset in ("quick", "paper"):
-        assert (root / "results" / "reference" / preset / "results.parquet").is_file()
-        assert not (root / "results" / preset).exists()
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_repository_state(check: Callable[[Path], None]) -> None:
+    """The reference runs live under results/reference/, read from what git tracks: a
+    user's results/quick (README's main job) never fails the suite."""
+    check(REPO)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_repository_state_after_the_main_job(tmp_path: Path, preset: str) -> None:
+    """README's main job and then its test command in the same clone: with the main job's
+    output in a fresh clone, every repository-state check still passes."""
+    clone = tmp_path / "clone"
+    res = subprocess.run(
+        ["git", "clone", "--quiet", str(REPO), str(clone)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    simulate_main_job(clone, preset)
+    assert (clone / "results" / preset / "results.parquet").is_file()
+    for check in CHECKS:
+        check(clone)

@@ -24,7 +24,7 @@ import lshbench
 from lshbench.measurement.cost_model import attention_flops
 from lshbench.measurement.inputs import make_inputs
 from lshbench.measurement.metrics import dense_reference, output_errors
-from lshbench.results.cells import rotation_seed, task_config
+from lshbench.results.cells import TASK_KEYS, Task, rotation_seed
 from lshbench.results.store import COLUMNS
 from lshbench.sweep.plan import plan_tasks, predicted_bytes
 from lshbench.sweep.spec import build_spec
@@ -42,6 +42,10 @@ def test_backends(monkeypatch: pytest.MonkeyPatch):
         "test-killed": "KilledBackend",
         "test-alloc-numpy": "AllocNumpyBackend",
         "test-alloc-numba": "AllocNumbaBackend",
+        "test-nan": "NaNBackend",
+        "test-inf": "InfBackend",
+        "test-neginf": "NegInfBackend",
+        "test-fatal": "FatalBackend",
     }
     for name, cls in names.items():
         lshbench.register_backend(name, f"sweep_backends:{cls}", uses_hashing=False)
@@ -90,10 +94,12 @@ def test_small_sweep_rows_files_and_resume(tmp_path: Path) -> None:
 
     # the worker measured the inputs and rotations the cell names: recompute one row here
     row = df[(df["backend"] == "numpy") & (df["seqlen"] == 128) & (df["n_hashes"] == 2)].iloc[0]
-    task = {k: (None if pd.isna(row[k]) else row[k].item() if hasattr(row[k], "item") else row[k])
-            for k in ("seqlen", "batch", "d", "dv", "n_hashes", "n_buckets", "chunk_len",
-                      "chunks_before", "chunks_after", "causal")}  # fmt: skip
-    cfg = task_config(task)
+    task = Task.from_dict(
+        {k: (None if pd.isna(row[k]) else row[k].item() if hasattr(row[k], "item") else row[k])
+         for k in TASK_KEYS}
+    )  # fmt: skip
+    assert task.id == row["cell_id"]  # the row's cell_id is its task's id
+    cfg = task.config()
     qk, v = make_inputs("gaussian", 1, 128, 64, 64, 0, np.float32)
     R = lshbench.random_rotations(64, cfg, rotation_seed(0), np.float32)
     out_np = lshbench.get_backend("numpy").attend(qk, v, cfg, R)
@@ -128,7 +134,7 @@ def test_failures_become_rows_and_the_sweep_goes_on(tmp_path: Path, test_backend
     spec = build_spec("quick", backend=backends, **grid)
     tasks, _ = plan_tasks(spec)
     need = {
-        (t["backend"], t["n_hashes"]): predicted_bytes(t, lshbench.backend_spec(t["backend"]))[0]
+        (t.backend, t.n_hashes): predicted_bytes(t, lshbench.backend_spec(t.backend))[0]
         for t in tasks
     }
     over = need[("numpy", 8)]
@@ -156,6 +162,33 @@ def test_failures_become_rows_and_the_sweep_goes_on(tmp_path: Path, test_backend
     assert elapsed < 60  # the sleeping backend (120 s) was cut off
 
 
+def test_a_row_whose_output_is_not_finite_is_never_ok(tmp_path: Path, test_backends) -> None:
+    """NaN, +Inf or -Inf anywhere in a backend's output (the input is finite) makes its row
+    an error that says so; the other rows of the cell are measured as usual."""
+    backends = "dense,test-nan,test-inf,test-neginf"
+    grid = {"seqlen": [64, 96], "chunk_len": [32], "n_hashes": [1], "threads": 1,
+            "input": "gaussian"}  # fmt: skip
+    df = lshbench.run_sweep(tmp_path / "nonfinite", backend=backends, **grid)
+    assert len(df) == 8
+    for row in df.itertuples():
+        if row.backend == "dense":
+            assert row.status == "ok"
+            continue
+        assert row.status == "error", (row.backend, row.message)
+        assert "1 of " in row.message and "NaN or Inf" in row.message, row.message
+        assert "Traceback" not in row.message and pd.isna(row.rel_err)
+
+
+def test_a_dead_workers_message_holds_no_traceback(tmp_path: Path, test_backends) -> None:
+    df = lshbench.run_sweep(tmp_path / "fatal", backend="dense,test-fatal", **{
+        **SMALL_GRID, "seqlen": [64], "n_hashes": [1]})  # fmt: skip
+    row = df[df["backend"] == "test-fatal"].iloc[0]
+    assert row["status"] == "error", row["message"]
+    assert row["message"].startswith("worker died with exit status "), row["message"]
+    assert "Fatal: fatal from the test backend" in row["message"], row["message"]
+    assert "Traceback" not in row["message"] and 'File "' not in row["message"]
+
+
 def test_memory_columns_are_honest(tmp_path: Path, test_backends) -> None:
     """A backend allocating a known 200 MiB (NumPy, and Numba's NRT inside @njit) is
     reported within 10% by both the allocated and the resident peak."""
@@ -180,7 +213,11 @@ def test_worker_exits_when_its_executor_dies(test_backends) -> None:
     spec = build_spec("quick", backend="test-sleep", seqlen=[64], threads=1, input="gaussian")
     tasks, _ = plan_tasks(spec)
     entry = lshbench.backend_spec("test-sleep")
-    payload = {"tasks": tasks, "repeats": 5, "backends": {"test-sleep": entry.as_dict()}}
+    payload = {
+        "tasks": [t.as_dict() for t in tasks],
+        "repeats": 5,
+        "backends": {"test-sleep": entry.as_dict()},
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "lshbench.measurement.worker"],
         stdin=subprocess.PIPE,

@@ -20,7 +20,7 @@ import lshbench
 from lshbench.measurement import worker
 from lshbench.measurement.inputs import make_inputs
 from lshbench.measurement.metrics import attention_metrics
-from lshbench.results.cells import rotation_seed, task_config, task_id
+from lshbench.results.cells import TASK_KEYS, Task, rotation_seed, task_id
 from lshbench.results.store import COLUMNS
 from lshbench.sweep.plan import input_cells, plan_tasks
 from lshbench.sweep.spec import build_spec
@@ -82,12 +82,11 @@ def test_the_worker_measures_what_the_public_metrics_give(variants) -> None:
     qk, v = make_inputs("clustered", 1, 256, 64, 64, 0, np.float64)
     for method in ("random", "local"):
         row = df[(df["method"] == method) & (df["n_hashes"] == 2)].iloc[0]
-        task: dict[str, Any] = {
-            k: (None if pd.isna(row[k]) else row[k])
-            for k in ("n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after",
-                      "causal", "method", "weighting")
-        }  # fmt: skip
-        cfg = task_config({**task, "n_hashes": int(task["n_hashes"])})
+        task = Task.from_dict(
+            {k: (None if pd.isna(row[k]) else row[k].item() if hasattr(row[k], "item") else row[k])
+             for k in TASK_KEYS}
+        )  # fmt: skip
+        cfg = task.config()
         R = lshbench.random_rotations(64, cfg, rotation_seed(0), np.float64)
         out = lshbench.get_backend("numpy").attend(qk, v, cfg, R)
         expected = attention_metrics(qk, v, out, cfg, R)
@@ -147,8 +146,8 @@ def test_a_backend_without_variants_gets_section_2_only(monkeypatch) -> None:
         input="gaussian,clustered",
     )
     tasks, _ = plan_tasks(spec)
-    hf = [(t["method"], t["weighting"]) for t in tasks if t["backend"] == "hf"]
-    numpy = [(t["method"], t["weighting"]) for t in tasks if t["backend"] == "numpy"]
+    hf = [(t.method, t.weighting) for t in tasks if t.backend == "hf"]
+    numpy = [(t.method, t.weighting) for t in tasks if t.backend == "numpy"]
     assert hf == [("lsh", "multiplicity")] * 2  # gaussian and clustered
     assert len(numpy) == 4 * 2
     with pytest.raises(lshbench.ConfigError, match="backend=hf: computes only method lsh"):
@@ -197,6 +196,7 @@ def test_input_axes_and_variants_are_part_of_the_id_and_section_2_ids_are_unchan
     same = {**task, "method": "lsh", "weighting": "multiplicity"}
     assert task_id(same) == task_id({**same, "target_entropy": None, "value_corr": None})
     assert task_id(same) == task_id(task)
+    assert Task.from_dict(same).id == task_id(task)  # the record's id is the same digest
     ids = {
         task_id({**same, **change})
         for change in (
@@ -212,12 +212,13 @@ def test_input_axes_and_variants_are_part_of_the_id_and_section_2_ids_are_unchan
 
 
 def test_the_worker_passes_input_axes_only_when_given_and_the_cells_causal() -> None:
-    cell = {"target_entropy": None, "value_corr": None, "causal": True, "input": "gaussian"}
+    cell = Task(backend="dense", seqlen=64, batch=1, d=8, dv=8, input="gaussian", causal=True,
+                dtype="float32", threads=1, seed=2)  # fmt: skip
     assert worker._input_knobs(cell) == {"causal": True}
-    cell = {**cell, "target_entropy": 1.5, "input": "duplicate"}
+    cell = cell.replace(target_entropy=1.5, input="duplicate")
     assert worker._input_knobs(cell) == {"target_entropy": 1.5, "causal": True}
-    cell = {**cell, "seqlen": 64, "batch": 1, "d": 8, "dv": 8, "seed": 2}
-    qk, v = worker._make_cell_inputs(cell, np.float32)
+    qk, v, k = worker._make_cell_inputs(cell, np.float32)
+    assert k is None  # generated inputs share queries and keys
     want_qk, want_v = make_inputs(
         "duplicate", 1, 64, 8, 8, 2, np.float32, target_entropy=1.5, causal=True
     )
@@ -229,9 +230,10 @@ def test_task_accuracy_only_for_the_duplicate_input() -> None:
     from lshbench.measurement.tasks import duplicate_copy_index, task_accuracy
 
     _, v = make_inputs("duplicate", 1, 64, 8, 8, 0, np.float64)
-    cell = {"input": "gaussian", "seqlen": 64}
+    cell = Task(backend="dense", seqlen=64, batch=1, d=8, dv=8, input="gaussian", causal=False,
+                dtype="float64", threads=1, seed=0)  # fmt: skip
     assert worker._task_accuracy(cell, v, v) is None
-    got = worker._task_accuracy({**cell, "input": "duplicate"}, v, v)
+    got = worker._task_accuracy(cell.replace(input="duplicate"), v, v)
     assert got == task_accuracy(v, v, duplicate_copy_index(64)) == 1.0
 
 

@@ -132,7 +132,7 @@ def test_bfloat16_on_the_cpu_is_close_to_float32() -> None:
         assert float((out.float() - ref).abs().max()) < 0.1
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+@pytest.mark.cuda
 def test_cuda_equals_cpu() -> None:
     rng = np.random.default_rng(6)
     cfg = LSHConfig(n_hashes=4, n_buckets=16, chunk_len=32, causal=True)

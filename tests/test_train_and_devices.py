@@ -6,6 +6,7 @@ CUDA rows skipped with the reason where no GPU exists.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from helpers import backend_params
 
 import lshbench
 from lshbench.core.dense import dense_attention, dense_attention_grads
-from lshbench.results.cells import task_id
+from lshbench.results.cells import Task, task_id
 from lshbench.sweep.plan import not_planned, plan_tasks
 from lshbench.sweep.spec import build_spec
 
@@ -103,11 +104,30 @@ def test_pass_and_device_axes_default_to_forward_on_the_cpu() -> None:
     assert spec.passes == ("forward",) and spec.device == ("cpu",)
     assert spec.as_dict()["pass"] == ["forward"] and spec.as_dict()["device"] == ["cpu"]
     tasks, _ = plan_tasks(spec)
-    assert {(t["pass"], t["device"]) for t in tasks} == {("forward", "cpu")}
+    assert {(t.pass_, t.device) for t in tasks} == {("forward", "cpu")}
+    assert {(t.as_dict()["pass"], t.as_dict()["device"]) for t in tasks} == {("forward", "cpu")}
     # rows measured before the axes existed keep their ids
-    old = {k: v for k, v in tasks[0].items() if k not in ("pass", "device")}
-    assert task_id(old) == task_id(tasks[0])
-    assert task_id({**tasks[0], "pass": "train"}) != task_id(tasks[0])
+    old = {k: v for k, v in tasks[0].as_dict().items() if k not in ("pass", "device")}
+    assert task_id(old) == tasks[0].id
+    assert Task.from_dict(old) == tasks[0]
+    assert Task.from_dict({**old, "pass": None, "device": None}) == tasks[0]
+    train = tasks[0].replace(pass_="train")
+    assert train.id != tasks[0].id and task_id(train.as_dict()) == train.id
+    assert Task.from_dict(train.as_dict()) == train and train.cell_key != tasks[0].cell_key
+
+
+def test_rows_before_version_3_read_as_the_forward_pass_on_the_cpu() -> None:
+    from lshbench.results.upgrade import SCHEMA_VERSION, upgrade_row
+
+    assert SCHEMA_VERSION >= 3
+    old = {"backend": "numpy", "n_hashes": 2, "qk": "shared", "rel_err": 0.1}
+    for version in (0, 1, 2):
+        row = upgrade_row(old, version)
+        assert row["pass"] == "forward" and row["device"] == "cpu", version
+        assert row["grad_err_qk"] is None and row["grad_err_v"] is None
+    train = {**old, "pass": "train", "device": "cuda", "grad_err_qk": 0.01}
+    assert upgrade_row(train, 0)["pass"] == "train"  # an export of a newer table stays
+    assert upgrade_row(train, 3) == {**train, "method": "lsh", "weighting": "multiplicity"}
 
 
 @pytest.mark.parametrize(
@@ -134,7 +154,7 @@ def test_backends_without_backward_or_cuda_are_not_planned_there() -> None:
     )  # fmt: skip
     tasks, invalid = plan_tasks(spec)
     assert not invalid
-    by = {(t["backend"], t["pass"], t["device"], t["dtype"]) for t in tasks}
+    by = {(t.backend, t.pass_, t.device, t.dtype) for t in tasks}
     assert ("numpy", "forward", "cpu", "float32") in by
     assert not {b for b in by if b[0] in ("numpy", "numba", "dense") and b[1] == "train"}
     assert not {b for b in by if b[0] in ("numpy", "numba", "dense") and b[2] == "cuda"}
@@ -219,18 +239,23 @@ def test_gpu_facts_are_empty_without_a_gpu() -> None:
     assert gpu_facts(fake) == {}
 
 
-@pytest.mark.skipif(not _no_cuda(), reason="this machine has a CUDA device")
 def test_a_worker_given_cuda_cells_without_a_gpu_skips_them_with_the_reason() -> None:
-    """Where the worker runs matters (a Dask worker may be elsewhere): it checks again."""
+    """Where the worker runs matters (a Dask worker may be elsewhere): it checks again (the
+    worker is shown no GPU, so this runs on a machine with one too)."""
     spec = build_spec(
         "quick", backend="torch-sdpa", seqlen="64", input="gaussian", device="cuda", d="8"
     )
     tasks, _ = plan_tasks(spec)
     entry = lshbench.backend_spec("torch-sdpa")
-    payload = {"tasks": tasks, "repeats": 5, "backends": {"torch-sdpa": entry.as_dict()}}
+    payload = {
+        "tasks": [t.as_dict() for t in tasks],
+        "repeats": 5,
+        "backends": {"torch-sdpa": entry.as_dict()},
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "lshbench.measurement.worker"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )  # fmt: skip
     proc.stdin.write(json.dumps(payload) + "\n")
     proc.stdin.flush()  # stdin stays open: a worker whose stdin closes stops at once

@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lshbench
 
@@ -160,3 +162,47 @@ def test_cli_bad_option_is_one_line() -> None:
     )
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+INT_FIELDS = {"n_hashes": 1, "chunk_len": 1, "chunks_before": 0, "chunks_after": 0}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    field=st.sampled_from([*INT_FIELDS, "n_buckets", "n_buckets factor"]),
+    value=st.one_of(st.integers(2**31, 2**200), st.sampled_from([2**31, 2**63, 2**64, 2**70])),
+    numpy_int=st.booleans(),
+)
+def test_integer_fields_too_large_are_refused_naming_the_field(
+    field: str, value: int, numpy_int: bool
+) -> None:
+    """Every integer field has an upper bound: a ConfigError naming it, never a plain
+    ValueError or OverflowError later."""
+    value += value % 2  # even, so n_buckets fails for its size only
+    if numpy_int and value < 2**63:
+        value = np.int64(value)
+    name = field.split()[0]
+    kwargs = {name: (4, value) if field == "n_buckets factor" else value}
+    with pytest.raises(lshbench.ConfigError) as info:
+        lshbench.LSHConfig(**kwargs)
+    assert str(info.value).startswith(f"{name}=") and "2147483647" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"n_hashes": 8, "n_buckets": (2**30, 2**30)}, "n_buckets"),  # 2**63 > 2**62
+        ({"n_buckets": (2**30, 2**30, 2**30)}, "n_buckets"),
+        ({"n_hashes": 4, "n_buckets": (2**30, 2**30, 8)}, "n_buckets"),
+    ],
+)
+def test_round_buckets_beyond_int64_are_refused(kwargs: dict, field: str) -> None:
+    with pytest.raises(lshbench.ConfigError, match=f"^{field}=.*2\\*\\*62"):
+        lshbench.LSHConfig(**kwargs)
+
+
+@pytest.mark.parametrize(("field", "minimum"), [*INT_FIELDS.items()])
+def test_the_largest_allowed_integers_are_accepted(field: str, minimum: int) -> None:
+    cfg = lshbench.LSHConfig(**{field: 2**31 - 1})
+    assert getattr(cfg, field) == 2**31 - 1
+    assert lshbench.LSHConfig(n_buckets=2**31 - 2).n_buckets == 2**31 - 2

@@ -45,6 +45,8 @@ delete ``__pycache__/_numba_kernels*`` after changing them.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -62,6 +64,87 @@ PREFETCH_AHEAD = 8
 #: fastmath flags: reassociation lets LLVM vectorize reductions; no "nnan"/"ninf"
 #: assumptions (inputs are checked finite and every mask value is finite anyway).
 FASTMATH = {"nsz", "reassoc", "contract", "arcp"}
+
+# ----------------------------------------------------------------- bundled arguments
+# The kernels take their arrays and options in named tuples (Numba compiles them to plain
+# structs): a buffer is named where it is made and where it is used, so two buffers of one
+# dtype cannot be swapped by position. From Python, the entry points (hash_all,
+# attend_all) are called with the bundles as plain tuples of their fields (as_fields):
+# Numba's dispatcher types a plain tuple in C but a named tuple in Python, about 0.5 us per
+# array per call; the entry point names the fields again (HashScratch(*hs), ...), in the
+# order of the class, so the names still decide which buffer is which.
+
+
+def as_fields(*bundles: tuple) -> tuple[tuple, ...]:
+    """The named tuples ``bundles`` as plain tuples of their fields, in their order: what
+    Python passes to an entry point (see the note above)."""
+    return tuple(tuple(b) for b in bundles)
+
+
+class HashScratch(NamedTuple):
+    """Per-thread scratch of :func:`hash_all` (nt threads, ROWS positions per work item)."""
+
+    rows_t: np.ndarray  #: (nt, d*ROWS) a block of positions, transposed
+    proj: np.ndarray  #: (nt, K*ROWS) their projections
+    mx: np.ndarray  #: (nt, ROWS) running max, in qk's dtype
+    mn: np.ndarray  #: (nt, ROWS) running min, in qk's dtype
+    amx: np.ndarray  #: (nt, ROWS) int32 index of the max
+    amn: np.ndarray  #: (nt, ROWS) int32 index of the min
+
+
+class AttendInputs(NamedTuple):
+    """What :func:`attend_all` reads: (B, ...) arrays, or one sequence's (b-th) slices."""
+
+    qk: np.ndarray  #: (B, L, d) shared query/key vectors
+    v: np.ndarray  #: (B, L, dv) values
+    kscale: np.ndarray  #: (B, L) key = qk * kscale (:func:`key_scales`)
+    chunk_of: np.ndarray  #: (B, L, Hc) chunk ids (:func:`chunk_ids`), Hc = 0 unless count-once
+    slots: np.ndarray  #: (B, H*L) sorted positions, round-major
+
+
+class AttendOptions(NamedTuple):
+    """The attention stage's options (all plain scalars)."""
+
+    n_hashes: int  #: rounds H (of the pipeline configuration)
+    m: int  #: chunk length
+    before: int  #: chunks a window looks back
+    after: int  #: chunks a window looks ahead
+    causal: bool  #: mask keys after the query
+    kernel: int  #: one of the KERNEL_* codes (the chunk products)
+    seg_len: int  #: consecutive chunks per parallel work item
+
+
+class Accumulator(NamedTuple):
+    """The online round combine's state: output and per-query running max and normalizer."""
+
+    out: np.ndarray  #: (B, L, dv) (one sequence's (L, dv) inside a work item)
+    run: np.ndarray  #: (B, L, 2) float64: running max, running normalizer
+
+
+class Ring(NamedTuple):
+    """Per-thread ring holding the A chunks of the current window (W = A*m rows); (nt, ...)
+    arrays, or one thread's slices inside a work item (see :func:`_gather_chunk`)."""
+
+    rq: np.ndarray  #: (nt, W, d) the window's query/key rows
+    rv: np.ndarray  #: (nt, W, dv) their values ((nt, dv, W) when :func:`values_tiled`)
+    rs: np.ndarray  #: (nt, W) their key scales
+    rp: np.ndarray  #: (nt, W) their positions
+    rch: np.ndarray  #: (nt, W, Hc) their chunk ids (count-once)
+
+
+class ChunkScratch(NamedTuple):
+    """Per-thread scratch of one block of mq queries (:func:`_attend_chunk`); (nt, ...)
+    arrays, or one thread's slices inside a work item."""
+
+    qt: np.ndarray  #: (nt, d, mq) the query block, transposed
+    pt: np.ndarray  #: (nt, mq, W) probabilities, transposed (any shape unless values are tiled)
+    st: np.ndarray  #: (nt, W, mq) scores (transposed), then probabilities
+    o: np.ndarray  #: (nt, mq, dv) unnormalized round output
+    top: np.ndarray  #: (nt, mq) per-query max score, compute dtype
+    z: np.ndarray  #: (nt, mq) float64 per-query normalizer
+    table: np.ndarray  #: int64 (nt, NC, ceil(mq/64)) all zero: query bits (count-once)
+    cw: np.ndarray  #: (nt, W, mq) occurrence counts C (count-once; any shape otherwise)
+
 
 # ---------------------------------------------------------------------- prefetch
 
@@ -162,7 +245,9 @@ def _exp_nonpositive_f64(t):
     return (1.0 + 2.0 * px / (qx - px)) * _bits_as_float(bits)
 
 
-@overload(exp_nonpositive, jit_options={"fastmath": FASTMATH})
+# no "reassoc" here: it would fold the two-constant range reduction t - k*ln2_hi - k*ln2_lo
+# into t - k*ln2, an error growing with |t| (float64: 2e-14 relative near -700, not 3e-16)
+@overload(exp_nonpositive, jit_options={"fastmath": FASTMATH - {"reassoc"}})
 def _exp_nonpositive_overload(t):
     if t == types.float32:
         return _exp_nonpositive_f32
@@ -236,7 +321,7 @@ def _matmul_tn(a, b, out):
                 out[i, c] += w * b[j, c]
 
 
-#: chunk-product kernels (the ``kernel`` argument of :func:`attend_all`): plain loops for toy
+#: chunk-product kernels (``AttendOptions.kernel``): plain loops for toy
 #: shapes, BLAS ``np.dot`` for both products, :func:`_matmul_abt` register-tiled dot products
 #: for both, or mixed: BLAS for the scores, tiled for the values
 KERNEL_LOOPS, KERNEL_BLAS, KERNEL_TILED, KERNEL_MIXED = 0, 1, 2, 3
@@ -323,16 +408,17 @@ def _track(x, c, hi, ahi, lo, alo):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _argmax_plus_minus(p, mx, mn, amx, amn, out, scale):
+def _argmax_plus_minus(p, hs, tid, out, scale):
     """``out[i] += scale * argmax(concat([p[:, i], -p[:, i]]))`` for every column i.
 
-    p: (k, nr) projections, one row per rotation column; mx, mn (nr,) and amx, amn int32
-    (nr,) scratch; out int (nr,). A running max and min down the k rows, vectorized across
-    the nr positions, four rows per pass so the running values stay in registers; strict
-    comparisons keep the first index, and on a tie between the halves the ``+`` half wins
-    (it comes first in the concatenation).
+    p: (k, nr) projections, one row per rotation column; hs: :class:`HashScratch`, thread
+    tid's rows of mx, mn and amx, amn used (nr entries each); out int (nr,). A running max
+    and min down the k rows, vectorized across the nr positions, four rows per pass so the
+    running values stay in registers; strict comparisons keep the first index, and on a tie
+    between the halves the ``+`` half wins (it comes first in the concatenation).
     """
     k, nr = p.shape
+    mx, mn, amx, amn = hs.mx[tid, :nr], hs.mn[tid, :nr], hs.amx[tid, :nr], hs.amn[tid, :nr]
     for i in range(nr):
         mx[i] = p[0, i]
         mn[i] = p[0, i]
@@ -358,15 +444,16 @@ def _argmax_plus_minus(p, mx, mn, amx, amn, out, scale):
 
 
 @njit(cache=True, parallel=True)
-def hash_all(qk, rot_t, factors, slots, rows_t, proj, mx, mn, amx, amn):
+def hash_all(qk, rot_t, factors, slots, hs):
     """Bucket of every position and round, written to ``slots`` (round offsets not added).
 
     qk: (B, L, d); rot_t: (H, K, d), ``rot_t[r] = rotations[:, r, :].T``; factors: int64
     (n_factors,) bucket counts (one entry when not factorized); slots: int (B, H*L),
-    written round-major. Per-thread scratch: rows_t (nt, d*ROWS), proj (nt, K*ROWS);
-    mx, mn (nt, ROWS) in qk's dtype; amx, amn int32 (nt, ROWS).
+    written round-major. hs: the per-thread :class:`HashScratch` (or its fields, in order).
     """
+    hs = HashScratch(*hs)
     B, L, d = qk.shape
+    rows_t, proj = hs.rows_t, hs.proj
     H, K, _ = rot_t.shape
     nblk = (L + ROWS - 1) // ROWS
     for item in prange(B * nblk):
@@ -387,10 +474,7 @@ def hash_all(qk, rot_t, factors, slots, rows_t, proj, mx, mn, amx, amn):
             scale = 1
             for f in factors:
                 half = f // 2
-                _argmax_plus_minus(
-                    p[col : col + half], mx[tid, :nr], mn[tid, :nr], amx[tid, :nr],
-                    amn[tid, :nr], out, scale,
-                )  # fmt: skip
+                _argmax_plus_minus(p[col : col + half], hs, tid, out, scale)
                 col += half
                 scale *= f
 
@@ -530,11 +614,12 @@ def _window_sum(rch, j, x, L, m, before, after):
 
 
 @njit(cache=True)
-def occurrence_counts(rch, row0, nq, s0, L, m, before, after, table, cw):
+def occurrence_counts(rch, row0, nq, s0, L, opts, table, cw):
     """``cw[j, i]`` = C: occurrences of ring row j's key in ALL the windows of query i.
 
     The queries are ring rows ``[row0, row0+nq)``, sorted slots ``[s0, s0+nq)`` (a block
-    of chunk ``c = s0 // m``, whose window is the ring). rch int (W, H): chunk ids
+    of chunk ``c = s0 // m``, whose window is the ring; m, before, after from
+    :class:`AttendOptions` opts). rch int (W, H): chunk ids
     (:func:`chunk_ids`) of each ring row's key in every round; table int64
     (NC, ceil(nq/64)) all zero (left all zero); cw (W, nq) written, in the compute dtype.
     Query i, of round r_i, counts:
@@ -549,6 +634,7 @@ def occurrence_counts(rch, row0, nq, s0, L, m, before, after, table, cw):
       window by window, instead.
     """
     W, H = rch.shape
+    m, before, after = opts.m, opts.before, opts.after
     A = before + 1 + after
     NC = H * L // m
     c = s0 // m
@@ -611,16 +697,18 @@ def occurrence_counts(rch, row0, nq, s0, L, m, before, after, table, cw):
 
 
 @njit(inline="always")
-def _gather_chunk(qk, v, kscale, chunk_of, slots, x, m, rq, rv, rs, rp, rch, row0, vt):
+def _gather_chunk(seq, ring, x, m, row0, vt):
     """Copy chunk x's sorted rows into ring rows ``[row0, row0+m)``.
 
     Chunk x holds sorted slots ``[x*m, (x+1)*m)`` taken cyclically over all chunks of all
     rounds (so x = -1 is the last chunk of the last round, as in the look-back of the very
-    first chunk). qk (L, d), v (L, dv), kscale (L,), chunk_of (L, Hc) (Hc = 0 unless
-    count-once), slots (H*L,) sorted positions of one sequence; rq (A*m, d), rv (A*m, dv),
-    rs (A*m,), rp (A*m,), rch (A*m, Hc): the thread's ring; ``vt``: rv holds the values
-    transposed, (dv, A*m) (the tiled kernel's layout).
+    first chunk). seq: one sequence's :class:`AttendInputs`, qk (L, d), v (L, dv), kscale
+    (L,), chunk_of (L, Hc) (Hc = 0 unless count-once), slots (H*L,) sorted positions; ring:
+    the thread's :class:`Ring`, rq (A*m, d), rv (A*m, dv), rs (A*m,), rp (A*m,), rch
+    (A*m, Hc); ``vt``: rv holds the values transposed, (dv, A*m) (the tiled kernel's layout).
     """
+    qk, v, kscale, chunk_of, slots = seq.qk, seq.v, seq.kscale, seq.chunk_of, seq.slots
+    rq, rv, rs, rp, rch = ring.rq, ring.rv, ring.rs, ring.rp, ring.rch
     n_slots = slots.shape[0]
     d = qk.shape[1]
     dv = v.shape[1]
@@ -647,10 +735,14 @@ def _gather_chunk(qk, v, kscale, chunk_of, slots, x, m, rq, rv, rs, rp, rch, row
 
 
 @njit(inline="always")
-def _combine(o, top, z, qp, qlo, qhi, first, last, out, run):
-    """Online round combine of queries ``[qlo, qhi)`` of a block: out (L, dv) accumulates
-    ``exp(top - M) * o`` with M = run[:, 0] the running max and run[:, 1] the matching
-    normalizer; ``first`` initializes, ``last`` divides (see :func:`_attend_chunk`)."""
+def _combine(scr, qp, qlo, qhi, first, last, acc):
+    """Online round combine of queries ``[qlo, qhi)`` of a block (positions qp): out (L, dv)
+    accumulates ``exp(top - M) * o`` (o, top, z from the thread's :class:`ChunkScratch`
+    scr) with M = run[:, 0] the running max and run[:, 1] the matching normalizer (out, run:
+    one sequence's :class:`Accumulator`); ``first`` initializes, ``last`` divides (see
+    :func:`_attend_chunk`)."""
+    o, top, z = scr.o, scr.top, scr.z
+    out, run = acc.out, acc.run
     dv = o.shape[1]
     for i in range(qlo, qhi):
         p = qp[i]
@@ -680,26 +772,30 @@ def _combine(o, top, z, qp, qlo, qhi, first, last, out, run):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _attend_chunk(
-    rq, rv, rs, rp, ca, qlo, qhi, causal, first, last, kernel, next_pos,
-    qt, pt, st, o, top, z, out, run, count_once, cw,
-):  # fmt: skip
+def _attend_chunk(ring, scr, acc, opts, ca, qlo, qhi, first, last, next_pos):
     """A block of queries, at ring rows ``[ca, ca+mq)``, against the whole ring (its window).
 
-    rq (W, d), rv (W, dv) ((dv, W) when :func:`values_tiled`), rs (W,), rp (W,): the window's
-    query/key vectors, values, key scales and positions (see :func:`_gather_chunk`; the
-    order of the window's chunks in the ring does not matter to a softmax). All mq queries
-    are scored; the round's own, block rows ``[qlo, qhi)``, are combined online: out (L, dv)
-    accumulates ``sum_r exp(top_r - M) * (exp(s_r - top_r) @ v)`` with M = run[:, 0] the
-    running max and run[:, 1] the matching normalizer (run (L, 2) float64, one cache line
-    per query); ``first`` initializes, ``last`` divides. next_pos (mq,): the next block's
-    query positions, whose output rows are prefetched. kernel: one of the KERNEL_* codes
-    (the chunk products). Scratch: qt (d, mq) transposed queries, pt (mq, W) transposed
-    probabilities (when values are tiled), st (W, mq), o (mq, dv), top (mq,) in the
-    compute dtype, z (mq,) float64. count_once: every weight ``exp(s - top)`` is divided by
-    cw (W, mq), the key's occurrences in all of the query's windows
-    (:func:`occurrence_counts`).
+    ring: the thread's :class:`Ring`, rq (W, d), rv (W, dv) ((dv, W) when
+    :func:`values_tiled`), rs (W,), rp (W,): the window's query/key vectors, values, key
+    scales and positions (see :func:`_gather_chunk`; the order of the window's chunks in the
+    ring does not matter to a softmax). All mq queries are scored; the round's own, block
+    rows ``[qlo, qhi)``, are combined online into acc (:class:`Accumulator` of one
+    sequence): out (L, dv) accumulates ``sum_r exp(top_r - M) * (exp(s_r - top_r) @ v)``
+    with M = run[:, 0] the running max and run[:, 1] the matching normalizer (run (L, 2)
+    float64, one cache line per query); ``first`` initializes, ``last`` divides. next_pos
+    (mq,): the next block's query positions, whose output rows are prefetched. opts
+    (:class:`AttendOptions`): causal, and kernel, one of the KERNEL_* codes (the chunk
+    products). scr: the thread's :class:`ChunkScratch`, qt (d, mq) transposed queries, pt
+    (mq, W) transposed probabilities (when values are tiled), st (W, mq), o (mq, dv), top
+    (mq,) in the compute dtype, z (mq,) float64. Count-once weighting (ring rows carry chunk
+    ids): every weight ``exp(s - top)`` is divided by cw (W, mq), the key's occurrences in
+    all of the query's windows (:func:`occurrence_counts`).
     """
+    rq, rv, rs, rp, rch = ring.rq, ring.rv, ring.rs, ring.rp, ring.rch
+    qt, pt, st, o, top, z, cw = scr.qt, scr.pt, scr.st, scr.o, scr.top, scr.z, scr.cw
+    out, run = acc.out, acc.run
+    causal, kernel = opts.causal, opts.kernel
+    count_once = rch.shape[1] > 0
     W, m = st.shape
     d = rq.shape[1]
     dv = o.shape[1]
@@ -751,14 +847,11 @@ def _attend_chunk(
         np.dot(st.T, rv, o)  # (m, W) @ (W, dv) -> (m, dv), unnormalized
     else:
         _matmul_tn(st, rv, o)
-    _combine(o, top, z, qp, qlo, qhi, first, last, out, run)
+    _combine(scr, qp, qlo, qhi, first, last, acc)
 
 
 @njit(cache=True, parallel=True)
-def attend_round(
-    qk, v, kscale, chunk_of, slots, lo, m, before, after, causal, first, last, kernel,
-    seg_len, out, run, rq, rv, rs, rp, rch, qt, pt, st, o, top, z, table, cw,
-):  # fmt: skip
+def attend_round(inputs, opts, acc, ring, scr, lo, first, last):
     """Round r's queries (sorted slots ``[lo, lo+L)``, each position once), chunk by chunk.
 
     The round's chunks are cut into segments of ``seg_len`` consecutive chunks, run in
@@ -771,19 +864,23 @@ def attend_round(
     output row; a chunk straddling two rounds is computed in both and each time combines
     only its own round's queries.
 
-    qk (B, L, d), v (B, L, dv), kscale (B, L), chunk_of (B, L, Hc) chunk ids (Hc = H for
-    count-once weighting, else 0), slots (B, H*L) sorted positions; out (B, L, dv), run
-    (B, L, 2) float64 running max and normalizer. Per-thread scratch: the ring rq
-    (nt, A*m, d), rv (nt, A*m, dv) ((nt, dv, A*m) when :func:`values_tiled`), rs (nt, A*m),
-    rp (nt, A*m), rch (nt, A*m, Hc); qt (nt, d, mq), pt (nt, mq, A*m) (any shape unless values
-    are tiled), st (nt, A*m, mq), o (nt, mq, dv), top (nt, mq), z (nt, mq) float64; for
-    count-once, table int64 (nt, NC, ceil(mq/64)) all zero and cw (nt, A*m, mq) (any shape
-    otherwise; see :func:`occurrence_counts`). kernel: one of the KERNEL_* codes.
+    inputs: :class:`AttendInputs` (B, ...), chunk ids with Hc = H for count-once weighting,
+    else 0; acc: :class:`Accumulator`, out (B, L, dv) and run (B, L, 2) float64 running max
+    and normalizer. Per-thread scratch: ring, the :class:`Ring` (nt, A*m, ...), and scr, the
+    :class:`ChunkScratch` (nt, ...); for count-once, its table is all zero (see
+    :func:`occurrence_counts`). opts: :class:`AttendOptions`.
     """
+    qk, v, kscale = inputs.qk, inputs.v, inputs.kscale
+    chunk_of, slots = inputs.chunk_of, inputs.slots
+    out, run = acc.out, acc.run
+    rq, rv, rs, rp, rch = ring.rq, ring.rv, ring.rs, ring.rp, ring.rch
+    qt, pt, st, o, top, z = scr.qt, scr.pt, scr.st, scr.o, scr.top, scr.z
+    table, cw = scr.table, scr.cw
+    m, before, after, seg_len = opts.m, opts.before, opts.after, opts.seg_len
     B, L, _ = qk.shape
     A = before + 1 + after
     mq = top.shape[1]
-    vt = values_tiled(kernel)
+    vt = values_tiled(opts.kernel)
     count_once = chunk_of.shape[2] > 0
     n_slots = slots.shape[1]
     c0 = lo // m
@@ -794,13 +891,18 @@ def attend_round(
         b = item // n_seg
         ca = c0 + (item % n_seg) * seg_len
         cb = min(ca + seg_len, c_end)
-        qk_b, v_b, ks_b, ch_b, sl_b = qk[b], v[b], kscale[b], chunk_of[b], slots[b]
-        tq, tv, ts, tp, tc = rq[tid], rv[tid], rs[tid], rp[tid], rch[tid]  # this thread's ring
+        sl_b = slots[b]
+        seq = AttendInputs(qk[b], v[b], kscale[b], chunk_of[b], sl_b)  # this sequence
+        acc_b = Accumulator(out[b], run[b])
+        t_ring = Ring(rq[tid], rv[tid], rs[tid], rp[tid], rch[tid])  # this thread's ring
+        t_scr = ChunkScratch(
+            qt[tid], pt[tid], st[tid], o[tid], top[tid], z[tid], table[tid], cw[tid]
+        )
         for x in range(ca - before, ca + after):  # the first window, but its last chunk
-            _gather_chunk(qk_b, v_b, ks_b, ch_b, sl_b, x, m, tq, tv, ts, tp, tc, (x % A) * m, vt)
+            _gather_chunk(seq, t_ring, x, m, (x % A) * m, vt)
         for c in range(ca, cb):
             x = c + after  # the chunk entering the window
-            _gather_chunk(qk_b, v_b, ks_b, ch_b, sl_b, x, m, tq, tv, ts, tp, tc, (x % A) * m, vt)
+            _gather_chunk(seq, t_ring, x, m, (x % A) * m, vt)
             for q0 in range(0, m, mq):  # blocks of mq queries
                 s0 = c * m + q0  # the block's first sorted slot
                 nxt = s0 + mq
@@ -809,31 +911,26 @@ def attend_round(
                     continue  # a block of another round's queries (long straddling chunks)
                 row0 = (c % A) * m + q0
                 if count_once:
-                    occurrence_counts(tc, row0, mq, s0, L, m, before, after, table[tid], cw[tid])
-                _attend_chunk(
-                    tq, tv, ts, tp, row0, qlo, qhi, causal, first, last, kernel,
-                    sl_b[nxt : min(nxt + mq, n_slots)], qt[tid], pt[tid], st[tid], o[tid], top[tid],
-                    z[tid], out[b], run[b], count_once, cw[tid],
-                )  # fmt: skip
+                    occurrence_counts(t_ring.rch, row0, mq, s0, L, opts, t_scr.table, t_scr.cw)
+                next_pos = sl_b[nxt : min(nxt + mq, n_slots)]
+                _attend_chunk(t_ring, t_scr, acc_b, opts, row0, qlo, qhi, first, last, next_pos)
 
 
 @njit(cache=True)
-def attend_all(
-    qk, v, kscale, chunk_of, slots, n_hashes, m, before, after, causal, kernel, seg_len,
-    out, run, rq, rv, rs, rp, rch, qt, pt, st, o, top, z, table, cw,
-):  # fmt: skip
-    """Every round in order, each combined online into out (B, L, dv) and run (B, L, 2).
+def attend_all(inputs, opts, acc, ring, scr):
+    """Every round in order, each combined online into acc (:class:`Accumulator`: out
+    (B, L, dv) and run (B, L, 2)).
 
-    qk (B, L, d), v (B, L, dv), kscale (B, L), chunk_of (B, L, Hc), slots (B, H*L) sorted
-    positions; the rest as in :func:`attend_round`.
+    inputs: :class:`AttendInputs`; opts: :class:`AttendOptions`; ring, scr: the per-thread
+    :class:`Ring` and :class:`ChunkScratch`, as in :func:`attend_round` (each the named
+    tuple or its fields, in order: :func:`as_fields`).
     """
-    L = qk.shape[1]
+    inputs, opts, acc = AttendInputs(*inputs), AttendOptions(*opts), Accumulator(*acc)
+    ring, scr = Ring(*ring), ChunkScratch(*scr)
+    L = inputs.qk.shape[1]
+    n_hashes = opts.n_hashes
     for r in range(n_hashes):
-        attend_round(
-            qk, v, kscale, chunk_of, slots, r * L, m, before, after, causal, r == 0,
-            r == n_hashes - 1, kernel, seg_len, out, run, rq, rv, rs, rp, rch, qt, pt, st, o,
-            top, z, table, cw,
-        )  # fmt: skip
+        attend_round(inputs, opts, acc, ring, scr, r * L, r == 0, r == n_hashes - 1)
 
 
 @njit(cache=True, parallel=True)

@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from lshbench.backends.registry import BackendSpec, backend_spec
-from lshbench.core.config import LSHConfig
+from lshbench.core.config import LSHConfig, fail
 from lshbench.core.dense import dense_attention
-from lshbench.core.validation import check_inputs
+from lshbench.core.validation import check_inputs, check_keys
 
 __all__ = ["Backend"]
 
@@ -25,7 +25,9 @@ class Backend(ABC):
 
     Subclasses set ``name``, ``description`` and implement :meth:`_attend` on checked
     inputs ``qk (B, L, d)``, ``v (B, L, dv)``, rotations ``(d, H, rot_size // 2)`` (None
-    when ``uses_hashing`` is False), returning ``(B, L, dv)`` in the input dtype.
+    when ``uses_hashing`` is False), returning ``(B, L, dv)`` in the input dtype. Backends
+    whose registry entry declares ``separate_qk`` also implement :meth:`_attend_separate`
+    (queries and keys apart, docs/design.md section 2c).
     """
 
     name: ClassVar[str] = ""
@@ -54,19 +56,39 @@ class Backend(ABC):
         v: np.ndarray,
         config: LSHConfig,
         rotations: np.ndarray | None = None,
+        *,
+        k: np.ndarray | None = None,
     ) -> np.ndarray:
         """Attention output ``(L, dv)`` or ``(B, L, dv)``, dtype of ``qk``.
 
-        Raises ConfigError on invalid input before any work is done.
+        ``k``: the keys, shaped like ``qk``, required when ``config.qk == "separate"`` (``qk``
+        is then the queries) and refused otherwise. Raises ConfigError on invalid input
+        before any work is done.
         """
         qk3, v3, rot, batched = check_inputs(
             qk, v, config, rotations, need_rotations=self.uses_hashing
         )
+        k3 = check_keys(k, qk3, config, batched)  # (B, L, d) or None (shared QK)
+        if k3 is not None and not self.spec.separate_qk:
+            fail("qk", config.qk, f"backend {self.name!r} computes shared queries/keys only")
         if self.uses_hashing and config.is_short(qk3.shape[1]) and not self.own_short_path:
-            out = dense_attention(qk3, v3, config.causal)  # the sequence fits one chunk
+            out = dense_attention(qk3, v3, config.causal, k=k3)  # the sequence fits one chunk
+        elif k3 is not None:
+            out = self._attend_separate(qk3, k3, v3, config, rot)  # (B, L, dv)
         else:
             out = self._attend(qk3, v3, config, rot)  # (B, L, dv)
         return out if batched else out[0]
+
+    def _attend_separate(
+        self,
+        q: np.ndarray,
+        k: np.ndarray,
+        v: np.ndarray,
+        config: LSHConfig,
+        rotations: np.ndarray | None,
+    ) -> np.ndarray:
+        """Checked ``q, k (B, L, d)``, ``v (B, L, dv)`` -> ``(B, L, dv)`` (separate QK)."""
+        raise NotImplementedError(f"backend {self.name!r} declares separate_qk without it")
 
     @abstractmethod
     def _attend(

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from lshbench.backends import _numba_kernels as kernels
+from lshbench.backends._blas import BlasOneThread
 from lshbench.backends._numba_choice import (
     cpu_model,
     kernel_cache_path,
@@ -117,22 +118,22 @@ def use_blas(chunk_len: int, window: int, width: int) -> bool:
     return chunk_len * window * width > LOOPS_MAX_MACS
 
 
-class _BlasOneThread:
-    """Keep every loaded BLAS at one thread while the kernels run (they call it per chunk)."""
+def _scaled_values(v: np.ndarray, terms: int) -> tuple[np.ndarray, int]:
+    """``(v * 2**-e, e)``: values small enough that the kernels' unnormalized sums stay
+    finite, and the power of two to scale the output back by (``e = 0``: ``v`` itself).
 
-    def __init__(self) -> None:
-        self._controller: Any = None  # threadpoolctl.ThreadpoolController, made on first use
-
-    def limit(self) -> AbstractContextManager:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-            return nullcontext()
-        if self._controller is None:
-            import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba's np.dot calls)
-
-            self._controller = ThreadpoolController()  # sees NumPy's and SciPy's BLAS
-        return self._controller.limit(limits=1, user_api="blas")
+    A round's output is accumulated as a sum of at most ``terms`` (keys per window times
+    rounds) values weighted by at most 1 before it is normalized, so values above
+    ``finfo.max / terms`` (and a safety factor 4) could overflow although the attention
+    output, a convex combination of rows of ``v``, is finite. Such ``v`` (B, L, dv) is
+    divided by a power of two (exact, no rounding beyond values that underflow far below
+    the largest) to ``|v| < 1``; other inputs pass unchanged, with no copy.
+    """
+    biggest = max(float(v.max()), -float(v.min()))  # reductions: no temporary array
+    if biggest <= float(np.finfo(v.dtype).max) / (4 * max(terms, 1)):
+        return v, 0
+    exponent = int(np.frexp(biggest)[1])  # biggest < 2**exponent
+    return np.ldexp(v, -exponent).astype(v.dtype, copy=False), exponent  # (B, L, dv)
 
 
 class NumbaBackend(Backend):
@@ -150,7 +151,7 @@ class NumbaBackend(Backend):
         ``"auto"``: the per-machine choice, see :attr:`kernel`)."""
         from lshbench.core.config import fail
 
-        self._blas = _BlasOneThread()
+        self._blas = BlasOneThread()
         self._kernel: str | None = None
         self._forced: str | None = None  # set while timing the candidates
         self._choice: dict[str, Any] = {}
@@ -243,6 +244,43 @@ class NumbaBackend(Backend):
             slots = self._pipeline_slots(qk, config, rotations)
             return self._chunked_attention(qk, v, config, slots)
 
+    def _attend_separate(
+        self,
+        q: np.ndarray,
+        k: np.ndarray,
+        v: np.ndarray,
+        config: LSHConfig,
+        rotations: np.ndarray | None,
+    ) -> np.ndarray:
+        """Separate queries and keys (docs/design.md section 2c): both sorted by this
+        backend's pipeline (hash and counting sort, random draws, or positions in order),
+        then :mod:`lshbench.backends._numba_separate` over the query chunks."""
+        from lshbench.backends import _numba_separate as separate
+
+        assert rotations is not None
+        warn_if_spinning_pools()
+        pc = config.pipeline_config()
+        B, L, _ = q.shape
+        R, m = pc.n_hashes, pc.chunk_len
+        with self._blas.limit():
+            qslots = self._pipeline_slots(q, config, rotations)  # (B, R*L) sorted positions
+            kslots = self._pipeline_slots(k, config, rotations)  # (B, R*L)
+        count_once = config.weighting == "count-once"
+        shape = (B, L, R) if count_once else (1, 1, 1)
+        chunks = (np.zeros(shape, np.int64), np.zeros(shape, np.int64))
+        if count_once:
+            separate.chunk_of_copies(qslots, L, m, chunks[0])
+            separate.chunk_of_copies(kslots, L, m, chunks[1])
+        round_out = np.empty((B, R, L, v.shape[-1]), np.float64)
+        round_lse = np.empty((B, R, L), np.float64)
+        window = (int(pc.chunks_before), int(pc.chunks_after))
+        separate.attend_separate(
+            q, k, v, qslots, kslots, int(m), window, count_once, chunks, (round_out, round_lse)
+        )
+        out = np.empty((B, L, v.shape[-1]), np.float64)
+        separate.combine_rounds(round_out, round_lse, out)
+        return out.astype(q.dtype)
+
     def hash_buckets(self, qk: np.ndarray, rotations: np.ndarray, config: LSHConfig) -> np.ndarray:
         """This backend's own hashing: int (H, L), or (B, H, L) for batched qk.
 
@@ -313,15 +351,16 @@ class NumbaBackend(Backend):
         rot_t = np.ascontiguousarray(rotations.transpose(1, 2, 0), dtype=dtype)
         slots = np.empty((B, H * L), dtype=self._index_dtype(config, L))
         rows = kernels.ROWS
-        kernels.hash_all(
-            qk, rot_t, np.asarray(config.factors, dtype=np.int64), slots,
-            np.empty((nt, d * rows), dtype),  # per-thread (d, rows) transposed positions
-            np.empty((nt, K * rows), dtype),  # per-thread (K, rows) projections
-            np.empty((nt, rows), dtype),  # running max
-            np.empty((nt, rows), dtype),  # running min
-            np.empty((nt, rows), np.int32),  # argmax
-            np.empty((nt, rows), np.int32),  # argmin
-        )  # fmt: skip
+        scratch = kernels.HashScratch(
+            rows_t=np.empty((nt, d * rows), dtype),  # per-thread (d, rows) transposed positions
+            proj=np.empty((nt, K * rows), dtype),  # per-thread (K, rows) projections
+            mx=np.empty((nt, rows), dtype),
+            mn=np.empty((nt, rows), dtype),
+            amx=np.empty((nt, rows), np.int32),
+            amn=np.empty((nt, rows), np.int32),
+        )
+        factors = np.asarray(config.factors, dtype=np.int64)
+        kernels.hash_all(qk, rot_t, factors, slots, *kernels.as_fields(scratch))
         return slots
 
     def _sort(self, slots: np.ndarray, config: LSHConfig) -> None:
@@ -351,6 +390,7 @@ class NumbaBackend(Backend):
         mq = query_block(config)
         W = pc.n_adjacent * m  # keys per window (also when m >= L)
         before, after = pc.chunks_before, pc.chunks_after
+        v, exponent = _scaled_values(v, W * H)
         nt = numba.get_num_threads()
         dtype = qk.dtype
         kscale = np.empty((B, L), dtype=dtype)  # key = qk * kscale
@@ -365,24 +405,34 @@ class NumbaBackend(Backend):
         out = np.empty((B, L, dv), dtype=dtype)
         code = self._kernel_code(mq, W, max(d, dv))
         tiled = code in (kernels.KERNEL_TILED, kernels.KERNEL_MIXED)  # values product tiled
-        kernels.attend_all(
-            qk, v, kscale, chunk_of, slots, H, m, before, after, config.causal,
-            code, segment_chunks(L // m + 1, nt), out,
-            np.empty((B, L, 2), np.float64),  # per query: running max, running normalizer
-            np.empty((nt, W, d), dtype),  # ring: the window's query/key rows
-            np.empty((nt, dv, W) if tiled else (nt, W, dv), dtype),  # ring: their values
-            np.empty((nt, W), dtype),  # ring: their key scales
-            np.empty((nt, W), slots.dtype),  # ring: their positions
-            np.empty((nt, W, Hc), slots.dtype),  # ring: their chunk ids (count-once)
-            np.empty((nt, d, mq), dtype),  # qt: a query block, transposed
-            np.empty((nt, mq, W) if tiled else (nt, 1, 1), dtype),  # pt: probabilities, .T
-            np.empty((nt, W, mq), dtype),  # st: scores (transposed), then probabilities
-            np.empty((nt, mq, dv), dtype),  # o: unnormalized round output
-            np.empty((nt, mq), dtype),  # top: per-query max score
-            np.empty((nt, mq), np.float64),  # z: per-query normalizer
-            np.zeros((nt, *table), np.int64),  # table: the other windows' query bits
-            np.empty((nt, W if count_once else 1, mq), dtype),  # cw: occurrence counts C
+        opts = kernels.AttendOptions(
+            n_hashes=int(H), m=int(m), before=int(before), after=int(after),
+            causal=bool(config.causal), kernel=int(code),
+            seg_len=int(segment_chunks(L // m + 1, nt)),
         )  # fmt: skip
+        ring = kernels.Ring(  # per thread: the window's A chunks
+            rq=np.empty((nt, W, d), dtype),
+            rv=np.empty((nt, dv, W) if tiled else (nt, W, dv), dtype),
+            rs=np.empty((nt, W), dtype),
+            rp=np.empty((nt, W), slots.dtype),
+            rch=np.empty((nt, W, Hc), slots.dtype),
+        )
+        scratch = kernels.ChunkScratch(  # per thread: one block of mq queries
+            qt=np.empty((nt, d, mq), dtype),
+            pt=np.empty((nt, mq, W) if tiled else (nt, 1, 1), dtype),
+            st=np.empty((nt, W, mq), dtype),
+            o=np.empty((nt, mq, dv), dtype),
+            top=np.empty((nt, mq), dtype),
+            z=np.empty((nt, mq), np.float64),
+            table=np.zeros((nt, *table), np.int64),
+            cw=np.empty((nt, W if count_once else 1, mq), dtype),
+        )
+        acc = kernels.Accumulator(out=out, run=np.empty((B, L, 2), np.float64))
+        inputs = kernels.AttendInputs(qk=qk, v=v, kscale=kscale, chunk_of=chunk_of, slots=slots)
+        kernels.attend_all(*kernels.as_fields(inputs, opts, acc, ring, scratch))
+        if exponent:  # back to v's scale; out is a convex combination of v's rows
+            np.clip(out, v.min(), v.max(), out=out)  # (B, L, dv), rounding kept in range
+            np.ldexp(out, exponent, out=out)
         return out
 
     def _kernel_code(self, mq: int, window: int, width: int) -> int:
@@ -399,7 +449,9 @@ class NumbaBackend(Backend):
         start = time.perf_counter()
         cfg = LSHConfig(n_hashes=2, n_buckets=(4, 2), chunk_len=4, weighting="count-once")
         qk = np.random.default_rng(0).standard_normal((1, 12, 4)).astype(dtype)
-        self._attend(qk, qk, cfg, random_rotations(4, cfg, seed=0, dtype=dtype))  # all kernels
+        rot = random_rotations(4, cfg, seed=0, dtype=dtype)
+        self._attend(qk, qk, cfg, rot)  # all kernels
+        self._attend_separate(qk, qk, qk, replace(cfg, qk="separate"), rot)  # separate QK
         kernels.sort_rounds_argsort(np.zeros((1, 4), dtype=np.int32), 2)  # the huge-nb sort
         self.kernel  # noqa: B018  (chooses the kernel now, not in the first timed call)
         return time.perf_counter() - start

@@ -50,14 +50,20 @@ def lsh_attention(
     config: LSHConfig,
     rotations: np.ndarray,
     trace: dict[str, np.ndarray] | None = None,
+    k: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Checked qk (B, L, d), v (B, L, dv), rotations (d, n_hashes, rot_size/2),
-    L > config.sort_chunk_len.
+    L > config.sort_chunk_len; k (B, L, d) separate keys or None (shared QK).
 
     Returns ``(round_out (B, H, L, dv), round_lse (B, H, L), buckets (B, H, L))`` with
-    H = ``config.rounds`` (1 for ``local``). ``trace``, if given, receives the intermediate
-    arrays under the lab's names (read by ``lshbench explain``); ``dotlike`` is stored after
-    masking (and the count-once adjustment), ``so`` as (B, NC, m, dv).
+    H = ``config.rounds`` (1 for ``local``); buckets are the queries'. ``trace``, if given,
+    receives the intermediate arrays under the lab's names (read by ``lshbench explain``);
+    ``dotlike`` is stored after masking (and the count-once adjustment), ``so`` as
+    (B, NC, m, dv).
+
+    Separate keys (docs/design.md section 2c): queries hash from qk and keys from k with the
+    same rotations, each sorted apart by (round, bucket, position); query chunk c attends
+    key chunks c - before .. c + after; scores q . k as given, no mask.
     """
     B, L, d = qk.shape
     dv = v.shape[-1]
@@ -68,33 +74,42 @@ def lsh_attention(
     # Step 1, buckets of every position in every round: hashed (lsh), drawn at random
     # (random) or all zero (local: the stable sort keeps positions in order).
     buckets = _pipeline_buckets(qk, rotations, config)  # (B, H, L)
+    key_buckets = None if k is None else _pipeline_buckets(k, rotations, config)  # (B, H, L)
 
     # Step 2, sort the H*L (round, position) slots by (round, bucket, position).
     perm, undo_sort, st = sort_slots(buckets, pc.total_buckets)  # each (B, H*L)
     sq = np.take_along_axis(qk, st[..., None], axis=1)  # (B, H*L, d) sorted queries
-    sv = np.take_along_axis(v, st[..., None], axis=1)  # (B, H*L, dv) sorted values
+    # separate keys are sorted by their own buckets: (B, H*L) key positions
+    kst = st if key_buckets is None else sort_slots(key_buckets, pc.total_buckets).positions
+    sv = np.take_along_axis(v, kst[..., None], axis=1)  # (B, H*L, dv) sorted values
 
     # Step 3, chunk: m consecutive sorted slots form a chunk (chunks may straddle rounds).
     rsq = sq.reshape(B, NC, m, d)  # (B, H*L, d) -> (B, NC, m, d)
     rsv = sv.reshape(B, NC, m, dv)  # (B, H*L, dv) -> (B, NC, m, dv)
     qpos = st.reshape(B, NC, m)  # (B, NC, m) position of every query
+    kpos_chunks = kst.reshape(B, NC, m)  # (B, NC, m) position of every key
 
-    # Keys are the same vectors, length-normalized (queries are not).
-    rsk = normalize_keys(rsq)  # (B, NC, m, d)
+    if k is None:
+        # Keys are the same vectors, length-normalized (queries are not).
+        rsk = normalize_keys(rsq)  # (B, NC, m, d)
+    else:
+        # (B, H*L, d) sorted keys, as given -> (B, NC, m, d)
+        rsk = np.take_along_axis(k, kst[..., None], axis=1).reshape(B, NC, m, d)
 
     # Look around: chunk c sees chunks c-before..c+after, cyclically over all rounds.
     adj = adjacent_chunks(NC, pc.chunks_before, pc.chunks_after)  # (NC, A)
     kw = rsk[:, adj].reshape(B, NC, -1, d)  # (B, NC, A, m, d) -> (B, NC, W, d)
     vw = rsv[:, adj].reshape(B, NC, -1, dv)  # (B, NC, A, m, dv) -> (B, NC, W, dv)
-    kpos = qpos[:, adj].reshape(B, NC, -1)  # (B, NC, A, m) -> (B, NC, W)
+    kpos = kpos_chunks[:, adj].reshape(B, NC, -1)  # (B, NC, A, m) -> (B, NC, W)
 
     # Step 4, scores: (B, NC, m, d) @ (B, NC, d, W) -> (B, NC, m, W)
     dotlike = rsq @ kw.swapaxes(-1, -2)
-    mask_scores(dotlike, qpos, kpos, config.causal)  # set -1e9 (future) and -1e5 (self)
+    if k is None:
+        mask_scores(dotlike, qpos, kpos, config.causal)  # set -1e9 (future) and -1e5 (self)
     if config.weighting == "count-once":
         # Each distinct key once: an occurrence's weight exp(s) becomes exp(s) / C, C the
         # key's count in ALL of the query's windows (every round).
-        C = window_multiplicities(buckets, config)  # (B, H, L, W), position order
+        C = window_multiplicities(buckets, config, key_buckets)  # (B, H, L, W), position order
         # to sorted order: (B, H*L, W)[perm] -> (B, NC, m, W), the layout of dotlike
         C = np.take_along_axis(C.reshape(B, H * L, -1), perm[..., None], axis=1)
         dotlike -= np.log(C.reshape(B, NC, m, -1)).astype(dotlike.dtype)
@@ -130,6 +145,18 @@ class NumpyBackend(Backend):
         assert rotations is not None  # a hashing backend: Backend.attend checked them
         o, logits, _ = lsh_attention(qk, v, config, rotations)
         # Step 7, combine rounds: softmax over the per-round logsumexps.
+        return combine_rounds(o, logits)  # (B, H, L, dv) -> (B, L, dv)
+
+    def _attend_separate(
+        self,
+        q: np.ndarray,
+        k: np.ndarray,
+        v: np.ndarray,
+        config: LSHConfig,
+        rotations: np.ndarray | None,
+    ) -> np.ndarray:
+        assert rotations is not None  # a hashing backend: Backend.attend checked them
+        o, logits, _ = lsh_attention(q, v, config, rotations, k=k)
         return combine_rounds(o, logits)  # (B, H, L, dv) -> (B, L, dv)
 
     def attend_details(

@@ -2,10 +2,10 @@
 
 Facts about a backend (does it hash, does it compute the reference semantics, which
 analytic memory model describes it, does tracemalloc see its allocations, does it compute
-the variants of docs/design.md section 2b, does it have a backward pass, does it run on
-CUDA) are declared
-once, here, in its :class:`BackendSpec`, and read without importing the backend: the
-sweep plans and the worker reports from them, nobody tests a backend by name.
+the variants of docs/design.md section 2b, does it attend to all L keys, does it have a
+backward pass, does it run on CUDA) are declared once, here, in its :class:`BackendSpec`,
+and read without importing the backend: the sweep plans and the worker reports from them,
+nobody tests a backend by name.
 
 Importing this module imports no backend: :func:`get_backend` imports a backend's module
 on first use and :func:`list_backends` checks availability with ``importlib.util.find_spec``.
@@ -55,6 +55,12 @@ class BackendSpec(NamedTuple):
     #: environment variable that forces one of the backend's kernels (its value, unless
     #: empty or "auto", is the kernel its rows then carry in their ``kernel`` column)
     kernel_env: str | None = None
+    #: True when it computes separate queries and keys (``LSHConfig.qk == "separate"``,
+    #: docs/design.md section 2c; exact backends: ``softmax(q k^T) v``)
+    separate_qk: bool = False
+    #: True when it computes attention over all L keys (exact attention, whatever its
+    #: masks): a candidate for the exact baseline that speed-ups are measured against
+    all_keys: bool = False
     #: True when it has a backward pass (``Backend.forward_torch``, differentiable): it runs
     #: ``--pass train`` (docs/design.md section 9)
     backward: bool = False
@@ -101,6 +107,8 @@ def register_backend(
     tracemalloc_sees: bool = True,
     variants: bool = False,
     kernel_env: str | None = None,
+    separate_qk: bool = False,
+    all_keys: bool = False,
     backward: bool = False,
     cuda: bool = False,
 ) -> BackendSpec:
@@ -120,6 +128,8 @@ def register_backend(
         bool(tracemalloc_sees),
         bool(variants),
         kernel_env,
+        bool(separate_qk),
+        bool(all_keys),
         bool(backward),
         bool(cuda),
     )
@@ -183,13 +193,26 @@ register_backend(
     description="vectorized NumPy LSH attention (reference)",
     memory_model="numpy",
     variants=True,
+    separate_qk=True,
 )
 register_backend(
     "dense",
     "lshbench.backends.dense:DenseBackend",
-    description="exact shared-QK attention, query-blocked",
+    ("numba", "scipy"),
+    "exact shared-QK attention: fused blocked Numba kernel, GEMM + online softmax",
     uses_hashing=False,
     memory_model="dense",
+    separate_qk=True,
+    all_keys=True,
+)
+register_backend(
+    "dense-numpy",
+    "lshbench.backends.dense:DenseNumpyBackend",
+    description="exact shared-QK attention in NumPy, query-blocked (reference)",
+    uses_hashing=False,
+    memory_model="dense-numpy",
+    separate_qk=True,
+    all_keys=True,
 )
 register_backend(
     "numba",
@@ -199,6 +222,7 @@ register_backend(
     memory_model="numba",
     variants=True,
     kernel_env="LSHBENCH_NUMBA_KERNEL",
+    separate_qk=True,
 )
 register_backend(
     "hf",
@@ -227,6 +251,7 @@ register_backend(
     uses_hashing=False,
     exact=False,
     tracemalloc_sees=False,
+    all_keys=True,
     backward=True,
     cuda=True,
 )

@@ -267,6 +267,8 @@ def attend_torch(
     Raises ConfigError on invalid input before any work is done.
     """
     config = check_config(config)
+    if config.separate:
+        fail("qk", config.qk, "attend_torch computes shared queries/keys only")
     qk = _check_tensor("qk", qk)
     v = _check_tensor("v", v)
     if qk.ndim != v.ndim or qk.shape[:-1] != v.shape[:-1]:

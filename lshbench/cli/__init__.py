@@ -61,7 +61,7 @@ def backends() -> None:
 def _add_subcommands() -> None:
     """Attach the subcommands of the modules of this package."""
     from lshbench.cli.bench_command import bench_compare
-    from lshbench.cli.capture_command import capture
+    from lshbench.cli.capture_command import capture_command as capture
     from lshbench.cli.explain_command import explain
     from lshbench.cli.report_command import report
     from lshbench.cli.sweep_command import sweep

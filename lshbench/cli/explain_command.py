@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import click
 
-from lshbench.core.config import LSHConfig, fail
+from lshbench.core.config import LSHConfig
+from lshbench.core.options import N_BUCKETS_FORMS, format_n_buckets, parse_n_buckets_value
 from lshbench.explain import LAB_CONFIG, LAB_D, LAB_DV, LAB_SEED, LAB_SEQLEN, explain_text
-from lshbench.report.labels import parse_n_buckets
 
 __all__ = ["explain"]
-
-
-def _n_buckets(text: str) -> int | tuple[int, ...]:
-    """``--n-buckets`` as an int or factors; ConfigError (one line) when it is not integers."""
-    parsed = parse_n_buckets(text)
-    if parsed is None:
-        fail("n_buckets", text, "must be an even integer or comma-separated even integers")
-    return parsed
 
 
 @click.command("explain")
@@ -24,9 +16,10 @@ def _n_buckets(text: str) -> int | tuple[int, ...]:
 @click.option("--n-hashes", default=LAB_CONFIG.n_hashes, show_default=True, help="Rounds.")
 @click.option(
     "--n-buckets",
-    default=str(LAB_CONFIG.n_buckets),
+    default=format_n_buckets(LAB_CONFIG.n_buckets),
     show_default=True,
-    help="Buckets per round: an even int, or factors such as 2,4.",
+    help=f"Buckets per round, one value: {N_BUCKETS_FORMS} (a comma would separate list "
+    "values, as in sweep).",
 )
 @click.option("--chunk-len", default=LAB_CONFIG.chunk_len, show_default=True, help="Chunk m.")
 @click.option("-d", "--d", "d", default=LAB_D, show_default=True, help="Query/key size d.")
@@ -48,6 +41,7 @@ def _n_buckets(text: str) -> int | tuple[int, ...]:
 @click.option("--query", default=0, show_default=True, help="Position shown in detail.")
 @click.option("--precision", default=4, show_default=True, help="Digits printed.")
 def explain(
+    *,
     seqlen: int,
     n_hashes: int,
     n_buckets: str,
@@ -65,7 +59,7 @@ def explain(
     rounds are combined with a softmax over their logsumexps."""
     config = LSHConfig(
         n_hashes=n_hashes,
-        n_buckets=_n_buckets(n_buckets),
+        n_buckets=parse_n_buckets_value(n_buckets),
         chunk_len=chunk_len,
         causal=causal,
         chunks_before=chunks_before,

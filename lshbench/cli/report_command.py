@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from lshbench.report.document import render_report
+from lshbench.report.document import ReportWriteError, render_report
 
 __all__ = ["report"]
 
@@ -14,7 +14,7 @@ __all__ = ["report"]
 @click.option(
     "--out",
     "out",
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     default=None,
     help="Report folder (default: reports/<DIR name>/).",
 )
@@ -26,6 +26,9 @@ def report(dirs: tuple[str, ...], out: str | None) -> None:
     machines' rows gives one series per machine. Metrics and how to read the accuracy
     tables: docs/metrics.md.
     """
-    folder = render_report(dirs, out)
+    try:
+        folder = render_report(dirs, out)
+    except ReportWriteError as exc:  # the environment (disk full, permissions): exit 1
+        raise click.ClickException(str(exc)) from exc
     files = sorted(p.name for p in folder.glob("*.png"))
     click.echo(f"wrote {folder / 'report.md'} and {folder / 'index.html'} ({len(files)} figures)")

@@ -7,6 +7,10 @@ A thin layer: every check and every step is a plain function of :mod:`lshbench.s
 
 from __future__ import annotations
 
+import contextlib
+import shlex
+import signal
+import sys
 from typing import Any
 
 import click
@@ -26,7 +30,10 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
 @_opt("--seqlen", "Sequence lengths L, comma list (e.g. 1024,2048).")
 @_opt("--chunk-len", "Chunk lengths, comma list.")
 @_opt("--n-hashes", "Hash rounds, comma list.")
-@_opt("--n-buckets", "Buckets: rule (2L/chunk_len), auto (HF), an even int or 16x32; list.")
+@_opt(
+    "--n-buckets",
+    "Buckets, comma list of: rule (2L/chunk_len), auto (HF), an even int, or factors 16x32.",
+)
 @_opt("--chunks-before", "Chunks looked back at, comma list.")
 @_opt("--chunks-after", "Chunks looked ahead at, comma list.")
 @_opt("--method", f"How buckets are chosen: {', '.join(METHODS)} (comma list; default lsh).")
@@ -134,7 +141,22 @@ def sweep(
     except OSError as exc:  # ResultsWriteError, the store's StoreError: one line, exit 1
         error = exc if isinstance(exc, ResultsWriteError) else ResultsWriteError(spec.out, exc)
         raise click.ClickException(str(error)) from exc
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP (SweepInterrupted)
+        _stopped(getattr(exc, "signum", signal.SIGINT), spec.out)
     _print_summary(frame, spec.out)
+
+
+def _stopped(signum: int, out: Any) -> None:
+    """One line on how the sweep stopped, then exit 128 + the signal's number (as a shell
+    reports a process the signal ended). The run is closed and its exports written by then."""
+    name = signal.Signals(signum).name
+    with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+        click.echo(
+            f"lshbench sweep: stopped by {name}; the rows finished so far are stored and "
+            f"exported in {out}; run the same command again to resume",
+            err=True,
+        )
+    sys.exit(128 + signum)
 
 
 def _print_summary(frame: Any, out: Any) -> None:
@@ -149,4 +171,4 @@ def _print_summary(frame: Any, out: Any) -> None:
         f"metadata.json)"
     )
     click.echo(f"Load them with lshbench.load_results({str(out)!r}); render the report with:")
-    click.echo(f"  lshbench report {out}")
+    click.echo(f"  lshbench report {shlex.quote(str(out))}")  # runs as printed, in a shell

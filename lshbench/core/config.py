@@ -12,12 +12,15 @@ from typing import Any, NoReturn
 
 from lshbench.util import shorten
 
-__all__ = ["METHODS", "WEIGHTINGS", "ConfigError", "LSHConfig", "fail"]
+__all__ = ["MAX_INT", "METHODS", "QK_MODES", "WEIGHTINGS", "ConfigError", "LSHConfig", "fail"]
 
 #: how each round's buckets are chosen (docs/design.md section 2b); "lsh" is section 2
 METHODS = ("lsh", "random", "local")
 #: how a key present several times in a query's windows counts; "multiplicity" is section 2
 WEIGHTINGS = ("multiplicity", "count-once")
+#: whether queries double as keys ("shared", section 2) or come with their own keys
+#: ("separate", docs/design.md section 2c: attention captured from BERT, GPT-2, ...)
+QK_MODES = ("shared", "separate")
 
 
 class ConfigError(ValueError):
@@ -36,11 +39,18 @@ def _is_int(x: Any) -> bool:
     )
 
 
+#: the largest value of any integer field (and of each n_buckets factor): positions,
+#: buckets and chunk ids are indexed with 32-bit integers where they fit
+MAX_INT = 2**31 - 1
+#: the largest n_hashes * total buckets: bucket ids with their round offsets stay int64
+MAX_ROUND_BUCKETS = 2**62
+
+
 def _check_int(field: str, value: Any, minimum: int) -> int:
-    if not _is_int(value):
+    if not _is_int(value) or int(value) < minimum:
         fail(field, value, f"must be an integer >= {minimum}")
-    if int(value) < minimum:
-        fail(field, value, f"must be an integer >= {minimum}")
+    if int(value) > MAX_INT:
+        fail(field, value, f"must be an integer in [{minimum}, {MAX_INT}]")
     return int(value)
 
 
@@ -61,6 +71,9 @@ class LSHConfig:
     weighting:     "multiplicity" (a key in k of a query's windows counts k times, section 2)
                    or "count-once" (each distinct key once: the exact softmax restricted to
                    the keys the windows contain).
+    qk:            "shared" (queries are the keys, normalized; self mask; section 2) or
+                   "separate" (``attend(q, v, ..., k=k)``: queries and keys hashed and sorted
+                   apart, raw scores q.k, no mask; docs/design.md section 2c; non-causal).
 
     The sort/chunk/combine pipeline runs with :meth:`pipeline_config` (``rounds`` rounds,
     chunks of ``sort_chunk_len``); the sequence-length helpers below already use it.
@@ -74,6 +87,7 @@ class LSHConfig:
     chunks_after: int = 0
     method: str = "lsh"
     weighting: str = "multiplicity"
+    qk: str = "shared"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n_hashes", _check_int("n_hashes", self.n_hashes, 1))
@@ -85,10 +99,31 @@ class LSHConfig:
         if not isinstance(self.causal, bool):
             fail("causal", self.causal, "must be True or False")
         object.__setattr__(self, "n_buckets", _check_buckets(self.n_buckets))
+        if self.n_hashes * self.total_buckets > MAX_ROUND_BUCKETS:
+            fail(
+                "n_buckets",
+                self.n_buckets,
+                f"n_hashes * total buckets = {self.n_hashes} * {self.total_buckets} must be "
+                f"at most 2**62",
+            )
         if not isinstance(self.method, str) or self.method not in METHODS:
             fail("method", self.method, f"must be one of {', '.join(METHODS)}")
         if not isinstance(self.weighting, str) or self.weighting not in WEIGHTINGS:
             fail("weighting", self.weighting, f"must be one of {', '.join(WEIGHTINGS)}")
+        if not isinstance(self.qk, str) or self.qk not in QK_MODES:
+            fail("qk", self.qk, f"must be one of {', '.join(QK_MODES)}")
+        if self.qk == "separate" and self.causal:
+            fail(
+                "causal",
+                self.causal,
+                "qk='separate' is non-causal only (a causal query may see no valid key in "
+                "its windows; no rule for that is defined yet)",
+            )
+
+    @property
+    def separate(self) -> bool:
+        """True when queries and keys are separate arrays (``qk="separate"``)."""
+        return self.qk == "separate"
 
     @property
     def factors(self) -> tuple[int, ...]:
@@ -167,9 +202,10 @@ class LSHConfig:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (tuples become lists)."""
+        """Plain-JSON form (tuples become lists); ``qk`` only when separate (a shared-QK
+        configuration keeps the form it had before separate queries and keys existed)."""
         nb = self.n_buckets
-        return {
+        out = {
             "n_hashes": self.n_hashes,
             "n_buckets": list(nb) if isinstance(nb, tuple) else nb,
             "chunk_len": self.chunk_len,
@@ -179,6 +215,9 @@ class LSHConfig:
             "method": self.method,
             "weighting": self.weighting,
         }
+        if self.separate:
+            out["qk"] = self.qk
+        return out
 
 
 def _check_buckets(value: Any) -> int | tuple[int, ...]:
@@ -190,8 +229,12 @@ def _check_buckets(value: Any) -> int | tuple[int, ...]:
         for f in value:
             if not _is_int(f) or int(f) < 2 or int(f) % 2:
                 fail("n_buckets", value, f"factor {f!r} is not even and >= 2; {rule}")
+            if int(f) > MAX_INT:
+                fail("n_buckets", value, f"factor {f!r} is above {MAX_INT}")
             factors.append(int(f))
         return tuple(factors)
     if not _is_int(value) or int(value) < 2 or int(value) % 2:
         fail("n_buckets", value, rule)
+    if int(value) > MAX_INT:
+        fail("n_buckets", value, f"must be at most {MAX_INT}")
     return int(value)

@@ -3,6 +3,9 @@
 Same key normalization and masks as the LSH backends (docs/design.md section 2, step 8), over
 all L keys. Memory is O(L * block_rows) per sequence, never O(L^2): only a
 ``(B, block_rows, L)`` score block exists at a time.
+
+Separate queries and keys (docs/design.md section 2c): pass ``k``; the scores are then
+``q . k`` as given, with no key normalization and no mask (a query may attend to itself).
 """
 
 from __future__ import annotations
@@ -31,22 +34,25 @@ def rows_per_block(batch: int, seqlen: int) -> int:
 
 
 def dense_probability_blocks(
-    qk: np.ndarray, causal: bool, block_rows: int | None = None
+    qk: np.ndarray, causal: bool, block_rows: int | None = None, k: np.ndarray | None = None
 ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """Yield ``(start, stop, probs, lse)`` for consecutive blocks of queries.
 
-    qk: (B, L, d). probs: (B, stop-start, L), each row the softmax of the masked scores of
-    one query over all L keys; lse: (B, stop-start), the rows' logsumexps.
+    qk: (B, L, d); k: (B, L, d) separate keys, or None (shared QK). probs: (B, stop-start,
+    L), each row the softmax of the (masked) scores of one query over all L keys; lse:
+    (B, stop-start), the rows' logsumexps.
     """
     B, L, _ = qk.shape
     rows = block_rows or rows_per_block(B, L)
-    keys_t = normalize_keys(qk).swapaxes(-1, -2)  # (B, L, d) -> (B, d, L)
+    keys = normalize_keys(qk) if k is None else k  # (B, L, d)
+    keys_t = keys.swapaxes(-1, -2)  # (B, L, d) -> (B, d, L)
     key_pos = np.arange(L)  # (L,)
     for start in range(0, L, rows):
         stop = min(L, start + rows)
         # (B, b, d) @ (B, d, L) -> (B, b, L)
         scores = qk[:, start:stop] @ keys_t
-        mask_scores(scores, np.arange(start, stop), key_pos, causal)
+        if k is None:
+            mask_scores(scores, np.arange(start, stop), key_pos, causal)
         top = scores.max(axis=-1, keepdims=True)  # (B, b, 1)
         scores -= top
         np.exp(scores, out=scores)
@@ -56,11 +62,17 @@ def dense_probability_blocks(
 
 
 def dense_attention(
-    qk: np.ndarray, v: np.ndarray, causal: bool, block_rows: int | None = None
+    qk: np.ndarray,
+    v: np.ndarray,
+    causal: bool,
+    block_rows: int | None = None,
+    k: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Exact attention: qk (B, L, d), v (B, L, dv) -> (B, L, dv), dtype of qk."""
+    """Exact attention: qk (B, L, d), v (B, L, dv) -> (B, L, dv), dtype of qk.
+
+    k: (B, L, d) separate keys (``softmax(q k^T) v``, no mask), or None (shared QK)."""
     out = np.empty(qk.shape[:2] + v.shape[-1:], dtype=qk.dtype)  # (B, L, dv)
-    for start, stop, probs, _ in dense_probability_blocks(qk, causal, block_rows):
+    for start, stop, probs, _ in dense_probability_blocks(qk, causal, block_rows, k):
         # (B, b, L) @ (B, L, dv) -> (B, b, dv)
         out[:, start:stop] = probs @ v
     return out

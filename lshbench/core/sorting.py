@@ -63,7 +63,9 @@ def adjacent_chunks(n_chunks: int, chunks_before: int, chunks_after: int) -> np.
     return (np.arange(n_chunks)[:, None] + offsets[None, :]) % n_chunks  # (NC, A)
 
 
-def window_positions(buckets: np.ndarray, config: LSHConfig) -> np.ndarray:
+def window_positions(
+    buckets: np.ndarray, config: LSHConfig, key_buckets: np.ndarray | None = None
+) -> np.ndarray:
     """Key positions each query sees in each round, duplicates and masked keys included.
 
     buckets: (B, rounds, L) from :func:`lshbench.core.hashing.pipeline_buckets` (for ``lsh``
@@ -74,19 +76,27 @@ def window_positions(buckets: np.ndarray, config: LSHConfig) -> np.ndarray:
     ``[b, :, i, :]`` (:func:`window_multiplicities`); causal and self masks are not applied
     here (see :func:`lshbench.core.attention.valid_keys`). For long sequences read the
     windows a block of queries at a time with :func:`window_blocks`.
+
+    Separate queries and keys (docs/design.md section 2c): ``buckets`` are the queries',
+    ``key_buckets`` (B, rounds, L) the keys'; queries and keys are sorted apart, and query
+    chunk c reads key chunks ``c - before .. c + after``. None: shared QK (one sort).
     """
     L = buckets.shape[-1]
-    return next(window_blocks(buckets, config, L))[2]
+    return next(window_blocks(buckets, config, L, key_buckets))[2]
 
 
 def window_blocks(
-    buckets: np.ndarray, config: LSHConfig, block_rows: int
+    buckets: np.ndarray,
+    config: LSHConfig,
+    block_rows: int,
+    key_buckets: np.ndarray | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(start, stop, keys)`` for consecutive blocks of ``block_rows`` queries.
 
-    buckets: (B, rounds, L). keys: int64 (B, rounds, stop - start, W), the rows
-    ``[start, stop)`` of :func:`window_positions`. One sort, then O(B * rounds * block * W)
-    per block: the windows of every query at once are never held.
+    buckets: (B, rounds, L) of the queries; key_buckets: (B, rounds, L) of separate keys, or
+    None (shared QK). keys: int64 (B, rounds, stop - start, W), the rows ``[start, stop)``
+    of :func:`window_positions`. One sort (two for separate keys), then
+    O(B * rounds * block * W) per block: the windows of every query at once are never held.
     """
     B, R, L = buckets.shape
     if config.is_short(L):
@@ -98,7 +108,8 @@ def window_blocks(
     m = pc.chunk_len
     n_chunks = pc.n_chunks(L)
     slots = sort_slots(buckets, pc.total_buckets)
-    chunk_pos = slots.positions.reshape(B, n_chunks, m)  # (B, NC, m)
+    key_slots = slots if key_buckets is None else sort_slots(key_buckets, pc.total_buckets)
+    chunk_pos = key_slots.positions.reshape(B, n_chunks, m)  # (B, NC, m) key positions
     adj = adjacent_chunks(n_chunks, pc.chunks_before, pc.chunks_after)  # (NC, A)
     chunk_of = (slots.inverse // m).reshape(B, R, L)  # chunk of every (round, position) slot
     seq = np.arange(B)[:, None, None, None]  # (B, 1, 1, 1)
@@ -139,15 +150,18 @@ def count_in_rows(values: np.ndarray) -> np.ndarray:
     return out.reshape(values.shape)
 
 
-def window_multiplicities(buckets: np.ndarray, config: LSHConfig) -> np.ndarray:
+def window_multiplicities(
+    buckets: np.ndarray, config: LSHConfig, key_buckets: np.ndarray | None = None
+) -> np.ndarray:
     """C of every window entry: how often its key occurs in ALL of its query's windows.
 
     buckets: (B, rounds, L). Returns int64 (B, rounds, L, W): entry [b, r, i, w] is the
     number of occurrences of key ``window_positions[b, r, i, w]`` in ``[b, :, i, :]`` (all
     rounds; a key can occur twice in one window when a window straddles two rounds).
+    key_buckets: the separate keys' buckets, as in :func:`window_positions`.
     The NumPy reference; backends may compute the same counts their own way.
     """
-    windows = window_positions(buckets, config)  # (B, R, L, W)
+    windows = window_positions(buckets, config, key_buckets)  # (B, R, L, W)
     B, R, L, W = windows.shape
     per_query = windows.transpose(0, 2, 1, 3).reshape(B, L, R * W)  # every key query i saw
     counts = count_in_rows(per_query)  # (B, L, R*W)

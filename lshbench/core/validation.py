@@ -12,7 +12,7 @@ import numpy as np
 
 from lshbench.core.config import LSHConfig, fail
 
-__all__ = ["CheckedInputs", "check_config", "check_inputs", "check_rotations"]
+__all__ = ["CheckedInputs", "check_config", "check_inputs", "check_keys", "check_rotations"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -58,6 +58,28 @@ def _check_score_range(qk: np.ndarray) -> None:
             f"|qk| must be at most {limit:.3g} for {qk.dtype} so that scores q.k stay finite "
             "(rescale the inputs, or use float64)",
         )
+
+
+def check_keys(k: object, qk3: np.ndarray, config: LSHConfig, batched: bool) -> np.ndarray | None:
+    """The keys of a ``qk="separate"`` call, with a batch axis like ``qk3`` (B, L, d).
+
+    k: (L, d) or (B, L, d) like the queries, same dtype; required when ``config.qk ==
+    "separate"`` and refused (must be None) otherwise. Returns None for shared QK.
+    """
+    if not config.separate:
+        if k is not None:
+            fail("k", type(k).__name__, "is only for qk='separate' (shared QK: qk is the keys)")
+        return None
+    if k is None:
+        fail("k", None, "required with qk='separate': attend(q, v, config, rotations, k=k)")
+    k = _check_array("k", k)
+    want = qk3.shape if batched else qk3.shape[1:]
+    if k.shape != want:
+        fail("k.shape", k.shape, f"must equal the queries' shape {want}")
+    if k.dtype != qk3.dtype:
+        fail("k.dtype", str(k.dtype), f"must equal the queries' dtype ({qk3.dtype})")
+    _check_score_range(k)
+    return np.ascontiguousarray(k if batched else k[None])  # (B, L, d)
 
 
 def check_rotations(rotations: object, d: int, config: LSHConfig, dtype: np.dtype) -> np.ndarray:

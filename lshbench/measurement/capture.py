@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,14 +36,17 @@ import numpy as np
 
 from lshbench.core.config import fail
 from lshbench.measurement.input_files import save_input_file
-from lshbench.util import one_line
+from lshbench.util import one_line, os_error_reason
 
 __all__ = [
     "CAPTURE_SEED",
     "TOKENIZER_FILES",
     "CaptureResult",
+    "CaptureWriteError",
     "capture_model",
+    "check_seqlen",
     "model_chunk_multiple",
+    "quiet_transformers",
 ]
 
 #: files that mark a model directory as carrying its own tokenizer
@@ -72,6 +77,16 @@ class CaptureResult:
     model_layer: int
     config: dict[str, Any]
     tokenizer: str
+
+
+class CaptureWriteError(OSError):
+    """Writing the captured file failed (permissions, a full disk): one line naming the file
+    and the OS error. The file is written to a temporary name and renamed, so ``out`` is
+    either what it was before or the complete capture."""
+
+    def __init__(self, out: Path, exc: OSError) -> None:
+        super().__init__(f"cannot write {out}: {os_error_reason(exc)}")
+        self.errno = exc.errno
 
 
 def _import_peers() -> tuple[Any, Any]:
@@ -123,19 +138,41 @@ def _tokens(transformers: Any, model_dir: Path, text_path: Path, vocab: int) -> 
     return ids, name
 
 
+def check_seqlen(seqlen: int | None, n_tokens: int, positions: int, text_path: Path) -> None:
+    """ConfigError unless ``seqlen`` is None or an integer in [1, min(tokens, positions)]."""
+    if seqlen is None:
+        return
+    if isinstance(seqlen, bool) or not isinstance(seqlen, int) or seqlen < 1:
+        fail("seqlen", seqlen, "must be an integer >= 1")
+    if seqlen > n_tokens:
+        fail("seqlen", seqlen, f"exceeds the text's {n_tokens} tokens ({text_path})")
+    if seqlen > positions:
+        fail("seqlen", seqlen, f"exceeds the model's {positions} positions")
+
+
+@contextmanager
+def quiet_transformers(transformers: Any) -> Iterator[None]:
+    """transformers' logging at error level and no progress bars for the block (its notes
+    on unused weights, long inputs, num_buckets), restored after."""
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+
+
 def _capture_length(config: Any, n_tokens: int, seqlen: int | None, text_path: Path) -> int:
     """Tokens to run: seqlen (or all, at most the model's positions) cropped down to a
     multiple of the model's chunk length; ConfigError when that leaves nothing."""
     positions = int(config.max_position_embeddings)
     if config.axial_pos_embds:  # axial position embeddings cover prod(axial_pos_shape)
         positions = min(positions, math.prod(int(n) for n in config.axial_pos_shape))
-    if seqlen is not None:
-        if isinstance(seqlen, bool) or not isinstance(seqlen, int) or seqlen < 1:
-            fail("seqlen", seqlen, "must be an integer >= 1")
-        if seqlen > n_tokens:
-            fail("seqlen", seqlen, f"exceeds the text's {n_tokens} tokens ({text_path})")
-        if seqlen > positions:
-            fail("seqlen", seqlen, f"exceeds the model's {positions} positions")
+    check_seqlen(seqlen, n_tokens, positions, text_path)
     limit = min(n_tokens, positions) if seqlen is None else seqlen
     multiple = model_chunk_multiple(config)
     if limit < multiple:
@@ -151,7 +188,7 @@ def _load_model(transformers: Any, model_dir: Path) -> Any:
     """The checkpoint's Reformer body (no LM head needed) in eval mode, or ConfigError."""
     try:
         return transformers.ReformerModel.from_pretrained(model_dir).eval()
-    except (OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # OSError, ValueError, a damaged weights file (SafetensorError)
         fail("model_dir", str(model_dir), f"cannot load the model: {one_line(exc)}")
 
 
@@ -217,6 +254,25 @@ def _run_hooked(torch: Any, model: Any, attention: Any, ids: list) -> tuple[Any,
     return seen["qk"][0], seen["v"][0]
 
 
+def check_out_path(out_path: Path) -> None:
+    """ConfigError (one line) when ``out_path`` cannot name the .npz to write: a directory,
+    or in a folder that does not exist."""
+    if out_path.is_dir():
+        fail("out", str(out_path), "is a directory; give the .npz file to write")
+    if not out_path.parent.is_dir():
+        fail("out", str(out_path), "its folder does not exist")
+
+
+@contextmanager
+def write_errors(out_path: Path) -> Iterator[None]:
+    """An OSError while writing ``out_path`` (permissions, disk full) as a
+    :class:`CaptureWriteError`: an environment fault, not bad input."""
+    try:
+        yield
+    except OSError as exc:
+        raise CaptureWriteError(out_path, exc) from exc
+
+
 def capture_model(
     model_dir: str | os.PathLike,
     text_path: str | os.PathLike,
@@ -237,29 +293,21 @@ def capture_model(
     model_dir, text_path, out_path = Path(model_dir), Path(text_path), Path(out_path)
     if not model_dir.is_dir():
         fail("model_dir", str(model_dir), "no such directory")
-    if not out_path.parent.is_dir():
-        fail("out", str(out_path), "its folder does not exist")
+    check_out_path(out_path)
     torch, transformers = _import_peers()
     config = _load_config(transformers, model_dir)
     ids, tokenizer = _tokens(transformers, model_dir, text_path, int(config.vocab_size))
     length = _capture_length(config, len(ids), seqlen, text_path)
-    verbosity = transformers.logging.get_verbosity()
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.logging.set_verbosity_error()  # HF's notes on num_buckets, unused weights
-    transformers.utils.logging.disable_progress_bar()  # and its weight-loading bar
-    try:
+    with quiet_transformers(transformers):
         model = _load_model(transformers, model_dir)
         model_layer, attention = _lsh_attention(model, layer)
         qk, v = _run_hooked(torch, model, attention, ids[:length])
         lsh = _lsh_config(attention, length)
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
     heads = int(attention.num_attention_heads)
     qk, v = _per_head(qk, heads), _per_head(v, heads)  # (heads, L, head_dim)
     meta = {"model_dir": str(model_dir), "text": str(text_path), "layer": str(model_layer)}
-    save_input_file(out_path, qk, v, lsh, meta=meta)
+    with write_errors(out_path):
+        save_input_file(out_path, qk, v, lsh, meta=meta)
     return CaptureResult(
         out=str(out_path),
         qk_shape=qk.shape,

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lshbench.backends.dense import KEY_BLOCK as DENSE_KEY_BLOCK
+from lshbench.backends.dense import QUERY_BLOCK as DENSE_QUERY_BLOCK
+from lshbench.backends.dense import query_group as dense_query_group
 from lshbench.core.config import LSHConfig
 from lshbench.core.dense import rows_per_block
 from lshbench.measurement.metrics import COVERAGE_BLOCK_ELEMENTS, GATHER_COST_RATIO
@@ -55,6 +58,16 @@ def _dense_bytes(B: int, L: int, d: int, dv: int, f: int) -> int:
     block = B * rows * L
     alive = 2 if rows < L else 1
     return max(2 * B * L * d * f, B * L * d * f + B * L * dv * f + alive * block * f + rows * L)
+
+
+def _dense_kernel_bytes(B: int, L: int, d: int, dv: int, f: int, threads: int) -> int:
+    # the ``dense`` backend's Numba kernel: normalized keys in transposed blocks (B, L*d)
+    # and the output (B, L, dv); per thread a (bq, bk) score block, a (d, bk) key block,
+    # the (bq, dv) value product, a float64 (G*bq, dv) accumulator and (G*bq, 3) running values
+    bq, bk = DENSE_QUERY_BLOCK, DENSE_KEY_BLOCK
+    group = dense_query_group(B, L, threads) * bq
+    scratch = threads * ((bq * bk + d * bk + bq * dv) * f + (group * dv + 3 * group) * 8)
+    return B * L * (d + dv) * f + scratch
 
 
 def _numpy_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, threads: int) -> int:
@@ -113,9 +126,13 @@ def _numba_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, thread
     return sorted_slots + max(hashing, sort, per_sequence + ring + scratch)
 
 
+#: models of backends that attend to all keys (no LSH configuration needed)
+EXACT_MODELS = ("dense", "dense-numpy")
+
 #: analytic memory models by the name a backend's registry entry declares
 MEMORY_MODELS: dict[str, Callable[..., int]] = {
-    "dense": lambda B, L, d, dv, f, cfg, threads: _dense_bytes(B, L, d, dv, f),
+    "dense": lambda B, L, d, dv, f, cfg, threads: _dense_kernel_bytes(B, L, d, dv, f, threads),
+    "dense-numpy": lambda B, L, d, dv, f, cfg, threads: _dense_bytes(B, L, d, dv, f),
     "numpy": _numpy_bytes,
     "numba": _numba_bytes,
 }
@@ -135,7 +152,7 @@ def memory_model(
     (``BackendSpec.memory_model``); None without a model. ``config`` is None for backends
     that do not hash."""
     model = MEMORY_MODELS.get(model_name) if model_name else None
-    if model is None or (config is None and model_name != "dense"):
+    if model is None or (config is None and model_name not in EXACT_MODELS):
         return None
     return int(model(batch, seqlen, d, dv, itemsize, config, threads))
 

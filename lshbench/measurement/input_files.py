@@ -2,8 +2,13 @@
 
 The file is a NumPy ``.npz`` archive (``numpy.savez``) with
 
-* ``qk``: shared query/key vectors, (L, d) or (B, L, d), float32 or float64;
+* ``qk``: shared query/key vectors, (L, d) or (B, L, d), float32 or float64; or instead
+  ``q`` and ``k``, separate queries and keys of that shape (docs/design.md section 2c: a
+  sweep of the file runs ``qk="separate"``);
 * ``v``: values, (L, dv) or (B, L, dv), same B and L, same dtype as qk;
+* optionally ``layer`` and ``head`` (B,) integers naming the model layer and head of each
+  sequence (``lshbench capture`` of a BERT or GPT-2 model writes them; a sweep then runs
+  one cell per sequence) and ``input_ids`` (L,), the tokens the model ran on;
 * optionally an LSH configuration, one 0-d array per field (:data:`CONFIG_FIELDS`):
   ``n_hashes``, ``n_buckets`` (an int, or a 1-d array of ints when factorized),
   ``chunk_len``, ``chunks_before``, ``chunks_after`` (ints) and ``causal`` (bool), the
@@ -27,25 +32,22 @@ from typing import Any
 import numpy as np
 
 from lshbench.core.config import ConfigError, LSHConfig, fail
+from lshbench.util import fmt_bytes
 
 __all__ = [
     "CONFIG_FIELDS",
     "FILE_PREFIX",
-    "FILE_TASK_FIELDS",
     "InputFile",
     "crop",
-    "file_values",
     "load_input_file",
     "save_input_file",
+    "select_head",
 ]
 
 #: ``--input file:PATH``
 FILE_PREFIX = "file:"
 #: the LSH configuration fields a file may store (names of :class:`lshbench.LSHConfig`)
 CONFIG_FIELDS = ("n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after", "causal")
-#: the fields a sweep task (and its results row) of a file input carries beyond the cell
-#: axes: the file's path as given and its SHA-256 (``input`` is ``file:<name>``)
-FILE_TASK_FIELDS = ("input_path", "input_sha256")
 _META = "meta_"
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -54,7 +56,10 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 class InputFile:
     """Arrays and facts of one input file.
 
-    qk: (B, L, d) and v: (B, L, dv), C-contiguous, float32 or float64 (both the same).
+    qk: (B, L, d) and v: (B, L, dv), C-contiguous, float32 or float64 (both the same);
+    qk holds the queries when the file has separate keys. k: (B, L, d) the separate keys,
+    or None (shared QK). layer, head: int64 (B,) naming each sequence's model layer and
+    head, or None. input_ids: int64 (L,) the model's tokens, or None.
     config: the stored LSH configuration as ``{field: value}`` (plain Python values: ints,
     a tuple of ints for a factorized n_buckets, a bool), only the fields present; None when
     the file stores none. sha256: hex digest of the file's bytes. name: the file's name
@@ -69,6 +74,15 @@ class InputFile:
     name: str
     path: str
     meta: dict[str, str] = field(default_factory=dict)
+    k: np.ndarray | None = None
+    layer: np.ndarray | None = None
+    head: np.ndarray | None = None
+    input_ids: np.ndarray | None = None
+
+    @property
+    def qk_mode(self) -> str:
+        """``"separate"`` when the file has separate keys ``k``, else ``"shared"``."""
+        return "shared" if self.k is None else "separate"
 
     @property
     def seqlen(self) -> int:
@@ -79,11 +93,6 @@ class InputFile:
     def input_label(self) -> str:
         """``file:<name>``, the ``input`` column of the file's result rows."""
         return f"{FILE_PREFIX}{self.name}"
-
-
-def file_values(task: dict[str, Any]) -> dict[str, Any]:
-    """The :data:`FILE_TASK_FIELDS` a task has (empty for a generated input)."""
-    return {k: task[k] for k in FILE_TASK_FIELDS if task.get(k) is not None}
 
 
 def _bad(path: str | os.PathLike, rule: str) -> ConfigError:
@@ -114,12 +123,66 @@ def _read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise _bad(path, not_npz)
     with archive:
+        if archive.zip is not None:  # None only once the archive is closed
+            _check_declared_sizes(path, archive.zip)
         try:
             return {key: archive[key] for key in archive.files}
-        except ValueError:  # an object array needs pickle
-            raise _bad(path, "holds object arrays; qk and v must be float32 or float64") from None
-        except (OSError, EOFError, zipfile.BadZipFile):
-            raise _bad(path, f"{not_npz}: damaged") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise _bad(path, f"{not_npz}: damaged ({reason})") from None
+
+
+def _declared_header(member: Any) -> tuple[tuple[int, ...], np.dtype, int] | None:
+    """(shape, dtype, header bytes) an ``.npy`` member declares, read from its header only;
+    None for a header this check does not parse (format 3.0: numpy reads it itself)."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = npy.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = npy.read_array_header_2_0(member)
+    else:
+        return None
+    return tuple(int(n) for n in shape), np.dtype(dtype), member.tell()
+
+
+def _check_declared_sizes(path: str | os.PathLike, archive: zipfile.ZipFile) -> None:
+    """Before any array is read: ConfigError when the arrays' headers declare more bytes
+    than this machine's physical memory (reading would fail or swap), when a header is
+    unreadable, or when a member holds fewer bytes than its header declares (truncated)."""
+    from lshbench.measurement.machine import physical_memory
+
+    total = 0
+    budget = physical_memory()
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            continue
+        name = info.filename[: -len(".npy")]
+        try:
+            with archive.open(info) as member:
+                declared = _declared_header(member)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, SyntaxError):
+            raise _bad(path, f"array {name!r} has a damaged .npy header") from None
+        if declared is None:
+            continue
+        shape, dtype, header = declared
+        if dtype.hasobject:
+            raise _bad(path, f"holds object arrays ({name!r}); qk and v must be float32 or float64")
+        size = int(np.prod(shape, dtype=object)) * dtype.itemsize  # exact, no overflow
+        total += size
+        if total > budget:
+            raise _bad(
+                path,
+                f"array {name!r} declares shape {shape} of {dtype} ({fmt_bytes(size)}): the "
+                f"arrays need more than this machine's {fmt_bytes(budget)} of memory",
+            )
+        if info.file_size < header + size:
+            raise _bad(
+                path,
+                f"array {name!r} is truncated: its header declares shape {shape} of {dtype} "
+                f"({size} bytes), the archive holds {max(0, info.file_size - header)}",
+            )
 
 
 def _check_arrays(path: str | os.PathLike, qk: np.ndarray, v: np.ndarray) -> None:
@@ -171,16 +234,38 @@ def load_input_file(path: str | os.PathLike) -> InputFile:
     float dtypes, a stored configuration that is not a valid LSHConfig.
     """
     arrays = _read_arrays(path)
-    for name in ("qk", "v"):
+    if "qk" in arrays and ("q" in arrays or "k" in arrays):
+        raise _bad(path, "has qk and q/k; store either shared qk or separate q and k")
+    separate = "q" in arrays or "k" in arrays
+    names = ("q", "k", "v") if separate else ("qk", "v")
+    for name in names:
         if name not in arrays:
-            raise _bad(path, f"has no array {name!r} (needs qk (L, d) or (B, L, d) and v)")
-    qk, v = arrays["qk"], arrays["v"]
+            raise _bad(
+                path, f"has no array {name!r} (needs qk (L, d) or (B, L, d), or q and k, and v)"
+            )
+    qk, v = arrays["q" if separate else "qk"], arrays["v"]
     _check_arrays(path, qk, v)
+    k = None
+    if separate:
+        k = arrays["k"]
+        _check_arrays(path, k, v)
+        if k.shape != qk.shape:
+            raise _bad(path, f"k {k.shape} must have the shape of q {qk.shape}")
+        if qk.ndim == 2:
+            k = k[None]  # (L, d) -> (1, L, d)
     if qk.ndim == 2:
         qk, v = qk[None], v[None]  # (L, d) -> (1, L, d)
+    layer, head = _row_names(path, arrays, qk.shape[0])
+    ids = arrays.get("input_ids")
+    if ids is not None and (ids.ndim != 1 or ids.dtype.kind not in "iu"):
+        raise _bad(path, f"input_ids {ids.shape} {ids.dtype} must be 1-d integers")
     return InputFile(
         qk=np.ascontiguousarray(qk),
         v=np.ascontiguousarray(v),
+        k=None if k is None else np.ascontiguousarray(k),
+        layer=layer,
+        head=head,
+        input_ids=None if ids is None else ids.astype(np.int64),
         config=_stored_config(path, arrays),
         sha256=_sha256(Path(path)),
         name=Path(path).name,
@@ -190,6 +275,46 @@ def load_input_file(path: str | os.PathLike) -> InputFile:
             for key, x in arrays.items()
             if key.startswith(_META) and x.ndim == 0 and x.dtype.kind == "U"
         },
+    )
+
+
+def _row_names(
+    path: str | os.PathLike, arrays: dict[str, np.ndarray], batch: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The file's ``layer`` and ``head`` arrays (int64 (B,)), both or neither, or
+    ConfigError."""
+    if ("layer" in arrays) != ("head" in arrays):
+        raise _bad(path, "has only one of layer and head; store both (B,) or neither")
+    if "layer" not in arrays:
+        return None, None
+    out = []
+    for name in ("layer", "head"):
+        x = arrays[name]
+        if x.shape != (batch,) or x.dtype.kind not in "iu":
+            raise _bad(path, f"{name} {x.shape} {x.dtype} must be ({batch},) integers")
+        out.append(x.astype(np.int64))
+    if len(set(zip(out[0].tolist(), out[1].tolist(), strict=True))) != batch:
+        raise _bad(path, "repeats a (layer, head) pair; each sequence must name its own")
+    return out[0], out[1]
+
+
+def select_head(inputs: InputFile, layer: int, head: int) -> InputFile:
+    """The one sequence of ``inputs`` that is model layer ``layer``, head ``head``:
+    qk, k and v (1, L, ...). ConfigError when the file has no such sequence."""
+    if inputs.layer is None or inputs.head is None:
+        fail("input", inputs.input_label, "names no layers and heads (no layer/head arrays)")
+    found = np.flatnonzero((inputs.layer == layer) & (inputs.head == head))
+    if found.size != 1:
+        fail("head", f"layer {layer} head {head}", f"not in {inputs.input_label}")
+    row = slice(int(found[0]), int(found[0]) + 1)
+    k = None if inputs.k is None else np.ascontiguousarray(inputs.k[row])
+    return replace(
+        inputs,
+        qk=np.ascontiguousarray(inputs.qk[row]),  # (1, L, d)
+        v=np.ascontiguousarray(inputs.v[row]),  # (1, L, dv)
+        k=k,
+        layer=inputs.layer[row],
+        head=inputs.head[row],
     )
 
 
@@ -208,7 +333,9 @@ def crop(inputs: InputFile, seqlen: int) -> InputFile:
         )
     qk = np.ascontiguousarray(inputs.qk[:, :seqlen])  # (B, seqlen, d)
     v = np.ascontiguousarray(inputs.v[:, :seqlen])  # (B, seqlen, dv)
-    return replace(inputs, qk=qk, v=v)
+    k = None if inputs.k is None else np.ascontiguousarray(inputs.k[:, :seqlen])
+    ids = None if inputs.input_ids is None else inputs.input_ids[:seqlen]
+    return replace(inputs, qk=qk, v=v, k=k, input_ids=ids)
 
 
 def save_input_file(
@@ -217,15 +344,30 @@ def save_input_file(
     v: np.ndarray,
     config: dict[str, Any] | LSHConfig | None = None,
     meta: dict[str, str] | None = None,
+    *,
+    k: np.ndarray | None = None,
+    layer: np.ndarray | None = None,
+    head: np.ndarray | None = None,
+    input_ids: np.ndarray | None = None,
 ) -> None:
     """Write qk, v and optionally an LSH configuration in the format above.
 
     qk: (L, d) or (B, L, d); v: matching (L, dv) or (B, L, dv); config: an LSHConfig or a
-    dict of some of :data:`CONFIG_FIELDS`; meta: provenance strings. The arrays are checked
-    as on loading (ConfigError naming the path); written uncompressed with ``numpy.savez``.
+    dict of some of :data:`CONFIG_FIELDS`; meta: provenance strings. k: separate keys shaped
+    like qk (then written as ``q`` and ``k``); layer, head: (B,) integers; input_ids: (L,)
+    integers. The arrays are checked as on loading (ConfigError naming the path); written
+    uncompressed with ``numpy.savez``.
     """
     qk, v = np.asarray(qk), np.asarray(v)
     _check_arrays(path, qk, v)
+    arrays: dict[str, np.ndarray] = {"qk": qk}
+    if k is not None:
+        k = np.asarray(k)
+        _check_arrays(path, k, v)
+        arrays = {"q": qk, "k": k}
+    for name, x in (("layer", layer), ("head", head), ("input_ids", input_ids)):
+        if x is not None:
+            arrays[name] = np.asarray(x, dtype=np.int64)
     if isinstance(config, LSHConfig):
         config = {key: getattr(config, key) for key in CONFIG_FIELDS}
     fields: dict[str, Any] = {}  # name -> array (Any: savez also takes keyword options)
@@ -235,5 +377,12 @@ def save_input_file(
         fields[key] = np.asarray(value, dtype=bool if key == "causal" else np.int64)
     for key, text in (meta or {}).items():
         fields[f"{_META}{key}"] = np.asarray(str(text))
-    with open(path, "wb") as fh:
-        np.savez(fh, qk=qk, v=v, **fields)
+    from lshbench.results.files import atomic_write
+
+    payload: dict[str, Any] = {"v": v, **arrays, **fields}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: savez adds no ".npz" to the name
+            np.savez(fh, **payload)
+
+    atomic_write(Path(path), write)  # a temporary file renamed: never a truncated .npz

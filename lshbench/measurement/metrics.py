@@ -27,6 +27,10 @@ The reference is computed once per input, in float64 whatever the input dtype, i
 queries (:func:`lshbench.core.dense.dense_probability_blocks`); the window metrics also run
 in query blocks, so memory stays O(L * block) and the metrics run at L = 65536.
 
+Separate queries and keys (docs/design.md section 2c): every function takes the keys ``k``
+(and the windows the keys' buckets ``key_buckets``); scores are then ``q . k`` as given,
+with no mask, and every row is scored.
+
 Rows whose only valid key is the query itself (position 0 when causal) are left out of every
 metric: they are exact in every implementation, and their float32 output carries the
 rounding of logits near -1e5 (docs/design.md section 2, float32 caveat).
@@ -43,7 +47,7 @@ from lshbench.core.config import LSHConfig, fail
 from lshbench.core.dense import dense_probability_blocks
 from lshbench.core.hashing import _pipeline_buckets
 from lshbench.core.sorting import run_lengths, window_blocks
-from lshbench.core.validation import check_inputs
+from lshbench.core.validation import check_inputs, check_keys
 
 __all__ = [
     "EXACT_WINDOWS",
@@ -133,22 +137,28 @@ def scored_rows(batch: int, seqlen: int, causal: bool) -> np.ndarray:
 
 
 def dense_reference(
-    qk: np.ndarray, v: np.ndarray, causal: bool, block_rows: int | None = None
+    qk: np.ndarray,
+    v: np.ndarray,
+    causal: bool,
+    block_rows: int | None = None,
+    k: np.ndarray | None = None,
 ) -> DenseReference:
     """Exact attention of qk (B, L, d), v (B, L, dv) in float64, with lse, top-1 keys,
-    row entropies and the spread of v.
+    row entropies and the spread of v. k: (B, L, d) separate keys, or None (shared QK).
 
     One pass over blocks of queries; memory O(B * L * (dv + block_rows)).
     """
     qk64 = np.asarray(qk, dtype=np.float64)
+    k64 = None if k is None else np.asarray(k, dtype=np.float64)
     v64 = np.asarray(v, dtype=np.float64)
     B, L, _ = qk64.shape
     out = np.empty((B, L, v64.shape[-1]))  # (B, L, dv)
     lse = np.empty((B, L))
     top1 = np.empty((B, L), dtype=np.int64)
     entropy = np.empty((B, L))
-    keys = normalize_keys(qk64)  # (B, L, d)
-    for start, stop, probs, block_lse in dense_probability_blocks(qk64, causal, block_rows):
+    keys = normalize_keys(qk64) if k64 is None else k64  # (B, L, d)
+    blocks = dense_probability_blocks(qk64, causal, block_rows, k64)
+    for start, stop, probs, block_lse in blocks:
         out[:, start:stop] = probs @ v64  # (B, b, L) @ (B, L, dv) -> (B, b, dv)
         lse[:, start:stop] = block_lse
         top1[:, start:stop] = probs.argmax(axis=-1)  # (B, b)
@@ -156,7 +166,8 @@ def dense_reference(
         # p = 0 exactly in every scored row. (B, b, L) @ (B, L, d) -> (B, b, d)
         mean_key = probs @ keys
         entropy[:, start:stop] = block_lse - np.einsum("bqd,bqd->bq", qk64[:, start:stop], mean_key)
-    rows = scored_rows(B, L, causal)
+    # separate keys: no self mask, every row has keys to choose from
+    rows = scored_rows(B, L, causal) if k is None else np.ones((B, L), dtype=bool)
     entropy[~rows] = 0.0  # all weight on the query itself
     centered = v64 - v64.mean(axis=1, keepdims=True)  # (B, L, dv)
     spread = float(np.linalg.norm(centered))
@@ -211,6 +222,8 @@ def window_metrics(
     config: LSHConfig,
     reference: DenseReference,
     block_rows: int | None = None,
+    k: np.ndarray | None = None,
+    key_buckets: np.ndarray | None = None,
 ) -> WindowMetrics:
     """attn_tv, mass recall and top-1 recall of the windows of ``buckets``.
 
@@ -218,16 +231,18 @@ def window_metrics(
     :func:`lshbench.core.hashing.pipeline_buckets` (for ``lsh``, the hash buckets);
     reference: :func:`dense_reference` of the same input. Per query block, the window lists
     (b, rounds*W) and their scores, never (L, L). The weighting is ``config.weighting``.
+    Separate keys: k (B, L, d) and key_buckets (B, rounds, L), the keys' pipeline buckets.
     """
     qk64 = np.asarray(qk, dtype=np.float64)
     B, L, d = qk64.shape
-    keys_n = normalize_keys(qk64)  # (B, L, d)
+    keys_n = normalize_keys(qk64) if k is None else np.asarray(k, dtype=np.float64)  # (B, L, d)
     K = config.rounds * config.window_len(L)  # key occurrences per query
     gather = K * GATHER_COST_RATIO < L  # cheaper than a full score row per query
     rows = block_rows or max(1, COVERAGE_BLOCK_ELEMENTS // (K * d if gather else max(L, K)))
     sums = np.zeros(3)  # attn_tv, mass_recall, top1_recall summed over scored rows
     for b in range(B):
-        for start, stop, windows in window_blocks(buckets[b : b + 1], config, rows):
+        kb = None if key_buckets is None else key_buckets[b : b + 1]
+        for start, stop, windows in window_blocks(buckets[b : b + 1], config, rows, kb):
             n = stop - start
             # every key occurrence of each query's windows, all rounds: (R, n, W) -> (n, K)
             keys = np.sort(windows[0].transpose(1, 0, 2).reshape(n, K), axis=1)
@@ -239,7 +254,8 @@ def window_metrics(
                 # (n, d) @ (d, L) -> (n, L): scores against all keys, then those listed
                 scores = np.take_along_axis(q @ keys_n[b].T, keys, axis=1)  # (n, K)
             qpos = np.arange(start, stop)  # (n,)
-            mask_scores(scores[:, None, :], qpos[:, None], keys, config.causal)  # (n, 1, K)
+            if k is None:  # (n, 1, K)
+                mask_scores(scores[:, None, :], qpos[:, None], keys, config.causal)
             keep = reference.rows[b, start:stop]  # (n,)
             block = _block_metrics(
                 keys, scores, reference.lse[b, start:stop], reference.top1[b, start:stop], config
@@ -285,6 +301,7 @@ def attention_metrics(
     *,
     exact: bool = False,
     block_rows: int | None = None,
+    k: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Every accuracy metric of one backend output, usable outside a sweep.
 
@@ -293,7 +310,8 @@ def attention_metrics(
     windows are rebuilt from them, :func:`lshbench.core.hashing.pipeline_buckets`).
     ``exact=True``: ``out`` is exact attention (a dense backend; ``config`` gives only
     ``causal`` and rotations are not needed): attn_tv 0, recalls 1. ``reference``: a
-    :func:`dense_reference` of the same input, to reuse (computed otherwise).
+    :func:`dense_reference` of the same input, to reuse (computed otherwise). ``k``: the
+    keys, like qk, when ``config.qk == "separate"``.
 
     Returns ``attn_tv``, ``mass_recall``, ``top1_recall``, ``attn_entropy``,
     ``out_err_v``, ``rel_err``, ``max_abs_err``, ``cos_sim`` (floats; NaN where no row is
@@ -302,17 +320,19 @@ def attention_metrics(
     if not exact and rotations is None:
         fail("rotations", None, "required for an LSH output (pass exact=True for dense)")
     qk3, v3, rot, batched = check_inputs(qk, v, config, rotations, need_rotations=not exact)
+    k3 = check_keys(k, qk3, config, batched)  # (B, L, d) or None
     out3 = np.asarray(out)
     out3 = out3 if batched else out3[None]
     if out3.shape != v3.shape:
         fail("out.shape", np.shape(out), f"must equal v.shape {np.shape(v)}")
-    ref = reference if reference is not None else dense_reference(qk3, v3, config.causal)
+    ref = reference if reference is not None else dense_reference(qk3, v3, config.causal, k=k3)
     if exact:
         windows = EXACT_WINDOWS
     else:
         assert rot is not None  # need_rotations above
         buckets = _pipeline_buckets(qk3, rot, config)  # (B, rounds, L) as the backend sorts
-        windows = window_metrics(qk3, buckets, config, ref, block_rows)
+        key_buckets = None if k3 is None else _pipeline_buckets(k3, rot, config)
+        windows = window_metrics(qk3, buckets, config, ref, block_rows, k3, key_buckets)
     return {
         **windows._asdict(),
         "attn_entropy": ref.attn_entropy,

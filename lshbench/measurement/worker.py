@@ -6,14 +6,16 @@ cell's ``threads`` already in its environment, so NumPy's BLAS and Numba read th
 
 Protocol: the first line of stdin is the cell spec (JSON)::
 
-    {"tasks": [task, ...], "repeats": 5, "backends": {name: BackendSpec.as_dict()}}
+    {"tasks": [Task.as_dict(), ...], "repeats": 5, "backends": {name: BackendSpec.as_dict()}}
 
-All tasks share the :data:`lshbench.results.cells.CELL_AXES`. The worker answers with JSON lines on
+All tasks (:class:`lshbench.results.cells.Task`) share the
+:data:`lshbench.results.cells.CELL_AXES`. The worker answers with JSON lines on
 its original stdout (anything else printed goes to stderr):
 
-* ``{"event": "phase", "phase": NAME, "ids": [cell_id, ...]}`` before each phase, naming the
-  rows it can fail; an executor that sees no event for ``--timeout`` seconds kills the worker
-  and records those rows as timeouts;
+* ``{"event": "phase", "phase": NAME, "ids": [task id, ...]}`` before each phase, naming the
+  rows it can fail (each :class:`lshbench.results.cells.Task`'s id, the rows' ``cell_id``); an
+  executor that sees no event for ``--timeout`` seconds kills the worker and records those
+  rows as timeouts;
 * ``{"event": "row", "row": {...}}`` for each finished row (see
   :func:`lshbench.results.schema.make_row`), stamped with this process's ``machine_id`` and
   ``code_id`` (:func:`provenance_ids`) and host name;
@@ -35,9 +37,14 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lshbench.util import one_line, utc_now
+
+if TYPE_CHECKING:
+    from lshbench.measurement.phases import TimingSummary
+    from lshbench.results.cells import Task
+    from lshbench.results.schema import Row, RowValue
 
 __all__ = ["THREAD_VARS", "main", "provenance_ids", "thread_env"]
 
@@ -89,10 +96,8 @@ class _Channel:
         except OSError:
             os._exit(3)  # the executor is gone
 
-    def phase(self, name: str, tasks: list[dict[str, Any]]) -> None:
-        from lshbench.results.cells import task_id
-
-        self.send({"event": "phase", "phase": name, "ids": [task_id(t) for t in tasks]})
+    def phase(self, name: str, tasks: list[Task]) -> None:
+        self.send({"event": "phase", "phase": name, "ids": [t.id for t in tasks]})
 
 
 def _watch_stdin() -> None:
@@ -104,45 +109,64 @@ def _watch_stdin() -> None:
         os._exit(4)
 
 
-def _input_knobs(cell: dict[str, Any]) -> dict[str, Any]:
+def _input_knobs(cell: Task) -> dict[str, Any]:
     """Keywords of ``make_inputs`` for the cell: ``target_entropy`` and ``value_corr`` when
     the cell has them (not None), and the cell's ``causal`` (a target entropy is met under
     the cell's masks)."""
-    knobs = {k: cell.get(k) for k in ("target_entropy", "value_corr") if cell.get(k) is not None}
-    knobs["causal"] = bool(cell["causal"])
+    knobs: dict[str, Any] = {}
+    if cell.target_entropy is not None:
+        knobs["target_entropy"] = cell.target_entropy
+    if cell.value_corr is not None:
+        knobs["value_corr"] = cell.value_corr
+    knobs["causal"] = bool(cell.causal)
     return knobs
 
 
-def _make_cell_inputs(cell: dict[str, Any], dtype: Any) -> tuple[Any, Any]:
-    """qk (B, L, d) and v (B, L, dv) of the cell, in ``dtype``: the file's first L positions
-    for a file input (``input_path``), else the seeded generator's."""
-    if cell.get("input_path") is not None:
-        from lshbench.measurement.input_files import crop, load_input_file
+def _make_cell_inputs(cell: Task, dtype: Any) -> tuple[Any, Any, Any]:
+    """qk (B, L, d), v (B, L, dv) and the separate keys k (B, L, d) or None of the cell, in
+    ``dtype``: the file's first L positions for a file input (``input_path``; the cell's
+    layer and head alone when it names them), else the seeded generator's (k None)."""
+    if cell.input_path is not None:
+        from lshbench.measurement.input_files import crop, load_input_file, select_head
 
-        data = load_input_file(cell["input_path"])
-        if data.sha256 != cell.get("input_sha256"):
+        data = load_input_file(cell.input_path)
+        if data.sha256 != cell.input_sha256:
             raise RuntimeError(
-                f"{cell['input']} changed since the sweep was planned (SHA-256 "
-                f"{data.sha256[:12]}, planned {str(cell.get('input_sha256'))[:12]})"
+                f"{cell.input} changed since the sweep was planned (SHA-256 "
+                f"{data.sha256[:12]}, planned {str(cell.input_sha256)[:12]})"
             )
-        data = crop(data, cell["seqlen"])
-        return data.qk.astype(dtype, copy=False), data.v.astype(dtype, copy=False)
+        if cell.layer is not None and cell.head is not None:
+            data = select_head(data, cell.layer, cell.head)  # (1, L, ...)
+        data = crop(data, cell.seqlen)
+        k = None if data.k is None else data.k.astype(dtype, copy=False)
+        return data.qk.astype(dtype, copy=False), data.v.astype(dtype, copy=False), k
     from lshbench.measurement.inputs import make_inputs
 
-    return make_inputs(
-        cell["input"], cell["batch"], cell["seqlen"], cell["d"], cell["dv"], cell["seed"],
-        dtype, **_input_knobs(cell),
+    qk, v = make_inputs(
+        cell.input, cell.batch, cell.seqlen, cell.d, cell.dv, cell.seed, dtype,
+        **_input_knobs(cell),
     )  # fmt: skip
+    return qk, v, None
 
 
-def _task_accuracy(cell: dict[str, Any], out: Any, v: Any) -> float | None:
+def _task_accuracy(cell: Task, out: Any, v: Any) -> float | None:
     """``task_acc`` of an output: for the ``duplicate`` input, the share of queries whose
     output is nearest to their copy's value (docs/design.md section 6); None for other inputs."""
-    if cell["input"] != "duplicate":
+    if cell.input != "duplicate":
         return None
     from lshbench.measurement.tasks import duplicate_copy_index, task_accuracy
 
-    return task_accuracy(out, v, duplicate_copy_index(cell["seqlen"]))
+    return task_accuracy(out, v, duplicate_copy_index(cell.seqlen))
+
+
+def _check_finite(out: Any) -> None:
+    """Raise when an attention output holds NaN or Inf: its row is never ``ok`` (the input
+    was finite, so a non-finite output is the backend's fault, never a measurement)."""
+    import numpy as np
+
+    bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+    if bad:
+        raise FloatingPointError(f"{bad} of {np.size(out)} output values are NaN or Inf")
 
 
 def _status_of(exc: BaseException) -> str:
@@ -197,21 +221,19 @@ class _CellRunner:
         import numpy as np
 
         from lshbench.backends import register_backend
-        from lshbench.measurement.input_files import FILE_TASK_FIELDS
-        from lshbench.results.cells import CELL_AXES
+        from lshbench.results.cells import Task
 
         self.spec = spec
         self.channel = channel
-        self.tasks: list[dict[str, Any]] = spec["tasks"]
+        self.tasks = [Task.from_dict(t) for t in spec["tasks"]]
         self.repeats = int(spec["repeats"])
-        first = self.tasks[0]
-        self.cell = {k: first.get(k) for k in (*CELL_AXES, *FILE_TASK_FIELDS)}
+        self.cell = self.tasks[0]  # every task has the cell's axes and input file
         #: the torch dtype name of the cell; numpy inputs of half-precision cells are float32
-        self.torch_dtype = str(self.cell["dtype"])
+        self.torch_dtype = self.cell.dtype
         half = self.torch_dtype in ("bfloat16", "float16")
-        self.dtype = np.dtype(np.float32 if half else self.cell["dtype"])
-        self.train = self.cell.get("pass") == "train"
-        self.device = self.cell.get("device") or "cpu"
+        self.dtype = np.dtype(np.float32 if half else self.cell.dtype)
+        self.train = self.cell.pass_ == "train"
+        self.device = self.cell.device
         #: forward on the CPU in float32/64 runs Backend.attend; everything else a torch step
         self.torch_steps = self.train or self.device != "cpu" or half
         for entry in spec.get("backends", {}).values():
@@ -222,24 +244,21 @@ class _CellRunner:
         self.compile_s: dict[str, float] = {}
         self.described: dict[str, dict[str, Any]] = {}  # Backend.describe() by name
 
-    def row(self, task: dict[str, Any], status: str, message: str = "", **values: Any) -> None:
-        from lshbench.measurement.input_files import file_values
+    def row(self, task: Task, status: str, message: str = "", **values: RowValue) -> None:
         from lshbench.results.store import make_row
 
         stamp = utc_now()
         row = make_row(
-            task, status, message, host=self.host, finished_at=stamp, **self.ids,
-            **file_values(task), **values,
-        )  # fmt: skip
+            task, status, message, host=self.host, finished_at=stamp, **self.ids, **values
+        )
         self.channel.send({"event": "row", "row": row})
 
-    def fail_all(self, tasks: list[dict[str, Any]], exc: BaseException, where: str) -> None:
+    def fail_all(self, tasks: list[Task], exc: BaseException, where: str) -> None:
         for task in tasks:
             self.row(task, _status_of(exc), f"{where}: {one_line(exc)}")
 
     def run(self) -> None:
         from lshbench.measurement.metrics import dense_reference
-        from lshbench.results.cells import group_key
 
         c = self.cell
         if self.device == "cuda":  # the sweep skips these rows already where it runs
@@ -252,15 +271,15 @@ class _CellRunner:
                 return
         self.channel.phase("input", self.tasks)
         try:
-            self.qk, self.v = _make_cell_inputs(c, self.dtype)
+            self.qk, self.v, self.k = _make_cell_inputs(c, self.dtype)
             self.channel.phase("reference", self.tasks)
-            self.ref = dense_reference(self.qk, self.v, bool(c["causal"]))
+            self.ref = dense_reference(self.qk, self.v, bool(c.causal), k=self.k)
             if self.train:
                 from lshbench.core.dense import dense_attention_grads
                 from lshbench.measurement.torch_passes import train_g
 
-                self.g = train_g(self.v.shape, c["seed"])  # (B, L, dv)
-                self.ref_grads = dense_attention_grads(self.qk, self.v, self.g, bool(c["causal"]))
+                self.g = train_g(self.v.shape, c.seed)  # (B, L, dv)
+                self.ref_grads = dense_attention_grads(self.qk, self.v, self.g, bool(c.causal))
         except Exception as exc:  # MemoryError included: it becomes an oom row
             self.fail_all(self.tasks, exc, "input or dense reference")
             return
@@ -269,9 +288,9 @@ class _CellRunner:
         # collector's reach so each gc.collect() of the measurement phases stays cheap.
         gc.collect()
         gc.freeze()
-        groups: dict[str, list[dict[str, Any]]] = {}
+        groups: dict[str, list[Task]] = {}
         for task in remaining:
-            groups.setdefault(group_key(task), []).append(task)
+            groups.setdefault(task.group_key, []).append(task)
         for tasks in groups.values():
             self.channel.phase("measure", tasks)
             try:
@@ -279,14 +298,14 @@ class _CellRunner:
             except Exception as exc:  # anything not caught per backend
                 self.fail_all(tasks, exc, "measure")
 
-    def load_backends(self) -> list[dict[str, Any]]:
+    def load_backends(self) -> list[Task]:
         """Import and compile every backend once; tasks of failing backends become rows."""
         from lshbench.backends import BackendUnavailable, get_backend
 
         remaining = []
-        by_name: dict[str, list[dict[str, Any]]] = {}
+        by_name: dict[str, list[Task]] = {}
         for task in self.tasks:
-            by_name.setdefault(task["backend"], []).append(task)
+            by_name.setdefault(task.backend, []).append(task)
         for name, tasks in by_name.items():
             self.channel.phase("compile", tasks)
             try:
@@ -304,7 +323,7 @@ class _CellRunner:
             remaining.extend(tasks)
         return remaining
 
-    def run_group(self, tasks: list[dict[str, Any]]) -> None:
+    def run_group(self, tasks: list[Task]) -> None:
         """Measure the backends of one configuration: first call, warm-up, interleaved timing,
         memory, accuracy."""
         from lshbench.core.hashing import pipeline_buckets, random_rotations
@@ -314,17 +333,17 @@ class _CellRunner:
             output_errors,
             window_metrics,
         )
-        from lshbench.measurement.phases import measure_memory, time_interleaved
-        from lshbench.results.cells import rotation_seed, task_config
+        from lshbench.measurement.phases import measure_memory, summarize, time_interleaved
+        from lshbench.results.cells import rotation_seed
 
         c = self.cell
-        config = task_config(tasks[0])
-        hashing = tasks[0]["n_hashes"] is not None
+        config = tasks[0].config()
+        hashing = tasks[0].uses_hashing
         rotations = None
         if hashing:
-            rotations = random_rotations(c["d"], config, rotation_seed(c["seed"]), self.dtype)
+            rotations = random_rotations(c.d, config, rotation_seed(c.seed), self.dtype)
         calls, outputs, first_s, number = self.first_calls(tasks, config, rotations)
-        live = [task for task in tasks if task["backend"] in calls]
+        live = [task for task in tasks if task.backend in calls]
         if not live:
             return
         self.channel.phase("timing", live)
@@ -336,30 +355,35 @@ class _CellRunner:
             samples = time_cuda(calls, self.repeats, number)
             for task in live:
                 self.channel.phase("memory", [task])
-                memory[task["backend"]] = MemoryPeak(cuda_memory(calls[task["backend"]]), None)
+                memory[task.backend] = MemoryPeak(cuda_memory(calls[task.backend]), None)
         else:
             samples = time_interleaved(calls, self.repeats, number)
             for task in live:
                 self.channel.phase("memory", [task])
-                memory[task["backend"]], _ = measure_memory(calls[task["backend"]])
+                memory[task.backend], _ = measure_memory(calls[task.backend])
         self.channel.phase("accuracy", live)
         windows = EXACT_WINDOWS  # exact attention: every key, once
         if hashing:
             assert rotations is not None  # drawn for every hashing group
             buckets = pipeline_buckets(self.qk, rotations, config)  # (B, rounds, L)
-            windows = window_metrics(self.qk, buckets, config, self.ref)
-            del buckets
+            key_buckets = None if self.k is None else pipeline_buckets(self.k, rotations, config)
+            windows = window_metrics(
+                self.qk, buckets, config, self.ref, k=self.k, key_buckets=key_buckets
+            )
+            del buckets, key_buckets
         for task in live:
-            name = task["backend"]
-            values = {
-                **self.timing_values(name, samples[name], first_s[name], number[name]),
-                **self.cost_values(task, config if hashing else None, memory[name]),
+            name = task.backend
+            timing = summarize(samples[name])
+            flops, cost = self.cost_values(task, config if hashing else None, memory[name])
+            values: Row = {
+                **self.timing_values(name, timing, first_s[name], number[name]),
+                **cost,
                 "attn_entropy": self.ref.attn_entropy,
                 "task_acc": _task_accuracy(c, outputs[name].out, self.v),
             }
-            median = values["time_median_s"]
-            values["gflops"] = values["flops"] / median / 1e9
-            values["tokens_per_s"] = c["batch"] * c["seqlen"] / median
+            median = timing.time_median_s
+            values["gflops"] = flops / median / 1e9
+            values["tokens_per_s"] = c.batch * c.seqlen / median
             backend = self.backends[name]
             values["kernel"] = self.described[name].get("kernel")
             notes = []
@@ -383,7 +407,7 @@ class _CellRunner:
             self.row(task, "ok", "; ".join(notes), **values)
 
     def first_calls(
-        self, tasks: list[dict[str, Any]], config: Any, rotations: Any
+        self, tasks: list[Task], config: Any, rotations: Any
     ) -> tuple[dict[str, Callable[[], Any]], dict[str, Any], dict[str, float], dict[str, int]]:
         """First call and warm-up of each task's backend; a failing one becomes its row.
 
@@ -397,13 +421,14 @@ class _CellRunner:
         number: dict[str, int] = {}
 
         for task in tasks:
-            name = task["backend"]
+            name = task.backend
             backend = self.backends[name]
             self.channel.phase("first call and warm-up", [task])
             try:
                 call, result = self.make_call(backend, config, rotations)
                 first_s[name], first = first_call(call)
                 outputs[name] = result(first)
+                _check_finite(outputs[name].out)
                 number[name] = calibrate_number(min(warm_up(call)))
             except Exception as exc:
                 self.row(task, _status_of(exc), f"first call: {one_line(exc)}")
@@ -421,7 +446,7 @@ class _CellRunner:
         if not self.torch_steps:
 
             def call() -> Any:
-                return backend.attend(self.qk, self.v, config, rotations)
+                return backend.attend(self.qk, self.v, config, rotations, k=self.k)
 
             return call, lambda out: StepResult(out, None, None)
         return make_step(
@@ -429,13 +454,8 @@ class _CellRunner:
             dtype=self.torch_dtype, g=self.g if self.train else None,
         )  # fmt: skip
 
-    def timing_values(
-        self, name: str, samples: list[float], first_s: float, number: int
-    ) -> dict[str, Any]:
+    def timing_values(self, name: str, timing: TimingSummary, first_s: float, number: int) -> Row:
         """The timing columns of a row: compile, first call, the samples' statistics."""
-        from lshbench.measurement.phases import summarize
-
-        timing = summarize(samples)
         return {
             "compile_s": self.compile_s[name] + first_s,
             "first_call_s": first_s,
@@ -449,20 +469,21 @@ class _CellRunner:
             "unstable": timing.unstable,
         }
 
-    def cost_values(self, task: dict[str, Any], config: Any, memory: Any) -> dict[str, Any]:
-        """The memory and FLOP columns of a row (``config`` None for non-hashing backends)."""
+    def cost_values(self, task: Task, config: Any, memory: Any) -> tuple[int, Row]:
+        """The FLOPs of one call, and the memory and FLOP columns of a row (``config`` None
+        for non-hashing backends)."""
         from lshbench.measurement.cost_model import attention_flops, memory_model
 
         c = self.cell
-        facts = self.backends[task["backend"]].spec
-        B, L, d, dv = c["batch"], c["seqlen"], c["d"], c["dv"]
+        facts = self.backends[task.backend].spec
+        B, L, d, dv = c.batch, c.seqlen, c.d, c.dv
         flops = attention_flops(facts.uses_hashing, B, L, d, dv, config)
         if self.train:
             flops *= 3  # the backward pass: about twice the forward's products
         model = memory_model(
-            facts.memory_model, B, L, d, dv, self.dtype.itemsize, config, c["threads"]
+            facts.memory_model, B, L, d, dv, self.dtype.itemsize, config, c.threads
         )
-        return {
+        return flops, {
             "mem_alloc_peak_bytes": memory.alloc_peak_bytes,
             "mem_rss_peak_bytes": memory.rss_peak_bytes,
             "mem_model_bytes": model,
@@ -487,7 +508,8 @@ def main() -> None:
     except BaseException:
         traceback.print_exc()
         channel.send({"event": "done", "env": {}})
-        raise
+        sys.stderr.flush()
+        os._exit(1)  # not a normal shutdown: the stdin watcher thread holds stdin's lock
     channel.send({"event": "done", "env": {**_environment(), "backends": runner.described}})
 
 

@@ -224,24 +224,19 @@ def prepare(runs: Sequence[Run]) -> pd.DataFrame:
     (n_buckets as text), ``nb_total``, ``tokens = batch * seqlen``, ``time_seq =
     time_median_s / batch`` (s per sequence), ``time_tok`` (s per token), ``short`` (an LSH
     row with L <= chunk_len, computed exactly), ``method_order``, ``series``,
-    ``series_order``, ``nb_desc`` and ``batch_desc``. LSH rows without ``method`` /
-    ``weighting`` (older tables) are the default of docs/design.md section 2 (lsh,
-    multiplicity); rows without ``pass`` / ``device`` are the forward pass on the CPU.
-    Hashing fields of exact backends are blanked; their missing
-    ``attn_tv``, ``out_err_v`` and ``rel_err`` are 0, their missing recalls 1, and their
-    missing ``task_acc`` on duplicate input 1.
+    ``series_order``, ``nb_desc`` and ``batch_desc``. Hashing fields of exact backends are
+    blanked; their missing ``attn_tv``, ``out_err_v`` and ``rel_err`` are 0, their missing
+    recalls 1, and their missing ``task_acc`` on duplicate input 1.
     """
     df = pd.concat(_split_machines(runs), ignore_index=True)
     for col in _NUMERIC:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     for col in ("causal", "unstable"):
         df[col] = df[col].map(_to_bool).astype(object)
-    for col in ("backend", "input", "dtype", "run_id", "machine_id", "code_id", *VARIANT_AXES):
+    text = ("backend", "input", "dtype", "run_id", "machine_id", "code_id", "pass", "device")
+    for col in (*text, *VARIANT_AXES):
         df[col] = df[col].map(canon).str.strip()
     df["status"] = df["status"].map(canon).str.strip().str.lower().replace("", "unknown")
-    # rows of tables from before the pass and device axes: the forward pass on the CPU
-    df["pass"] = df["pass"].map(canon).str.strip().replace("", "forward")
-    df["device"] = df["device"].map(canon).str.strip().replace("", "cpu")
     df["message"] = df["message"].map(canon)
     df["input_kind"] = df["input"]
     df["input"] = [input_label(*v) for v in zip(df["input"], df["target_entropy"],
@@ -263,12 +258,9 @@ def prepare(runs: Sequence[Run]) -> pd.DataFrame:
 
 
 def _fill_variants_and_exact(df: pd.DataFrame) -> None:
-    """In place: default variants on LSH rows, blank hashing fields and exact values on
-    exact rows (see :func:`prepare`)."""
+    """In place: blank hashing fields and exact values on exact rows (see :func:`prepare`;
+    LSH rows of older tables got their variant when read, :mod:`lshbench.results.upgrade`)."""
     exact = df["exact"]
-    lsh = ~exact
-    df.loc[lsh & (df["method"] == ""), "method"] = DEFAULT_METHOD
-    df.loc[lsh & (df["weighting"] == ""), "weighting"] = DEFAULT_WEIGHTING
     numeric_axes = [c for c in LSH_AXES if c not in VARIANT_AXES]
     df.loc[exact, numeric_axes] = math.nan
     df.loc[exact, [*VARIANT_AXES, "nb"]] = ""

@@ -1,12 +1,11 @@
-"""The columns the report reads, which of them a table may lack, and what that means.
+"""The columns the report reads, which of them may hold no value, and what that means.
 
-Results tables grow columns over time (docs/design.md sections 6 and 7): provenance
-(``machine_id``, ``code_id``), the variants (``method``, ``weighting``), the input's
-parameters (``target_entropy``, ``value_corr``) and the accuracy metrics (``attn_tv``,
-``top1_recall``, ``attn_entropy``, ``out_err_v``, ``task_acc``). A table written by an
-older lshbench lacks them; the report still renders it (:func:`with_optional_columns` adds
-them, empty) and says what is missing (:func:`missing_columns`). ``top1_agree``, dropped from
-the schema, is ignored when an old table has it.
+The column names and kinds come from :data:`lshbench.results.columns.COLUMN_TABLE`. Results
+tables grew columns over time (provenance, the variants, the input's parameters, the newer
+accuracy metrics); a table written by an older lshbench is upgraded when it is read
+(:mod:`lshbench.results.upgrade`: the columns it lacks come back empty), and the report
+says which of them hold no value (:func:`missing_columns`). :func:`with_optional_columns`
+adds, empty, any optional column a table handed to the report directly lacks.
 
 pandas only; no plotting.
 """
@@ -19,11 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lshbench.results.columns import COLUMN_TABLE
+from lshbench.results.upgrade import SECTION_2
+
 __all__ = [
     "ACCURACY_COLUMNS",
     "DEFAULT_METHOD",
     "DEFAULT_WEIGHTING",
     "ENTROPY_INPUTS",
+    "GRADIENT_COLUMNS",
     "METHOD_ORDER",
     "OPTIONAL_NUMERIC",
     "OPTIONAL_TEXT",
@@ -45,19 +48,25 @@ ACCURACY_COLUMNS = (
     "attn_tv", "mass_recall", "top1_recall", "attn_entropy", "out_err_v", "task_acc",
     "rel_err", "max_abs_err", "cos_sim",
 )  # fmt: skip
-#: Numeric columns a table may lack (older lshbench): added as NaN.
-OPTIONAL_NUMERIC = (
-    "compile_s", "time_iqr_s", "time_min_s", "n_samples", "mem_alloc_peak_bytes",
-    "mem_rss_peak_bytes", "mem_model_bytes", "flops", "gflops", "tokens_per_s",
-    "target_entropy", "value_corr", *ACCURACY_COLUMNS, "grad_err_qk", "grad_err_v",
-)  # fmt: skip
-#: Text columns a table may lack: added as "" (``pass`` and ``device``: read as forward, cpu).
-OPTIONAL_TEXT = (
-    "machine_id", "code_id", "method", "weighting", "finished_at", "unstable", "pass", "device",
-)  # fmt: skip
+#: The gradient errors of train rows (docs/design.md section 9), read by the report although
+#: they are extras of the column table.
+GRADIENT_COLUMNS = ("grad_err_qk", "grad_err_v")
+#: Numeric columns of the design's table, and the gradient errors, the report reads when
+#: they hold values: NaN if absent.
+OPTIONAL_NUMERIC = tuple(
+    c.name
+    for c in COLUMN_TABLE
+    if c.kind in ("int", "float")
+    and (not c.extra or c.name in GRADIENT_COLUMNS)
+    and c.name not in REQUIRED_COLUMNS
+)
+#: Text and flag columns the report reads when they hold values: "" if absent.
+OPTIONAL_TEXT = tuple(
+    c.name for c in COLUMN_TABLE if c.kind in ("str", "bool") and c.name not in REQUIRED_COLUMNS
+)
 #: The variants of docs/design.md section 2b; section 2 (the default) is lsh with multiplicity.
-DEFAULT_METHOD = "lsh"
-DEFAULT_WEIGHTING = "multiplicity"
+DEFAULT_METHOD = SECTION_2["method"]
+DEFAULT_WEIGHTING = SECTION_2["weighting"]
 #: Order of the methods in tables and legends: LSH first, then its baselines.
 METHOD_ORDER = {"lsh": 0, "random": 1, "local": 2}
 
@@ -69,8 +78,8 @@ def _filled(series: pd.Series) -> pd.Series:
 
 
 def with_optional_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with every optional column present (NaN or ""), ``top1_agree`` dropped."""
-    out = table.drop(columns=["top1_agree"], errors="ignore").copy()
+    """``table`` with every optional column present (NaN or "")."""
+    out = table.copy()
     for col in OPTIONAL_NUMERIC:
         if col not in out:
             out[col] = math.nan

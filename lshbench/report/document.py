@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lshbench.report.labels import plain
-from lshbench.util import fmt_length, fmt_num, shorten
+from lshbench.util import fmt_length, fmt_num, os_error_reason, shorten
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Doc", "default_out", "render_report"]
+__all__ = ["Doc", "ReportWriteError", "default_out", "render_report"]
 
 
 # --------------------------------------------------------------------------- document
@@ -190,24 +190,26 @@ def _figure(doc: Doc, result: Any) -> None:
 
 
 def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
-    from lshbench.report.analysis import REFERENCE_BACKEND
-
-    doc.h(3, "Crossover L versus dense")
-    if not (df["backend"] == REFERENCE_BACKEND).any():
-        doc.p(f"*Left out: no `{REFERENCE_BACKEND}` rows, so there is no reference to cross.*")
+    doc.h(3, "Crossover L versus the exact baseline")
+    if not df["exact"].any():
+        doc.p("*Left out: no exact rows (dense, torch-sdpa), so there is no baseline to cross.*")
         return
     if df["exact"].all():
         doc.p("*Left out: no LSH rows.*")
         return
     if cross.empty:
-        doc.p("*Left out: no LSH configuration shares an L (and batch) with a dense row.*")
+        doc.p("*Left out: no LSH configuration shares an L (and batch) with an exact row.*")
         return
     doc.p(
-        "Where LSH becomes faster than dense: the start of the last stretch of measured L "
-        "where `t_lsh / t_dense < 1`, interpolated in (log L, log ratio) between the bracketing "
-        "L. `<= L` means faster at every measured L, `> L` never faster; the trend column "
-        "extrapolates a line fitted to log ratio versus log L. Speedup = dense time / LSH time "
-        "at the largest common L."
+        "Where LSH becomes faster than exact attention done as fast as this machine ran it: "
+        "the exact baseline of each L is the fastest exact backend (attention over all L "
+        "keys) measured in the same run on the same machine, input, causal flag, dtype, "
+        "threads, d, L and batch. The crossover is the start of the last stretch of measured "
+        "L where `t_lsh / t_exact < 1`, interpolated in (log L, log ratio) between the "
+        "bracketing L. `<= L` means faster at every measured L, `> L` never faster; the trend "
+        "column extrapolates a line fitted to log ratio versus log L. Speedup = exact "
+        "baseline's time / LSH time at the largest common L, where the baseline ran at the "
+        "GFLOP/s given (4 B L^2 d nominal FLOPs)."
     )
     rows = []
     for _, r in cross.iterrows():
@@ -227,6 +229,8 @@ def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
                 str(r["n_common"]),
                 f"{fmt_num(r['speedup_at_max'], 2)}x",
                 fmt_length(r["L_max"]),
+                str(r["baseline"]),
+                fmt_num(r["baseline_gflops_at_max"], 1),
             ]
         )
     header = [
@@ -237,6 +241,8 @@ def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
         "common L",
         "speedup at L max",
         "L max",
+        "exact baseline",
+        "baseline GFLOP/s at L max",
     ]
     doc.table(header, rows)
 
@@ -331,19 +337,53 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
         fail("DIR", "", "give at least one results directory")
     runs = [ra.load_run(d, label) for d, label in zip(names, _run_labels(names), strict=True)]
     folder = Path(out) if out is not None else default_out(names)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in FIGURE_FILES.values():
-        (folder / name).unlink(missing_ok=True)  # a figure left out this time leaves no file
+    _check_out(folder)
     df = ra.prepare(runs)
     title = "lshbench report: " + ", ".join(run.label for run in runs)
     doc = Doc()
     doc.h(1, title)
     _section_runs(doc, runs, df)
     sections.section_columns(doc, runs)
-    _sections_figures_and_tables(doc, runs, df, folder)
-    (folder / "report.md").write_text(doc.markdown(), encoding="utf-8")
-    (folder / "index.html").write_text(doc.html(folder, title), encoding="utf-8")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in FIGURE_FILES.values():
+            (folder / name).unlink(missing_ok=True)  # a figure left out now leaves no file
+        _sections_figures_and_tables(doc, runs, df, folder)
+        _write_text(folder / "report.md", doc.markdown())
+        _write_text(folder / "index.html", doc.html(folder, title))
+    except OSError as exc:
+        raise ReportWriteError(folder, exc) from exc
     return folder
+
+
+class ReportWriteError(OSError):
+    """Writing the report folder failed (disk full, permissions, ...): one line naming the
+    folder and the OS error. Every file is written to a temporary name and renamed, so a
+    file of the report is either the previous one or complete, never truncated."""
+
+    def __init__(self, folder: Path, exc: OSError) -> None:
+        super().__init__(f"cannot write the report in {folder}: {os_error_reason(exc)}")
+        self.errno = exc.errno
+
+
+def _check_out(folder: Path) -> None:
+    """ConfigError unless ``folder`` is a directory or can become one: no part of the path
+    may be an existing file."""
+    from lshbench.core.config import fail
+
+    for path in (folder, *folder.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                what = "is" if path == folder else f"is under {path}, which is"
+                fail("out", str(folder), f"must be a directory, but it {what} a file")
+            return
+
+
+def _write_text(path: Path, text: str) -> None:
+    """``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
+    from lshbench.results.files import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _sections_figures_and_tables(
@@ -354,6 +394,7 @@ def _sections_figures_and_tables(
     from lshbench.report import analysis as ra
     from lshbench.report import figures_accuracy as fa
     from lshbench.report import figures_cost as fc
+    from lshbench.report import heads as hd
     from lshbench.report import sections as sc
     from lshbench.report.figures_task import figure_task
     from lshbench.report.plotting import Palette, save
@@ -391,7 +432,15 @@ def _sections_figures_and_tables(
         "8. Time per token at fixed total tokens (the Reformer paper's view)",
         fc.figure_time_per_token(points, palette, varying),
     )
-    doc.h(2, "9. Tables")
+    heads = hd.head_table(df)
+    if not heads.empty:  # a sweep of captured model heads: their distribution
+        doc.h(2, "9. Captured model heads")
+        budget = hd.reference_budget(heads)
+        winners = hd.head_winners(heads, budget)
+        _figure(doc, save(hd.figure_heads(heads, budget), folder))
+        hd.section_heads(doc, heads, budget, winners)
+        _figure(doc, save(hd.figure_lsh_vs_local(winners, budget), folder))
+    doc.h(2, "10. Tables" if not heads.empty else "9. Tables")
     _table_crossover(doc, cross, df)
     _table_fits(doc, fits)
     sc.table_budgets(doc, points, several)

@@ -1,10 +1,9 @@
-"""Text forms of table values: ``n_buckets`` read and written once, plain numbers.
+"""Text forms of table values: ``n_buckets`` labels, plain numbers.
 
-Light on purpose (standard library and NumPy only, no pandas or matplotlib), so the command
-line can parse an ``--n-buckets`` option with :func:`parse_n_buckets` without loading the
-report's stack. Formatting ``n_buckets`` as text is :func:`lshbench.results.cells.n_buckets_spec`
-(the sweep's ``n_buckets_spec`` column); this module only reads the many spellings a stored
-or typed value can take and hands the result to it.
+Formatting ``n_buckets`` as text is :func:`lshbench.results.cells.n_buckets_spec` (the
+sweep's ``n_buckets_spec`` column); this module reads the many spellings a value stored by
+any version of the sweep can take (:func:`read_stored_n_buckets`) and hands the result to it.
+Options typed by a user are parsed by :mod:`lshbench.core.options`, not here.
 """
 
 from __future__ import annotations
@@ -23,8 +22,8 @@ __all__ = [
     "bucket_label",
     "bucket_total",
     "metric_axis",
-    "parse_n_buckets",
     "plain",
+    "read_stored_n_buckets",
 ]
 
 _MISSING = ("", "nan", "none", "<na>")
@@ -53,12 +52,13 @@ def metric_axis(metric: str) -> str:
     return f"{metric} ({words})" if words else metric
 
 
-def parse_n_buckets(text: str) -> int | tuple[int, ...] | None:
-    """``n_buckets`` from text: ``"64"`` -> 64; ``"16x32"``, ``"16,32"``, ``"(16, 32)"`` or
-    ``"[16 32]"`` -> (16, 32); None when the text is not integers (the caller says why).
+def read_stored_n_buckets(text: str) -> int | tuple[int, ...] | None:
+    """A stored ``n_buckets`` value, as any table writer spelled it: ``"64"`` -> 64;
+    ``"16x32"``, a Python or JSON sequence ``"(16, 32)"``, ``"[16, 32]"``, ``"16,32"`` or
+    ``"[16 32]"`` -> (16, 32); None when the text is not integers. Only for values read
+    back from tables (one value each, so a comma here cannot mean a list).
 
-    Signs are kept (``"-4"`` -> -4) so that :class:`lshbench.LSHConfig` rejects them by its
-    own rule rather than a sign being silently dropped.
+    Signs are kept (``"-4"`` -> -4), so a bad stored value is not silently changed.
     """
     body = str(text).strip().strip("()[]").strip()
     parts = re.split(r"\s*[,xX]\s*|\s+", body)
@@ -89,7 +89,7 @@ def bucket_label(value: Any) -> str:
     try:
         number = float(text)
     except ValueError:
-        parsed = parse_n_buckets(text)
+        parsed = read_stored_n_buckets(text)
         return text if parsed is None else n_buckets_spec(parsed) or ""
     return str(int(number)) if number == int(number) else text
 

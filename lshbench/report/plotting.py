@@ -56,6 +56,8 @@ FIGURE_FILES = {
     "pareto": "pareto.png",
     "task": "task_acc_vs_n_hashes.png",
     "paper": "time_per_token.png",
+    "heads_tv": "heads_attn_tv.png",
+    "heads_lsh_vs_local": "heads_lsh_vs_local.png",
 }
 _DPI = 110
 _RUN_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -102,8 +104,14 @@ def save(result: Plot | Skipped, out_dir: Path) -> Drawn | Skipped:
     """Write a :class:`Plot` as ``out_dir / FIGURE_FILES[name]`` (PNG, no timestamp)."""
     if isinstance(result, Skipped):
         return result
+    from lshbench.results.files import atomic_write
+
     file = FIGURE_FILES[result.name]
-    result.figure.savefig(out_dir / file, dpi=_DPI, metadata={"Software": None})
+    figure = result.figure
+    atomic_write(  # a temporary file renamed: never a truncated PNG
+        out_dir / file,
+        lambda tmp: figure.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None}),
+    )
     return Drawn(file, result.caption)
 
 

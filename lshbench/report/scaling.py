@@ -1,4 +1,10 @@
-"""Scaling of time with L: fitted exponents, and where LSH overtakes the dense reference.
+"""Scaling of time with L: fitted exponents, and where LSH overtakes the exact baseline.
+
+The exact baseline of a point is the fastest exact row (attention over all L keys:
+``dense``, ``torch-sdpa``, ...; in the rows, a backend without hashing fields) measured in
+the same run on the same machine, input, causal flag, dtype, threads, d, dv, L and batch
+(:func:`exact_baselines`): speed-ups and crossovers are against it, never against a slower
+exact implementation.
 
 Works on the tidy points of :func:`lshbench.report.analysis.series_points` (time per
 sequence ``time_seq`` in seconds). Every table is sorted by series order.
@@ -11,9 +17,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from lshbench.report.analysis import COMMON_AXES, REFERENCE_BACKEND, canon
+from lshbench.report.analysis import COMMON_AXES, canon
 
-__all__ = ["crossovers", "dense_times", "fit_exponents", "with_dense_time"]
+__all__ = ["crossovers", "exact_baselines", "fit_exponents", "with_exact_baseline"]
 
 
 # --------------------------------------------------------------------------- fits
@@ -69,48 +75,73 @@ def fit_exponents(points: pd.DataFrame) -> pd.DataFrame:
 _MATCH = ("run", *COMMON_AXES)
 
 
-def dense_times(points: pd.DataFrame) -> pd.DataFrame:
-    """Median dense time per sequence keyed by (run, common axes, seqlen, batch)."""
-    dense = points[(points["backend"] == REFERENCE_BACKEND) & (points["status"] == "ok")]
-    dense = dense[np.isfinite(dense["time_seq"])]
-    keys = pd.concat([dense[list(_MATCH)].map(canon), dense[["seqlen", "batch"]]], axis=1)
-    return (
-        dense.assign(**{c: keys[c] for c in _MATCH})
-        .groupby([*_MATCH, "seqlen", "batch"], sort=True)[["time_seq"]]
+#: columns of :func:`with_exact_baseline`
+BASELINE_COLUMNS = ("baseline_seq", "baseline", "baseline_gflops")
+
+
+def exact_baselines(points: pd.DataFrame) -> pd.DataFrame:
+    """The exact baseline per (run, common axes, seqlen, batch): the exact backend with the
+    lowest median time per sequence over its ok rows there. Columns ``baseline_seq``
+    (seconds per sequence), ``baseline`` (its backend) and ``baseline_gflops`` (its
+    median GFLOP/s)."""
+    exact = points[points["exact"].astype(bool) & (points["status"] == "ok")]
+    exact = exact[np.isfinite(exact["time_seq"]) & (exact["time_seq"] > 0)]
+    if exact.empty:
+        return pd.DataFrame(columns=list(BASELINE_COLUMNS))
+    keys = pd.concat([exact[list(_MATCH)].map(canon), exact[["seqlen", "batch"]]], axis=1)
+    by = [*_MATCH, "seqlen", "batch"]
+    per_backend = (
+        exact.assign(**{c: keys[c] for c in _MATCH})
+        .groupby([*by, "backend"], sort=True)[["time_seq", "gflops"]]
         .median()
+        .reset_index()
+        .sort_values(["time_seq", "backend"], kind="mergesort")
     )
+    best = per_backend.groupby(by, sort=True).head(1).set_index(by).sort_index()
+    return best.rename(
+        columns={"time_seq": "baseline_seq", "backend": "baseline", "gflops": "baseline_gflops"}
+    )[list(BASELINE_COLUMNS)]
 
 
-def with_dense_time(target: pd.DataFrame, points: pd.DataFrame) -> pd.Series:
-    """For each row of ``target``, the dense time per sequence in ``points`` on the same
-    run, axes, L and batch (NaN when none)."""
-    table = dense_times(points)
+def with_exact_baseline(target: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+    """For each row of ``target``, its exact baseline in ``points`` (same run, axes, L and
+    batch): the columns of :func:`exact_baselines`, NaN (and "") where there is none."""
+    table = exact_baselines(points)
+    out = pd.DataFrame(index=target.index)
     if table.empty:
-        return pd.Series(math.nan, index=target.index)
+        out["baseline_seq"], out["baseline"], out["baseline_gflops"] = math.nan, "", math.nan
+        return out
     keys = target[list(_MATCH)].map(canon)
     index = pd.MultiIndex.from_frame(pd.concat([keys, target[["seqlen", "batch"]]], axis=1))
-    return pd.Series(table["time_seq"].reindex(index).to_numpy(), index=target.index)
+    found = table.reindex(index)
+    out["baseline_seq"] = found["baseline_seq"].to_numpy(float)
+    out["baseline"] = found["baseline"].fillna("").to_numpy(object)
+    out["baseline_gflops"] = pd.to_numeric(found["baseline_gflops"]).to_numpy(float)
+    return out
 
 
 def crossovers(points: pd.DataFrame) -> pd.DataFrame:
-    """Where each LSH series becomes faster than dense, from the measured ratio.
+    """Where each LSH series becomes faster than its exact baseline, from the measured ratio.
 
-    ``ratio(L) = t_lsh / t_dense`` at the L both measured (same run, axes and batch). The
+    ``ratio(L) = t_lsh / t_exact`` at the L both measured (same run, axes and batch), t_exact
+    the exact baseline's time (:func:`exact_baselines`). The
     crossover is the start of the last stretch of L where LSH is faster (ratio < 1),
     interpolated linearly in (log L, log ratio) between the two bracketing L; exact for power
     laws. ``kind`` is ``measured``, ``below`` (faster at every measured L, crossover <= L_min)
     or ``above`` (never faster; ``trend_L`` extrapolates the fitted log-ratio line when it
-    falls). ``speedup_at_max`` = t_dense / t_lsh at the largest common L.
+    falls). ``speedup_at_max`` = t_exact / t_lsh at the largest common L; ``baseline`` the
+    exact baselines over the common L (backend names, the most frequent first, "/"-joined),
+    ``baseline_at_max`` and ``baseline_gflops_at_max`` the one at the largest common L.
     """
     pts = points[(points["status"] == "ok") & ~points["exact"].astype(bool)].copy()
-    pts["dense_seq"] = with_dense_time(pts, points)
-    pts = pts[np.isfinite(pts["time_seq"]) & np.isfinite(pts["dense_seq"])]
-    pts = pts[(pts["time_seq"] > 0) & (pts["dense_seq"] > 0)]
+    pts = pts.join(with_exact_baseline(pts, points))
+    pts = pts[np.isfinite(pts["time_seq"]) & np.isfinite(pts["baseline_seq"])]
+    pts = pts[(pts["time_seq"] > 0) & (pts["baseline_seq"] > 0)]
     rows = []
     for series, g in pts.groupby("series", sort=False):
         g = g.sort_values("seqlen")
         L = g["seqlen"].to_numpy(float)
-        log_r = np.log(g["time_seq"].to_numpy() / g["dense_seq"].to_numpy())
+        log_r = np.log(g["time_seq"].to_numpy() / g["baseline_seq"].to_numpy())
         faster = log_r < 0
         crossover, kind, lo, hi = math.nan, "above", math.nan, math.nan
         if faster.all():
@@ -139,10 +170,14 @@ def crossovers(points: pd.DataFrame) -> pd.DataFrame:
                 "L_max": L[-1],
                 "speedup_at_max": math.exp(-log_r[-1]),
                 "crossover_time_seq": _interp_loglog(L, g["time_seq"].to_numpy(), crossover),
+                "baseline": "/".join(g["baseline"].value_counts(sort=True).index),
+                "baseline_at_max": g["baseline"].iloc[-1],
+                "baseline_gflops_at_max": g["baseline_gflops"].iloc[-1],
             }
         )
     cols = ["series", "series_order", "kind", "crossover_L", "slower_L", "faster_L", "trend_L"]
-    cols += ["n_common", "L_max", "speedup_at_max", "crossover_time_seq"]
+    cols += ["n_common", "L_max", "speedup_at_max", "crossover_time_seq", "baseline"]
+    cols += ["baseline_at_max", "baseline_gflops_at_max"]
     return pd.DataFrame(rows, columns=cols).sort_values("series_order", kind="mergesort")
 
 

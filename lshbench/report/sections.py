@@ -99,8 +99,10 @@ def table_budgets(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
                 f"({METRIC_NAMES[metric]}: the share of attention mass put in the wrong "
                 "place, 0 for exact attention) is within the budget, at each L and input. "
                 "Every configuration competes: LSH, its random and local baselines, and "
-                "dense (attn_tv 0). Each cell: configuration, time, error, speedup over "
-                f"dense. How to read it: `{METRICS_DOC}`."
+                "the exact backends (attn_tv 0). Each cell: configuration, time, error, "
+                "speedup over the exact baseline: the fastest exact backend measured at that "
+                "L in the same run and scenario, named in the last column with its GFLOP/s. "
+                f"How to read it: `{METRICS_DOC}`."
             )
         else:
             doc.p(
@@ -136,9 +138,13 @@ def _budget_rows(doc: Any, points: pd.DataFrame, metric: str, several_runs: bool
             else:
                 lowest = _err(metric, r["best_err"])
                 row.append(f"none (lowest {lowest}: {names[r['best_err_series']]})")
-        rows.append(row)
+        baseline = str(first["baseline"]) or "-"
+        if baseline != "-" and math.isfinite(first["baseline_gflops"]):
+            baseline += f" ({fmt_num(first['baseline_gflops'], 1)} GFLOP/s)"
+        rows.append([*row, baseline])
     header = (["run"] if several_runs else []) + ["input", "L"]
     header += [f"{metric} <= {b:g}" for b in budgets]
+    header += ["exact baseline"]
     doc.table(header, rows)
 
 

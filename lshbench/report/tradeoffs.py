@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lshbench.report.analysis import COMMON_AXES, canon
-from lshbench.report.scaling import with_dense_time
+from lshbench.report.scaling import with_exact_baseline
 
 __all__ = [
     "BUDGETS",
@@ -75,13 +75,14 @@ def candidates(points: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     ``metric`` (default :func:`error_metric`).
 
     Exact backends count with error 0; LSH points with L <= chunk_len are left out (they
-    run the dense path). Adds ``dense_seq`` (dense time on the same scenario) and ``error``
-    (the value of ``metric``).
+    run the dense path). Adds the exact baseline of the same scenario (``baseline_seq``,
+    ``baseline``, ``baseline_gflops``, :func:`lshbench.report.scaling.with_exact_baseline`)
+    and ``error`` (the value of ``metric``).
     """
     metric = metric or error_metric(points)
     c = points[(points["status"] == "ok") & ~points["short"].astype(bool)].copy()
     c = c[np.isfinite(c["time_seq"]) & np.isfinite(c[metric])]
-    c["dense_seq"] = with_dense_time(c, points)
+    c = c.join(with_exact_baseline(c, points))
     c["error"] = c[metric]
     return c
 
@@ -96,7 +97,8 @@ def budget_picks(
     random and local baselines, and dense (error 0). A scenario is (run, input, causal,
     dtype, threads, d, dv, L); time is per sequence. Columns: the scenario, ``metric``,
     ``budget``, ``series`` ("" when nothing meets it), ``time_seq``, ``error`` (the picked
-    configuration's ``metric``), ``mass_recall``, ``speedup`` (dense time / picked time),
+    configuration's ``metric``), ``mass_recall``, ``speedup`` (exact baseline's time / picked
+    time), ``baseline`` and ``baseline_gflops`` (the scenario's exact baseline),
     ``best_err`` and ``best_err_series`` (lowest error of the scenario, said when nothing
     meets the budget).
     """
@@ -114,6 +116,7 @@ def budget_picks(
             row = {col: g[col].iloc[0] for col in scen}
             row.update(metric=metric, budget=budget, best_err=lowest["error"])
             row["best_err_series"] = lowest["series"]
+            row.update(baseline=g["baseline"].iloc[0], baseline_gflops=g["baseline_gflops"].iloc[0])
             if ok.empty:
                 row.update(series="", time_seq=math.nan, error=math.nan, mass_recall=math.nan)
                 row["speedup"] = math.nan
@@ -121,7 +124,8 @@ def budget_picks(
                 pick = ok.iloc[0]
                 row.update(series=pick["series"], time_seq=pick["time_seq"])
                 row.update(error=pick["error"], mass_recall=pick["mass_recall"])
-                row["speedup"] = pick["dense_seq"] / pick["time_seq"]
+                row["speedup"] = pick["baseline_seq"] / pick["time_seq"]
             rows.append(row)
     cols = [*scen, "metric", "budget", "series", "time_seq", "error", "mass_recall", "speedup"]
-    return pd.DataFrame(rows, columns=[*cols, "best_err", "best_err_series"])
+    cols += ["best_err", "best_err_series", "baseline", "baseline_gflops"]
+    return pd.DataFrame(rows, columns=cols)

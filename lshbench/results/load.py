@@ -16,11 +16,12 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import fail
+from lshbench.results.columns import COLUMN_TABLE
 from lshbench.results.files import (
     CSV_NAME,
     EXPORT_NAMES,
@@ -33,13 +34,14 @@ from lshbench.results.files import (
 )
 from lshbench.results.schema import (
     COLUMNS,
-    PROVENANCE_COLUMNS,
     REQUIRED_FIELDS,
+    Row,
     RowKey,
     row_key,
     rows_to_frame,
     valid_rows,
 )
+from lshbench.results.upgrade import check_version, upgrade_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,6 +56,7 @@ __all__ = [
     "latest_rows",
     "load_results",
     "report_dropped",
+    "store_version",
 ]
 
 STORE_NAME = "results.sqlite"
@@ -85,9 +88,9 @@ def report_dropped(source: str, dropped: list[str], seen: set[str] | None = None
             seen.add(text)
 
 
-def latest_rows(rows: Iterable[dict[str, Any]]) -> dict[RowKey, dict[str, Any]]:
+def latest_rows(rows: Iterable[Row]) -> dict[RowKey, Row]:
     """The last row of every key ``(cell_id, machine_id, code_id)``, in first-seen order."""
-    latest: dict[RowKey, dict[str, Any]] = {}
+    latest: dict[RowKey, Row] = {}
     for row in rows:
         latest[row_key(row)] = row
     return latest
@@ -105,10 +108,26 @@ def json_rows(records: Iterable[tuple[str]], dropped: list[str]) -> list[Any]:
     return out
 
 
-def _read_db_rows(path: Path, dropped: list[str]) -> list[Any]:
-    """Raw rows of a store. Opened read-write when it may be (never created), so closing the
-    last connection removes SQLite's -wal and -shm files; else read-only; in a read-only
-    folder, immutable."""
+def store_version(conn: sqlite3.Connection, source: str) -> int:
+    """The schema version a store records (``store_info``); ConfigError when it is not a
+    number or newer than this code reads (:func:`lshbench.results.upgrade.check_version`)."""
+    try:
+        found = conn.execute("SELECT value FROM store_info WHERE key='schema_version'").fetchone()
+    except sqlite3.OperationalError:  # no store_info: created this instant by a writer
+        found = None
+    if found is None:
+        return 0
+    try:
+        version = int(found[0])
+    except (TypeError, ValueError):
+        fail("schema_version", found[0], f"{source}: must be an integer")
+    return check_version(version, source)
+
+
+def _read_db_rows(path: Path, dropped: list[str]) -> tuple[int, list[Any]]:
+    """The schema version and raw rows of a store. Opened read-write when it may be (never
+    created), so closing the last connection removes SQLite's -wal and -shm files; else
+    read-only; in a read-only folder, immutable."""
     uri = path.resolve().as_uri()
     for query in ("?mode=rw", "?mode=ro", "?mode=ro&immutable=1"):
         try:
@@ -117,9 +136,10 @@ def _read_db_rows(path: Path, dropped: list[str]) -> list[Any]:
             continue
         try:
             records = conn.execute("SELECT row FROM rows ORDER BY seq").fetchall()
+            version = store_version(conn, str(path))
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
-                return []  # created this instant by a writer
+                return 0, []  # created this instant by a writer
             if query.endswith("immutable=1"):
                 raise StoreError(f"{path}: cannot read the results store ({exc})") from exc
             continue
@@ -127,19 +147,21 @@ def _read_db_rows(path: Path, dropped: list[str]) -> list[Any]:
             raise StoreError(f"{path}: not a readable results store ({exc})") from exc
         finally:
             conn.close()
-        return json_rows(records, dropped)
+        return version, json_rows(records, dropped)
     raise StoreError(f"{path}: cannot open the results store")
 
 
-def _log_reader(path: Path, dropped: list[str]) -> list[Any]:
-    return read_log_rows(path, dropped)
+def _log_reader(path: Path, dropped: list[str]) -> tuple[int, list[Any]]:
+    return 0, read_log_rows(path, dropped)  # the log predates the store: version 0
 
 
-_READERS = {
+#: each source's reader: (schema version, raw rows); exports record no version, so they
+#: are read as the oldest (the upgrade leaves newer rows as they are)
+_READERS: dict[str, Callable[[Path, list[str]], tuple[int, list[Any]]]] = {
     STORE_NAME: _read_db_rows,
     LOG_NAME: _log_reader,
-    PARQUET_NAME: lambda path, dropped: read_parquet_rows(path),
-    CSV_NAME: lambda path, dropped: read_csv_rows(path),
+    PARQUET_NAME: lambda path, dropped: (0, read_parquet_rows(path)),
+    CSV_NAME: lambda path, dropped: (0, read_csv_rows(path)),
 }
 
 
@@ -159,10 +181,10 @@ def load_results(directory: str | os.PathLike[str]) -> pd.DataFrame:
     total_dropped = 0
     for name in found:
         dropped: list[str] = []
-        raw = _READERS[name](path / name, dropped)
+        version, raw = _READERS[name](path / name, dropped)
         if name in EXPORT_NAMES and raw:
             _check_table_columns(path, raw[0])
-        rows = valid_rows(raw, dropped)
+        rows = valid_rows(upgrade_rows(raw, version), dropped)
         report_dropped(str(path / name), dropped)
         total_dropped += len(dropped)
         if rows:
@@ -176,12 +198,13 @@ def load_results(directory: str | os.PathLike[str]) -> pd.DataFrame:
 
 def _check_table_columns(directory: Path, columns: Iterable[str]) -> None:
     """ConfigError when an exported table lacks a column every row needs (listing every
-    column of :data:`COLUMNS` it lacks, provenance ids aside: older tables lack them)."""
+    column of :data:`COLUMNS` of the first tables it lacks; the upgrade adds later ones)."""
     have = set(columns)
     if all(c in have for c in REQUIRED_FIELDS):
         return
     missing = [c for c in (*COLUMNS, *REQUIRED_FIELDS) if c not in have]
-    missing = [c for c in dict.fromkeys(missing) if c not in PROVENANCE_COLUMNS]
+    added = {c.name for c in COLUMN_TABLE if c.since > 0}
+    missing = [c for c in dict.fromkeys(missing) if c not in added]
     fail("DIR", str(directory), f"results table lacks required columns: {', '.join(missing)}")
 
 

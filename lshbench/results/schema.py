@@ -3,11 +3,12 @@
 Every row the store writes goes through :func:`check_storable` (a value that cannot be
 stored, e.g. a seed beyond int64, is a ConfigError naming the field, before anything is
 written), and every row read back, from the store or from a legacy log or export, goes
-through :func:`normalize_row`: a row that breaks the schema (``seqlen: "abc"``, no backend,
+through :func:`normalize_row` (after :mod:`lshbench.results.upgrade` made an older table's
+row one of this schema): a row that breaks the schema (``seqlen: "abc"``, no backend,
 an ``ok`` row without a positive time, a list as ``cell_id``) is reported and dropped, never
 counted as done.
 
-A row's **key** is ``(cell_id, machine_id, code_id)``: the same cell measured by another
+A row's **key** is ``(cell_id, machine_id, code_id)``: the same task measured by another
 machine or another version of the code is another row (docs/design.md section 7, provenance).
 
 pandas is imported inside the functions that build tables.
@@ -17,11 +18,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from lshbench.core.config import METHODS, WEIGHTINGS, fail
-from lshbench.results.cells import TASK_KEYS, n_buckets_spec, task_id
+from lshbench.core.config import METHODS, QK_MODES, WEIGHTINGS, fail
+from lshbench.results.cells import Task, n_buckets_spec
+from lshbench.results.columns import COLUMN_TABLE, ColumnKind, names
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,11 +31,11 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMNS",
     "EXTRA_COLUMNS",
-    "PROVENANCE_COLUMNS",
     "REQUIRED_FIELDS",
-    "SECTION_2",
     "STATUSES",
+    "Row",
     "RowKey",
+    "RowValue",
     "check_storable",
     "column_kind",
     "make_row",
@@ -45,86 +47,37 @@ __all__ = [
 
 STATUSES = ("ok", "oom", "oom_predicted", "timeout", "error", "skipped")
 
-#: docs/design.md section 7, in this order
-COLUMNS = (
-    "run_id", "machine_id", "code_id", "backend", "method", "weighting", "seqlen", "batch", "d",
-    "dv", "n_hashes", "n_buckets", "chunk_len", "chunks_before", "chunks_after", "causal",
-    "input", "target_entropy", "value_corr", "dtype", "threads", "seed", "status", "message",
-    "compile_s", "time_median_s", "time_iqr_s", "time_min_s", "n_samples", "unstable",
-    "mem_alloc_peak_bytes", "mem_rss_peak_bytes", "mem_model_bytes", "flops", "gflops",
-    "tokens_per_s", "attn_tv", "mass_recall", "top1_recall", "attn_entropy", "out_err_v",
-    "task_acc", "rel_err", "max_abs_err", "cos_sim",
-)  # fmt: skip
+#: the design's columns, then this implementation's extras (:data:`COLUMN_TABLE`)
+COLUMNS = names(extra=False)
+EXTRA_COLUMNS = names(extra=True)
 
-#: more columns, after the required ones of docs/design.md section 7
-EXTRA_COLUMNS = (
-    "cell_id",  # stable id of the row's parameters (with machine_id, code_id: the row's key)
-    "n_buckets_spec",  # "128" or factors "16x32"; n_buckets is the total count
-    "first_call_s",  # the first call alone (compile_s = backend compile + first call)
-    "time_mean_s",
-    "number",  # calls per timing sample
-    "time_samples_s",  # raw per-call seconds of every sample
-    "tokens",  # batch * seqlen
-    "kernel",  # the backend's kernel variant (Backend.describe(); numba: blas/tiled/mixed)
-    "host",  # host name where the row was measured (a label; machine_id is the identity)
-    "executor",
-    "concurrency",  # cells running at once on the executor
-    "finished_at",  # UTC ISO time the row was written
-    "pass",  # forward, or train (forward + backward); None in earlier tables: forward
-    "device",  # cpu or cuda; None in earlier tables: cpu
-    "grad_err_qk",  # train rows: relative error of d sum(out*g) / d qk against exact attention's
-    "grad_err_v",  # train rows: the same for v
-)
-
-#: integer columns that every row has (>= the minimum)
-_REQUIRED_INTS = {"seqlen": 1, "batch": 1, "d": 1, "dv": 1, "threads": 1, "seed": 0}
-#: integer columns that may be missing (None), else >= the minimum when one is given
-_OPTIONAL_INTS = {
-    "n_hashes": 1, "n_buckets": 1, "chunk_len": 1, "chunks_before": 0, "chunks_after": 0,
-    "n_samples": None, "mem_alloc_peak_bytes": None, "mem_rss_peak_bytes": None,
-    "mem_model_bytes": None, "flops": None, "number": None, "tokens": None, "concurrency": None,
-}  # fmt: skip
-_INT_COLUMNS = (*_REQUIRED_INTS, *_OPTIONAL_INTS)
-_FLOAT_COLUMNS = (
-    "target_entropy", "value_corr", "compile_s", "time_median_s", "time_iqr_s", "time_min_s",
-    "gflops", "tokens_per_s", "attn_tv", "mass_recall", "top1_recall", "attn_entropy",
-    "out_err_v", "task_acc", "rel_err", "max_abs_err", "cos_sim", "first_call_s", "time_mean_s",
-    "grad_err_qk", "grad_err_v",
-)  # fmt: skip
-_BOOL_COLUMNS = ("causal", "unstable")
-#: string columns that every row has, non-empty
-_REQUIRED_STRINGS = ("cell_id", "backend", "status", "input", "dtype")
-_STRING_COLUMNS = (
-    "run_id", "machine_id", "code_id", "backend", "method", "weighting", "input", "dtype",
-    "status", "message",
-    "cell_id", "n_buckets_spec", "kernel", "host", "executor", "finished_at", "pass", "device",
-)  # fmt: skip
-_LIST_COLUMNS = ("time_samples_s",)
+_INT_COLUMNS = names(kind="int")
+_FLOAT_COLUMNS = names(kind="float")
+_BOOL_COLUMNS = names(kind="bool")
+_STRING_COLUMNS = names(kind="str")
+_LIST_COLUMNS = names(kind="list")
+_KIND = {c.name: c.kind for c in COLUMN_TABLE}
+_MINIMUM = {c.name: c.minimum for c in COLUMN_TABLE}
+_REQUIRED = {c.name for c in COLUMN_TABLE if c.required}
 #: what every row must have (anything else may be missing)
-REQUIRED_FIELDS = (*_REQUIRED_STRINGS, *_REQUIRED_INTS, "causal")
-#: columns added after tables were first written: older tables lack them (their rows never
-#: match a resume and are labelled by no machine)
-PROVENANCE_COLUMNS = ("machine_id", "code_id")
-#: values a hashing row of an earlier table (no ``method``/``weighting``) had: section 2
-SECTION_2 = {"method": "lsh", "weighting": "multiplicity"}
+REQUIRED_FIELDS = tuple(c.name for c in COLUMN_TABLE if c.required)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 RowKey = tuple[str, str, str]
+#: a column's value in a row, as the store holds it (JSON)
+RowValue = str | int | float | bool | list[float] | None
+#: one results row: column name -> value (:data:`COLUMN_TABLE`, plus a file input's fields)
+Row = dict[str, RowValue]
 
 
-def column_kind(column: str) -> str | None:
+def column_kind(column: str) -> ColumnKind | None:
     """``"int"``, ``"float"``, ``"bool"``, ``"str"`` or ``"list"`` for a schema column, else
     None (a column outside the schema)."""
-    for kind, columns in (("int", _INT_COLUMNS), ("float", _FLOAT_COLUMNS),
-                          ("bool", _BOOL_COLUMNS), ("str", _STRING_COLUMNS),
-                          ("list", _LIST_COLUMNS)):  # fmt: skip
-        if column in columns:
-            return kind
-    return None
+    return _KIND.get(column)
 
 
-def row_key(row: dict[str, Any]) -> RowKey:
+def row_key(row: Mapping[str, Any]) -> RowKey:
     """``(cell_id, machine_id, code_id)`` of a row; a missing id (legacy rows) is ``""``."""
     return (str(row["cell_id"]), row.get("machine_id") or "", row.get("code_id") or "")
 
@@ -143,21 +96,24 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def make_row(task: dict[str, Any], status: str, message: str = "", **values: Any) -> dict[str, Any]:
-    """A full results row for ``task``: every column present, missing values None.
+def make_row(task: Task | Mapping[str, Any], status: str, message: str = "", **values: Any) -> Row:
+    """A full results row for ``task``: every column present, missing values None; the
+    task's fields (a file input's path and SHA-256 included), its id as ``cell_id``.
 
     Raises ConfigError (naming the field) when a value cannot be stored, e.g. a seed beyond
     int64, or the status is not one of :data:`STATUSES`.
     """
     if status not in STATUSES:
         fail("status", status, f"must be one of {', '.join(STATUSES)}")
-    row: dict[str, Any] = dict.fromkeys(COLUMNS + EXTRA_COLUMNS)
-    row.update({k: _clean(task.get(k)) for k in TASK_KEYS})
-    nb = row["n_buckets"]
+    if not isinstance(task, Task):
+        task = Task.from_dict(task)
+    row: Row = dict.fromkeys(COLUMNS + EXTRA_COLUMNS)
+    row.update({k: _clean(v) for k, v in task.as_dict().items()})
+    nb = task.n_buckets
     row["n_buckets_spec"] = n_buckets_spec(nb)
-    row["n_buckets"] = math.prod(nb) if isinstance(nb, list | tuple) else nb
-    row["cell_id"] = task_id(task)
-    row["tokens"] = task["batch"] * task["seqlen"]
+    row["n_buckets"] = math.prod(nb) if isinstance(nb, tuple) else nb
+    row["cell_id"] = task.id
+    row["tokens"] = task.batch * task.seqlen
     row["status"] = status
     row["message"] = message
     for key, value in values.items():
@@ -165,7 +121,7 @@ def make_row(task: dict[str, Any], status: str, message: str = "", **values: Any
     return check_storable(row)
 
 
-def check_storable(row: dict[str, Any]) -> dict[str, Any]:
+def check_storable(row: Mapping[str, Any]) -> Row:
     """The row as the store writes it; ConfigError naming the first field that cannot be.
 
     The checks of :func:`normalize_row` (types, ranges, required fields; NaN becomes None)
@@ -228,7 +184,7 @@ def _as_float(value: Any) -> float | None:
 def _check_ints(row: dict[str, Any]) -> str | None:
     for col in _INT_COLUMNS:
         value = row.get(col)
-        required = col in _REQUIRED_INTS
+        required = col in _REQUIRED
         if value is None and not required:
             continue
         number = _as_int(value)
@@ -236,7 +192,7 @@ def _check_ints(row: dict[str, Any]) -> str | None:
             return f"{col}: must be an integer"
         if not INT64_MIN <= number <= INT64_MAX:
             return f"{col}: must fit in a signed 64-bit integer"
-        minimum = _REQUIRED_INTS[col] if required else _OPTIONAL_INTS[col]
+        minimum = _MINIMUM[col]
         if minimum is not None and number < minimum:
             return f"{col}: must be >= {minimum}"
         row[col] = number
@@ -262,14 +218,12 @@ def _check_other(row: dict[str, Any]) -> str | None:
         value = row.get(col)
         if value is not None and not isinstance(value, str):
             return f"{col}: must be a string"
-    for col in _REQUIRED_STRINGS:
-        if not row.get(col):
+    for col in _STRING_COLUMNS:
+        if col in _REQUIRED and not row.get(col):
             return f"{col}: must be a non-empty string"
     if row["status"] not in STATUSES:
         return f"status: must be one of {', '.join(STATUSES)}"
-    for col, allowed in (("method", METHODS), ("weighting", WEIGHTINGS)):
-        if row.get(col) is None and row.get("n_hashes") is not None:
-            row[col] = SECTION_2[col]  # a hashing row of an earlier table
+    for col, allowed in (("method", METHODS), ("weighting", WEIGHTINGS), ("qk", QK_MODES)):
         if row.get(col) is not None and row[col] not in allowed:
             return f"{col}: must be one of {', '.join(allowed)}"
     for col in _BOOL_COLUMNS:
@@ -288,15 +242,15 @@ def _check_other(row: dict[str, Any]) -> str | None:
     return None
 
 
-def normalize_row(row: Any) -> tuple[dict[str, Any] | None, str]:
+def normalize_row(row: Any) -> tuple[Row | None, str]:
     """``(row, "")`` with plain, typed values, or ``(None, "field: rule")`` when invalid.
 
     Integral floats in integer columns become ints, NaN and NA become None, numpy values
     become Python; strings where numbers belong, a missing or empty ``cell_id``, ``backend``,
     ``status``, ``input`` or ``dtype``, integers beyond int64, a ``method`` or ``weighting``
     that is not one of the core's, and ``ok`` rows without a positive ``time_median_s`` make
-    the row invalid. A hashing row without ``method``/``weighting`` (an earlier table) gets
-    section 2's (:data:`SECTION_2`).
+    the row invalid. Rows of older tables are upgraded before they come here
+    (:func:`lshbench.results.upgrade.upgrade_rows`).
     """
     if not isinstance(row, dict):
         return None, f"row: must be an object, not {type(row).__name__}"
@@ -308,7 +262,7 @@ def normalize_row(row: Any) -> tuple[dict[str, Any] | None, str]:
     return clean, ""
 
 
-def valid_rows(rows: Iterable[Any], dropped: list[str]) -> list[dict[str, Any]]:
+def valid_rows(rows: Iterable[Any], dropped: list[str]) -> list[Row]:
     """The valid rows of ``rows``, normalized; one ``"cell_id: field: rule"`` per dropped row
     is appended to ``dropped``."""
     out = []
@@ -329,7 +283,7 @@ def _to_json_text(value: Any) -> Any:
     return None if value is None else json.dumps(value)
 
 
-def rows_to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def rows_to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Rows as a DataFrame with :data:`COLUMNS` then :data:`EXTRA_COLUMNS` (then any other).
 
     Columns outside the schema whose values mix types (which Parquet cannot hold) are

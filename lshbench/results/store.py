@@ -31,7 +31,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,12 +54,14 @@ from lshbench.results.load import (
     latest_rows,
     load_results,
     report_dropped,
+    store_version,
 )
 from lshbench.results.runs import RunLog
 from lshbench.results.schema import (
     COLUMNS,
     EXTRA_COLUMNS,
     STATUSES,
+    Row,
     RowKey,
     check_storable,
     make_row,
@@ -67,6 +69,7 @@ from lshbench.results.schema import (
     rows_to_frame,
     valid_rows,
 )
+from lshbench.results.upgrade import SCHEMA_VERSION, upgrade_rows
 from lshbench.util import one_line
 
 if TYPE_CHECKING:
@@ -91,7 +94,6 @@ __all__ = [
 ]
 
 METADATA_NAME = "metadata.json"
-SCHEMA_VERSION = 1
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS rows (
@@ -134,7 +136,7 @@ class ResultStore:
     ``dir``: the directory. ``rows``: latest row per ``cell_id`` over every machine and code
     version, as read at open plus this store's appends (kept for callers of lshbench <= 0.1;
     resume must use :meth:`previous`). ``append(row)`` / ``extend(rows)`` commit rows;
-    ``previous(cell_id, machine_id, code_id)`` is the row resume may reuse; ``begin_run`` /
+    ``previous(task_id, machine_id, code_id)`` is the row resume may reuse; ``begin_run`` /
     ``update_run`` / ``end_run`` keep the per-run metadata; ``export()`` writes
     results.parquet, results.csv and metadata.json.
     """
@@ -147,9 +149,10 @@ class ResultStore:
         self.busy_timeout_s = busy_timeout_s
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
-        self._rows: dict[str, dict[str, Any]] = {}
+        self._rows: dict[str, Row] = {}
         self._runs: RunLog | None = None
         self._reported: set[str] = set()  # warning lines already given
+        self._version = SCHEMA_VERSION  # of the rows stored before this open (read at open)
 
     # ----------------------------------------------------------------------- open / close
 
@@ -178,6 +181,7 @@ class ResultStore:
                 )
                 for stale in self.dir.glob(".*.tmp"):  # exports hold the lock while writing
                     stale.unlink(missing_ok=True)
+            self._version = store_version(conn, str(self.db_path))
             self._runs = RunLog(conn, self._write)
             self._import_legacy()
             rows = self.all_rows()
@@ -188,7 +192,7 @@ class ResultStore:
             if isinstance(exc, sqlite3.Error | StoreError):
                 fail("out", str(self.dir), f"cannot open its results store ({one_line(exc)})")
             raise
-        self._rows = {row["cell_id"]: row for row in rows}
+        self._rows = {str(row["cell_id"]): row for row in rows}
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -210,7 +214,7 @@ class ResultStore:
         if not self.dir.is_dir() or self.db_path.exists():
             return
         log = self.dir / LOG_NAME
-        if log.is_file() and valid_rows(read_log_rows(log, []), []):
+        if log.is_file() and valid_rows(upgrade_rows(read_log_rows(log, []), 0), []):
             return  # a legacy log: imported at open
         if name := export_has_rows(self.dir):
             self._refuse(name)
@@ -248,7 +252,7 @@ class ResultStore:
         with self._write(f"import {LOG_NAME}") as conn:
             if conn.execute("SELECT 1 FROM store_info WHERE key='legacy_import'").fetchone():
                 return
-            rows = valid_rows(read_log_rows(log, dropped), dropped)
+            rows = valid_rows(upgrade_rows(read_log_rows(log, dropped), 0), dropped)
             keys = {row_key(r) for r in rows}
             try:  # rows only an export holds (copied in beside the log): kept too
                 export = read_export_rows(self.dir)
@@ -256,7 +260,8 @@ class ResultStore:
                 export = None
             extra = []
             if export is not None:
-                extra = [r for r in valid_rows(export[1], []) if row_key(r) not in keys]
+                upgraded = upgrade_rows(export[1], 0)  # exports record no version
+                extra = [r for r in valid_rows(upgraded, []) if row_key(r) not in keys]
             self._insert(conn, extra + rows)
             runs = self._runs.import_legacy(self.dir / METADATA_NAME) if self._runs else 0
             info = {"rows": len(rows), "export_rows": len(extra), "runs": runs,
@@ -267,7 +272,7 @@ class ResultStore:
     # ----------------------------------------------------------------------- rows
 
     @staticmethod
-    def _insert(conn: sqlite3.Connection, rows: Iterable[dict[str, Any]]) -> None:
+    def _insert(conn: sqlite3.Connection, rows: Iterable[Row]) -> None:
         conn.executemany(
             "INSERT INTO rows (cell_id, machine_id, code_id, run_id, status, row) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -283,12 +288,12 @@ class ResultStore:
         )
 
     @property
-    def rows(self) -> dict[str, dict[str, Any]]:
+    def rows(self) -> dict[str, Row]:
         """Latest row per ``cell_id`` (any machine or code) read at open plus this store's
         appends. Kept for older callers; resume must use :meth:`previous`."""
         return self._rows
 
-    def _stamp(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _stamp(self, row: Mapping[str, Any]) -> Row:
         """The row, validated, with the current run's ids where it has none."""
         clean = check_storable(row)
         run = self._runs.current if self._runs else None
@@ -298,7 +303,7 @@ class ResultStore:
                     clean[key] = run[key]
         return clean
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, row: Mapping[str, Any]) -> None:
         """Commit one finished row (one transaction: fully there or absent).
 
         A row without ``run_id``, ``machine_id`` or ``code_id`` gets the current run's
@@ -308,7 +313,7 @@ class ResultStore:
         """
         self.extend([row])
 
-    def extend(self, rows: Iterable[dict[str, Any]]) -> None:
+    def extend(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Commit several rows in one transaction: all of them or none."""
         clean = [self._stamp(r) for r in rows]
         if not clean:
@@ -316,26 +321,27 @@ class ResultStore:
         with self._write(f"record row {clean[0]['cell_id']}") as conn:
             self._insert(conn, clean)
         for row in clean:
-            self._rows[row["cell_id"]] = row
+            self._rows[str(row["cell_id"])] = row
 
-    def all_rows(self) -> list[dict[str, Any]]:
+    def all_rows(self) -> list[Row]:
         """Every valid row ever recorded, in order (invalid ones dropped with a warning)."""
         with self._lock:
             if self._conn is None:
                 raise RuntimeError("ResultStore used outside its `with` block")
             records = self._conn.execute("SELECT row FROM rows ORDER BY seq").fetchall()
         dropped: list[str] = []
-        rows = valid_rows(json_rows(records, dropped), dropped)
+        rows = valid_rows(upgrade_rows(json_rows(records, dropped), self._version), dropped)
         report_dropped(str(self.db_path), dropped, self._reported)
         return rows
 
-    def latest(self) -> dict[RowKey, dict[str, Any]]:
+    def latest(self) -> dict[RowKey, Row]:
         """The latest valid row of every ``(cell_id, machine_id, code_id)``, now."""
         return latest_rows(self.all_rows())
 
-    def previous(self, cell_id: str, machine_id: str, code_id: str) -> dict[str, Any] | None:
-        """The latest valid row of this cell measured by this machine with this code, or
-        None: the only row a resumed run may reuse. Legacy rows (no ids) never match."""
+    def previous(self, task_id: str, machine_id: str, code_id: str) -> Row | None:
+        """The latest valid row of this task (its id: the rows' ``cell_id``) measured by this
+        machine with this code, or None: the only row a resumed run may reuse. Legacy rows (no
+        ids) never match."""
         for name, value in (("machine_id", machine_id), ("code_id", code_id)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name}={value!r}: must be a non-empty string")
@@ -345,9 +351,9 @@ class ResultStore:
             records = self._conn.execute(
                 "SELECT row FROM rows WHERE cell_id=? AND machine_id=? AND code_id=? "
                 "ORDER BY seq DESC",
-                (cell_id, machine_id, code_id),
+                (task_id, machine_id, code_id),
             ).fetchall()
-        for row in valid_rows(json_rows(records, []), []):
+        for row in valid_rows(upgrade_rows(json_rows(records, []), self._version), []):
             return row
         return None
 
@@ -402,7 +408,7 @@ class ResultStore:
             )
             atomic_write(self.dir / CSV_NAME, lambda p: csv.to_csv(p, index=False))
             self._write_metadata_locked()
-        self._rows = {row["cell_id"]: row for row in rows}
+        self._rows = {str(row["cell_id"]): row for row in rows}
         return frame
 
     def _write_metadata_locked(self) -> None:

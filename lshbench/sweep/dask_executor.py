@@ -45,18 +45,17 @@ import secrets
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from lshbench.core.config import fail
-from lshbench.measurement.input_files import file_values
-from lshbench.results.cells import task_id
+from lshbench.results.schema import Row
 from lshbench.results.store import make_row
 from lshbench.sweep.local_executor import CellSpec, LocalExecutor, stamp_row
 from lshbench.util import fmt_bytes, one_line
 
 __all__ = ["RESOURCE", "DaskExecutor", "run_cell_task"]
 
-RowCallback = Callable[[dict[str, Any]], None]
+RowCallback = Callable[[Row], None]
 EnvCallback = Callable[[int, dict[str, Any]], None]
 
 #: the worker resource a cell asks for (workers offer exactly 1)
@@ -65,6 +64,14 @@ RESOURCE = "cell"
 CONNECT_TIMEOUT_S = 5.0
 #: seconds to wait for the first worker of an existing cluster
 WORKER_WAIT_S = 60.0
+
+
+class CellResult(TypedDict):
+    """What one Dask task returns: the cell's rows and its worker's environment (or None)."""
+
+    rows: list[Row]
+    env: dict[str, Any] | None
+
 
 #: calibration of this Dask worker process, per thread count (filled by run_cell_task)
 _CALIBRATION: dict[int, dict[str, Any]] = {}
@@ -87,7 +94,7 @@ def run_cell_task(
     mem_limit_bytes: int | None,
     concurrency: int,
     calibrate: bool = True,
-) -> dict[str, Any]:
+) -> CellResult:
     """Body of one Dask task: calibrate this host (once per process and thread count), then
     run ``cell`` exactly as :class:`LocalExecutor` does.
 
@@ -102,7 +109,7 @@ def run_cell_task(
 
             _CALIBRATION[cell.threads] = calibrate_host(cell.threads)
         calibration = _CALIBRATION[cell.threads]
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     envs: list[dict[str, Any]] = []
     runner = LocalExecutor(
         timeout_s=timeout_s, name="dask", concurrency=concurrency, mem_limit_bytes=limit
@@ -110,7 +117,7 @@ def run_cell_task(
     runner.run_cell(cell, rows.append, lambda threads, env: envs.append(env))
     for row in rows:
         row["calib_gflops"] = calibration.get("calib_gflops")
-    env = None
+    env: dict[str, Any] | None = None
     if envs:
         env = {
             **envs[-1],
@@ -118,7 +125,7 @@ def run_cell_task(
             "mem_limit_bytes": limit,
             "calibration": calibration,
         }
-    return {"rows": rows, "env": env}
+    return CellResult(rows=rows, env=env)
 
 
 def _address_host(address: str | None) -> str | None:
@@ -320,11 +327,11 @@ class DaskExecutor:
                 f"(largest nthreads {largest}); start workers with --nthreads {cell.threads}"
             )
             for task in cell.tasks:
-                on_row(self._stamp(make_row(task, "skipped", message, **file_values(task))))
+                on_row(self._stamp(make_row(task, "skipped", message)))
             return None
         restrict = None if len(eligible) == len(self._budgets) else eligible
         first = cell.tasks[0]
-        key = f"lshbench-cell-L{first['seqlen']}-{task_id(first)[:8]}-{secrets.token_hex(4)}"
+        key = f"lshbench-cell-L{first.seqlen}-{first.id[:8]}-{secrets.token_hex(4)}"
         return self._client.submit(
             run_cell_task,
             cell,
@@ -363,7 +370,7 @@ class DaskExecutor:
                 message = f"Dask task failed: {one_line(exc, 200)}"
             ip = _address_host(last)
             for task in cell.tasks:
-                row = make_row(task, "error", message, **file_values(task))
+                row = make_row(task, "error", message)
                 row["host"] = self._hostnames.get(ip or "", ip)
                 on_row(self._stamp(row))
             return
@@ -372,5 +379,5 @@ class DaskExecutor:
         if on_env is not None and result.get("env"):
             on_env(cell.threads, result["env"])
 
-    def _stamp(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _stamp(self, row: Row) -> Row:
         return stamp_row(row, self.name, self.concurrency)

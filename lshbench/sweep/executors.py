@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import ConfigError, fail
+from lshbench.core.options import parse_positive_int
 from lshbench.sweep.dask_executor import DaskExecutor
 from lshbench.sweep.local_executor import LocalExecutor
-from lshbench.sweep.parsing import parse_bytes, parse_positive_int
+from lshbench.sweep.parsing import parse_bytes
+from lshbench.sweep.spec import WORKER_BASE_BYTES
 
 if TYPE_CHECKING:
     from lshbench.sweep.local_executor import Executor
@@ -27,10 +29,20 @@ EXECUTORS = ("local", "dask")
 
 
 def _mem_limit(value: Any) -> int:
+    """Bytes of --mem-limit: more than a worker's own footprint, which it needs to start at
+    all (below it every cell would fail before measuring anything)."""
     try:
-        return parse_bytes(value)
+        limit = parse_bytes(value)
     except ConfigError:
         fail("mem_limit", value, "must be bytes > 0 like 4G, 512M, 2.5GiB or a share like 50%")
+    if limit <= WORKER_BASE_BYTES:
+        fail(
+            "mem_limit",
+            value,
+            f"must be more than {WORKER_BASE_BYTES // 2**20} MiB, a worker's own memory "
+            "(with less no worker can start)",
+        )
+    return limit
 
 
 @contextlib.contextmanager

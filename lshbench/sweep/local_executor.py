@@ -40,17 +40,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lshbench.measurement.input_files import file_values
 from lshbench.measurement.machine import usable_cpus
 from lshbench.measurement.worker import provenance_ids, thread_env
-from lshbench.results.cells import task_id
+from lshbench.results.cells import Task
+from lshbench.results.schema import Row
 from lshbench.results.store import make_row
 from lshbench.sweep.oom_kills import oom_kill_counts, oom_killed_since
 from lshbench.util import fmt_bytes
 
 __all__ = ["CellSpec", "Executor", "LocalExecutor", "stamp_row", "worker_command"]
 
-RowCallback = Callable[[dict[str, Any]], None]
+RowCallback = Callable[[Row], None]
 EnvCallback = Callable[[int, dict[str, Any]], None]
 STDERR_TAIL = 400  # characters of a dead worker's stderr kept in the message
 
@@ -59,17 +59,22 @@ STDERR_TAIL = 400  # characters of a dead worker's stderr kept in the message
 class CellSpec:
     """The tasks of one cell (one input) and how to measure them."""
 
-    tasks: list[dict[str, Any]]
+    tasks: list[Task]
     repeats: int
     #: backend name -> its registry entry, ``BackendSpec.as_dict()`` (the worker registers it)
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def threads(self) -> int:
-        return int(self.tasks[0]["threads"])
+        return int(self.tasks[0].threads)
 
-    def payload(self, tasks: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"tasks": tasks, "repeats": self.repeats, "backends": self.backends}
+    def payload(self, tasks: list[Task]) -> dict[str, Any]:
+        """The worker's first line (see :mod:`lshbench.measurement.worker`), as JSON values."""
+        return {
+            "tasks": [t.as_dict() for t in tasks],
+            "repeats": self.repeats,
+            "backends": self.backends,
+        }
 
 
 class Executor(Protocol):
@@ -139,7 +144,7 @@ def worker_command(python: str, mem_limit_bytes: int | None = None) -> list[str]
     return [python, "-c", start]
 
 
-def stamp_row(row: dict[str, Any], executor: str, concurrency: int) -> dict[str, Any]:
+def stamp_row(row: Row, executor: str, concurrency: int) -> Row:
     """Mark ``row`` (in place, and return it) as run by ``executor`` with ``concurrency``
     cells at once: the stamp every executor puts on the rows it hands to ``on_row``."""
     row["executor"] = executor
@@ -180,7 +185,7 @@ class LocalExecutor:
         for cell in cells:
             self.run_cell(cell, on_row, on_env)
 
-    def _stamp(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _stamp(self, row: Row) -> Row:
         stamp_row(row, self.name, self.concurrency)
         if row.get("machine_id") is None:  # rows of a dead worker: this machine measured
             row.update(provenance_ids())
@@ -197,7 +202,7 @@ class LocalExecutor:
         on_env: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> None:
         """Run one cell to the end, restarting the worker after a failure."""
-        pending = {task_id(t): t for t in cell.tasks}
+        pending = {t.id: t for t in cell.tasks}
         while pending:
             failed = self._run_worker(cell, list(pending.values()), pending, on_row, on_env)
             for ident, (status, message) in failed.items():
@@ -206,8 +211,8 @@ class LocalExecutor:
     def _run_worker(
         self,
         cell: CellSpec,
-        tasks: list[dict[str, Any]],
-        pending: dict[str, dict[str, Any]],
+        tasks: list[Task],
+        pending: dict[str, Task],
         on_row: RowCallback,
         on_env: EnvCallback | None,
     ) -> dict[str, tuple[str, str]]:
@@ -240,7 +245,7 @@ class LocalExecutor:
                     pass
             returncode = proc.wait()
             err.seek(0)
-            tail = err.read().decode(errors="replace")[-STDERR_TAIL:].strip().replace("\n", " | ")
+            tail = stderr_summary(err.read()[-(1 << 16) :].decode(errors="replace"))
         if state.done and returncode == 0:
             return {}
         blamed = [i for i in state.in_flight if i in pending] or list(pending)
@@ -253,7 +258,7 @@ class LocalExecutor:
         reader: _Lines,
         state: _WorkerState,
         cell: CellSpec,
-        pending: dict[str, dict[str, Any]],
+        pending: dict[str, Task],
         on_row: RowCallback,
         on_env: EnvCallback | None,
     ) -> None:
@@ -275,8 +280,8 @@ class LocalExecutor:
                     state.phase, state.in_flight = event["phase"], event["ids"]
                     deadline = time.monotonic() + self.timeout_s
                 elif kind == "row":
-                    row = event["row"]
-                    if pending.pop(row["cell_id"], None) is not None:
+                    row: Row = event["row"]
+                    if pending.pop(str(row["cell_id"]), None) is not None:
                         on_row(self._stamp(row))
                 elif kind == "done":
                     state.done = True
@@ -298,7 +303,8 @@ class LocalExecutor:
             else f"exit status {returncode}"
         )
         message = f"worker died with {how} in phase {state.phase}" + (f": {tail}" if tail else "")
-        return "error", message
+        out_of_memory = tail.rsplit(" | ", 1)[-1].startswith("MemoryError")
+        return ("oom" if out_of_memory else "error"), message
 
 
 @dataclass
@@ -323,6 +329,24 @@ def _sigkill_verdict(state: _WorkerState) -> tuple[str, str]:
     return "error", f"worker killed by signal SIGKILL {where} (not by the kernel's OOM killer)"
 
 
-def _failed_row(task: dict[str, Any], status: str, message: str) -> dict[str, Any]:
+def stderr_summary(text: str) -> str:
+    """A dead worker's stderr as one line for a row's message: every Python traceback
+    reduced to its exception line (the frames say nothing to a reader of the results), lines
+    joined by `` | ``, the last :data:`STDERR_TAIL` characters."""
+    kept: list[str] = []
+    in_traceback = False
+    for line in text.splitlines():
+        if line.startswith("Traceback (most recent call last):"):
+            in_traceback = True
+            continue
+        if in_traceback and (not line.strip() or line[:1].isspace()):
+            continue  # a frame, its source line or a caret line
+        in_traceback = False
+        if line.strip():
+            kept.append(line.strip())
+    return " | ".join(kept)[-STDERR_TAIL:]
+
+
+def _failed_row(task: Task, status: str, message: str) -> Row:
     """The row of a task whose worker failed (with the task's input file fields)."""
-    return make_row(task, status, message, **file_values(task))
+    return make_row(task, status, message)

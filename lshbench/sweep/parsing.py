@@ -1,158 +1,18 @@
-"""Generic value parsing for the sweep's options and config files.
+"""Option values that depend on the machine: sizes such as ``16G`` or ``80%`` of RAM.
 
-Every parser takes the field name for its error message and a value as it comes from the
-command line (a string, often a comma list), a TOML file (a scalar or a list) or Python
-(anything), and either returns the checked value or raises :class:`lshbench.ConfigError`
-through :func:`lshbench.core.config.fail`: one line ``field=value: rule``.
-
-Nothing here knows the sweep's axes; :mod:`lshbench.sweep.spec` and
-:mod:`lshbench.sweep.executors` both build on it.
+Every other option type (integers, numbers, booleans, choices, ``n_buckets``, TOML files)
+is parsed by :mod:`lshbench.core.options`, shared with every command.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import re
-import sys
-from collections.abc import Iterable
 from typing import Any
 
 from lshbench.core.config import fail
 from lshbench.measurement.machine import physical_memory
 
-__all__ = [
-    "INT64_MAX",
-    "parse_bools",
-    "parse_bytes",
-    "parse_choices",
-    "parse_floats",
-    "parse_int",
-    "parse_ints",
-    "parse_items",
-    "parse_n_buckets",
-    "parse_positive_float",
-    "parse_positive_int",
-    "read_toml",
-]
-
-#: the largest integer the results tables' int64 columns (pandas Int64) hold
-INT64_MAX = 2**63 - 1
-
-
-def parse_items(field_name: str, value: Any) -> list[Any]:
-    """A comma string, a scalar or a list, as a non-empty list of items."""
-    if isinstance(value, str):
-        items: list[Any] = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, list | tuple):
-        items = list(value)
-    else:
-        items = [value]
-    if not items:
-        fail(field_name, value, "must name at least one value")
-    return items
-
-
-def parse_int(field_name: str, item: Any, minimum: int, maximum: int = INT64_MAX) -> int:
-    """One integer in ``[minimum, maximum]`` (a string of digits is accepted; a bool is not).
-
-    The default ``maximum`` is what the results tables' int64 columns can hold."""
-    rule = f"must be an integer >= {minimum}"
-    if isinstance(item, bool):
-        fail(field_name, item, rule)
-    if isinstance(item, str):
-        if not re.fullmatch(r"[+-]?\d+", item.strip()):
-            fail(field_name, item, rule)
-        item = int(item)
-    if not isinstance(item, int) or item < minimum:
-        fail(field_name, item, rule)
-    if item > maximum:
-        top = "2**63-1] (results store it as int64)" if maximum == INT64_MAX else f"{maximum}]"
-        fail(field_name, item, f"must be an integer in [{minimum}, {top}")
-    return int(item)
-
-
-def parse_ints(
-    field_name: str, value: Any, minimum: int, maximum: int = INT64_MAX
-) -> tuple[int, ...]:
-    """A list of integers (see :func:`parse_int`), duplicates dropped, order kept."""
-    items = parse_items(field_name, value)
-    return tuple(dict.fromkeys(parse_int(field_name, v, minimum, maximum) for v in items))
-
-
-def parse_n_buckets(value: Any) -> tuple[str | int | tuple[int, ...], ...]:
-    """Bucket items: ``rule``, ``auto``, an even int >= 2, or even factors (``16x32`` or a
-    TOML list ``[16, 32]``) whose product fits in int64."""
-    rule = "must be 'rule', 'auto', an even integer >= 2, or even factors like 16x32"
-    out: list[str | int | tuple[int, ...]] = []
-    for item in parse_items("n_buckets", value):
-        if isinstance(item, str) and item.strip().lower() in ("rule", "auto"):
-            out.append(item.strip().lower())
-            continue
-        if isinstance(item, list):  # TOML [16, 32]
-            factors = tuple(parse_int("n_buckets", f, 2) for f in item)
-        elif isinstance(item, str) and "x" in item.lower():
-            factors = tuple(parse_int("n_buckets", f, 2) for f in item.lower().split("x"))
-        else:
-            factors = (parse_int("n_buckets", item, 2),)
-        if not factors or any(f % 2 for f in factors):
-            fail("n_buckets", item, rule)
-        if math.prod(factors) > INT64_MAX:
-            fail("n_buckets", item, "the product of the factors must be <= 2**63-1 (int64)")
-        out.append(factors[0] if len(factors) == 1 else factors)
-    return tuple(dict.fromkeys(out))
-
-
-def parse_floats(
-    field_name: str,
-    value: Any,
-    minimum: float,
-    maximum: float | None = None,
-    *,
-    open_minimum: bool = False,
-) -> tuple[float, ...]:
-    """A list of finite numbers in ``[minimum, maximum]`` (``(minimum, ...`` with
-    ``open_minimum``), duplicates dropped, order kept; a bool is not a number."""
-    low = f"> {minimum:g}" if open_minimum else f">= {minimum:g}"
-    rule = f"must be a number {low}" if maximum is None else (
-        f"must be a number in {'(' if open_minimum else '['}{minimum:g}, {maximum:g}]"
-    )  # fmt: skip
-    out = []
-    for item in parse_items(field_name, value):
-        try:
-            number = float(item.strip() if isinstance(item, str) else item)
-        except (TypeError, ValueError, OverflowError):
-            fail(field_name, item, rule)
-        below = number <= minimum if open_minimum else number < minimum
-        above = maximum is not None and number > maximum
-        if isinstance(item, bool) or not math.isfinite(number) or below or above:
-            fail(field_name, item, rule)
-        out.append(number)
-    return tuple(dict.fromkeys(out))
-
-
-def parse_bools(field_name: str, value: Any) -> tuple[bool, ...]:
-    """A list of booleans (``true``/``false``, ``yes``/``no``, ``1``/``0``)."""
-    out = []
-    for item in parse_items(field_name, value):
-        if isinstance(item, bool):
-            out.append(item)
-        elif isinstance(item, str) and item.lower() in ("true", "false", "yes", "no", "1", "0"):
-            out.append(item.lower() in ("true", "yes", "1"))
-        else:
-            fail(field_name, item, "must be true or false")
-    return tuple(dict.fromkeys(out))
-
-
-def parse_choices(field_name: str, value: Any, allowed: Iterable[str]) -> tuple[str, ...]:
-    """A list of names, each one of ``allowed``."""
-    allowed = tuple(allowed)
-    out = []
-    for item in parse_items(field_name, value):
-        if not isinstance(item, str) or item not in allowed:
-            fail(field_name, item, f"must be one of {', '.join(allowed)}")
-        out.append(item)
-    return tuple(dict.fromkeys(out))
+__all__ = ["parse_bytes"]
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
@@ -177,49 +37,3 @@ def parse_bytes(value: Any, field_name: str = "mem_budget") -> int:
     unit = (match.group(2) or "b")[0].lower()
     scale = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[unit]
     return int(float(match.group(1)) * scale)
-
-
-def parse_positive_float(field_name: str, value: Any) -> float:
-    """A finite number > 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = -1.0
-    if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
-        fail(field_name, value, "must be a number > 0")
-    return number
-
-
-def parse_positive_int(field_name: str, value: Any) -> int:
-    """An integer >= 1 written with digits only (``"4"``, 4)."""
-    text = str(value).strip()
-    if not text.isdigit() or int(text) < 1:
-        fail(field_name, value, "must be an integer >= 1")
-    return int(text)
-
-
-def read_toml(path: str | os.PathLike[str], known: Iterable[str]) -> dict[str, Any]:
-    """Keys of a TOML file (dashes become underscores), each one of ``known``.
-
-    A file that cannot be read, is not UTF-8 or is not TOML is one ConfigError line."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    known = tuple(known)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        fail("config", str(path), f"cannot read: {exc.strerror or exc}")
-    except UnicodeDecodeError as exc:
-        fail("config", str(path), f"not UTF-8 text (byte {exc.start}); TOML files are UTF-8")
-    except tomllib.TOMLDecodeError as exc:
-        fail("config", str(path), f"not valid TOML: {exc}")
-    out = {}
-    for key, value in data.items():
-        name = key.replace("-", "_")
-        if name not in known:
-            fail("config", key, f"unknown key; use {', '.join(known)}")
-        out[name] = value
-    return out

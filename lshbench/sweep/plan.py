@@ -1,7 +1,7 @@
 """The sweep's plan: the grid's tasks in run order, and what each is predicted to cost.
 
-:func:`plan_tasks` expands a checked :class:`~lshbench.sweep.spec.SweepSpec` into tasks (one
-results row each, see :mod:`lshbench.results.cells`) and the invalid ones with the reason;
+:func:`plan_tasks` expands a checked :class:`~lshbench.sweep.spec.SweepSpec` into tasks
+(:class:`~lshbench.results.cells.Task`, one results row each) and the invalid ones with the reason;
 :func:`predicted_bytes` is the memory a task's worker is predicted to need (checked against
 ``--mem-budget`` before it runs); :func:`estimate_seconds` a rough time for the progress bar.
 """
@@ -15,15 +15,16 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import ConfigError, LSHConfig, fail
-from lshbench.results.cells import CONFIG_AXES, task_config, task_id
-from lshbench.results.schema import SECTION_2
-from lshbench.sweep.parsing import INT64_MAX
+from lshbench.core.options import INT64_MAX
+from lshbench.results.cells import Task
+from lshbench.results.upgrade import SECTION_2
 from lshbench.sweep.spec import HALF_DTYPES, INPUT_KNOBS, WORKER_BASE_BYTES, SweepSpec
 
 if TYPE_CHECKING:
     from lshbench.backends import BackendSpec
 
 __all__ = [
+    "LSHAxes",
     "estimate_seconds",
     "input_cells",
     "lsh_configs",
@@ -32,6 +33,10 @@ __all__ = [
     "predicted_bytes",
     "resolve_n_buckets",
 ]
+
+#: the LSH configuration axes of a task (:data:`~lshbench.results.cells.CONFIG_AXES`), as
+#: :func:`lsh_configs` gives them (``n_buckets`` factors as a list)
+LSHAxes = dict[str, int | str | list[int] | None]
 
 
 def resolve_n_buckets(
@@ -57,12 +62,12 @@ def resolve_n_buckets(
     return item
 
 
-def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+def plan_tasks(spec: SweepSpec) -> tuple[list[Task], list[tuple[Task, str]]]:
     """Every task of the grid, in run order, and the invalid ones with the reason.
 
     Cells (inputs) vary slowest in the order input (with its target_entropy and value_corr,
-    :func:`input_cells`), causal, dtype, threads, seed, pass, device, d, seqlen; inside a cell, the
-    non-hashing backends come first, then each configuration (:func:`lsh_configs`). A
+    :func:`input_cells`), causal, dtype, threads, seed, pass, device, d, seqlen; inside a
+    cell, the non-hashing backends come first, then each configuration (:func:`lsh_configs`). A
     backend without variants (its registry entry's ``variants``) gets only section 2's
     configurations (method lsh, weighting multiplicity); the others are not planned for it.
     A backend is not planned either for a pass, device or dtype it cannot run
@@ -75,42 +80,59 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[dict[str, Any]], list[tuple[dict[s
 
     facts = {name: backend_spec(name) for name in spec.backend}
     _check_variants(spec, facts)
-    tasks: list[dict[str, Any]] = []
-    invalid: list[tuple[dict[str, Any], str]] = []
+    tasks: list[Task] = []
+    invalid: list[tuple[Task, str]] = []
     seen: set[str] = set()
     for cell in _cells(spec):
-        L = cell["seqlen"]
+        L = cell.seqlen
         names = [n for n in spec.backend if _runs_cell(facts[n], cell) is None]
         for name in names:
             if not facts[name].uses_hashing:
-                _add(tasks, seen, {"backend": name, **cell, **dict.fromkeys(CONFIG_AXES)})
+                _add_checked(tasks, invalid, seen, cell.replace(backend=name), facts[name])
         for config in lsh_configs(spec, L):
             for name in names:
                 if not facts[name].uses_hashing:
                     continue
                 if not facts[name].variants and not _is_section_2(config):
                     continue
-                task = {"backend": name, **cell, **config}
-                try:
-                    task_config(task).check_seqlen(L)
-                except ConfigError as exc:
-                    if task_id(task) not in seen:
-                        seen.add(task_id(task))
-                        invalid.append((task, str(exc)))
-                    continue
-                _add(tasks, seen, task)
+                task = cell.replace(backend=name, **config)
+                _add_checked(tasks, invalid, seen, task, facts[name])
     return tasks, invalid
 
 
-def _runs_cell(facts: BackendSpec, cell: dict[str, Any]) -> str | None:
+def _add_checked(
+    tasks: list[Task],
+    invalid: list[tuple[Task, str]],
+    seen: set[str],
+    task: Task,
+    facts: BackendSpec,
+) -> None:
+    """Add a task, or record it as invalid with the reason: a configuration the sequence
+    length cannot be chunked into, separate queries and keys with a causal cell or a
+    backend that computes shared QK only."""
+    try:
+        config = task.config()
+        if config.separate and not facts.separate_qk:
+            fail("backend", facts.name, "computes shared queries/keys only (qk=separate input)")
+        if facts.uses_hashing:
+            config.check_seqlen(task.seqlen)
+    except ConfigError as exc:
+        if task.id not in seen:
+            seen.add(task.id)
+            invalid.append((task, str(exc)))
+        return
+    _add(tasks, seen, task)
+
+
+def _runs_cell(facts: BackendSpec, cell: Task) -> str | None:
     """None when the backend runs the cell's pass, device and dtype; else why it is not
     planned there (docs/design.md section 9)."""
-    if cell["pass"] == "train" and not facts.backward:
+    if cell.pass_ == "train" and not facts.backward:
         return "has no backward pass: not planned for --pass train"
-    if cell["device"] == "cuda" and not facts.cuda:
+    if cell.device == "cuda" and not facts.cuda:
         return "does not run on CUDA: not planned for --device cuda"
-    if cell["dtype"] in HALF_DTYPES and cell["device"] != "cuda":
-        return f"{cell['dtype']} runs on --device cuda only"
+    if cell.dtype in HALF_DTYPES and cell.device != "cuda":
+        return f"{cell.dtype} runs on --device cuda only"
     return None
 
 
@@ -128,35 +150,42 @@ def not_planned(spec: SweepSpec) -> list[str]:
     return list(notes)
 
 
-def _cells(spec: SweepSpec) -> Iterator[dict[str, Any]]:
-    """The cells (inputs) of the grid in run order (see :func:`plan_tasks`). A file input
-    (``file:PATH``) takes its file's batch, d and dv, and its L or each given seqlen not
-    above it (``spec.seqlen_given``); its cells carry ``input_path`` and ``input_sha256``."""
+def _cells(spec: SweepSpec) -> Iterator[Task]:
+    """The cells (inputs) of the grid in run order (see :func:`plan_tasks`), each as a task
+    without a backend or a configuration. A file input (``file:PATH``) takes its file's
+    batch, d and dv, and its L or each given seqlen not above it (``spec.seqlen_given``);
+    its cells carry ``input_path`` and ``input_sha256``. A file naming its heads (a capture
+    of a BERT or GPT-2 model) gives one cell per head, batch 1."""
     axes = itertools.product(
         input_cells(spec), spec.causal, spec.dtype, spec.threads, spec.seed, spec.passes,
         spec.device,
     )  # fmt: skip
     for (inp, entropy, rho), causal, dtype, threads, seed, pass_, device in axes:
         facts = spec.input_files.get(inp)
-        label = {"input": inp} if facts is None else {
-            "input": facts.label, "input_path": facts.path, "input_sha256": facts.sha256,
-        }  # fmt: skip
-        for d, dv, L, B in _shapes(spec, inp):
-            yield {
-                "seqlen": L,
-                "batch": B,
-                "d": d,
-                "dv": dv,
-                **label,
-                "target_entropy": entropy,
-                "value_corr": rho,
-                "causal": causal,
-                "dtype": dtype,
-                "threads": threads,
-                "seed": seed,
-                "pass": pass_,
-                "device": device,
-            }
+        heads = list(facts.heads) if facts is not None and facts.heads else [(None, None)]
+        qk = facts.qk if facts is not None else "shared"
+        for (d, dv, L, B), (layer, head) in itertools.product(_shapes(spec, inp), heads):
+            yield Task(
+                backend="",
+                seqlen=L,
+                batch=B if layer is None else 1,
+                d=d,
+                dv=dv,
+                input=inp if facts is None else facts.label,
+                input_path=None if facts is None else facts.path,
+                input_sha256=None if facts is None else facts.sha256,
+                target_entropy=entropy,
+                value_corr=rho,
+                causal=causal,
+                dtype=dtype,
+                threads=threads,
+                seed=seed,
+                qk=qk,
+                layer=layer,
+                head=head,
+                pass_=pass_,
+                device=device,
+            )
 
 
 def _shapes(spec: SweepSpec, inp: str) -> Iterator[tuple[int, int, int, int]]:
@@ -192,11 +221,11 @@ def input_cells(spec: SweepSpec) -> list[tuple[str, float | None, float | None]]
     return out
 
 
-def lsh_configs(spec: SweepSpec, seqlen: int) -> list[dict[str, Any]]:
+def lsh_configs(spec: SweepSpec, seqlen: int) -> list[LSHAxes]:
     """The LSH configurations of the grid at ``seqlen`` (the :data:`CONFIG_AXES` of a task),
     in order, each once: method ``local`` has no buckets (``n_buckets`` None), so it gives
     one configuration per (chunk_len, n_hashes, chunks_before, chunks_after, weighting)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, LSHAxes] = {}
     axes = itertools.product(
         spec.chunk_len,
         spec.n_hashes,
@@ -207,13 +236,13 @@ def lsh_configs(spec: SweepSpec, seqlen: int) -> list[dict[str, Any]]:
         spec.weighting,
     )
     for m, H, nb_item, before, after, method, weighting in axes:
-        nb: Any = None
+        nb: int | tuple[int, ...] | None = None
         if method != "local":
             nb = resolve_n_buckets(nb_item, seqlen, m)
             total = math.prod(nb) if isinstance(nb, tuple) else nb
             where = f"{total} buckets at L={seqlen}, chunk_len={m}"
             _check_int64("n_buckets", nb_item, total, where)
-        config = {
+        config: LSHAxes = {
             "n_hashes": H,
             "n_buckets": list(nb) if isinstance(nb, tuple) else nb,
             "chunk_len": m,
@@ -226,7 +255,7 @@ def lsh_configs(spec: SweepSpec, seqlen: int) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-def _is_section_2(config: dict[str, Any]) -> bool:
+def _is_section_2(config: LSHAxes) -> bool:
     return all(config[k] == v for k, v in SECTION_2.items())
 
 
@@ -251,14 +280,13 @@ def _check_int64(field_name: str, value: Any, derived: int, what: str) -> None:
         fail(field_name, value, f"gives {what}; must be <= 2**63-1 (results store int64)")
 
 
-def _add(tasks: list[dict[str, Any]], seen: set[str], task: dict[str, Any]) -> None:
-    ident = task_id(task)
-    if ident not in seen:
-        seen.add(ident)
+def _add(tasks: list[Task], seen: set[str], task: Task) -> None:
+    if task.id not in seen:
+        seen.add(task.id)
         tasks.append(task)
 
 
-def predicted_bytes(task: dict[str, Any], facts: BackendSpec) -> tuple[int, int | None]:
+def predicted_bytes(task: Task, facts: BackendSpec) -> tuple[int, int | None]:
     """(predicted peak bytes of the worker for this task, the backend's model or None).
 
     A worker's own footprint, the input and reference it holds all along
@@ -272,22 +300,20 @@ def predicted_bytes(task: dict[str, Any], facts: BackendSpec) -> tuple[int, int 
         reference_work_bytes,
     )
 
-    B, L, d, dv = task["batch"], task["seqlen"], task["d"], task["dv"]
-    itemsize = {"float64": 8, "float32": 4}.get(task["dtype"], 2)
-    config: LSHConfig | None = task_config(task) if facts.uses_hashing else None
-    model = memory_model(facts.memory_model, B, L, d, dv, itemsize, config, task["threads"])
+    B, L, d, dv = task.batch, task.seqlen, task.d, task.dv
+    itemsize = {"float64": 8, "float32": 4}.get(task.dtype, 2)
+    config: LSHConfig | None = task.config() if facts.uses_hashing else None
+    model = memory_model(facts.memory_model, B, L, d, dv, itemsize, config, task.threads)
     work = max(model or 0, reference_work_bytes(B, L, d, dv))
     if config is not None:
         work = max(work, coverage_bytes(B, L, d, itemsize, config))
     return WORKER_BASE_BYTES + reference_bytes(B, L, d, dv, itemsize) + work, model
 
 
-def estimate_seconds(task: dict[str, Any], repeats: int, uses_hashing: bool) -> float:
+def estimate_seconds(task: Task, repeats: int, uses_hashing: bool) -> float:
     """Rough seconds of a task (for the progress bar's ETA only)."""
     from lshbench.measurement.cost_model import attention_flops
 
-    config = task_config(task) if uses_hashing else None
-    flops = attention_flops(
-        uses_hashing, task["batch"], task["seqlen"], task["d"], task["dv"], config
-    )
+    config = task.config() if uses_hashing else None
+    flops = attention_flops(uses_hashing, task.batch, task.seqlen, task.d, task.dv, config)
     return 0.05 + flops * (repeats + 5) / 10e9

@@ -17,9 +17,9 @@ one :class:`ResultsWriteError` line.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
+import signal
 import sys
 import tempfile
 from collections import Counter
@@ -28,20 +28,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lshbench.core.config import ConfigError, fail
-from lshbench.measurement.input_files import file_values
-from lshbench.results.cells import cell_key, task_id
+from lshbench.results.cells import Task
 from lshbench.results.load import STORE_NAME, StoreError
 from lshbench.sweep.plan import estimate_seconds, plan_tasks, predicted_bytes
 from lshbench.sweep.spec import SweepSpec, build_spec
-from lshbench.util import fmt_bytes, load_average, utc_now
+from lshbench.util import fmt_bytes, load_average, os_error_reason, utc_now
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lshbench.results.schema import Row
     from lshbench.results.store import ResultStore
     from lshbench.sweep.local_executor import CellSpec, Executor
 
-__all__ = ["RAN", "ResultsWriteError", "check_out_dir", "execute", "prepare", "run_sweep"]
+__all__ = [
+    "RAN",
+    "ResultsWriteError",
+    "SweepInterrupted",
+    "check_out_dir",
+    "execute",
+    "prepare",
+    "run_sweep",
+]
 
 #: statuses of rows that ran; a re-run skips them (unless --force; --retry-failed: non-ok)
 RAN = ("ok", "error", "timeout", "oom")
@@ -84,7 +92,10 @@ def execute(
     The rows are this run's: measured now, or reused from the store because this machine
     measured them with this code. Raises ConfigError (one line) before anything runs when
     :func:`prepare` refuses the sweep, and :class:`ResultsWriteError` (one line) when
-    writing the directory fails during it; the rows recorded before stay in the store."""
+    writing the directory fails during it; the rows recorded before stay in the store.
+    While it runs (in the main thread), SIGTERM and SIGHUP raise :class:`SweepInterrupted`
+    as SIGINT raises KeyboardInterrupt: either way the run is closed and the exports written
+    before the exception leaves; the previous handlers are restored afterwards."""
     from lshbench.results.store import ResultStore
     from lshbench.sweep.local_executor import LocalExecutor
 
@@ -94,21 +105,20 @@ def execute(
         with _writing(spec.out):
             store = stack.enter_context(ResultStore(spec.out))
         run = _SweepRun(spec, executor, store, quiet)
+        stack.enter_context(_stop_signals_interrupt())
         run.begin()
-        run.note_foreign_rows()
-        to_run = run.decide(tasks, invalid, force=force, retry_failed=retry_failed)
         try:
+            run.note_foreign_rows()
+            to_run = run.decide(tasks, invalid, force=force, retry_failed=retry_failed)
             run.measure(to_run)
         except BaseException:
             run.abandon()
             raise
-        grid_ids = [task_id(t) for t in tasks] + [task_id(t) for t, _ in invalid]
+        grid_ids = [t.id for t in tasks] + [t.id for t, _ in invalid]
         return run.finish(grid_ids)
 
 
-def prepare(
-    spec: SweepSpec, executor: Executor
-) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+def prepare(spec: SweepSpec, executor: Executor) -> tuple[list[Task], list[tuple[Task, str]]]:
     """The plan of ``spec`` (tasks, invalid tasks with the reason), after every check that
     needs neither a measurement nor a write, so that a sweep that cannot do what it was asked
     stops with one ConfigError line before anything runs or is written:
@@ -171,11 +181,9 @@ class ResultsWriteError(OSError):
         if isinstance(exc, StoreError):  # names the directory and what is kept already
             super().__init__(f"{exc}; run the same command again to resume")
         else:
-            code = errno.errorcode.get(exc.errno or 0)
-            reason = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
             super().__init__(
-                f"cannot write the results in {directory}: {reason}; the rows recorded so "
-                "far are kept, run the same command again to resume"
+                f"cannot write the results in {directory}: {os_error_reason(exc)}; the rows "
+                "recorded so far are kept, run the same command again to resume"
             )
         self.errno = exc.errno
 
@@ -191,16 +199,52 @@ def _writing(directory: Path) -> Iterator[None]:
         raise ResultsWriteError(directory, exc) from exc
 
 
-def _require_runnable(
-    tasks: list[dict[str, Any]], invalid: list[tuple[dict[str, Any], str]]
-) -> None:
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by SIGTERM or SIGHUP: handled as Ctrl-C (SIGINT) is, the run closed
+    and the exports brought level with the store; ``signum`` names the signal."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+#: signals that end a sweep the way Ctrl-C does (a job scheduler's stop, a closed terminal)
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """While the sweep runs, SIGTERM and SIGHUP raise :class:`SweepInterrupted` (the first
+    one; later ones are ignored while the run closes), as SIGINT raises KeyboardInterrupt.
+    Outside the main thread (no handlers can be set there) nothing changes."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not fired:
+            fired.append(signum)
+            raise SweepInterrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _require_runnable(tasks: list[Task], invalid: list[tuple[Task, str]]) -> None:
     """Fail when nothing of the grid can run, or when no LSH configuration can."""
     if not invalid:
         return
-    hashing = [t for t in tasks if t.get("n_hashes") is not None]
+    hashing = [t for t in tasks if t.uses_hashing]
     if tasks and hashing:
         return
-    baselines = sorted({t["backend"] for t in tasks})
+    baselines = sorted({t.backend for t in tasks})
     only = f"; only {', '.join(baselines)} would run" if baselines else ""
     raise ConfigError(
         f"{invalid[0][1]} - so no LSH configuration of the grid can run "
@@ -248,8 +292,8 @@ class _SweepRun:
             ],
         }
         self.workers: dict[str, Any] = {}
-        #: cell_id -> this run's row of it (reused from the store or recorded now)
-        self.mine: dict[str, dict[str, Any]] = {}
+        #: task id -> this run's row of it (reused from the store or recorded now)
+        self.mine: dict[str, Row] = {}
         self.counts: Counter[str] = Counter()
         self.estimate: dict[str, float] = {}
         self.n_to_run = 0
@@ -262,7 +306,7 @@ class _SweepRun:
         with _writing(self.store.dir):
             self.store.begin_run(self.entry)
 
-    def record(self, row: dict[str, Any]) -> None:
+    def record(self, row: Row) -> None:
         """Stamp a row with this run and append it to the store.
 
         ``machine_id`` and ``code_id`` stay as the row has them (the worker process that
@@ -281,29 +325,30 @@ class _SweepRun:
             row["finished_at"] = utc_now()
         with _writing(self.store.dir):
             self.store.append(row)
-        self.mine[row["cell_id"]] = self.store.rows[row["cell_id"]]
+        ident = str(row["cell_id"])
+        self.mine[ident] = self.store.rows[ident]
 
-    def previous(self, task: dict[str, Any]) -> dict[str, Any] | None:
+    def previous(self, task: Task) -> Row | None:
         """The store's row of ``task`` measured by this machine with this code, or None
         (rows of other machines or code versions are never reused, nor rows of an input
         file whose SHA-256 differs from the task's: the file changed, nor rows measured
         with another kernel than the one the environment forces, ``BackendSpec.kernel_env``)."""
         with _writing(self.store.dir):
-            old = self.store.previous(task_id(task), self.machine_id, self.code_id)
+            old = self.store.previous(task.id, self.machine_id, self.code_id)
         if old is None:
             return None
-        if old.get("input_sha256") != task.get("input_sha256"):
+        if old.get("input_sha256") != task.input_sha256:
             return None  # the input file changed since: measure it again
-        forced = self.facts[task["backend"]].forced_kernel()
+        forced = self.facts[task.backend].forced_kernel()
         if forced is not None and old.get("kernel") not in (None, forced):
             return None  # measured with another kernel than the one asked for now
         return old
 
-    def reuse(self, old: dict[str, Any]) -> None:
+    def reuse(self, old: Row) -> None:
         """Count a row from the store as this run's (resume)."""
-        self.mine[old["cell_id"]] = old
+        self.mine[str(old["cell_id"])] = old
 
-    def record_once(self, task: dict[str, Any], status: str, message: str) -> None:
+    def record_once(self, task: Task, status: str, message: str) -> None:
         """Rows decided here (never ran): appended only when they changed."""
         from lshbench.results.store import make_row
 
@@ -311,7 +356,7 @@ class _SweepRun:
         if old is not None and old["status"] == status and old["message"] == message:
             self.reuse(old)
             return
-        self.record(make_row(task, status, message, **file_values(task)))
+        self.record(make_row(task, status, message))
 
     def note_foreign_rows(self) -> None:
         """Say (unless quiet) when the store holds rows of other machines or code versions."""
@@ -339,27 +384,27 @@ class _SweepRun:
 
     def decide(
         self,
-        tasks: list[dict[str, Any]],
-        invalid: list[tuple[dict[str, Any], str]],
+        tasks: list[Task],
+        invalid: list[tuple[Task, str]],
         *,
         force: bool,
         retry_failed: bool,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Task]:
         """Record the rows decided without running; return the tasks to measure."""
         for task, reason in invalid:
             self.record_once(task, "skipped", f"invalid configuration: {reason}")
         done = ("ok",) if retry_failed else RAN
-        to_run: list[dict[str, Any]] = []
+        to_run: list[Task] = []
         for task in tasks:
             old = self.previous(task)
             if not force and old is not None and old["status"] in done:
                 self.reuse(old)
                 continue
-            info = self.available[task["backend"]]
+            info = self.available[task.backend]
             if not info.available:
                 self.record_once(task, "skipped", f"backend not available: {info.reason}")
                 continue
-            if task.get("device") == "cuda":
+            if task.device == "cuda":
                 from lshbench.measurement.devices import cuda_unavailable_reason
 
                 no_cuda = cuda_unavailable_reason()
@@ -373,9 +418,9 @@ class _SweepRun:
             to_run.append(task)
         return to_run
 
-    def over_budget(self, task: dict[str, Any]) -> str | None:
+    def over_budget(self, task: Task) -> str | None:
         """The oom_predicted message of a task predicted above --mem-budget, else None."""
-        need, model = predicted_bytes(task, self.facts[task["backend"]])
+        need, model = predicted_bytes(task, self.facts[task.backend])
         if need <= self.spec.mem_budget:
             return None
         what = f"backend model {fmt_bytes(model)}" if model else "no backend model"
@@ -389,18 +434,16 @@ class _SweepRun:
 
     # ------------------------------------------------------------ measuring
 
-    def measure(self, to_run: list[dict[str, Any]]) -> None:
+    def measure(self, to_run: list[Task]) -> None:
         """Run ``to_run`` on the executor, one cell (input) at a time, recording each row."""
         from lshbench.sweep.local_executor import CellSpec
 
-        cells: dict[str, list[dict[str, Any]]] = {}
+        cells: dict[str, list[Task]] = {}
         for task in to_run:
-            cells.setdefault(cell_key(task), []).append(task)
+            cells.setdefault(task.cell_key, []).append(task)
         registry = {name: self.facts[name].as_dict() for name in self.spec.backend}
         self.estimate = {
-            task_id(t): estimate_seconds(
-                t, self.spec.repeats, self.facts[t["backend"]].uses_hashing
-            )
+            t.id: estimate_seconds(t, self.spec.repeats, self.facts[t.backend].uses_hashing)
             for t in to_run
         }
         self.n_to_run = len(to_run)
@@ -417,11 +460,11 @@ class _SweepRun:
             with _writing(self.store.dir):
                 self.store.export()
 
-    def on_row(self, row: dict[str, Any]) -> None:
+    def on_row(self, row: Row) -> None:
         """A finished row from the executor: record it, advance the progress bar."""
         self.record(row)
-        self.counts[row["status"]] += 1
-        self.bar.update(self.estimate.get(row["cell_id"], 0.0))
+        self.counts[str(row["status"])] += 1
+        self.bar.update(self.estimate.get(str(row["cell_id"]), 0.0))
         self.bar.set_postfix_str(
             f"{sum(self.counts.values())}/{self.n_to_run} rows "
             + " ".join(f"{k}={v}" for k, v in sorted(self.counts.items())),

@@ -39,12 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from lshbench.core.config import METHODS, WEIGHTINGS, fail
-from lshbench.measurement.input_files import FILE_PREFIX, load_input_file
-from lshbench.measurement.inputs import GENERATORS, INPUTS, PEAKED_ENTROPY
-from lshbench.measurement.machine import usable_cpus
-from lshbench.sweep.parsing import (
+from lshbench.core.options import (
     parse_bools,
-    parse_bytes,
     parse_choices,
     parse_floats,
     parse_int,
@@ -54,6 +50,10 @@ from lshbench.sweep.parsing import (
     parse_positive_float,
     read_toml,
 )
+from lshbench.measurement.input_files import FILE_PREFIX, load_input_file
+from lshbench.measurement.inputs import GENERATORS, INPUTS, PEAKED_ENTROPY
+from lshbench.measurement.machine import usable_cpus
+from lshbench.sweep.parsing import parse_bytes
 
 __all__ = [
     "AXES",
@@ -82,6 +82,8 @@ PASSES = ("forward", "train")
 DEVICES = ("cpu", "cuda")
 #: resident bytes of a worker before it allocates anything (interpreter, NumPy, Numba)
 WORKER_BASE_BYTES = 300 * 2**20
+#: the longest --timeout, seconds (about 11.6 days)
+MAX_TIMEOUT_S = 1e6
 #: keys a TOML config may hold (dashes or underscores)
 SETTINGS = ("repeats", "timeout", "mem_budget", "out", "preset", "config_from_input")
 #: the axes ``--config-from-input`` takes from the input file's stored configuration
@@ -202,7 +204,9 @@ class InputFileFacts:
     item: the ``--input`` item as given (``file:PATH``); label: ``file:<name>``, the rows'
     ``input``; path and sha256 of the file (the sha256 is part of the rows' identity: a
     changed file is measured again); batch, seqlen (L), d, dv of its arrays; config: its
-    stored LSH configuration (or None)."""
+    stored LSH configuration (or None); qk: "separate" when it holds separate queries and
+    keys, else "shared"; heads: the (layer, head) of each sequence when it names them (the
+    sweep then runs one cell per head), else ()."""
 
     item: str
     label: str
@@ -214,6 +218,8 @@ class InputFileFacts:
     d: int
     dv: int
     config: dict[str, Any] | None
+    qk: str = "shared"
+    heads: tuple[tuple[int, int], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form, for the run's metadata."""
@@ -223,6 +229,7 @@ class InputFileFacts:
         return {
             "name": self.name, "path": self.path, "sha256": self.sha256, "batch": self.batch,
             "seqlen": self.seqlen, "d": self.d, "dv": self.dv, "config": config,
+            "qk": self.qk, "heads": len(self.heads),
         }  # fmt: skip
 
 
@@ -323,6 +330,37 @@ def _knob(name: str, value: Any, inputs: tuple[str, ...], given: bool) -> tuple[
     return values
 
 
+def _timeout(value: Any) -> float:
+    """Seconds of --timeout: a number > 0 and at most :data:`MAX_TIMEOUT_S` (a wait longer
+    than that is no limit, and the OS cannot wait that long in one call)."""
+    seconds = parse_positive_float("timeout", value)
+    if seconds > MAX_TIMEOUT_S:
+        fail("timeout", value, f"must be a number of seconds in (0, {MAX_TIMEOUT_S:g}]")
+    return seconds
+
+
+def _reachable_entropy(
+    values: tuple[float, ...] | None, seqlen: tuple[int, ...], causal: tuple[bool, ...]
+) -> tuple[float, ...] | None:
+    """``values`` of --target-entropy, or ConfigError for one that no cell of the grid can
+    reach: at or above the entropy of uniform attention at the grid's largest L (smaller
+    cells that cannot reach it become error rows saying so)."""
+    if values is None:
+        return None
+    from lshbench.measurement.sharpness import max_mean_entropy
+
+    top = max(max_mean_entropy(L, c) for L in seqlen for c in causal)
+    for value in values:
+        if value >= top:
+            fail(
+                "target_entropy",
+                f"{value:g}",
+                f"must be below {top:.4g} nats, the entropy of uniform attention at the "
+                f"grid's largest L={max(seqlen)}",
+            )
+    return values
+
+
 def _mem_budget(value: Any) -> int:
     """Bytes of --mem-budget; at least a worker's own footprint (below it every row would be
     oom_predicted without running)."""
@@ -399,6 +437,13 @@ def _inputs(value: Any) -> tuple[tuple[str, ...], dict[str, InputFileFacts]]:
             if not path:
                 fail("input", item, "must name a file: file:PATH")
             f = load_input_file(path)
+            if f.qk_mode == "separate" and (f.config or {}).get("causal"):
+                fail(
+                    "input",
+                    item,
+                    "holds causal attention (captured from a causal model); LSH over "
+                    "separate queries and keys is non-causal only",
+                )
             if labels.setdefault(f.input_label, item) != item:
                 fail(
                     "input",
@@ -407,9 +452,13 @@ def _inputs(value: Any) -> tuple[tuple[str, ...], dict[str, InputFileFacts]]:
                     f"input={f.input_label}); rename one",
                 )
             B, L, d = f.qk.shape
+            heads: tuple[tuple[int, int], ...] = ()
+            if f.layer is not None and f.head is not None:
+                heads = tuple(zip(f.layer.tolist(), f.head.tolist(), strict=True))
             files[item] = InputFileFacts(
-                item, f.input_label, f.name, f.path, f.sha256, B, L, d, int(f.v.shape[2]), f.config
-            )
+                item, f.input_label, f.name, f.path, f.sha256, B, L, d, int(f.v.shape[2]),
+                f.config, qk=f.qk_mode, heads=heads,
+            )  # fmt: skip
             names.append(item)
         else:
             names.extend(parse_choices("input", [item], GENERATORS))
@@ -489,8 +538,12 @@ def build_spec(
         tokens=tokens,
         backend=_backends(values.get("backend")),
         input=inputs,
-        target_entropy=_knob(
-            "target_entropy", values.get("target_entropy"), inputs, "target_entropy" in given
+        target_entropy=_reachable_entropy(
+            _knob(
+                "target_entropy", values.get("target_entropy"), inputs, "target_entropy" in given
+            ),
+            seqlen,
+            parse_bools("causal", values["causal"]),
         ),
         value_corr=_knob("value_corr", values.get("value_corr"), inputs, "value_corr" in given),
         causal=parse_bools("causal", values["causal"]),
@@ -500,7 +553,7 @@ def build_spec(
         passes=parse_choices("pass", values.get("pass") or ["forward"], PASSES),
         device=devices,
         repeats=repeats,
-        timeout=parse_positive_float("timeout", values["timeout"]),
+        timeout=_timeout(values["timeout"]),
         mem_budget=_mem_budget(values["mem_budget"]),
         out=out,
         preset=preset,
