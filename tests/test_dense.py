@@ -231,9 +231,11 @@ def test_dense_query_groups_give_the_same_output(causal: bool) -> None:
     for group in (1, 3, 8):
         out = np.empty((B, L, dv), np.float32)
         kernels.dense_blocks(
-            qk, kt, v, causal, bk, out, np.empty((nt, bq * bk), np.float32),
-            np.empty((nt, d * bk), np.float32), np.empty((nt, bq, dv), np.float32),
-            np.empty((nt, group * bq, dv)), np.empty((nt, group * bq, 3)),
+            qk, kt, v, causal, bk, out, (
+                np.empty((nt, bq * bk), np.float32), np.empty((nt, d * bk), np.float32),
+                np.empty((nt, bq, dv), np.float32), np.empty((nt, group * bq, dv)),
+                np.empty((nt, group * bq, 3)),
+            ),
         )  # fmt: skip
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])

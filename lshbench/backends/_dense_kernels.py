@@ -116,20 +116,22 @@ def _softmax_rows(s, nk, k0, q0, causal, diagonal, run):
 
 
 @njit(cache=True, parallel=True)
-def dense_blocks(qk, kt, v, causal, bk, out, st, kd, ob, acc, run):
+def dense_blocks(qk, kt, v, causal, bk, out, scratch):
     """Exact attention of every query block; out (B, L, dv) written.
 
     qk (B, L, d) queries, kt (B, L*d) the normalized keys in transposed blocks of bk
     (:func:`blocked_keys`), v (B, L, dv). A work item is a group of G query blocks of bq
     (G = acc.shape[1] // bq): each key block is multiplied with the G query blocks one
     after the other, so it is read from memory once per group and then from cache.
-    Per-thread scratch: st (nt, bq*bk) one (nq, nk) block of scores then weights, kd (nt,
-    d*bk) a causal diagonal block's keys when it is cut short, ob (nt, bq, dv) one key
-    block's value product, acc (nt, G*bq, dv) float64 accumulated output, run (nt, G*bq, 3)
-    float64 (see :func:`_softmax_rows`); bq divides bk. Groups are visited in the order 0,
+    Per-thread scratch, the tuple ``scratch = (st, kd, ob, acc, run)``: st (nt, bq*bk) one
+    (nq, nk) block of scores then weights, kd (nt, d*bk) a causal diagonal block's keys when
+    it is cut short, ob (nt, bq, dv) one key block's value product, acc (nt, G*bq, dv)
+    float64 accumulated output, run (nt, G*bq, 3) float64 (see :func:`_softmax_rows`); bq
+    divides bk. Groups are visited in the order 0,
     n-1, 1, n-2, ... so that the static split of the ``prange`` gives each thread as much
     causal work as another.
     """
+    st, kd, ob, acc, run = scratch
     B, L, d = qk.shape
     dv = v.shape[2]
     bq = ob.shape[1]

@@ -74,14 +74,14 @@ class DenseBackend(Backend):
         kernels.blocked_keys(qk, bk, kt)
         out = np.empty((B, L, dv), dtype)
         with self._blas.limit():
-            kernels.dense_blocks(
-                qk, kt, v, config.causal, bk, out,
+            scratch = (
                 np.empty((nt, bq * bk), dtype),  # a (bq, bk) block of scores, then weights
                 np.empty((nt, d * bk), dtype),  # a causal diagonal block's keys, cut short
                 np.empty((nt, bq, dv), dtype),  # a key block's value product
                 np.empty((nt, group, dv), np.float64),  # accumulated output of a group
                 np.empty((nt, group, 3), np.float64),  # running max, normalizer, rescale
-            )  # fmt: skip
+            )
+            kernels.dense_blocks(qk, kt, v, config.causal, bk, out, scratch)
         return out
 
     def _attend_separate(
