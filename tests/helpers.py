@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +202,20 @@ def limited_file_size(limit: int) -> Any:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     return limit_files
+
+
+def cache_stats_in_new_process(backend: str, module: str, names: list[str]) -> dict:
+    """In a new interpreter: ``compile`` ``backend`` for float32 and float64, then
+    ``{kernel: [cache hits, cache misses]}`` of the Numba kernels ``names`` of ``module``."""
+    code = (
+        "import json, numpy as np, lshbench, importlib\n"
+        f"b = lshbench.get_backend({backend!r})\n"
+        "b.compile(np.float32); b.compile(np.float64)\n"
+        f"k = importlib.import_module({module!r})\n"
+        f"names = {names!r}\n"
+        "print(json.dumps({n: [sum(getattr(k, n).stats.cache_hits.values()),\n"
+        "                      sum(getattr(k, n).stats.cache_misses.values())] for n in names}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tracemalloc
 
 import numpy as np
 import pytest
+from helpers import cache_stats_in_new_process
 
 import lshbench
 
@@ -193,18 +191,8 @@ def test_second_process_loads_dense_kernels_from_cache() -> None:
     dense = lshbench.get_backend("dense")
     dense.compile(np.float32)
     dense.compile(np.float64)
-    code = (
-        "import json, numpy as np, lshbench\n"
-        "b = lshbench.get_backend('dense')\n"
-        "b.compile(np.float32); b.compile(np.float64)\n"
-        "from lshbench.backends import _dense_kernels as k\n"
-        "print(json.dumps({n: [sum(getattr(k, n).stats.cache_hits.values()),\n"
-        "                      sum(getattr(k, n).stats.cache_misses.values())]\n"
-        "                  for n in ('blocked_keys', 'dense_blocks')}))\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    stats = json.loads(res.stdout.strip().splitlines()[-1])
+    names = ["blocked_keys", "dense_blocks"]
+    stats = cache_stats_in_new_process("dense", "lshbench.backends._dense_kernels", names)
     for name, (hits, misses) in stats.items():
         assert misses == 0 and hits >= 2, f"{name}: {stats}"
 
@@ -216,6 +204,7 @@ def test_dense_query_groups_give_the_same_output(causal: bool) -> None:
     import numba
 
     from lshbench.backends import _dense_kernels as kernels
+    from lshbench.backends._numba_kernels import key_scales
     from lshbench.backends.dense import KEY_BLOCK, QUERY_BLOCK, query_group
 
     assert query_group(1, 2048, 2) == 8 and query_group(1, 2048, 16) == 1
@@ -225,18 +214,19 @@ def test_dense_query_groups_give_the_same_output(causal: bool) -> None:
     qk = rng.standard_normal((B, L, d)).astype(np.float32)
     v = rng.standard_normal((B, L, dv)).astype(np.float32)
     nt, bq, bk = numba.get_num_threads(), QUERY_BLOCK, KEY_BLOCK
+    scale = np.empty((B, L))
+    key_scales(qk, scale)
     kt = np.empty((B, L * d), np.float32)
-    kernels.blocked_keys(qk, bk, kt)
+    kernels.blocked_keys(qk, scale, bk, kt)
     outs = []
     for group in (1, 3, 8):
         out = np.empty((B, L, dv), np.float32)
-        kernels.dense_blocks(
-            qk, kt, v, causal, bk, out, (
-                np.empty((nt, bq * bk), np.float32), np.empty((nt, d * bk), np.float32),
-                np.empty((nt, bq, dv), np.float32), np.empty((nt, group * bq, dv)),
-                np.empty((nt, group * bq, 3)),
-            ),
+        scratch = (
+            np.empty((nt, bq * bk), np.float32), np.empty((nt, d * bk), np.float32),
+            np.empty((nt, bq, dv), np.float32), np.empty((nt, group * bq, dv)),
+            np.empty((nt, group * bq, 3)),
         )  # fmt: skip
+        kernels.dense_blocks(qk, kt, v, causal, bk, out, scratch)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])

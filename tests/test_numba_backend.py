@@ -7,13 +7,10 @@ the same buckets; outputs then agree to rounding.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from golden import golden_cases
+from helpers import cache_stats_in_new_process
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba_checks import alloc_peak, assert_agrees_with_numpy, quantize, self_only_rows
@@ -218,18 +215,8 @@ def test_compile_reports_seconds(numba_backend) -> None:
 
 def test_second_process_loads_kernels_from_cache(numba_backend) -> None:
     """After this process compiled (and cached) the kernels, a new process recompiles none."""
-    code = (
-        "import json, numpy as np, lshbench\n"
-        "b = lshbench.get_backend('numba')\n"
-        "b.compile(np.float32); b.compile(np.float64)\n"
-        "from lshbench.backends import _numba_kernels as k\n"
-        "names = ['hash_all', 'sort_rounds', 'key_scales', 'attend_all', 'chunk_ids']\n"
-        "print(json.dumps({n: [sum(getattr(k, n).stats.cache_hits.values()),\n"
-        "                      sum(getattr(k, n).stats.cache_misses.values())] for n in names}))\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    stats = json.loads(res.stdout.strip().splitlines()[-1])
+    names = ["hash_all", "sort_rounds", "key_scales", "attend_all", "chunk_ids"]
+    stats = cache_stats_in_new_process("numba", "lshbench.backends._numba_kernels", names)
     for name, (hits, misses) in stats.items():
         assert misses == 0, f"{name} was recompiled in a second process: {stats}"
         assert hits >= 1, f"{name} not loaded from the cache: {stats}"

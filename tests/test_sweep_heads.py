@@ -83,8 +83,8 @@ def test_shared_only_backends_and_causal_cells_are_not_planned(tmp_path: Path) -
         tasks, invalid = plan_tasks(spec)
     finally:
         lshbench.unregister_backend("shared-only")
-    assert {t["backend"] for t in tasks} == {"numpy"} and len(tasks) == 3
-    assert all(not t["causal"] and t["qk"] == "separate" for t in tasks)
+    assert {t.backend for t in tasks} == {"numpy"} and len(tasks) == 3
+    assert all(not t.causal and t.qk == "separate" for t in tasks)
     reasons = {reason.split(":")[0] for _, reason in invalid}
     assert reasons == {"backend=shared-only", "causal=True"}
 
@@ -94,7 +94,7 @@ def test_shared_files_keep_one_cell_for_all_sequences(tmp_path: Path) -> None:
     save_input_file(tmp_path / "s.npz", rng.normal(size=(2, 64, 8)), rng.normal(size=(2, 64, 8)))
     spec = build_spec("quick", input=f"file:{tmp_path / 's.npz'}", backend="dense")
     tasks, _ = plan_tasks(spec)
-    cells = [(t["batch"], t["qk"], t["layer"], t["head"]) for t in tasks]
+    cells = [(t.batch, t.qk, t.layer, t.head) for t in tasks]
     assert cells == [(2, "shared", None, None)]
 
 

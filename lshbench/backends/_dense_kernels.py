@@ -30,32 +30,26 @@ import numpy as np
 from numba import njit, prange
 
 from lshbench.backends._numba_kernels import FASTMATH, exp_nonpositive
-from lshbench.core.attention import CAUSAL_MASK_VALUE, KEY_NORM_EPS, SELF_MASK_VALUE
+from lshbench.core.attention import CAUSAL_MASK_VALUE, SELF_MASK_VALUE
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def blocked_keys(qk, bk, kt):
+def blocked_keys(qk, scale, bk, kt):
     """Normalized keys, transposed per block of ``bk`` keys: key block c is the (d, n_c)
     matrix at ``kt[b, c*bk*d : (c*bk + n_c)*d]`` (n_c = bk, or what is left for the last),
-    so the score GEMM of a block takes it as it is. qk (B, L, d); kt (B, L*d), written.
-
-    Key i is ``qk[b, i] / sqrt(mean(qk[b, i]**2) + eps) / sqrt(d)`` (the sum in float64).
+    so the score GEMM of a block takes it as it is. qk (B, L, d); scale (B, L) float64, the
+    key scales of :func:`lshbench.backends._numba_kernels.key_scales` (key i is
+    ``qk[b, i] * scale[b, i]``); kt (B, L*d), written.
     """
     B, L, d = qk.shape
-    sqrt_d = np.sqrt(np.float64(d))
     for row in prange(B * L):
         b = row // L
         i = row % L
-        acc = 0.0
-        for t in range(d):
-            x = np.float64(qk[b, i, t])
-            acc += x * x
-        scale = 1.0 / np.sqrt(acc / d + KEY_NORM_EPS) / sqrt_d
         c0 = (i // bk) * bk  # the block's first key
         n_c = min(bk, L - c0)
         base = c0 * d + (i - c0)
         for t in range(d):
-            kt[b, base + t * n_c] = qk[b, i, t] * scale
+            kt[b, base + t * n_c] = qk[b, i, t] * scale[b, i]
 
 
 @njit(inline="always")
@@ -123,15 +117,15 @@ def dense_blocks(qk, kt, v, causal, bk, out, scratch):
     (:func:`blocked_keys`), v (B, L, dv). A work item is a group of G query blocks of bq
     (G = acc.shape[1] // bq): each key block is multiplied with the G query blocks one
     after the other, so it is read from memory once per group and then from cache.
-    Per-thread scratch, the tuple ``scratch = (st, kd, ob, acc, run)``: st (nt, bq*bk) one
-    (nq, nk) block of scores then weights, kd (nt, d*bk) a causal diagonal block's keys when
-    it is cut short, ob (nt, bq, dv) one key block's value product, acc (nt, G*bq, dv)
-    float64 accumulated output, run (nt, G*bq, 3) float64 (see :func:`_softmax_rows`); bq
-    divides bk. Groups are visited in the order 0,
-    n-1, 1, n-2, ... so that the static split of the ``prange`` gives each thread as much
-    causal work as another.
+    Per-thread scratch, the tuple ``scratch = (st, kd, ob, acc, run)``: st (nt, bq*bk) one (nq,
+    nk) block of scores then weights, kd (nt, d*bk) a causal diagonal block's keys when it is
+    cut short, ob (nt, bq, dv) one key block's value product, acc (nt, G*bq, dv) float64
+    accumulated output, run (nt, G*bq, 3) float64 (see :func:`_softmax_rows`); bq divides bk.
+    Groups are visited in the order 0, n-1, 1, n-2, ... so that the static split of the
+    ``prange`` gives each thread as much causal work as another.
     """
-    st, kd, ob, acc, run = scratch
+    st, kd, ob = scratch[0], scratch[1], scratch[2]  # indexed: no tuple unpacking in prange
+    acc, run = scratch[3], scratch[4]
     B, L, d = qk.shape
     dv = v.shape[2]
     bq = ob.shape[1]

@@ -63,6 +63,7 @@ class DenseBackend(Backend):
         import numba
 
         from lshbench.backends import _dense_kernels as kernels
+        from lshbench.backends._numba_kernels import key_scales
 
         B, L, d = qk.shape
         dv = v.shape[-1]
@@ -70,11 +71,14 @@ class DenseBackend(Backend):
         dtype = qk.dtype
         bq, bk = QUERY_BLOCK, KEY_BLOCK
         group = query_group(B, L, nt) * bq  # queries per work item
+        scale = np.empty((B, L), np.float64)  # key = qk * scale
+        key_scales(qk, scale)
         kt = np.empty((B, L * d), dtype)  # normalized keys, transposed per block of bk
-        kernels.blocked_keys(qk, bk, kt)
+        kernels.blocked_keys(qk, scale, bk, kt)
+        del scale
         out = np.empty((B, L, dv), dtype)
         with self._blas.limit():
-            scratch = (
+            scratch = (  # per thread
                 np.empty((nt, bq * bk), dtype),  # a (bq, bk) block of scores, then weights
                 np.empty((nt, d * bk), dtype),  # a causal diagonal block's keys, cut short
                 np.empty((nt, bq, dv), dtype),  # a key block's value product

@@ -61,13 +61,14 @@ def _dense_bytes(B: int, L: int, d: int, dv: int, f: int) -> int:
 
 
 def _dense_kernel_bytes(B: int, L: int, d: int, dv: int, f: int, threads: int) -> int:
-    # the ``dense`` backend's Numba kernel: normalized keys in transposed blocks (B, L*d)
-    # and the output (B, L, dv); per thread a (bq, bk) score block, a (d, bk) key block,
-    # the (bq, dv) value product, a float64 (G*bq, dv) accumulator and (G*bq, 3) running values
+    # the ``dense`` backend's Numba kernel: normalized keys in transposed blocks (B, L*d),
+    # made with float64 key scales (B, L) that are freed before the output (B, L, dv) and,
+    # per thread, a (bq, bk) score block, a (d, bk) key block, the (bq, dv) value product, a
+    # float64 (G*bq, dv) accumulator and (G*bq, 3) running values
     bq, bk = DENSE_QUERY_BLOCK, DENSE_KEY_BLOCK
     group = dense_query_group(B, L, threads) * bq
     scratch = threads * ((bq * bk + d * bk + bq * dv) * f + (group * dv + 3 * group) * 8)
-    return B * L * (d + dv) * f + scratch
+    return B * L * d * f + max(B * L * 8, B * L * dv * f + scratch)
 
 
 def _numpy_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, threads: int) -> int:

@@ -102,7 +102,7 @@ class Task:
     seed: int
     target_entropy: float | None = None
     value_corr: float | None = None
-    qk: str = "shared"
+    qk: str | None = None
     layer: int | None = None
     head: int | None = None
     pass_: str = "forward"
@@ -135,11 +135,11 @@ class Task:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
         """A task from :meth:`as_dict`'s form (keys it does not know are ignored; missing
-        optional fields are None; a missing or empty ``qk`` / ``pass`` / ``device`` is
-        shared / forward / cpu)."""
+        optional fields are None; a missing or empty ``pass`` / ``device`` is forward /
+        cpu)."""
         known = {f.name for f in dataclasses.fields(cls) if f.init}
         values = {_ATTRIBUTE.get(k, k): v for k, v in data.items()}
-        for name in ("qk", "pass_", "device"):
+        for name in ("pass_", "device"):
             if values.get(name) is None:  # an earlier table's empty column: the default
                 values.pop(name, None)
         return cls(**{k: v for k, v in values.items() if k in known})

@@ -18,8 +18,8 @@ and that version to :func:`upgrade_rows` before they are checked
 The upgrade of a row: columns dropped from the schema are removed; every column added after
 the row's version, and absent, is added empty; a hashing row without ``method`` or
 ``weighting`` (written before the variants existed) gets section 2's (:data:`SECTION_2`);
-a row before version 2 gets ``qk = "shared"``; a row before version 3 gets
-``pass = "forward"`` and ``device = "cpu"``.
+a row without ``qk`` (every row before version 2) gets ``"shared"``; a row without
+``pass`` or ``device`` (every row before version 3) gets ``"forward"`` and ``"cpu"``.
 Task ids stay those of the earlier tables through :data:`ADDED_AXES`.
 
 Standard library only.
@@ -63,7 +63,7 @@ ADDED_AXES: dict[str, tuple[Any, ...]] = {
     "pass": (None, "forward"),
     "device": (None, "cpu"),
 }
-#: what a row before version 3 was: the forward pass on the CPU
+#: what every row before version 3 was, and the defaults since: the forward pass on the CPU
 BEFORE_TRAINING = {"pass": "forward", "device": "cpu"}
 
 
@@ -87,12 +87,11 @@ def upgrade_row(row: Mapping[str, Any], version: int) -> dict[str, Any]:
     for column in COLUMN_TABLE:
         if column.since > version:
             out.setdefault(column.name, None)
-    if version < 2 and out.get("qk") is None:
-        out["qk"] = "shared"  # queries and keys were always shared before version 2
-    if version < 3:
-        for name, value in BEFORE_TRAINING.items():
-            if out.get(name) is None:
-                out[name] = value
+    if out.get("qk") is None:
+        out["qk"] = "shared"  # the only kind before version 2, and the default since
+    for name, value in BEFORE_TRAINING.items():
+        if out.get(name) is None:
+            out[name] = value  # the only pass and device before version 3, the defaults since
     if out.get("n_hashes") is not None:
         for name, value in SECTION_2.items():
             if out.get(name) is None:
