@@ -11,7 +11,7 @@ import lshbench
 
 CASES = golden_cases()
 IDS = [f"{c.index}-{c.note.replace(' ', '_').replace(',', '')}" for c in CASES]
-LSH_BACKENDS = backend_params("numpy", "numba", "hf")
+LSH_BACKENDS = backend_params("numpy", "numba", "hf", "torch-lsh")
 
 
 def test_there_are_24_cases() -> None:

@@ -19,7 +19,7 @@ from lshbench.core.attention import mask_scores, normalize_keys
 from lshbench.core.sorting import sort_slots
 
 SETTINGS = settings(max_examples=40, deadline=None)
-LSH = backend_params("numpy", "numba")
+LSH = backend_params("numpy", "numba", "torch-lsh")
 
 
 def batched(x: np.ndarray) -> np.ndarray:

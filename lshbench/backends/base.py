@@ -96,6 +96,16 @@ class Backend(ABC):
     ) -> np.ndarray:
         """Checked ``qk (B, L, d)``, ``v (B, L, dv)`` -> ``(B, L, dv)``."""
 
+    def forward_torch(self, qk: Any, v: Any, config: LSHConfig, rotations: Any) -> Any:
+        """The same attention on torch tensors, differentiable in ``qk`` and ``v`` (backends
+        whose registry entry says ``backward``; docs/design.md section 9).
+
+        qk (B, L, d), v (B, L, dv) on one device in one dtype; rotations
+        (d, n_hashes, rot_size // 2) numpy (ignored when the backend does not hash).
+        Returns (B, L, dv) on that device. Others raise NotImplementedError.
+        """
+        raise NotImplementedError(f"backend {self.name!r} has no backward pass")
+
     def compile(self, dtype: np.dtype | type = np.float32) -> float:
         """Compile or load whatever the backend needs for ``dtype``; seconds spent.
 

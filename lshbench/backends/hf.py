@@ -51,7 +51,10 @@ class _RotationTorch(types.ModuleType):
                 f"hf backend: HF asked for rotations of shape {tuple(size)}, "
                 f"injected {tuple(self._rotations.shape)}"
             )
-        return self._rotations.to(dtype=kwargs.get("dtype", self._rotations.dtype))
+        return self._rotations.to(
+            device=kwargs.get("device", self._rotations.device),
+            dtype=kwargs.get("dtype", self._rotations.dtype),
+        )
 
 
 def _columns(start: int, stop: int) -> Any:
@@ -129,27 +132,34 @@ class HFBackend(Backend):
     def _attend(
         self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None
     ) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            out = self.forward_torch(torch.from_numpy(qk), torch.from_numpy(v), config, rotations)
+        return out.numpy()  # (B, L, dv)
+
+    def forward_torch(self, qk: Any, v: Any, config: LSHConfig, rotations: Any) -> Any:
+        """qk (B, L, d), v (B, L, dv) tensors -> (B, L, dv) on their device, differentiable;
+        rotations (d, n_hashes, rot_size // 2) numpy."""
         _check_section_2(config)
         import torch
         from transformers.models.reformer import modeling_reformer
 
-        B, L, d = qk.shape
-        dv = v.shape[-1]
-        layer = self._layer(config, d)
+        d, dv = qk.shape[-1], v.shape[-1]
+        layer = self._layer(config, d).to(qk.device)
         rot = torch.from_numpy(np.ascontiguousarray(rotations))[None]  # (1, d, H, rot/2)
-        qk_t = torch.from_numpy(qk)  # (B, L, d)
-        out = np.empty((B, L, dv), dtype=qk.dtype)
+        rot = rot.to(qk.device, qk.dtype)
+        blocks = []
         real_torch = modeling_reformer.torch
         modeling_reformer.torch = _RotationTorch(torch, rot)
         try:
-            with torch.no_grad():
-                for start in range(0, dv, d):
-                    stop = min(dv, start + d)
-                    block = torch.zeros((B, L, d), dtype=qk_t.dtype)  # (B, L, d)
-                    block[..., : stop - start] = torch.from_numpy(v[..., start:stop])
-                    hidden = torch.cat([qk_t, block], dim=-1)  # (B, L, 2d)
-                    res = layer(hidden).hidden_states  # (B, L, d)
-                    out[..., start:stop] = res[..., : stop - start].numpy()
+            for start in range(0, dv, d):
+                stop = min(dv, start + d)
+                pad = d - (stop - start)
+                block = torch.nn.functional.pad(v[..., start:stop], (0, pad))  # (B, L, d)
+                hidden = torch.cat([qk, block], dim=-1)  # (B, L, 2d)
+                res = layer(hidden).hidden_states  # (B, L, d)
+                blocks.append(res[..., : stop - start])
         finally:
             modeling_reformer.torch = real_torch
-        return out
+        return torch.cat(blocks, dim=-1)  # (B, L, dv)

@@ -2,9 +2,10 @@
 
 Facts about a backend (does it hash, does it compute the reference semantics, which
 analytic memory model describes it, does tracemalloc see its allocations, does it compute
-the variants of docs/design.md section 2b, does it attend to all L keys) are declared
-once, here, in its :class:`BackendSpec`, and read without importing the backend: the
-sweep plans and the worker reports from them, nobody tests a backend by name.
+the variants of docs/design.md section 2b, does it attend to all L keys, does it have a
+backward pass, does it run on CUDA) are declared once, here, in its :class:`BackendSpec`,
+and read without importing the backend: the sweep plans and the worker reports from them,
+nobody tests a backend by name.
 
 Importing this module imports no backend: :func:`get_backend` imports a backend's module
 on first use and :func:`list_backends` checks availability with ``importlib.util.find_spec``.
@@ -60,6 +61,11 @@ class BackendSpec(NamedTuple):
     #: True when it computes attention over all L keys (exact attention, whatever its
     #: masks): a candidate for the exact baseline that speed-ups are measured against
     all_keys: bool = False
+    #: True when it has a backward pass (``Backend.forward_torch``, differentiable): it runs
+    #: ``--pass train`` (docs/design.md section 9)
+    backward: bool = False
+    #: True when it runs on a CUDA device (``--device cuda``; docs/design.md section 9)
+    cuda: bool = False
 
     def forced_kernel(self) -> str | None:
         """The kernel :attr:`kernel_env` forces in this process's environment, or None."""
@@ -103,6 +109,8 @@ def register_backend(
     kernel_env: str | None = None,
     separate_qk: bool = False,
     all_keys: bool = False,
+    backward: bool = False,
+    cuda: bool = False,
 ) -> BackendSpec:
     """Register (or replace) a backend by import path ``"module:ClassName"``.
 
@@ -122,6 +130,8 @@ def register_backend(
         kernel_env,
         bool(separate_qk),
         bool(all_keys),
+        bool(backward),
+        bool(cuda),
     )
     _SPECS[name] = spec
     _INSTANCES.pop(name, None)
@@ -220,6 +230,18 @@ register_backend(
     ("torch", "transformers"),
     "peer: Hugging Face LSHSelfAttention on the same qk, v and rotations",
     tracemalloc_sees=False,
+    backward=True,
+    cuda=True,
+)
+register_backend(
+    "torch-lsh",
+    "lshbench.backends.torch_lsh:TorchLSHBackend",
+    ("torch",),
+    "LSH attention in torch: vectorized like numpy, differentiable, any device",
+    tracemalloc_sees=False,
+    variants=True,
+    backward=True,
+    cuda=True,
 )
 register_backend(
     "torch-sdpa",
@@ -230,4 +252,6 @@ register_backend(
     exact=False,
     tracemalloc_sees=False,
     all_keys=True,
+    backward=True,
+    cuda=True,
 )

@@ -17,10 +17,11 @@ for this backend rather than report numbers that measure the mask difference.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from lshbench.backends.base import Backend
-from lshbench.core.attention import normalize_keys
 from lshbench.core.config import LSHConfig
 
 __all__ = ["TorchSDPABackend"]
@@ -39,14 +40,23 @@ class TorchSDPABackend(Backend):
     ) -> np.ndarray:
         import torch
 
+        with torch.no_grad():
+            out = self.forward_torch(torch.from_numpy(qk), torch.from_numpy(v), config, None)
+        return out.numpy()  # (B, L, dv)
+
+    def forward_torch(self, qk: Any, v: Any, config: LSHConfig, rotations: Any) -> Any:
+        """qk (B, L, d), v (B, L, dv) tensors -> (B, L, dv), differentiable, on their device."""
+        import torch
+
+        from lshbench.backends.torch_ops import normalize_keys_torch
+
         # one head: (B, 1, L, .) is the layout of torch's fused CPU (flash) kernel; 3-D
         # inputs take the "math" path, which materializes the (L, L) scores
-        q = torch.from_numpy(qk)[:, None]  # (B, 1, L, d)
-        k = torch.from_numpy(normalize_keys(qk))[:, None]  # (B, 1, L, d), about unit length
-        val = torch.from_numpy(v)[:, None]  # (B, 1, L, dv)
-        with torch.no_grad():
-            # (B, 1, L, d) x (B, 1, L, d) x (B, 1, L, dv) -> (B, 1, L, dv); scores q . k
-            out = torch.nn.functional.scaled_dot_product_attention(
-                q, k, val, is_causal=config.causal, scale=1.0
-            )
-        return out[:, 0].numpy()  # (B, L, dv)
+        q = qk[:, None]  # (B, 1, L, d)
+        k = normalize_keys_torch(qk)[:, None]  # (B, 1, L, d), about unit length
+        val = v[:, None]  # (B, 1, L, dv)
+        # (B, 1, L, d) x (B, 1, L, d) x (B, 1, L, dv) -> (B, 1, L, dv); scores q . k
+        out = torch.nn.functional.scaled_dot_product_attention(
+            q, k, val, is_causal=config.causal, scale=1.0
+        )
+        return out[:, 0]  # (B, L, dv)

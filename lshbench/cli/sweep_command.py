@@ -22,7 +22,15 @@ from lshbench.core.options import parse_int
 from lshbench.measurement.inputs import GENERATORS
 from lshbench.results.cells import ORACLE
 from lshbench.sweep.executors import EXECUTORS
-from lshbench.sweep.spec import AXES, DEFAULT_BACKENDS, DTYPES, PRESETS, SETTINGS
+from lshbench.sweep.spec import (
+    AXES,
+    DEFAULT_BACKENDS,
+    DEVICES,
+    DTYPES,
+    PASSES,
+    PRESETS,
+    SETTINGS,
+)
 
 __all__ = ["preset_lines", "sweep"]
 
@@ -194,7 +202,26 @@ def _opt(name: str, metavar: str, help_text: str, **kwargs: Any) -> Any:
     show_default=_default("causal"),
     help="Causal masking (the full preset measures both).",
 )
-@_opt("--dtype", "NAME,...", f"Float types, comma list of: {', '.join(DTYPES)}.")
+@_opt(
+    "--dtype",
+    "NAME,...",
+    f"Float types, comma list of: {', '.join(DTYPES)} (half precision on --device cuda only).",
+)
+@click.option(
+    "--pass",
+    "pass_",
+    cls=_Option,
+    default=None,
+    metavar="NAME,...",
+    show_default=_default("pass"),
+    help=f"Passes, comma list of: {', '.join(PASSES)} (train: forward + backward of "
+    "sum(out * g), for backends with a backward pass).",
+)
+@_opt(
+    "--device",
+    "NAME,...",
+    f"Devices, comma list of: {', '.join(DEVICES)} (cuda: the torch backends on a GPU).",
+)
 @_opt("--threads", "INT|all,...", "Threads per worker, comma list; all = every usable CPU.")
 @_opt("--seed", "INT,...", "Seeds, comma list.")
 @click.option(
@@ -300,12 +327,14 @@ def sweep(
     shows what a run would do, and runs nothing.
     """
     from lshbench.sweep.executors import open_executor
+    from lshbench.sweep.plan import not_planned
     from lshbench.sweep.run import ResultsWriteError, execute, prepare
     from lshbench.sweep.spec import build_spec
 
     options["config_from_input"] = True if config_from_input else None
     if options.get("causal") is not None:
         options["causal"] = [options["causal"]]
+    options["pass"] = options.pop("pass_", None)
     spec = build_spec(preset, config, **options)
     if dry_run:
         _dry_run(spec, executor_name, scheduler, workers, mem_limit, force, retry_failed)
@@ -319,6 +348,14 @@ def sweep(
         f"{', '.join(spec.backend)}, threads {','.join(map(str, spec.threads))} -> {spec.out}",
         err=True,
     )
+    for note in not_planned(spec):
+        click.echo(f"note: {note}", err=True)
+    if "cuda" in spec.device:
+        from lshbench.measurement.devices import cuda_unavailable_reason
+
+        no_cuda = cuda_unavailable_reason()
+        if no_cuda is not None:
+            click.echo(f"note: --device cuda rows are skipped: {no_cuda}", err=True)
     if hasattr(runner, "describe"):
         click.echo(runner.describe(), err=True)
     try:

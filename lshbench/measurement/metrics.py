@@ -63,11 +63,13 @@ from lshbench.core.validation import check_inputs, check_keys
 
 __all__ = [
     "DenseReference",
+    "GradientErrors",
     "OutputErrors",
     "WindowMetrics",
     "attention_metrics",
     "dense_reference",
     "exact_windows",
+    "gradient_errors",
     "oracle_metrics",
     "output_errors",
     "scored_rows",
@@ -102,6 +104,27 @@ class OutputErrors(NamedTuple):
     max_abs_err: float  # max |out - ref| over scored rows
     cos_sim: float  # mean over scored rows of cos(out_i, ref_i)
     out_err_v: float  # ||out - ref||_F over scored rows / ||v - mean(v)||_F
+
+
+class GradientErrors(NamedTuple):
+    grad_err_qk: float  # ||d_qk - ref_d_qk||_F / ||ref_d_qk||_F, every row
+    grad_err_v: float  # ||d_v - ref_d_v||_F / ||ref_d_v||_F, every row
+
+
+def gradient_errors(
+    d_qk: np.ndarray, d_v: np.ndarray, ref_d_qk: np.ndarray, ref_d_v: np.ndarray
+) -> GradientErrors:
+    """Relative Frobenius errors of the gradients of ``sum(out * g)`` against exact
+    attention's (:func:`lshbench.core.dense.dense_attention_grads`), in float64; each array
+    (B, L, .). A zero reference gives 0 for an equal gradient, else 1 (like ``rel_err``)."""
+
+    def rel(a: np.ndarray, b: np.ndarray) -> float:
+        a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        err = float(np.linalg.norm(a64 - b64))
+        ref = float(np.linalg.norm(b64))
+        return err / ref if ref > 0 else float(err > 0)
+
+    return GradientErrors(rel(d_qk, ref_d_qk), rel(d_v, ref_d_v))
 
 
 class WindowMetrics(NamedTuple):

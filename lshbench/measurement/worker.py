@@ -206,6 +206,11 @@ def _environment() -> dict[str, Any]:
         except ValueError:
             env["numba_threading_layer"] = "not initialized (no parallel function ran)"
     env["vm_hwm_bytes"] = read_proc_status("VmHWM").get("VmHWM")
+    torch = sys.modules.get("torch")
+    if torch is not None:  # a torch backend ran here: its versions, the GPU when present
+        from lshbench.measurement.devices import gpu_facts
+
+        env["torch"] = {"torch": torch.__version__, "cuda": torch.version.cuda, **gpu_facts(torch)}
     return env
 
 
@@ -223,7 +228,14 @@ class _CellRunner:
         self.tasks = [Task.from_dict(t) for t in spec["tasks"]]
         self.repeats = int(spec["repeats"])
         self.cell = self.tasks[0]  # every task has the cell's axes and input file
-        self.dtype = np.dtype(self.cell.dtype)
+        #: the torch dtype name of the cell; numpy inputs of half-precision cells are float32
+        self.torch_dtype = self.cell.dtype
+        half = self.torch_dtype in ("bfloat16", "float16")
+        self.dtype = np.dtype(np.float32 if half else self.cell.dtype)
+        self.train = self.cell.pass_ == "train"
+        self.device = self.cell.device
+        #: forward on the CPU in float32/64 runs Backend.attend; everything else a torch step
+        self.torch_steps = self.train or self.device != "cpu" or half
         for entry in spec.get("backends", {}).values():
             register_backend(**entry)
         self.host = socket.gethostname()
@@ -249,11 +261,25 @@ class _CellRunner:
         from lshbench.measurement.metrics import dense_reference
 
         c = self.cell
+        if self.device == "cuda":  # the sweep skips these rows already where it runs
+            from lshbench.measurement.devices import cuda_unavailable_reason
+
+            no_cuda = cuda_unavailable_reason()
+            if no_cuda is not None:
+                for task in self.tasks:
+                    self.row(task, "skipped", no_cuda)
+                return
         self.channel.phase("input", self.tasks)
         try:
             self.qk, self.v, self.k = _make_cell_inputs(c, self.dtype)
             self.channel.phase("reference", self.tasks)
             self.ref = dense_reference(self.qk, self.v, bool(c.causal), k=self.k)
+            if self.train:
+                from lshbench.core.dense import dense_attention_grads
+                from lshbench.measurement.torch_passes import train_g
+
+                self.g = train_g(self.v.shape, c.seed)  # (B, L, dv)
+                self.ref_grads = dense_attention_grads(self.qk, self.v, self.g, bool(c.causal))
         except Exception as exc:  # MemoryError included: it becomes an oom row
             self.fail_all(self.tasks, exc, "input or dense reference")
             return
@@ -307,7 +333,12 @@ class _CellRunner:
         """Measure the backends of one configuration: first call, warm-up, interleaved timing,
         memory, accuracy."""
         from lshbench.core.hashing import pipeline_buckets, random_rotations
-        from lshbench.measurement.metrics import exact_windows, output_errors, window_metrics
+        from lshbench.measurement.metrics import (
+            exact_windows,
+            gradient_errors,
+            output_errors,
+            window_metrics,
+        )
         from lshbench.measurement.phases import measure_memory, summarize, time_interleaved
         from lshbench.results.cells import rotation_seed
 
@@ -323,11 +354,20 @@ class _CellRunner:
         if not live:
             return
         self.channel.phase("timing", live)
-        samples = time_interleaved(calls, self.repeats, number)
         memory = {}
-        for task in live:
-            self.channel.phase("memory", [task])
-            memory[task.backend], _ = measure_memory(calls[task.backend])
+        if self.device == "cuda":
+            from lshbench.measurement.phases import MemoryPeak
+            from lshbench.measurement.torch_passes import cuda_memory, time_cuda
+
+            samples = time_cuda(calls, self.repeats, number)
+            for task in live:
+                self.channel.phase("memory", [task])
+                memory[task.backend] = MemoryPeak(cuda_memory(calls[task.backend]), None)
+        else:
+            samples = time_interleaved(calls, self.repeats, number)
+            for task in live:
+                self.channel.phase("memory", [task])
+                memory[task.backend], _ = measure_memory(calls[task.backend])
         self.channel.phase("accuracy", live)
         windows = exact_windows(c.seqlen)  # exact attention: every key, once
         if hashing:
@@ -346,7 +386,7 @@ class _CellRunner:
                 **self.timing_values(name, timing, first_s[name], number[name]),
                 **cost,
                 "attn_entropy": self.ref.attn_entropy,
-                "task_acc": _task_accuracy(c, outputs[name], self.v),
+                "task_acc": _task_accuracy(c, outputs[name].out, self.v),
             }
             median = timing.time_median_s
             values["gflops"] = flops / median / 1e9
@@ -356,15 +396,20 @@ class _CellRunner:
             notes = []
             if backend.spec.exact:
                 values.update(windows._asdict())
-                values.update(output_errors(outputs[name], self.ref)._asdict())
+                values.update(output_errors(outputs[name].out, self.ref)._asdict())
+                if self.train:
+                    d_qk, d_v = outputs[name].d_qk, outputs[name].d_v
+                    values.update(gradient_errors(d_qk, d_v, *self.ref_grads)._asdict())
             else:
                 notes.append(
                     f"no error metrics: {name} does not compute the reference attention of "
                     f"docs/design.md section 2 ({backend.description})"
                 )
-            if not backend.spec.tracemalloc_sees:
+            if self.device == "cuda":
+                notes.append("memory: torch.cuda.max_memory_allocated (mem_alloc_peak_bytes)")
+            elif not backend.spec.tracemalloc_sees:
                 notes.append(f"{name}'s allocator is invisible to tracemalloc: read mem_rss_peak")
-            if memory[name].rss_peak_bytes is None:
+            if self.device != "cuda" and memory[name].rss_peak_bytes is None:
                 notes.append("resident peak unavailable (/proc/self/clear_refs not writable)")
             self.row(task, "ok", "; ".join(notes), **values)
 
@@ -415,23 +460,40 @@ class _CellRunner:
         outputs: dict[str, Any] = {}
         first_s: dict[str, float] = {}
         number: dict[str, int] = {}
+
         for task in tasks:
             name = task.backend
             backend = self.backends[name]
-
-            def call(backend: Any = backend) -> Any:
-                return backend.attend(self.qk, self.v, config, rotations, k=self.k)
-
             self.channel.phase("first call and warm-up", [task])
             try:
-                first_s[name], outputs[name] = first_call(call)
-                _check_finite(outputs[name])
+                call, result = self.make_call(backend, config, rotations)
+                first_s[name], first = first_call(call)
+                outputs[name] = result(first)
+                _check_finite(outputs[name].out)
                 number[name] = calibrate_number(min(warm_up(call)))
             except Exception as exc:
                 self.row(task, _status_of(exc), f"first call: {one_line(exc)}")
                 continue
             calls[name] = call
         return calls, outputs, first_s, number
+
+    def make_call(
+        self, backend: Any, config: Any, rotations: Any
+    ) -> tuple[Callable[[], Any], Callable[[Any], Any]]:
+        """``(call, result)``: the timed call of ``backend`` in this cell and what turns its
+        return value into a :class:`~lshbench.measurement.torch_passes.StepResult`."""
+        from lshbench.measurement.torch_passes import StepResult, make_step
+
+        if not self.torch_steps:
+
+            def call() -> Any:
+                return backend.attend(self.qk, self.v, config, rotations, k=self.k)
+
+            return call, lambda out: StepResult(out, None, None)
+        return make_step(
+            backend, self.qk, self.v, config, rotations, device=self.device,
+            dtype=self.torch_dtype, g=self.g if self.train else None,
+        )  # fmt: skip
 
     def timing_values(self, name: str, timing: TimingSummary, first_s: float, number: int) -> Row:
         """The timing columns of a row: compile, first call, the samples' statistics."""
@@ -457,6 +519,8 @@ class _CellRunner:
         facts = self.backends[task.backend].spec
         B, L, d, dv = c.batch, c.seqlen, c.d, c.dv
         flops = attention_flops(facts.uses_hashing, B, L, d, dv, config)
+        if self.train:
+            flops *= 3  # the backward pass: about twice the forward's products
         model = memory_model(
             facts.memory_model, B, L, d, dv, self.dtype.itemsize, config, c.threads
         )

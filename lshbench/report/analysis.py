@@ -91,7 +91,7 @@ _NUMERIC = (
 VARIANT_AXES = ("method", "weighting", "oracle_k")
 LSH_AXES = ("n_hashes", "chunk_len", "chunks_before", "chunks_after", *VARIANT_AXES)
 #: ``input`` is the input label with its parameters (see ``columns.input_label``).
-COMMON_AXES = ("input", "causal", "dtype", "threads", "d", "dv")
+COMMON_AXES = ("input", "causal", "dtype", "threads", "d", "dv", "pass", "device")
 #: Columns that identify a series before the L-dependent axes (nb, batch) are considered.
 SERIES_KEY = ("run", "backend", *LSH_AXES, *COMMON_AXES)
 #: Metrics folded by the median over the ok rows of one (series, L) point.
@@ -99,7 +99,7 @@ _METRICS = (
     "time_seq", "time_tok", "time_median_s", "mem_alloc_peak_bytes", "mem_rss_peak_bytes",
     "mem_model_bytes", "gflops", "tokens_per_s", "attn_tv", "mass_recall", "top1_recall",
     "keys_slots", "keys_distinct", "attn_entropy", "out_err_v", "task_acc", "rel_err",
-    "max_abs_err", "cos_sim",
+    "max_abs_err", "cos_sim", "grad_err_qk", "grad_err_v",
 )  # fmt: skip
 #: Accuracy metrics whose spread over the rows folded into a point (rotation draws,
 #: ``--rotation-seeds``, and input seeds) :func:`series_points` keeps: ``<metric>_lo`` and
@@ -239,7 +239,8 @@ def prepare(runs: Sequence[Run]) -> pd.DataFrame:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     for col in ("causal", "unstable"):
         df[col] = df[col].map(_to_bool).astype(object)
-    for col in ("backend", "input", "dtype", "run_id", "machine_id", "code_id", *VARIANT_AXES):
+    text = ("backend", "input", "dtype", "run_id", "machine_id", "code_id", "pass", "device")
+    for col in (*text, *VARIANT_AXES):
         df[col] = df[col].map(canon).str.strip()
     df["status"] = df["status"].map(canon).str.strip().str.lower().replace("", "unknown")
     df["message"] = df["message"].map(canon)
@@ -337,6 +338,10 @@ def series_label(row: Mapping[str, Any], show: set[str]) -> str:
         parts.append(f"d={canon(row['d'])}")
     if "dv" in show:
         parts.append(f"dv={canon(row['dv'])}")
+    if "pass" in show:
+        parts.append(str(row["pass"]))
+    if "device" in show:
+        parts.append(str(row["device"]))
     if "batch" in show and row["batch_desc"]:
         parts.append(
             f"B={row['batch_desc']}" if "L" not in row["batch_desc"] else row["batch_desc"]

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_METHOD",
     "DEFAULT_WEIGHTING",
     "ENTROPY_INPUTS",
+    "GRADIENT_COLUMNS",
     "METHOD_ORDER",
     "OPTIONAL_NUMERIC",
     "OPTIONAL_TEXT",
@@ -47,12 +48,17 @@ ACCURACY_COLUMNS = (
     "attn_tv", "mass_recall", "top1_recall", "attn_entropy", "out_err_v", "task_acc",
     "rel_err", "max_abs_err", "cos_sim",
 )  # fmt: skip
-#: Numeric columns of the design's table the report reads when they hold values: NaN if
-#: absent.
+#: The gradient errors of train rows (docs/design.md section 9), read by the report although
+#: they are extras of the column table.
+GRADIENT_COLUMNS = ("grad_err_qk", "grad_err_v")
+#: Numeric columns of the design's table, and the gradient errors, the report reads when
+#: they hold values: NaN if absent.
 OPTIONAL_NUMERIC = tuple(
     c.name
     for c in COLUMN_TABLE
-    if c.kind in ("int", "float") and not c.extra and c.name not in REQUIRED_COLUMNS
+    if c.kind in ("int", "float")
+    and (not c.extra or c.name in GRADIENT_COLUMNS)
+    and c.name not in REQUIRED_COLUMNS
 )
 #: Text and flag columns the report reads when they hold values: "" if absent.
 OPTIONAL_TEXT = tuple(

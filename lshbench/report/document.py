@@ -449,6 +449,7 @@ def _sections_figures_and_tables(
     _table_crossover(doc, cross, df)
     _table_fits(doc, fits)
     sc.table_budgets(doc, points, several)
+    sc.table_passes(doc, points, several)
     _table_failed(doc, ra.failed_cells(df))
     sc.table_machines(doc, runs, df)
     _table_metadata(doc, runs)

@@ -25,6 +25,7 @@ __all__ = [
     "section_hashing",
     "table_budgets",
     "table_machines",
+    "table_passes",
     "table_task",
 ]
 
@@ -276,3 +277,67 @@ def table_task(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
 
 def _pct(x: Any) -> str:
     return f"{100 * float(x):.1f} %" if np.isfinite(float(x)) else "-"
+
+
+# --------------------------------------------------------------------------- passes
+
+
+def table_passes(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
+    """Forward and training step side by side (docs/design.md section 9): per backend,
+    configuration, device and L holding both passes, the time and peak memory of each, the
+    train/forward time ratio and the gradient errors of the train rows. Nothing when no run
+    has train rows."""
+    measured = points[points["time_median_s"].notna()]
+    if "train" not in set(measured["pass"]):
+        return
+    key = ["run", "backend", *_PASS_CONFIG, "device", "dtype", "seqlen"]
+    fwd = measured[measured["pass"] == "forward"].set_index(key)
+    trn = measured[measured["pass"] == "train"].set_index(key)
+    both = trn.join(fwd, how="left", lsuffix="_train", rsuffix="_fwd")
+    header = ["run"] if several_runs else []
+    header += [
+        "backend", "device", "dtype", "L", "forward s", "train s", "train / forward",
+        "forward memory", "train memory", "grad_err_qk", "grad_err_v",
+    ]  # fmt: skip
+    rows = []
+    for idx, r in both.sort_index().iterrows():
+        k = dict(zip(key, idx, strict=True))
+        name = str(k["backend"])
+        if isinstance(k["n_hashes"], float) and math.isfinite(k["n_hashes"]):
+            name += f" H={k['n_hashes']:g}"
+        t_f, t_t = r["time_median_s_fwd"], r["time_median_s_train"]
+        ratio = t_t / t_f if t_f == t_f and t_f > 0 else math.nan
+        row = [str(k["run"])] if several_runs else []
+        row += [
+            name, str(k["device"]), str(k["dtype"]), fmt_length(k["seqlen"]),
+            fmt_seconds(t_f), fmt_seconds(t_t), _g(ratio, "x"),
+            _mem(r, "_fwd"), _mem(r, "_train"), _g(r["grad_err_qk_train"]),
+            _g(r["grad_err_v_train"]),
+        ]  # fmt: skip
+        rows.append(row)
+    doc.p(
+        "**Forward and training step.** A train row times one forward pass plus the backward "
+        "pass of `sum(out * g)` for a fixed random `g`, memory over both; `grad_err_qk` and "
+        f"`grad_err_v` are the gradients' relative errors against exact attention's "
+        f"([{METRICS_DOC}]({METRICS_DOC})). Memory: the CUDA allocator's peak on `cuda`, the "
+        "resident (else allocated) peak on `cpu`."
+    )
+    doc.table(header, rows)
+
+
+#: the configuration columns that tell a backend's series apart in :func:`table_passes`
+_PASS_CONFIG = ("n_hashes", "chunk_len", "method", "weighting", "input", "causal", "d", "batch")
+
+
+def _g(value: Any, unit: str = "") -> str:
+    """A number to 3 significant digits (``-`` when missing)."""
+    return f"{value:.3g}{unit}" if isinstance(value, float) and math.isfinite(value) else "-"
+
+
+def _mem(row: Any, suffix: str) -> str:
+    """The peak memory of a pass as text: the resident peak, else the allocated one."""
+    for col in ("mem_rss_peak_bytes", "mem_alloc_peak_bytes"):
+        value = row.get(col + suffix)
+        if value is not None and value == value:
+            return f"{value / 2**20:.1f} MiB"
+    return "-"

@@ -9,11 +9,12 @@ do not hash (dense, peers like torch-sdpa), ``n_buckets`` is ``None`` for method
 not take them. A task crosses process boundaries as :meth:`Task.as_dict` (JSON) and comes
 back through :meth:`Task.from_dict`.
 
-A **cell** is what one fresh worker process runs: every task that shares an input (the
-:data:`CELL_AXES`, :attr:`Task.cell_key`), so the dense reference of that input is computed
-once and every backend and configuration is measured against it. Inside a cell, tasks that
-share an LSH configuration form a **group** (:attr:`Task.group_key`) whose backends are
-timed in interleaved rounds.
+A **cell** is what one fresh worker process runs: every task that shares an input, a pass
+(``forward``, or ``train``: forward and backward) and a device (the :data:`CELL_AXES`,
+:attr:`Task.cell_key`), so the dense reference of that input is computed once and every
+backend and configuration is measured against it. Inside a cell, tasks that share an LSH
+configuration form a **group** (:attr:`Task.group_key`) whose backends are timed in
+interleaved rounds.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ __all__ = [
 
 #: the axes that define one input (one worker, one dense reference)
 #: (``qk``: "shared" or "separate" queries and keys, docs/design.md section 2c; ``layer``
-#: and ``head``: the captured model head a cell of a per-head input file runs, else None)
+#: and ``head``: the captured model head a cell of a per-head input file runs, else None;
+#: ``pass``: "forward" or "train" and ``device``: "cpu" or "cuda", docs/design.md section 9)
 CELL_AXES = (
     "seqlen", "batch", "d", "dv", "input", "target_entropy", "value_corr", "causal", "dtype",
-    "threads", "seed", "qk", "layer", "head",
+    "threads", "seed", "qk", "layer", "head", "pass", "device",
 )  # fmt: skip
 #: the LSH configuration axes (None for backends that do not hash; ``oracle_k`` is set on
 #: oracle tasks only; ``rotation_seed``: which draw of the rotations, :func:`rotation_seed`)
@@ -71,6 +73,8 @@ FILE_FIELDS = ("input_path", "input_sha256")
 
 #: a task field's value as JSON holds it (``n_buckets`` factors: a list)
 TaskValue = str | int | float | bool | list[int] | None
+#: task fields whose column name is a Python keyword: column name -> attribute
+_ATTRIBUTE = {"pass": "pass_"}
 
 
 def _canonical(values: Mapping[str, Any], keys: tuple[str, ...]) -> str:
@@ -92,6 +96,8 @@ class Task:
     tuple. :attr:`id` is the stable id of the task's parameters (16 hex digits): the same
     parameters give the same id in any run, and a section-2 LSH task the id it had before
     ``method`` and ``weighting`` existed (:data:`lshbench.results.upgrade.ADDED_AXES`).
+    ``pass_`` is the ``pass`` column (a Python keyword): :meth:`as_dict` and
+    :meth:`from_dict` use the column's name.
     """
 
     backend: str
@@ -109,6 +115,8 @@ class Task:
     qk: str | None = None
     layer: int | None = None
     head: int | None = None
+    pass_: str = "forward"
+    device: str = "cpu"
     n_hashes: int | None = None
     n_buckets: int | tuple[int, ...] | None = None
     chunk_len: int | None = None
@@ -131,7 +139,7 @@ class Task:
         """The task as JSON-able values: :data:`TASK_KEYS`, then the :data:`FILE_FIELDS` it
         has (``n_buckets`` factors as a list)."""
         nb = self.n_buckets
-        out: dict[str, TaskValue] = {k: getattr(self, k) for k in TASK_KEYS}
+        out: dict[str, TaskValue] = {k: getattr(self, _ATTRIBUTE.get(k, k)) for k in TASK_KEYS}
         out["n_buckets"] = list(nb) if isinstance(nb, tuple) else nb
         out.update({k: getattr(self, k) for k in FILE_FIELDS if getattr(self, k) is not None})
         return out
@@ -139,9 +147,14 @@ class Task:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
         """A task from :meth:`as_dict`'s form (keys it does not know are ignored; missing
-        optional fields are None)."""
+        optional fields are None; a missing or empty ``pass`` / ``device`` is forward /
+        cpu)."""
         known = {f.name for f in dataclasses.fields(cls) if f.init}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {_ATTRIBUTE.get(k, k): v for k, v in data.items()}
+        for name in ("pass_", "device"):
+            if values.get(name) is None:  # an earlier table's empty column: the default
+                values.pop(name, None)
+        return cls(**{k: v for k, v in values.items() if k in known})
 
     def replace(self, **changes: Any) -> Task:
         """A copy with ``changes`` (and its own id)."""

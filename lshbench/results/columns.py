@@ -238,6 +238,32 @@ COLUMN_TABLE: tuple[Column, ...] = (
         minimum=0,
         extra=True,
     ),
+    # training step and devices (docs/design.md section 9)
+    Column(
+        "pass",
+        "str",
+        "",
+        "forward, or train: forward plus the backward pass of sum(out * g)",
+        since=3,
+        extra=True,
+    ),
+    Column("device", "str", "", "cpu or cuda: where the cell ran", since=3, extra=True),
+    Column(
+        "grad_err_qk",
+        "float",
+        "",
+        "train rows: relative error of d sum(out * g) / d qk against exact attention's",
+        since=3,
+        extra=True,
+    ),
+    Column(
+        "grad_err_v",
+        "float",
+        "",
+        "train rows: relative error of d sum(out * g) / d v against exact attention's",
+        since=3,
+        extra=True,
+    ),
 )
 
 

@@ -11,16 +11,18 @@ and that version to :func:`upgrade_rows` before they are checked
   metric since dropped.
 * **1**: the SQLite store, before separate queries and keys: no ``qk``, ``layer`` or
   ``head`` columns; every row had shared queries and keys.
-* **2**: before the key counts, the oracle baseline and rotation draws: no
-  ``keys_slots``, ``keys_distinct``, ``oracle_k`` or ``rotation_seed`` columns (a hashing
-  row's rotations were the first draw: ``rotation_seed = 0``).
+* **2**: before the key counts, the oracle baseline, rotation draws, the training step and
+  devices: no ``keys_slots``, ``keys_distinct``, ``oracle_k``, ``rotation_seed``, ``pass``,
+  ``device``, ``grad_err_qk`` or ``grad_err_v`` columns (a hashing row's rotations were the
+  first draw, ``rotation_seed = 0``; every row was the forward pass on the CPU).
 * **3**: every column of :data:`~lshbench.results.columns.COLUMN_TABLE`.
 
 The upgrade of a row: columns dropped from the schema are removed; every column added after
 the row's version, and absent, is added empty; a hashing row without ``method`` or
 ``weighting`` (written before the variants existed) gets section 2's (:data:`SECTION_2`);
 a row without ``qk`` (every row before version 2) gets ``"shared"``, a hashing row
-without ``rotation_seed`` (every one before version 3) ``0``, the first draw.
+without ``rotation_seed`` (every one before version 3) ``0``, the first draw; a row without
+``pass`` or ``device`` (every row before version 3) gets ``"forward"`` and ``"cpu"``.
 Task ids stay those of the earlier tables through :data:`ADDED_AXES`.
 
 Standard library only.
@@ -36,6 +38,7 @@ from lshbench.results.columns import COLUMN_TABLE
 
 __all__ = [
     "ADDED_AXES",
+    "BEFORE_TRAINING",
     "DROPPED_COLUMNS",
     "SCHEMA_VERSION",
     "SECTION_2",
@@ -62,7 +65,11 @@ ADDED_AXES: dict[str, tuple[Any, ...]] = {
     "head": (None,),
     "oracle_k": (None,),
     "rotation_seed": (None, 0),
+    "pass": (None, "forward"),
+    "device": (None, "cpu"),
 }
+#: what every row before version 3 was, and the defaults since: the forward pass on the CPU
+BEFORE_TRAINING = {"pass": "forward", "device": "cpu"}
 
 
 def check_version(version: int, source: str) -> int:
@@ -89,6 +96,9 @@ def upgrade_row(row: Mapping[str, Any], version: int) -> dict[str, Any]:
         out["qk"] = "shared"  # the only kind before version 2, and the default since
     if out.get("n_hashes") is not None and out.get("rotation_seed") is None:
         out["rotation_seed"] = 0  # one draw of the rotations before version 3: the first
+    for name, value in BEFORE_TRAINING.items():
+        if out.get(name) is None:
+            out[name] = value  # the only pass and device before version 3, the defaults since
     if out.get("n_hashes") is not None:
         for name, value in SECTION_2.items():
             if out.get(name) is None:

@@ -18,7 +18,7 @@ from lshbench.core.config import ConfigError, LSHConfig, fail
 from lshbench.core.options import INT64_MAX
 from lshbench.results.cells import ORACLE, ORACLE_BUDGETS, Task
 from lshbench.results.upgrade import SECTION_2
-from lshbench.sweep.spec import INPUT_KNOBS, WORKER_BASE_BYTES, SweepSpec
+from lshbench.sweep.spec import HALF_DTYPES, INPUT_KNOBS, WORKER_BASE_BYTES, SweepSpec
 
 if TYPE_CHECKING:
     from lshbench.backends import BackendSpec
@@ -30,6 +30,7 @@ __all__ = [
     "estimate_seconds",
     "input_cells",
     "lsh_configs",
+    "not_planned",
     "oracle_backend",
     "plan_tasks",
     "predicted_bytes",
@@ -69,14 +70,16 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[Task], list[tuple[Task, str]]]:
     """Every task of the grid, in run order, and the invalid ones with the reason.
 
     Cells (inputs) vary slowest in the order input (with its target_entropy and value_corr,
-    :func:`input_cells`), causal, dtype, threads, seed, d, seqlen; inside a cell, the
-    non-hashing backends come first, then each configuration (:func:`lsh_configs`). A
+    :func:`input_cells`), causal, dtype, threads, seed, pass, device, d, seqlen; inside a
+    cell, the non-hashing backends come first, then each configuration (:func:`lsh_configs`). A
     backend without variants (its registry entry's ``variants``) gets only section 2's
     configurations (method lsh, weighting multiplicity); the others are not planned for it.
     Method ``oracle`` is planned once per configuration and budget (:func:`lsh_configs`), on
     one hashing backend (:func:`oracle_backend`): its rows are metrics only. Every hashing
     task is planned once per rotation draw (``rotation_seed`` 0..N-1 of
     ``--rotation-seeds N``; method ``local`` and the oracle's slots budget once, draw 0).
+    A backend is not planned either for a pass, device or dtype it cannot run
+    (:func:`not_planned` says which).
     Raises ConfigError when a derived value (batch x seqlen tokens, resolved buckets) would
     not fit the results tables' int64 columns, or when a hashing backend would get no task
     at all because it has no variants.
@@ -91,17 +94,20 @@ def plan_tasks(spec: SweepSpec) -> tuple[list[Task], list[tuple[Task, str]]]:
     seen: set[str] = set()
     for cell in _cells(spec):
         L = cell.seqlen
-        for name in spec.backend:
+        names = [n for n in spec.backend if _runs_cell(facts[n], cell) is None]
+        for name in names:
             if not facts[name].uses_hashing:
                 _add_checked(tasks, invalid, seen, cell.replace(backend=name), facts[name])
         for config in lsh_configs(spec, L):
             for draw in _draws(spec, config):
                 if config["method"] == ORACLE:
                     assert oracle is not None  # oracle_backend fails without one
+                    if oracle not in names:
+                        continue  # metrics only: not for a pass or device its backend skips
                     task = cell.replace(backend=oracle, rotation_seed=draw, **config)
                     _add_checked(tasks, invalid, seen, task, facts[oracle])
                     continue
-                for name in spec.backend:
+                for name in names:
                     if not facts[name].uses_hashing:
                         continue
                     if not facts[name].variants and not _is_section_2(config):
@@ -159,14 +165,43 @@ def _add_checked(
     _add(tasks, seen, task)
 
 
+def _runs_cell(facts: BackendSpec, cell: Task) -> str | None:
+    """None when the backend runs the cell's pass, device and dtype; else why it is not
+    planned there (docs/design.md section 9)."""
+    if cell.pass_ == "train" and not facts.backward:
+        return "has no backward pass: not planned for --pass train"
+    if cell.device == "cuda" and not facts.cuda:
+        return "does not run on CUDA: not planned for --device cuda"
+    if cell.dtype in HALF_DTYPES and cell.device != "cuda":
+        return f"{cell.dtype} runs on --device cuda only"
+    return None
+
+
+def not_planned(spec: SweepSpec) -> list[str]:
+    """One note per (backend, reason) the grid leaves out by pass, device or dtype, e.g.
+    ``numba has no backward pass: not planned for --pass train`` (no rows are written)."""
+    from lshbench.backends import backend_spec
+
+    notes: dict[str, None] = {}
+    for cell in _cells(spec):
+        for name in spec.backend:
+            why = _runs_cell(backend_spec(name), cell)
+            if why is not None:
+                notes[f"{name} {why}"] = None
+    return list(notes)
+
+
 def _cells(spec: SweepSpec) -> Iterator[Task]:
     """The cells (inputs) of the grid in run order (see :func:`plan_tasks`), each as a task
     without a backend or a configuration. A file input (``file:PATH``) takes its file's
     batch, d and dv, and its L or each given seqlen not above it (``spec.seqlen_given``);
     its cells carry ``input_path`` and ``input_sha256``. A file naming its heads (a capture
     of a BERT or GPT-2 model) gives one cell per head, batch 1."""
-    axes = itertools.product(input_cells(spec), spec.causal, spec.dtype, spec.threads, spec.seed)
-    for (inp, entropy, rho), causal, dtype, threads, seed in axes:
+    axes = itertools.product(
+        input_cells(spec), spec.causal, spec.dtype, spec.threads, spec.seed, spec.passes,
+        spec.device,
+    )  # fmt: skip
+    for (inp, entropy, rho), causal, dtype, threads, seed, pass_, device in axes:
         facts = spec.input_files.get(inp)
         heads = list(facts.heads) if facts is not None and facts.heads else [(None, None)]
         qk = facts.qk if facts is not None else "shared"
@@ -189,6 +224,8 @@ def _cells(spec: SweepSpec) -> Iterator[Task]:
                 qk=qk,
                 layer=layer,
                 head=head,
+                pass_=pass_,
+                device=device,
             )
 
 
@@ -311,7 +348,7 @@ def predicted_bytes(task: Task, facts: BackendSpec) -> tuple[int, int | None]:
     )
 
     B, L, d, dv = task.batch, task.seqlen, task.d, task.dv
-    itemsize = 4 if task.dtype == "float32" else 8
+    itemsize = {"float64": 8, "float32": 4}.get(task.dtype, 2)
     config: LSHConfig | None = task.config() if facts.uses_hashing else None
     model = memory_model(facts.memory_model, B, L, d, dv, itemsize, config, task.threads)
     work = max(model or 0, reference_work_bytes(B, L, d, dv))

@@ -303,15 +303,22 @@ def decide_task(
 ) -> tuple[str, str]:
     """What a run does with a valid task, given its reusable row ``old``
     (:func:`reusable_row`): ``("reuse", "")``, ``("run", "")``, or a status decided without
-    running and its message (``skipped``: backend not available; ``oom_predicted``: over
-    ``--mem-budget``). The sweep and its dry run (:mod:`lshbench.sweep.preview`) both ask
-    this, so the dry run counts what the sweep then measures."""
+    running and its message (``skipped``: backend not available, or no GPU for a cuda task;
+    ``oom_predicted``: over ``--mem-budget``). The sweep and its dry run
+    (:mod:`lshbench.sweep.preview`) both ask this, so the dry run counts what the sweep then
+    measures."""
     done = ("ok",) if retry_failed else RAN
     if not force and old is not None and old["status"] in done:
         return "reuse", ""
     info = run.available[task.backend]
     if not info.available:
         return "skipped", f"backend not available: {info.reason}"
+    if task.device == "cuda":
+        from lshbench.measurement.devices import cuda_unavailable_reason
+
+        no_cuda = cuda_unavailable_reason()
+        if no_cuda is not None:
+            return "skipped", no_cuda
     over = run.over_budget(task)
     if over is not None:
         return "oom_predicted", over

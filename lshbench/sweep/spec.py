@@ -13,7 +13,10 @@ keys at each LSH configuration's key count: docs/design.md section 2b),
 tokens // seqlen, the paper's fixed total tokens), ``backend``, ``input`` (a generator of
 :data:`~lshbench.measurement.inputs.GENERATORS` or ``file:PATH``, loaded and checked here:
 :class:`InputFileFacts`), ``target_entropy`` and ``value_corr`` (only for the inputs that
-take them, :data:`INPUT_KNOBS`), ``causal``, ``dtype``, ``threads``, ``seed``.
+take them, :data:`INPUT_KNOBS`), ``causal``, ``dtype`` (``float32``, ``float64``;
+``bfloat16`` and ``float16`` on ``cuda`` for the torch backends), ``threads``, ``seed``,
+``pass`` (``forward``; ``train``: forward and backward, for backends with a backward pass)
+and ``device`` (``cpu``, ``cuda`` for the torch backends), docs/design.md section 9.
 Settings: ``repeats`` (timed samples, >= 5), ``timeout`` (seconds without progress before a
 cell's worker is killed), ``mem_budget`` (bytes; ``16G``, ``512M`` or ``80%`` of RAM),
 ``config_from_input`` (the one file input's stored configuration becomes the default of
@@ -59,9 +62,12 @@ from lshbench.sweep.parsing import parse_bytes
 __all__ = [
     "AXES",
     "DEFAULT_BACKENDS",
+    "DEVICES",
     "DTYPES",
     "FROM_INPUT",
+    "HALF_DTYPES",
     "INPUT_KNOBS",
+    "PASSES",
     "PRESETS",
     "SETTINGS",
     "WORKER_BASE_BYTES",
@@ -71,7 +77,13 @@ __all__ = [
     "load_config",
 ]
 
-DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+#: half precisions: only on a CUDA device, for backends that run there (docs/design.md section 9)
+HALF_DTYPES = ("bfloat16", "float16")
+#: ``--pass``: forward alone, or forward + backward of sum(out * g)
+PASSES = ("forward", "train")
+#: ``--device``: where the torch backends run
+DEVICES = ("cpu", "cuda")
 #: resident bytes of a worker before it allocates anything (interpreter, NumPy, Numba)
 WORKER_BASE_BYTES = 300 * 2**20
 #: the longest --timeout, seconds (about 11.6 days)
@@ -102,6 +114,8 @@ AXES = (
     "dtype",
     "threads",
     "seed",
+    "pass",
+    "device",
 )
 
 
@@ -124,6 +138,8 @@ _BASE = {
     "dtype": ["float32"],
     "threads": [1],
     "seed": [0],
+    "pass": ["forward"],
+    "device": ["cpu"],
     "repeats": 5,
     "timeout": 600.0,
     "mem_budget": "80%",
@@ -167,7 +183,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_buckets": ["rule", "auto"],
         "input": list(INPUTS),
         "causal": [False, True],
-        "dtype": list(DTYPES),
+        "dtype": ["float32", "float64"],
         "threads": "1,all",
         "timeout": 3600.0,
     },
@@ -246,6 +262,8 @@ class SweepSpec:
     dtype: tuple[str, ...]
     threads: tuple[int, ...]
     seed: tuple[int, ...]
+    passes: tuple[str, ...]  # the ``pass`` axis
+    device: tuple[str, ...]
     repeats: int
     timeout: float
     mem_budget: int
@@ -265,7 +283,7 @@ class SweepSpec:
         """Plain-JSON form, for metadata.json."""
         out: dict[str, Any] = {}
         for name in (*AXES, "repeats", "timeout", "mem_budget", "preset"):
-            value = getattr(self, name)
+            value = getattr(self, "passes" if name == "pass" else name)
             out[name] = list(value) if isinstance(value, tuple) else value
         if self.rotation_seeds > 1:
             out["rotation_seeds"] = self.rotation_seeds
@@ -510,6 +528,11 @@ def build_spec(
                     "cropped to each --seqlen not above its L)",
                 )
     repeats = parse_int("repeats", values["repeats"], 5)
+    dtypes = parse_choices("dtype", values["dtype"], DTYPES)
+    devices = parse_choices("device", values.get("device") or ["cpu"], DEVICES)
+    half = [t for t in dtypes if t in HALF_DTYPES]
+    if half and "cuda" not in devices:
+        fail("dtype", half[0], "runs on --device cuda only (half precision on a GPU)")
     out = _out_dir(values.get("out"), preset)
     return SweepSpec(
         seqlen=seqlen,
@@ -534,9 +557,11 @@ def build_spec(
         ),
         value_corr=_knob("value_corr", values.get("value_corr"), inputs, "value_corr" in given),
         causal=parse_bools("causal", values["causal"]),
-        dtype=parse_choices("dtype", values["dtype"], DTYPES),
+        dtype=dtypes,
         threads=_threads(values["threads"] if values.get("threads") is not None else 1),
         seed=parse_ints("seed", values["seed"], 0),
+        passes=parse_choices("pass", values.get("pass") or ["forward"], PASSES),
+        device=devices,
         repeats=repeats,
         rotation_seeds=parse_int("rotation_seeds", values.get("rotation_seeds", 1), 1),
         timeout=_timeout(values["timeout"]),
