@@ -127,7 +127,12 @@ def test_rows_before_version_3_read_as_the_forward_pass_on_the_cpu() -> None:
         assert row["grad_err_qk"] is None and row["grad_err_v"] is None
     train = {**old, "pass": "train", "device": "cuda", "grad_err_qk": 0.01}
     assert upgrade_row(train, 0)["pass"] == "train"  # an export of a newer table stays
-    assert upgrade_row(train, 3) == {**train, "method": "lsh", "weighting": "multiplicity"}
+    assert upgrade_row(train, 3) == {
+        **train,
+        "method": "lsh",
+        "weighting": "multiplicity",
+        "rotation_seed": 0,
+    }
 
 
 @pytest.mark.parametrize(
