@@ -28,6 +28,7 @@ from lshbench.report.document import render_report
 FIGURE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 IMG_TAG = re.compile(r"<img\b[^>]*>")
 SRC = re.compile(r'\bsrc="[^"]*"')
+BODY_TAG = re.compile(r"<body\b[^>]*>")
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +101,20 @@ def _broken_copy(driver, report: Path, tmp_path: Path, case: str) -> tuple[Path,
     if case == "wide element":
         wide = f'<div class="injected" style="width:{WIDTH + 400}px">wide</div>'
         page.write_text(text.replace(first_img.group(0), first_img.group(0) + wide, 1))
-        return page, "<div.injected> 1680 px wide"
+        return page, f"<div.injected> {WIDTH + 400} px wide"
     if case == "broken anchor":
-        page.write_text(text.replace("<body>", '<body><a href="#nowhere">x</a>', 1))
+        page.write_text(_at_top(text, '<a href="#nowhere">x</a>'))
         return page, "no element with id 'nowhere'"
     assert case == "missing file"
-    page.write_text(text.replace("<body>", '<body><a href="figures/none.png">x</a>', 1))
+    page.write_text(_at_top(text, '<a href="figures/none.png">x</a>'))
     return page, "no file 'figures/none.png'"
+
+
+def _at_top(text: str, markup: str) -> str:
+    """``text`` (a page) with ``markup`` first in its body."""
+    body = BODY_TAG.search(text)
+    assert body is not None
+    return text[: body.end()] + markup + text[body.end() :]
 
 
 CASES = ["figure file deleted", "corrupt embedded image", "wide element", "broken anchor",
@@ -124,5 +132,5 @@ def test_links_that_resolve_are_not_reported(driver, reports, tmp_path) -> None:
     folder = shutil.copytree(reports["sweep"], tmp_path / "report")
     page = folder / "index.html"
     links = '<p id="top"><a href="#top">top</a> <a href="report.md">markdown</a></p>'
-    page.write_text(page.read_text().replace("<body>", "<body>" + links, 1))
+    page.write_text(_at_top(page.read_text(), links))
     assert page_problems(driver, page) == []
