@@ -170,10 +170,9 @@ def test_a_claim_holding_only_from_some_length_says_where(report) -> None:
     # H = 4 (attn_tv 0.08) is slower than dense at 1024 and faster from 2048
     e = 4096 * 2e-9 * 4096 / (lsh_time(4, 4096))
     assert (
-        "within attn_tv 0.10 from L = 2048 (not at 1024), e.g. at L = 4096 numba H=4 runs "
+        "within attn_tv 0.10 and 0.20 from L = 2048 (not at 1024), e.g. at L = 4096 numba H=4 runs "
         f"{e:.2f}x faster than dense with attn_tv 0.080 (0.070-0.100, 3 draws)"
     ) in peaked
-    assert "within attn_tv 0.20 from L = 2048 (not at 1024)" in peaked
     assert (
         "within attn_tv 0.05 never in the measured range: no LSH configuration meets it "
         "(lowest attn_tv at L = 4096: 0.080 (0.070-0.100, 3 draws))"

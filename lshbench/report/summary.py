@@ -141,8 +141,12 @@ def _lowest(lsh: pd.DataFrame, metric: str) -> dict[str, Any]:
 
 
 def _ms(seconds: float) -> str:
-    """A time per sequence in milliseconds, three significant digits."""
-    return f"{1e3 * seconds:.3g} ms" if math.isfinite(seconds) else "-"
+    """A time per sequence in milliseconds: three significant digits, whole milliseconds
+    from 1000 ms on (``8.07 ms``, ``1563 ms``)."""
+    if not math.isfinite(seconds):
+        return "-"
+    ms = 1e3 * seconds
+    return f"{ms:.0f} ms" if ms >= 1000 else f"{ms:.3g} ms"
 
 
 def _err(x: float) -> str:
@@ -176,13 +180,14 @@ def _where(wins: list[float], judged: list[float]) -> str:
     return f"at L = {_ls(wins)} (not at {_ls(losses)})"
 
 
-def _budget_claim(g: pd.DataFrame, budget: float, labels: dict[str, str], unit: str) -> str:
-    """The part of :func:`claim` for one budget; ``g`` holds its rows, sorted by L."""
+def _budget_claim(g: pd.DataFrame, labels: dict[str, str], unit: str) -> str:
+    """The part of :func:`claim` for one budget after "within attn_tv 0.10 "; ``g`` holds
+    its rows, sorted by L. ``{it}`` stands for the budget(s)."""
     metric = str(g["metric"].iloc[0])
     judged = [float(L) for L, b in zip(g["seqlen"], g["beats"], strict=True) if pd.notna(b)]
     wins = [float(L) for L, b in zip(g["seqlen"], g["beats"], strict=True)
             if pd.notna(b) and bool(b)]  # fmt: skip
-    text = f"within {metric} {budget:.2f} "
+    text = ""
     if wins:
         r = g[g["seqlen"] == wins[-1]].iloc[0]
         spread = spread_text(r["lsh_error"], r["lsh_error_lo"], r["lsh_error_hi"],
@@ -198,7 +203,7 @@ def _budget_claim(g: pd.DataFrame, budget: float, labels: dict[str, str], unit: 
         r = met.iloc[-1]
         where = _where([float(L) for L in met["seqlen"]], judged)
         return (
-            f"{text}: LSH meets it {where} but is slower ({r['lsh_speedup']:.2f}x at L = "
+            f"{text}: LSH meets {{it}} {where} but is slower ({r['lsh_speedup']:.2f}x at L = "
             f"{fmt_length(r['seqlen'])})"
         )
     r = g.iloc[-1]
@@ -207,7 +212,7 @@ def _budget_claim(g: pd.DataFrame, budget: float, labels: dict[str, str], unit: 
     value = spread_text(r["lowest_error"], r["lowest_error_lo"], r["lowest_error_hi"],
                         int(r["lowest_n_rows"]), unit)  # fmt: skip
     return (
-        f"{text}: no LSH configuration meets it (lowest {metric} at L = "
+        f"{text}: no LSH configuration meets {{it}} (lowest {metric} at L = "
         f"{fmt_length(r['seqlen'])}: {value})"
     )
 
@@ -227,17 +232,24 @@ def claim(group: pd.DataFrame, labels: dict[str, str], unit: str = "draws") -> s
         per = f"; {count} {unit[:-1] if hi == 1 else unit} per LSH configuration"
         if unit == "rows":
             per += " (captured heads x rotation draws)"
-    head = (
-        f"On {first['input']} input (L = {fmt_length(lengths[0])}..{fmt_length(lengths[-1])}, "
-        f"{len(lengths)} length{'s' if len(lengths) > 1 else ''}{per})"
-    )
+    span = f"L = {fmt_length(lengths[0])}"
+    if len(lengths) > 1:
+        span += f"..{fmt_length(lengths[-1])}, {len(lengths)} lengths"
+    else:
+        span += " only"
+    head = f"On {first['input']} input ({span}{per})"
     if not group["beats"].notna().any():
         return f"{head} there is no exact row to compare LSH with (dense, torch-sdpa)."
     exact = "/".join(sorted(set(group["baseline"]) - {""}))
-    parts = [
-        _budget_claim(g.sort_values("seqlen"), float(budget), labels, unit)
-        for budget, g in group.groupby("budget", sort=True)
-    ]
+    said: dict[str, list[float]] = {}  # budgets that read the same share one clause
+    for budget, g in group.groupby("budget", sort=True):
+        said.setdefault(_budget_claim(g.sort_values("seqlen"), labels, unit), []).append(budget)
+    parts = []
+    for text, budgets in said.items():
+        values = [f"{b:.2f}" for b in budgets]
+        joined = values[0] if len(values) == 1 else ", ".join(values[:-1]) + f" and {values[-1]}"
+        it = "it" if len(values) == 1 else "any of them"
+        parts.append(f"within {first['metric']} {joined} " + text.replace("{it}", it))
     return f"{head}, LSH beats the best exact attention ({exact}) " + "; ".join(parts) + "."
 
 
