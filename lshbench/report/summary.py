@@ -17,7 +17,7 @@ for tables older than attn_tv):
   ``t_lsh < t_exact``).
 
 :func:`claim` turns one group of that table into one sentence: for each budget, from which L
-LSH beats the exact baseline ("from L = 2048; not at 1024"), at which L when the wins do not
+LSH beats the exact baseline ("from L = 2048 (not at 1024)"), at which L when the wins do not
 run to the largest L, "at every measured L", or "never in the measured range"; with the L
 range measured, the rows per configuration and the spread of the error it quotes.
 :func:`section_summary` writes both into the report document. How to read them:
@@ -37,7 +37,7 @@ import pandas as pd
 from lshbench.report.analysis import COMMON_AXES, canon
 from lshbench.util import fmt_length
 
-__all__ = ["GROUP_KEY", "claim", "section_summary", "summary_table"]
+__all__ = ["GROUP_KEY", "claim", "section_summary", "spread_text", "summary_table"]
 
 #: One table and one sentence of the summary: a run's scenario without L.
 GROUP_KEY = ("run_index", "run", *COMMON_AXES)
