@@ -72,7 +72,8 @@ def _pick_fields(prefix: str, pick: pd.Series | None, metric: str) -> dict[str, 
 def summary_table(points: pd.DataFrame) -> pd.DataFrame:
     """One row per (scenario, L, budget) of ``points``: the pick and LSH's best.
 
-    Columns: :data:`GROUP_KEY`, ``seqlen``, ``metric`` (attn_tv, or rel_err for a run
+    Columns: :data:`GROUP_KEY`, ``seqlen``, ``group`` (the values of :data:`GROUP_KEY` as
+    one text: the summary's table the row belongs to), ``metric`` (attn_tv, or rel_err for a run
     whose table predates it), ``budget``; the pick: ``series`` ("" when nothing meets the
     budget), ``exact`` (the pick is an exact backend), ``time_seq`` (s per sequence),
     ``error`` (median over its rows), ``error_lo`` / ``error_hi`` (their min-max),
@@ -103,6 +104,7 @@ def summary_table(points: pd.DataFrame) -> pd.DataFrame:
             lowest["draws_hi"] = int(lsh["n_ok"].max()) if not lsh.empty else 0
             first = g.iloc[0]
             base = {col: first[col] for col in _SCENARIO}
+            base["group"] = "|".join(canon(first[col]) for col in GROUP_KEY)
             base.update(metric=metric, baseline=str(first["baseline"]))
             base.update(baseline_seq=float(first["baseline_seq"]))
             base.update(baseline_gflops=float(first["baseline_gflops"]))
@@ -118,7 +120,7 @@ def summary_table(points: pd.DataFrame) -> pd.DataFrame:
                 else:
                     row["beats"] = bool(row["lsh_time_seq"] < row["baseline_seq"])
                 rows.append(row)
-    cols = [*_SCENARIO, "metric", "budget", *_PICK, "speedup"]
+    cols = [*_SCENARIO, "group", "metric", "budget", *_PICK, "speedup"]
     cols += [f"lsh_{k}" for k in (*_PICK, "speedup")]
     cols += ["beats", "baseline", "baseline_seq", "baseline_gflops", *_LOWEST]
     cols += ["draws_lo", "draws_hi"]
@@ -277,12 +279,12 @@ def _baseline(r: pd.Series) -> str:
     return text
 
 
-def _titles(table: pd.DataFrame, several_runs: bool) -> dict[tuple, str]:
+def _titles(table: pd.DataFrame, several_runs: bool) -> dict[str, str]:
     """A heading per group: the input, the run when there are several, and the other
     scenario axes that vary."""
     varying = [c for c in COMMON_AXES[1:] if table[c].map(canon).nunique() > 1]
     out = {}
-    for key, g in table.groupby(list(GROUP_KEY), sort=False):
+    for key, g in table.groupby("group", sort=False):
         r = g.iloc[0]
         title = f"[{r['run']}] " if several_runs else ""
         title += str(r["input"])
@@ -317,8 +319,8 @@ def section_summary(
     for _, g in candidates(points).groupby("run_index", sort=True):
         labels |= compact_labels(g, drop=("run", "input"))
     titles = _titles(table, several_runs)
-    for key, g in table.groupby(list(GROUP_KEY), sort=False):
-        unit = "rows" if str(key[2]) in head_inputs else "draws"
+    for key, g in table.groupby("group", sort=False):
+        unit = "rows" if str(g["input"].iloc[0]) in head_inputs else "draws"
         doc.h(3, titles[key])
         doc.p(claim(g, labels, unit))
         metric = str(g["metric"].iloc[0])
