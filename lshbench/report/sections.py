@@ -193,7 +193,7 @@ def section_hashing(doc: Any, points: pd.DataFrame, several_runs: bool) -> pd.Da
     )
     for sentence in verdicts(table, several_runs):
         doc.p(sentence)
-    doc.p("Every pair: the appendix *What hashing buys, pair by pair*.")
+    doc.p("Every pair: the appendix 'What hashing buys, pair by pair'.")
     return table
 
 
