@@ -87,8 +87,7 @@ def test_legacy_directory_loads_and_reports_through_the_upgrade(tmp_path: Path) 
     assert table["attn_tv"].isna().all()  # the first tables had no attn_tv
     from lshbench.report.document import render_report
 
-    folder = render_report([str(out)], tmp_path / "report")
-    text = (folder / "report.md").read_text(encoding="utf-8")
+    text = render_report([str(out)], tmp_path / "report").markdown.read_text(encoding="utf-8")
     assert "older lshbench" in text  # says what the table lacks
 
 

@@ -491,7 +491,11 @@ def test_exponent_matches_an_independent_fit(quick, H: int, m: int) -> None:
     pred = slope * np.log(L) + intercept
     r2 = 1 - np.sum((np.log(t) - pred) ** 2) / np.sum((np.log(t) - np.log(t).mean()) ** 2)
     row = _row_for(
-        table_rows(md, "### Fitted scaling exponents"), "numba", f"H={H}", f"m={m}", "gaussian"
+        table_rows(md, "## Appendix: Fitted scaling exponents"),
+        "numba",
+        f"H={H}",
+        f"m={m}",
+        "gaussian",
     )
     assert row[3] == f"{slope:.3f}"
     assert row[4] == f"{r2:.4f}"
@@ -500,7 +504,7 @@ def test_exponent_matches_an_independent_fit(quick, H: int, m: int) -> None:
 
 def test_dense_exponent_is_two(quick) -> None:
     _, _, md = quick
-    row = _row_for(table_rows(md, "### Fitted scaling exponents"), "dense", "gaussian")
+    row = _row_for(table_rows(md, "## Appendix: Fitted scaling exponents"), "dense", "gaussian")
     L = np.array(LENGTHS, float)
     slope = np.polyfit(np.log(L), np.log([dense_time(int(x)) for x in L]), 1)[0]
     assert row[3] == f"{slope:.3f}" and abs(slope - 2) < 0.05
@@ -524,17 +528,20 @@ def _expected_crossover(backend: str, H: int, m: int) -> tuple[str, float]:
     ("backend", "H", "m"), [("numba", 1, 32), ("numba", 4, 64), ("numpy", 2, 32), ("numpy", 8, 64)]
 )
 def test_crossover_matches_an_independent_computation(quick, backend, H, m) -> None:
+    """One row per configuration: the fixture's times do not depend on the input, so its
+    two inputs share one crossover, named without the input."""
     _, _, md = quick
     kind, value = _expected_crossover(backend, H, m)
-    row = _row_for(
-        table_rows(md, "### Crossover L versus the exact baseline"),
-        backend,
-        f"H={H}",
-        f"m={m}",
-        "gaussian",
-    )
-    expected = {"measured": f"{value:.0f}", "below": f"<= {value:.0f}", "above": f"> {value:.0f}"}
-    assert row[1] == expected[kind]
+    rows = table_rows(md, "## Appendix: Crossover L versus the exact baseline")
+    assert not any("gaussian" in r[0] or "clustered" in r[0] for r in rows)
+    row = _row_for(rows, backend, f"H={H}", f"m={m}")
+    assert row[1] == str(len(INPUTS))
+    expected = {
+        "measured": f"{value:.0f}",
+        "below": f"below the grid (<= {value:.0f})",
+        "above": f"not in range (> {value:.0f})",
+    }
+    assert row[2] == expected[kind]
     if kind == "measured":
         assert 256 < value < 8192
 
@@ -549,12 +556,12 @@ def test_fixture_has_every_crossover_kind() -> None:
 def test_budget_table_picks_the_fastest_within_budget(quick) -> None:
     """Budgets are on attn_tv (0.05 / 0.10 / 0.20), not on the relative error."""
     _, _, md = quick
-    section = md.split("### Best configuration under an error budget", 1)[1]
+    section = md.split("## Appendix: Best configuration under an error budget", 1)[1]
     header = next(ln for ln in section.splitlines() if ln.startswith("|"))
     assert header == (
         "| input | L | attn_tv <= 0.05 | attn_tv <= 0.1 | attn_tv <= 0.2 | exact baseline |"
     )
-    rows = table_rows(md, "### Best configuration under an error budget")
+    rows = table_rows(md, "## Appendix: Best configuration under an error budget")
     assert len(rows) == len(INPUTS) * len(LENGTHS)
     lsh_picked = 0
     for inp in INPUTS:
@@ -590,14 +597,14 @@ def test_speedups_are_against_the_fastest_exact_row(tmp_path) -> None:
     ]  # fmt: skip
     md = render([write_results(tmp_path / "run", rows + peer)], tmp_path / "out")
     row = _row_for(
-        table_rows(md, "### Crossover L versus the exact baseline"), "numba", "H=1", "m=32",
-        "gaussian",
+        table_rows(md, "## Appendix: Crossover L versus the exact baseline"), "numba", "H=1",
+        "m=32",
     )  # fmt: skip
     L = LENGTHS[-1]
-    assert row[5] == f"{0.4 * dense_time(L) / lsh_time('numba', 1, 32, L):.2f}x"
-    assert row[7] == "torch-sdpa/dense"  # 4 of the 6 L, then the 2 where dense is faster
-    assert row[8] == "2.5"
-    budget = table_rows(md, "### Best configuration under an error budget")
+    assert row[6] == f"{0.4 * dense_time(L) / lsh_time('numba', 1, 32, L):.2f}x"
+    assert row[8] == "torch-sdpa/dense"  # 4 of the 6 L, then the 2 where dense is faster
+    assert row[9] == "2.5"
+    budget = table_rows(md, "## Appendix: Best configuration under an error budget")
     assert next(r for r in budget if r[:2] == ["gaussian", "512"])[5] == "dense (1.0 GFLOP/s)"
     assert next(r for r in budget if r[:2] == ["gaussian", "8192"])[5] == (
         "torch-sdpa (2.5 GFLOP/s)"
@@ -606,7 +613,7 @@ def test_speedups_are_against_the_fastest_exact_row(tmp_path) -> None:
 
 def test_failed_cells_listed(quick) -> None:
     _, _, md = quick
-    rows = table_rows(md, "### Failed cells")
+    rows = table_rows(md, "## Appendix: Failed cells")
     statuses = sorted(r[4] for r in rows)
     assert statuses == ["oom_predicted", "oom_predicted", "timeout"]  # numpy H=8 m=32, 2 inputs
     assert any("--mem-budget" in r[5] for r in rows)
@@ -614,7 +621,7 @@ def test_failed_cells_listed(quick) -> None:
 
 def test_metadata_rendered(quick) -> None:
     _, _, md = quick
-    rows = table_rows(md, "### Machine and versions")
+    rows = table_rows(md, "## Appendix: Machine and versions")
     values = {r[0]: r[1] for r in rows}
     assert values["cpu.model"] == "Test CPU @ 2.0GHz"
     assert values["versions.numba"] == "0.68.1"
@@ -682,7 +689,7 @@ def test_paper_view_and_overlay_of_two_runs(tmp_path) -> None:
     assert "batch x L = 8192" in md
     # the fixture's only exact backend is dense, at 1 GFLOP/s in every row
     assert "the exact baseline (the fastest exact point at each L) is dense, at 1 GFLOP/s" in md
-    rows = table_rows(md, "### Fitted scaling exponents")
+    rows = table_rows(md, "## Appendix: Fitted scaling exponents")
     # two directories: each series is labelled by directory and machine
     paper_run, quick_run = f"[paper: {MACHINE_LABEL}]", f"[quick: {MACHINE_LABEL}]"
     assert any(r[0].startswith(f"{paper_run} numba H=1 m=32 nb=16x32 ") for r in rows)
@@ -690,7 +697,7 @@ def test_paper_view_and_overlay_of_two_runs(tmp_path) -> None:
     # the paper run's per-sequence times still follow the laws: exponent near 1.05 and 2
     row = _row_for(rows, *paper_run.split(), "dense", "gaussian")
     assert abs(float(row[3]) - 2) < 0.1
-    header = next(ln for ln in md.split("### Machine and versions")[1].splitlines() if ln)
+    header = next(ln for ln in md.split("## Appendix: Machine and versions")[1].splitlines() if ln)
     assert header.startswith("| key | quick | paper |")
 
 

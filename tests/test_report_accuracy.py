@@ -149,12 +149,12 @@ def test_budgets_pick_by_attn_tv_not_rel_err(points) -> None:
 
 def test_budget_table_names_its_metric(variants) -> None:
     _, _, md = variants
-    section = md.split("### Best configuration under an error budget", 1)[1]
+    section = md.split("## Appendix: Best configuration under an error budget", 1)[1]
     header = next(ln for ln in section.splitlines() if ln.startswith("|"))
     assert header == (
         "| input | L | attn_tv <= 0.05 | attn_tv <= 0.1 | attn_tv <= 0.2 | exact baseline |"
     )
-    assert "rel_err" not in section.split("### Failed cells")[0]
+    assert "rel_err" not in section.split("## Appendix: Failed cells")[0]
 
 
 # --------------------------------------------------------------------------- Pareto
@@ -244,7 +244,7 @@ def test_verdicts_follow_the_numbers(variants) -> None:
             f"(attn_tv {lsh:.2f} vs {rnd:.2f})") in section  # fmt: skip
     assert "(L=4096, H=8, m=64, multiplicity weighting, 1024 keys per query)" in section
     assert "Over its 16 pair(s) with random keys, LSH is at least 25 % lower in 0." in section
-    rows = table_rows(md, "## 6. What hashing buys")
+    rows = table_rows(md, "## Appendix: What hashing buys, pair by pair")
     assert len(rows) == len(LENGTHS) * len(INPUTS) * len(WEIGHTINGS) * len(HASHES)
 
 
@@ -385,11 +385,13 @@ def test_two_machines_are_two_series(tmp_path) -> None:
 def test_report_lists_each_machine_and_the_superseded_code(tmp_path) -> None:
     folder = _two_machine_dir(tmp_path)
     md = render([folder], tmp_path / "out")
-    rows = table_rows(md, "### Machines")
+    rows = table_rows(md, "## Appendix: Machines")
     assert [r[0] for r in rows] == sorted([MACHINE_LABEL, "Intel Xeon Platinum 8375C (ffee0011)"])
     assert {r[2] for r in rows} == {MACHINE, OTHER_MACHINE}
     assert {r[3] for r in rows} == {CPU_MODEL, OTHER_CPU}
-    first = next(ln for ln in md.split("### Machines", 1)[1].splitlines() if ln.startswith("|"))
+    first = next(
+        ln for ln in md.split("## Appendix: Machines", 1)[1].splitlines() if ln.startswith("|")
+    )
     header = [c.strip() for c in first.strip("|").split(" | ")]
     kernels = {r[2]: r[header.index("kernels")] for r in rows}
     assert kernels == {MACHINE: "numba: blas", OTHER_MACHINE: "numba: tiled"}
@@ -403,7 +405,7 @@ def test_two_directories_are_labelled_by_directory_and_machine(tmp_path) -> None
     ref = write_results(tmp_path / "reference" / "quick",
                         [dict(r, machine_id=OTHER_MACHINE) for r in rows])  # fmt: skip
     md = render([mine, ref], tmp_path / "out")
-    labels = [r[0] for r in table_rows(md, "# lshbench report")]
+    labels = [r[0] for r in table_rows(md, "## Runs")]
     assert labels == ["mine/quick: AMD EPYC 7B13 (a1b2c3d4)", "reference/quick: machine ffee0011"]
 
 
@@ -418,7 +420,7 @@ def test_old_table_without_the_new_columns_still_renders(tmp_path) -> None:
     # method and weighting are filled in when read (old hashing rows are lsh/multiplicity)
     assert re.search(r"the table has no `machine_id`, `code_id`, "
                      r"`attn_tv`, `top1_recall`, `out_err_v`, `attn_entropy`", md)  # fmt: skip
-    section = md.split("### Best configuration under an error budget", 1)[1]
+    section = md.split("## Appendix: Best configuration under an error budget", 1)[1]
     assert "their budgets are on `rel_err`" in section
     header = next(ln for ln in section.splitlines() if ln.startswith("|"))
     assert header == (

@@ -7,6 +7,7 @@ split (LSH against the local window at one budget).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +55,15 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]
 
 def test_section_numbers_are_the_rows(swept: tuple, tmp_path: Path) -> None:
     out, frame = swept
-    folder = render_report([out], tmp_path / "report")
-    text = (folder / "report.md").read_text()
-    assert "## 9. Captured model heads" in text and "## 10. Tables" in text
+    written = render_report([out], tmp_path / "report")
+    folder, text = written.folder, written.markdown.read_text()
+    assert "## 9. Captured model heads" in text
+    assert text.index("## 9. Captured model heads") < text.index("## Appendix: ")
+    # what render_report returns is what it wrote: every figure the report shows, in order
+    assert written.figures[-2:] == (folder / "heads_attn_tv.png", folder / "heads_lsh_vs_local.png")
+    shown = [f for f in re.findall(r"\]\(([^)]+\.png)\)", text)]
+    assert [f.name for f in written.figures] == shown
+    assert all(f.is_file() for f in written.figures)
     assert (folder / "heads_attn_tv.png").is_file()
     assert (folder / "heads_lsh_vs_local.png").is_file()
     lsh = frame[frame["backend"] == "numpy"]
@@ -80,5 +87,5 @@ def test_no_section_without_captured_heads(tmp_path: Path) -> None:
         backend="numpy,dense", method="lsh", weighting="multiplicity", repeats=5, quiet=True,
     )  # fmt: skip
     assert (frame["status"] == "ok").all()
-    text = (render_report([tmp_path / "out"], tmp_path / "r") / "report.md").read_text()
-    assert "Captured model heads" not in text and "## 9. Tables" in text
+    text = render_report([tmp_path / "out"], tmp_path / "r").markdown.read_text()
+    assert "Captured model heads" not in text and "## Appendix: Failed cells" in text

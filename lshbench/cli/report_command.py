@@ -27,8 +27,8 @@ def report(dirs: tuple[str, ...], out: str | None) -> None:
     tables: docs/metrics.md.
     """
     try:
-        folder = render_report(dirs, out)
+        written = render_report(dirs, out)
     except ReportWriteError as exc:  # the environment (disk full, permissions): exit 1
         raise click.ClickException(str(exc)) from exc
-    files = sorted(p.name for p in folder.glob("*.png"))
-    click.echo(f"wrote {folder / 'report.md'} and {folder / 'index.html'} ({len(files)} figures)")
+    n = len(written.figures)
+    click.echo(f"wrote {written.markdown} and {written.html} ({n} figures)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,15 @@ from lshbench.util import fmt_length, fmt_num, os_error_reason, shorten
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Doc", "ReportWriteError", "default_out", "render_report"]
+__all__ = [
+    "Doc",
+    "RenderedReport",
+    "ReportWriteError",
+    "anchor",
+    "crossover_rows",
+    "default_out",
+    "render_report",
+]
 
 
 # --------------------------------------------------------------------------- document
@@ -40,7 +49,11 @@ class Doc:
     """The report as blocks, rendered to Markdown and HTML alike.
 
     Blocks: ``("h", level, text)``, ``("p", text)``, ``("skip", text)`` (a figure left out),
-    ``("table", header, rows)``, ``("figure", file, caption)``.
+    ``("table", header, rows)``, ``("figure", file, caption)``, ``("appendix", title)``: an
+    appendix section, ``## Appendix: title`` in Markdown and a collapsed
+    ``<details><summary>`` in HTML, holding the blocks up to the next appendix or level-2
+    heading. In HTML every heading and appendix carries an ``id`` made from its text
+    (:func:`anchor`: ``<h2 id="summary">Summary</h2>``).
     """
 
     blocks: list[tuple[Any, ...]] = field(default_factory=list)
@@ -54,12 +67,21 @@ class Doc:
     def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         self.blocks.append(("table", list(header), [list(r) for r in rows]))
 
+    def appendix(self, title: str) -> None:
+        self.blocks.append(("appendix", title))
+
+    def figures(self) -> tuple[str, ...]:
+        """The figure files the document shows, in order."""
+        return tuple(block[1] for block in self.blocks if block[0] == "figure")
+
     def markdown(self) -> str:
         out = []
         for block in self.blocks:
             kind = block[0]
             if kind == "h":
                 out.append(f"{'#' * block[1]} {block[2]}")
+            elif kind == "appendix":
+                out.append(f"## {APPENDIX}{block[1]}")
             elif kind == "p":
                 out.append(block[1])
             elif kind == "skip":
@@ -80,10 +102,23 @@ class Doc:
             f"<title>{html.escape(title)}</title>",
             f"<style>{_CSS}</style></head><body>",
         ]
+        ids: set[str] = set()
+        in_details = False
         for block in self.blocks:
             kind = block[0]
+            if in_details and (kind == "appendix" or (kind == "h" and block[1] <= 2)):
+                parts.append("</details>")
+                in_details = False
             if kind == "h":
-                parts.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+                level, text = block[1], block[2]
+                ident = anchor(text, ids)
+                parts.append(f'<h{level} id="{ident}">{html.escape(text)}</h{level}>')
+            elif kind == "appendix":
+                ident = anchor(APPENDIX + block[1], ids)
+                parts.append(
+                    f'<details id="{ident}"><summary>{html.escape(APPENDIX + block[1])}</summary>'
+                )
+                in_details = True
             elif kind == "p":
                 parts.append(f"<p>{_inline(block[1])}</p>")
             elif kind == "skip":
@@ -102,8 +137,27 @@ class Doc:
                     for r in block[2]
                 )
                 parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        if in_details:
+            parts.append("</details>")
         parts.append("</body></html>")
         return "\n".join(parts) + "\n"
+
+
+#: What an appendix heading starts with.
+APPENDIX = "Appendix: "
+
+
+def anchor(text: str, taken: set[str]) -> str:
+    """An HTML id from a heading: lower case, runs of other characters as ``-``
+    (``"1. Time versus L"`` -> ``"1-time-versus-l"``), made unique with ``-2``, ``-3``;
+    added to ``taken``."""
+    base = "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split()) or "section"
+    ident, n = base, 1
+    while ident in taken:
+        n += 1
+        ident = f"{base}-{n}"
+    taken.add(ident)
+    return ident
 
 
 _CSS = (
@@ -112,6 +166,7 @@ _CSS = (
     "td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}th{background:#f3f3f3}"
     "img{max-width:100%}figcaption{font-size:13px;color:#444}.skip{color:#a33;font-style:italic}"
     "code{background:#f3f3f3;padding:0 3px}"
+    "details{margin:.8em 0}summary{font-size:1.2em;font-weight:600;cursor:pointer}"
 )
 
 
@@ -194,8 +249,8 @@ def _figure(doc: Doc, result: Any) -> None:
         doc.blocks.append(("skip", result.reason))
 
 
-def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
-    doc.h(3, "Crossover L versus the exact baseline")
+def _table_crossover(doc: Doc, cross: pd.DataFrame, points: pd.DataFrame, df: pd.DataFrame) -> None:
+    doc.appendix("Crossover L versus the exact baseline")
     if not df["exact"].any():
         doc.p("*Left out: no exact rows (dense, torch-sdpa), so there is no baseline to cross.*")
         return
@@ -211,35 +266,46 @@ def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
         "keys) measured in the same run on the same machine, input, causal flag, dtype, "
         "threads, d, L and batch. The crossover is the start of the last stretch of measured "
         "L where `t_lsh / t_exact < 1`, interpolated in (log L, log ratio) between the "
-        "bracketing L. `<= L` means faster at every measured L, `> L` never faster; the trend "
-        "column extrapolates a line fitted to log ratio versus log L. Speedup = exact "
-        "baseline's time / LSH time at the largest common L, where the baseline ran at the "
-        "GFLOP/s given (4 B L^2 d nominal FLOPs)."
+        "bracketing L. One row per configuration: its inputs (time does not depend on the "
+        "input) are pooled, and a value that differs between them is given as its range, "
+        "with the number of inputs of each kind when they disagree. 'below the grid' means "
+        "faster at every measured L (the crossover is at or below the smallest L), 'not in "
+        "range' never faster; the trend column extrapolates a line fitted to log ratio "
+        "versus log L. Speedup = exact baseline's time / LSH time at the largest common L, "
+        "where the baseline ran at the GFLOP/s given (4 B L^2 d nominal FLOPs)."
     )
+    doc.table(*crossover_rows(cross, points))
+
+
+def crossover_rows(cross: pd.DataFrame, points: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """The condensed crossover table: header and rows, one row per configuration (the
+    series of :func:`lshbench.report.scaling.crossovers` that differ only by input share a
+    row, named without the input)."""
+    from lshbench.report.analysis import compact_labels
+
+    names = compact_labels(points, drop=("input",))
+    inputs = points.drop_duplicates("series").set_index("series")["input"]
+    table = cross.assign(config=cross["series"].map(names), input=cross["series"].map(inputs))
     rows = []
-    for _, r in cross.iterrows():
-        if r["kind"] == "measured":
-            value = fmt_length(r["crossover_L"])
-            bracket = f"{fmt_length(r['slower_L'])} -> {fmt_length(r['faster_L'])}"
-        elif r["kind"] == "below":
-            value, bracket = f"<= {fmt_length(r['faster_L'])}", "-"
-        else:
-            value, bracket = f"> {fmt_length(r['L_max'])}", "-"
+    for config, g in table.groupby("config", sort=False):
+        n = g["input"].nunique()
         rows.append(
             [
-                r["series"],
-                value,
-                bracket,
-                fmt_length(r["trend_L"]),
-                str(r["n_common"]),
-                f"{fmt_num(r['speedup_at_max'], 2)}x",
-                fmt_length(r["L_max"]),
-                str(r["baseline"]),
-                fmt_num(r["baseline_gflops_at_max"], 1),
+                str(config),
+                str(n),
+                _crossover_text(g),
+                _span(g["slower_L"], g["faster_L"]),
+                _range(g["trend_L"], fmt_length),
+                _range(g["n_common"], lambda x: f"{x:.0f}"),
+                _range(g["speedup_at_max"], lambda x: fmt_num(x, 2), "x"),
+                _range(g["L_max"], fmt_length),
+                "/".join(dict.fromkeys(str(b) for b in g["baseline"])),
+                _range(g["baseline_gflops_at_max"], lambda x: fmt_num(x, 1)),
             ]
         )
     header = [
         "configuration",
+        "inputs",
         "crossover L",
         "bracket",
         "trend L",
@@ -249,11 +315,49 @@ def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
         "exact baseline",
         "baseline GFLOP/s at L max",
     ]
-    doc.table(header, rows)
+    return header, rows
+
+
+def _range(values: pd.Series, fmt: Any, suffix: str = "") -> str:
+    """``lo-hi`` of the finite values as text (one value when they agree) followed by
+    ``suffix``; ``-`` when there is none."""
+    finite = [float(v) for v in values if math.isfinite(float(v))]
+    if not finite:
+        return "-"
+    lo, hi = fmt(min(finite)), fmt(max(finite))
+    return (lo if lo == hi else f"{lo}-{hi}") + suffix
+
+
+def _span(slower: pd.Series, faster: pd.Series) -> str:
+    """The distinct brackets ``1024 -> 2048`` of measured crossovers, ``-`` when none."""
+    pairs = [(a, b) for a, b in zip(slower, faster, strict=True) if math.isfinite(a)]
+    text = [f"{fmt_length(a)} -> {fmt_length(b)}" for a, b in sorted(set(pairs))]
+    return ", ".join(text) or "-"
+
+
+def _crossover_text(g: pd.DataFrame) -> str:
+    """The crossover of one configuration over its inputs: the measured L (a range when
+    the inputs differ), "below the grid (<= L)", "not in range (> L)", with the number of
+    inputs of each kind when they disagree."""
+    parts = []
+    for kind in ("measured", "below", "above"):
+        h = g[g["kind"] == kind]
+        if h.empty:
+            continue
+        if kind == "measured":
+            text = _range(h["crossover_L"], fmt_length)
+        elif kind == "below":
+            text = f"below the grid (<= {_range(h['faster_L'], fmt_length)})"
+        else:
+            text = f"not in range (> {_range(h['L_max'], fmt_length)})"
+        if len(h) < len(g):
+            text += f" ({len(h)} of {len(g)} inputs)"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def _table_fits(doc: Doc, fits: pd.DataFrame) -> None:
-    doc.h(3, "Fitted scaling exponents")
+    doc.appendix("Fitted scaling exponents")
     if fits.empty:
         doc.p("*Left out: no configuration has ok timings at two or more L.*")
         return
@@ -290,7 +394,7 @@ def _table_fits(doc: Doc, fits: pd.DataFrame) -> None:
 
 
 def _table_failed(doc: Doc, failed: pd.DataFrame) -> None:
-    doc.h(3, "Failed cells")
+    doc.appendix("Failed cells")
     if failed.empty:
         doc.p("None: every row has status `ok`.")
         return
@@ -314,7 +418,7 @@ def _table_failed(doc: Doc, failed: pd.DataFrame) -> None:
 def _table_metadata(doc: Doc, runs: Sequence[Any]) -> None:
     from lshbench.report.metadata import metadata_table
 
-    doc.h(3, "Machine and versions")
+    doc.appendix("Machine and versions")
     table = metadata_table(runs)
     if table.empty:
         doc.p("*No metadata.json in the results directories.*")
@@ -325,16 +429,28 @@ def _table_metadata(doc: Doc, runs: Sequence[Any]) -> None:
 # --------------------------------------------------------------------------- entry point
 
 
-def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> Path:
+@dataclass(frozen=True)
+class RenderedReport:
+    """What :func:`render_report` wrote: the folder, its ``report.md`` and ``index.html``,
+    and the figure files the report shows, in the order it shows them."""
+
+    folder: Path
+    markdown: Path
+    html: Path
+    figures: tuple[Path, ...]
+
+
+def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> RenderedReport:
     """Write ``report.md``, ``index.html`` and the figures for the runs in ``dirs``.
 
-    Returns the report folder (``out``, default :func:`default_out`). Raises ConfigError
-    (one line) for a missing or empty DIR or a table lacking required columns, before
-    anything is written.
+    The report opens with the summary (:mod:`lshbench.report.summary`), then the runs, the
+    figures, and the long tables as appendices. Returns what it wrote
+    (:class:`RenderedReport`) into the report folder (``out``, default
+    :func:`default_out`). Raises ConfigError (one line) for a missing or empty DIR or a
+    table lacking required columns, before anything is written.
     """
     from lshbench.core.config import fail
     from lshbench.report import analysis as ra
-    from lshbench.report import sections
     from lshbench.report.plotting import FIGURE_FILES
 
     names = [str(d) for d in dirs]
@@ -347,18 +463,28 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     title = "lshbench report: " + ", ".join(run.label for run in runs)
     doc = Doc()
     doc.h(1, title)
-    _section_runs(doc, runs, df)
-    sections.section_columns(doc, runs)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for name in FIGURE_FILES.values():
             (folder / name).unlink(missing_ok=True)  # a figure left out now leaves no file
-        _sections_figures_and_tables(doc, runs, df, folder)
+        _sections(doc, runs, df, folder)
         _write_text(folder / "report.md", doc.markdown())
         _write_text(folder / "index.html", doc.html(folder, title))
     except OSError as exc:
         raise ReportWriteError(folder, exc) from exc
-    return folder
+    figures = tuple(folder / name for name in doc.figures())
+    return RenderedReport(folder, folder / "report.md", folder / "index.html", figures)
+
+
+def _head_inputs(df: pd.DataFrame) -> frozenset[str]:
+    """Inputs whose rows name a captured model head (``layer`` and ``head``)."""
+    if "layer" not in df or "head" not in df:
+        return frozenset()
+    import pandas as pd
+
+    named = pd.to_numeric(df["layer"], errors="coerce").notna()
+    named &= pd.to_numeric(df["head"], errors="coerce").notna()
+    return frozenset(str(x) for x in df.loc[named, "input"])
 
 
 class ReportWriteError(OSError):
@@ -391,11 +517,9 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def _sections_figures_and_tables(
-    doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path
-) -> None:
-    """Sections 1-9: the figures (written into ``folder``) with the accuracy sections, then
-    the tables."""
+def _sections(doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path) -> None:
+    """The summary, the runs, sections 1-9: the figures (written into ``folder``) with the
+    accuracy sections, then the tables as appendices."""
     from lshbench.report import analysis as ra
     from lshbench.report import figures_accuracy as fa
     from lshbench.report import figures_cost as fc
@@ -404,6 +528,7 @@ def _sections_figures_and_tables(
     from lshbench.report.figures_task import figure_task
     from lshbench.report.plotting import Palette, save
     from lshbench.report.scaling import crossovers, fit_exponents
+    from lshbench.report.summary import section_summary
 
     points = ra.series_points(df)
     fits = fit_exponents(points)
@@ -411,6 +536,11 @@ def _sections_figures_and_tables(
     varying = ra.varying_axes(df)
     palette = Palette(points)
     several = points["run"].nunique() > 1
+    doc.h(2, "Summary")
+    section_summary(doc, points, several, _head_inputs(df))
+    doc.h(2, "Runs")
+    _section_runs(doc, runs, df)
+    sc.section_columns(doc, runs)
 
     def figure(heading: str, result: Any) -> None:
         doc.h(2, heading)
@@ -430,7 +560,7 @@ def _sections_figures_and_tables(
     )
     figure("5. Accuracy against cost", fa.figure_pareto(points, palette, varying))
     doc.h(2, "6. What hashing buys")
-    sc.section_hashing(doc, points, several)
+    hashing = sc.section_hashing(doc, points, several)
     figure("7. Reformer Table 2 view", figure_task(points, palette, varying))
     sc.table_task(doc, points, several)
     figure(
@@ -445,10 +575,10 @@ def _sections_figures_and_tables(
         _figure(doc, save(hd.figure_heads(heads, budget), folder))
         hd.section_heads(doc, heads, budget, winners)
         _figure(doc, save(hd.figure_lsh_vs_local(winners, budget), folder))
-    doc.h(2, "10. Tables" if not heads.empty else "9. Tables")
-    _table_crossover(doc, cross, df)
-    _table_fits(doc, fits)
     sc.table_budgets(doc, points, several)
+    sc.table_hashing(doc, hashing, several)
+    _table_crossover(doc, cross, points, df)
+    _table_fits(doc, fits)
     sc.table_passes(doc, points, several)
     _table_failed(doc, ra.failed_cells(df))
     sc.table_machines(doc, runs, df)

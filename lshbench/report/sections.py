@@ -24,6 +24,7 @@ __all__ = [
     "section_columns",
     "section_hashing",
     "table_budgets",
+    "table_hashing",
     "table_machines",
     "table_passes",
     "table_task",
@@ -66,7 +67,7 @@ def table_machines(doc: Any, runs: Sequence[Any], df: pd.DataFrame) -> None:
     """One row per (directory, machine): the machines every series was measured on."""
     from lshbench.report.machines import machines_table
 
-    doc.h(3, "Machines")
+    doc.appendix("Machines")
     table = machines_table(runs, df)
     doc.p(
         "Each machine (`machine_id`: CPU, memory, OS and library versions) is its own series "
@@ -85,7 +86,7 @@ def table_budgets(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
     attn_tv, and one on rel_err for runs whose tables predate attn_tv."""
     from lshbench.report.tradeoffs import HEADLINE_METRIC, candidates, error_metric
 
-    doc.h(3, "Best configuration under an error budget")
+    doc.appendix("Best configuration under an error budget")
     by_metric: dict[str, list[pd.DataFrame]] = {}
     for _, g in points.groupby("run_index", sort=True):
         by_metric.setdefault(error_metric(g), []).append(g)
@@ -157,9 +158,10 @@ def _budget_rows(doc: Any, points: pd.DataFrame, metric: str, several_runs: bool
 # --------------------------------------------------------------------------- hashing buys
 
 
-def section_hashing(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
+def section_hashing(doc: Any, points: pd.DataFrame, several_runs: bool) -> pd.DataFrame:
     """What hashing buys: LSH against random keys and a local window at the same key
-    budget, a verdict per input in words, then the pairs."""
+    budget, a verdict per input in words. Returns the pairs
+    (:func:`~lshbench.report.baselines.hashing_table`), which :func:`table_hashing` lists."""
     from lshbench.report.baselines import CUTS_BELOW, hashing_table, verdicts
     from lshbench.report.tradeoffs import error_metric
 
@@ -170,7 +172,7 @@ def section_hashing(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
             "*Left out: no LSH configuration has a random or local baseline at the same key "
             "budget (sweep with `--method lsh,random,local`).*"
         )
-        return
+        return table
     metrics = sorted(set(table["metric"]))
     doc.p(
         "Does hashing put keys where attention goes, or would any keys do? Each row pairs an "
@@ -191,6 +193,15 @@ def section_hashing(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
     )
     for sentence in verdicts(table, several_runs):
         doc.p(sentence)
+    doc.p("Every pair: the appendix 'What hashing buys, pair by pair'.")
+    return table
+
+
+def table_hashing(doc: Any, table: pd.DataFrame, several_runs: bool) -> None:
+    """The pairs of :func:`section_hashing` as an appendix table; nothing without pairs."""
+    if table.empty:
+        return
+    doc.appendix("What hashing buys, pair by pair")
     doc.table(*_hashing_rows(table, several_runs))
 
 
@@ -315,8 +326,9 @@ def table_passes(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
             _g(r["grad_err_v_train"]),
         ]  # fmt: skip
         rows.append(row)
+    doc.appendix("Forward and training step")
     doc.p(
-        "**Forward and training step.** A train row times one forward pass plus the backward "
+        "A train row times one forward pass plus the backward "
         "pass of `sum(out * g)` for a fixed random `g`, memory over both; `grad_err_qk` and "
         f"`grad_err_v` are the gradients' relative errors against exact attention's "
         f"([{METRICS_DOC}]({METRICS_DOC})). Memory: the CUDA allocator's peak on `cuda`, the "

@@ -101,7 +101,8 @@ def budget_picks(
     A scenario is (run, input, causal, dtype, threads, d, dv, L); time is per sequence.
     Columns: the scenario, ``metric``, ``budget``, ``series`` ("" when nothing meets it),
     ``time_seq``, ``error`` (the picked configuration's ``metric``: the median over its rows,
-    rotation draws and input seeds; ``error_lo`` and ``error_hi`` their range), ``mass_recall``,
+    rotation draws and input seeds; ``error_lo`` and ``error_hi`` their range; ``n_rows``
+    how many ok rows it folds, 0 when nothing meets the budget), ``mass_recall``,
     ``speedup`` (exact baseline's time / picked time), ``baseline`` and ``baseline_gflops``
     (the scenario's exact baseline), ``best_err`` and ``best_err_series`` (lowest error of
     the scenario, said when nothing meets the budget).
@@ -124,6 +125,7 @@ def budget_picks(
             if ok.empty:
                 row.update(series="", time_seq=math.nan, error=math.nan, mass_recall=math.nan)
                 row.update(speedup=math.nan, error_lo=math.nan, error_hi=math.nan)
+                row["n_rows"] = 0
             else:
                 pick = ok.iloc[0]
                 row.update(series=pick["series"], time_seq=pick["time_seq"])
@@ -131,8 +133,9 @@ def budget_picks(
                 row["error_lo"] = pick.get(f"{metric}_lo", math.nan)
                 row["error_hi"] = pick.get(f"{metric}_hi", math.nan)
                 row["speedup"] = pick["baseline_seq"] / pick["time_seq"]
+                row["n_rows"] = int(pick.get("n_ok", 1))
             rows.append(row)
     cols = [*scen, "metric", "budget", "series", "time_seq", "error", "error_lo", "error_hi"]
-    cols += ["mass_recall", "speedup"]
+    cols += ["mass_recall", "speedup", "n_rows"]
     cols += ["best_err", "best_err_series", "baseline", "baseline_gflops"]
     return pd.DataFrame(rows, columns=cols)
