@@ -492,10 +492,26 @@ class _SweepRun:
             for t in to_run
         }
         self.n_to_run = len(to_run)
+        self.measure_sgemm(to_run)
         cell_specs = [CellSpec(ts, self.spec.repeats, registry) for ts in cells.values()]
         total = sum(self.estimate.values()) + CELL_OVERHEAD_S * len(cell_specs)
         self.bar = _progress(total, self.quiet)
         self.executor.run_cells(self.cells(cell_specs), self.on_row, self.on_env)
+
+    def measure_sgemm(self, to_run: list[Task]) -> None:
+        """This machine's float32 GEMM rate at every thread count of the CPU tasks about to
+        run, into this run's entry (``sgemm``: threads -> GFLOP/s and how it was measured,
+        :func:`lshbench.measurement.calibration.sgemm_rates`): the report's exact floor,
+        docs/design.md section 8. Only where the cells run on this machine (the local
+        executor); a Dask run's rows carry their own host's ``calib_gflops``."""
+        threads = {t.threads for t in to_run if t.device == "cpu"}
+        if not threads or self.executor.name != "local":
+            return
+        from lshbench.measurement.calibration import sgemm_rates
+
+        self.entry["sgemm"] = sgemm_rates(threads)
+        with _writing(self.store.dir):
+            self.store.update_run(self.run_id, {"sgemm": self.entry["sgemm"]})
 
     def cells(self, cell_specs: list[CellSpec]) -> Iterator[CellSpec]:
         """The cells, handed out one by one; the tables are exported after each."""
