@@ -31,7 +31,7 @@ from lshbench.core.config import ConfigError, fail
 from lshbench.results.cells import Task
 from lshbench.results.load import STORE_NAME, StoreError
 from lshbench.sweep.plan import estimate_seconds, plan_tasks, predicted_bytes
-from lshbench.sweep.spec import SweepSpec, build_spec
+from lshbench.sweep.spec import SweepSpec, build_spec, exact_peers
 from lshbench.util import fmt_bytes, load_average, os_error_reason, utc_now
 
 if TYPE_CHECKING:
@@ -359,6 +359,7 @@ class _SweepRun:
             **host_metadata(),
             "executor": executor.name,
             "spec": spec.as_dict(),
+            "exact_peers": exact_peers(spec),
             "input_files": [
                 {k: f.as_dict()[k] for k in ("name", "path", "sha256")}
                 for f in spec.input_files.values()
