@@ -195,6 +195,8 @@ def _figure(doc: Doc, result: Any) -> None:
 
 
 def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
+    from lshbench.report.floor import floor_cell
+
     doc.h(3, "Crossover L versus the exact baseline")
     if not df["exact"].any():
         doc.p("*Left out: no exact rows (dense, torch-sdpa), so there is no baseline to cross.*")
@@ -216,6 +218,7 @@ def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
         "baseline's time / LSH time at the largest common L, where the baseline ran at the "
         "GFLOP/s given (4 B L^2 d nominal FLOPs)."
     )
+    floor_column = "floor_kind" in cross and bool(cross["floor_kind"].notna().any())
     rows = []
     for _, r in cross.iterrows():
         if r["kind"] == "measured":
@@ -236,6 +239,7 @@ def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
                 fmt_length(r["L_max"]),
                 str(r["baseline"]),
                 fmt_num(r["baseline_gflops_at_max"], 1),
+                *([floor_cell(r)] if floor_column else []),
             ]
         )
     header = [
@@ -248,8 +252,34 @@ def _table_crossover(doc: Doc, cross: pd.DataFrame, df: pd.DataFrame) -> None:
         "L max",
         "exact baseline",
         "baseline GFLOP/s at L max",
+        *(["beats the exact floor from L"] if floor_column else []),
     ]
     doc.table(header, rows)
+
+
+def _floor_and_peer_notes(
+    doc: Doc, runs: Sequence[Any], df: pd.DataFrame, points: pd.DataFrame, cross: pd.DataFrame
+) -> None:
+    """Below the crossover table: where LSH beats even a perfect exact attention (the exact
+    floor, docs/design.md section 8), the runs without a floor, and why a run's exact
+    baseline has no torch-sdpa."""
+    from lshbench.report import floor
+    from lshbench.report.peers import exact_peer_notes
+
+    if df["exact"].all():
+        return
+    lines = floor.floor_sentences(cross, points, points["run"].nunique() > 1)
+    if lines:
+        doc.p(
+            "The last column compares with the exact floor instead: exact attention's FLOPs "
+            "(`4 L^2 d` per sequence, half when causal) at the SGEMM rate the sweep measured "
+            "at the same threads, the time no exact implementation can beat. " + " ".join(lines)
+        )
+    note = floor.missing_rate_note(points)
+    if note:
+        doc.p(note)
+    for line in exact_peer_notes(runs, df):
+        doc.p(line)
 
 
 def _table_fits(doc: Doc, fits: pd.DataFrame) -> None:
@@ -399,15 +429,16 @@ def _sections_figures_and_tables(
     from lshbench.report import analysis as ra
     from lshbench.report import figures_accuracy as fa
     from lshbench.report import figures_cost as fc
+    from lshbench.report import floor
     from lshbench.report import heads as hd
     from lshbench.report import sections as sc
     from lshbench.report.figures_task import figure_task
     from lshbench.report.plotting import Palette, save
     from lshbench.report.scaling import crossovers, fit_exponents
 
-    points = ra.series_points(df)
+    points = floor.with_exact_floor(ra.series_points(df), floor.sgemm_rates(runs, df))
     fits = fit_exponents(points)
-    cross = crossovers(points)
+    cross = crossovers(points).merge(floor.floor_crossovers(points), on="series", how="left")
     varying = ra.varying_axes(df)
     palette = Palette(points)
     several = points["run"].nunique() > 1
@@ -447,6 +478,7 @@ def _sections_figures_and_tables(
         _figure(doc, save(hd.figure_lsh_vs_local(winners, budget), folder))
     doc.h(2, "10. Tables" if not heads.empty else "9. Tables")
     _table_crossover(doc, cross, df)
+    _floor_and_peer_notes(doc, runs, df, points, cross)
     _table_fits(doc, fits)
     sc.table_budgets(doc, points, several)
     sc.table_passes(doc, points, several)
