@@ -147,7 +147,7 @@ def test_floor_column_and_sentence_from_the_measured_crossing(tables, tmp_path: 
         if lsh_time("numba", H, m, LENGTHS[-1]) < floor_s(LENGTHS[-1], 1000.0)
     )
     sentence = (
-        "LSH beats even a perfect exact attention (the floor at 1e+03 GFLOP/s, 1 thread) "
+        "LSH beats even a perfect exact attention (the floor at 1000 GFLOP/s, 1 thread) "
         f"from L = {first:.0f} ("
     )
     assert sentence in md
@@ -160,7 +160,7 @@ def test_floor_never_beaten_is_said(tables, tmp_path: Path) -> None:
     md = render([tables["never"]], tmp_path / "out")
     assert {r[-1] for r in table_rows(md, HEADING)} == {"no (> 8192)"}
     assert (
-        "No LSH configuration beats a perfect exact attention (the floor at 1e+06 GFLOP/s, "
+        "No LSH configuration beats a perfect exact attention (the floor at 1000000 GFLOP/s, "
         "1 thread) in the measured range (up to L = 8192)."
     ) in md
     assert "torch-sdpa is not in the run (its metadata predates the record of why)" in md
@@ -184,7 +184,7 @@ def test_time_figure_draws_the_floor(tables) -> None:
     plot = figure_time(points, fit_exponents(points), crossovers(points), Palette(points), set())
     (ax,) = plot.figure.axes
     (line,) = [ln for ln in ax.lines if ln.get_label().startswith(floor.FLOOR)]
-    assert "SGEMM 1e+03 GFLOP/s" in line.get_label()
+    assert "SGEMM 1000 GFLOP/s" in line.get_label()
     np.testing.assert_array_equal(line.get_xdata(), LENGTHS)
     np.testing.assert_allclose(line.get_ydata(), [floor_s(L, 1000.0) for L in LENGTHS])
     assert "the exact floor" in plot.caption
@@ -212,3 +212,8 @@ def test_no_peer_note_when_torch_sdpa_ran() -> None:
 
 def test_the_report_knows_the_sweeps_exact_peers() -> None:
     assert EXACT_PEERS == spec.EXACT_PEERS
+
+
+def test_the_sgemm_size_follows_the_sweeps_largest_length() -> None:
+    sizes = {L: calibration.sgemm_size(L) for L in (64, 512, 513, 1024, 4096, 65536)}
+    assert sizes == {64: 512, 512: 512, 513: 1024, 1024: 1024, 4096: 2048, 65536: 2048}

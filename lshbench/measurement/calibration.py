@@ -13,9 +13,9 @@ This is a first-order correction only: LSH attention is gather- and sort-heavy, 
 memory bandwidth and latency more than the GEMM rate; rows normalized this way compare
 hosts to within tens of percent, not percent. Timing-grade comparisons stay on one host.
 
-The local sweep stores the same GEMM's rate per thread count in its run entry
-(:func:`sgemm_rates`, metadata key ``sgemm``): the report's exact floor, the time of exact
-attention's FLOPs at that rate (docs/design.md section 8).
+The local sweep stores such a GEMM's rate per thread count in its run entry
+(:func:`sgemm_rates` at :func:`sgemm_size`, metadata key ``sgemm``): the report's exact
+floor, the time of exact attention's FLOPs at that rate (docs/design.md section 8).
 
 Run directly, ``python -m lshbench.measurement.calibration [n] [repeats] [threads]`` prints
 one JSON line.
@@ -35,10 +35,12 @@ if TYPE_CHECKING:
 __all__ = [
     "GEMM_N",
     "SGEMM_REPEATS",
+    "SGEMM_SIZES",
     "calibrate_host",
     "gemm_rate",
     "normalize_times",
     "sgemm_rates",
+    "sgemm_size",
 ]
 
 #: matrix size of the calibration GEMM (4 MiB per float32 operand: larger than L2)
@@ -46,6 +48,8 @@ GEMM_N = 1024
 GEMM_REPEATS = 7
 #: timed samples of the SGEMM rate a sweep stores per thread count (median of these)
 SGEMM_REPEATS = 5
+#: smallest and largest matrix size of that SGEMM (:func:`sgemm_size`)
+SGEMM_SIZES = (512, 2048)
 
 
 def gemm_rate(n: int = GEMM_N, repeats: int = GEMM_REPEATS) -> dict[str, Any]:
@@ -107,6 +111,15 @@ def calibrate_host(
         return {"calib_gflops": None, "calib_error": f"{type(exc).__name__}: {exc}"[:300]}
     result["calib_threads"] = int(threads)
     return result
+
+
+def sgemm_size(seqlen: int) -> int:
+    """The SGEMM size near a sweep's work: its largest L rounded up to a power of two, within
+    :data:`SGEMM_SIZES` (2048 for L > 1024, the size docs/design.md section 8's bars time: a
+    1024^3 product can run several percent below the 2048^3 rate, which would put the floor
+    too high; 512 for tiny sweeps, measured in milliseconds)."""
+    lo, hi = SGEMM_SIZES
+    return int(min(hi, max(lo, 1 << max(int(seqlen) - 1, 1).bit_length())))
 
 
 def sgemm_rates(

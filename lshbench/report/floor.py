@@ -117,6 +117,11 @@ def floor_crossovers(points: pd.DataFrame) -> pd.DataFrame:
     return out[cols].reset_index(drop=True)
 
 
+def _gflops(x: float) -> str:
+    """A GFLOP/s rate as text: three significant digits, whole numbers from 100."""
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def floor_cell(row: Mapping[str, Any]) -> str:
     """The crossover table's "beats the exact floor from L" cell of one series."""
     kind = row.get("floor_kind")
@@ -142,7 +147,7 @@ def floor_sentences(cross: pd.DataFrame, points: pd.DataFrame, several_runs: boo
     out = []
     for (run, threads), g in rows.groupby(["run", "threads"], sort=True):
         lo, hi = g["floor_gflops"].min(), g["floor_gflops"].max()
-        rate = f"{lo:.3g}" if f"{lo:.3g}" == f"{hi:.3g}" else f"{lo:.3g}-{hi:.3g}"
+        rate = _gflops(lo) if _gflops(lo) == _gflops(hi) else f"{_gflops(lo)}-{_gflops(hi)}"
         prefix = f"[{run}] " if several_runs else ""
         where = f"the floor at {rate} GFLOP/s, {int(threads)} thread{'s' * (threads != 1)}"
         beats = g[g["floor_kind"] != "above"]
@@ -156,10 +161,11 @@ def floor_sentences(cross: pd.DataFrame, points: pd.DataFrame, several_runs: boo
             beats["floor_kind"] == "measured", beats["floor_crossover_L"], beats["floor_faster_L"]
         )
         best = beats.iloc[int(np.argmin(from_L))]
-        at = fmt_length(float(np.min(from_L)))
-        at = f"<= {at}" if best["floor_kind"] == "below" else at
+        at = f"L = {fmt_length(float(np.min(from_L)))}"
+        if best["floor_kind"] == "below":
+            at = f"the smallest measured L ({fmt_length(best['floor_faster_L'])}) on"
         out.append(
-            f"{prefix}LSH beats even a perfect exact attention ({where}) from L = {at} "
+            f"{prefix}LSH beats even a perfect exact attention ({where}) from {at} "
             f"({best['series']}; {len(beats)} of {len(g)} configurations beat it somewhere in "
             "the measured range)."
         )
@@ -193,7 +199,7 @@ def draw_exact_floor(ax: Any, shown: pd.DataFrame) -> str:
         line = g.groupby("seqlen", sort=True)["floor_seq"].median()
         rate = float(g["floor_gflops"].median())
         name = f"{run}, " if have["run"].nunique() > 1 else ""
-        label = f"{FLOOR} ({name}{int(threads)} thr, SGEMM {rate:.3g} GFLOP/s)"
+        label = f"{FLOOR} ({name}{int(threads)} thr, SGEMM {_gflops(rate)} GFLOP/s)"
         ax.plot(line.index, line.to_numpy(), ls="--", color="0.35", lw=1.3, label=label)
     if not groups:
         return ""

@@ -508,9 +508,10 @@ class _SweepRun:
         threads = {t.threads for t in to_run if t.device == "cpu"}
         if not threads or self.executor.name != "local":
             return
-        from lshbench.measurement.calibration import sgemm_rates
+        from lshbench.measurement.calibration import sgemm_rates, sgemm_size
 
-        self.entry["sgemm"] = sgemm_rates(threads)
+        n = sgemm_size(max(t.seqlen for t in to_run))
+        self.entry["sgemm"] = sgemm_rates(threads, n=n)
         with _writing(self.store.dir):
             self.store.update_run(self.run_id, {"sgemm": self.entry["sgemm"]})
 
