@@ -187,7 +187,7 @@ def missing_rate_note(points: pd.DataFrame) -> str | None:
 
 
 def draw_exact_floor(ax: Any, shown: pd.DataFrame) -> str:
-    """The exact floor of the points ``shown`` (:func:`with_exact_floor`), one dashed grey
+    """The exact floor of the points ``shown`` (:func:`with_exact_floor`), one dotted black
     line per (run, threads, d, dv, causal) over their L; returns the caption's sentence
     about it ("" when nothing has a floor)."""
     if "floor_seq" not in shown:
@@ -200,10 +200,10 @@ def draw_exact_floor(ax: Any, shown: pd.DataFrame) -> str:
         rate = float(g["floor_gflops"].median())
         name = f"{run}, " if have["run"].nunique() > 1 else ""
         label = f"{FLOOR} ({name}{int(threads)} thr, SGEMM {_gflops(rate)} GFLOP/s)"
-        ax.plot(line.index, line.to_numpy(), ls="--", color="0.35", lw=1.3, label=label)
+        ax.plot(line.index, line.to_numpy(), ls=":", color="black", lw=1.8, label=label)
     if not groups:
         return ""
     return (
-        " Dashed grey: the exact floor, exact attention's FLOPs (`4 L^2 d` per sequence, half "
+        " Dotted black: the exact floor, exact attention's FLOPs (`4 L^2 d` per sequence, half "
         "when causal) at the run's measured SGEMM rate: no exact backend can be faster."
     )
