@@ -514,9 +514,13 @@ def part_dense(rounds: int, seqlens: list[int], threads_list: list[int]) -> str:
             }
             if sdpa is not None:
                 calls["torch-sdpa"] = lambda x=qk, y=v: sdpa.attend(x, y, cfg)
-            for call in calls.values():
+            number = {}
+            for name, call in calls.items():
                 call()  # warm-up
-            samples = interleaved(calls, rounds, {})
+                start = time.perf_counter()
+                call()
+                number[name] = calibrate_number(time.perf_counter() - start)  # short L: several
+            samples = interleaved(calls, rounds, number)
             floor = [dense_floor_flops(L) * t / (2 * GEMM_N**3) for t in samples["sgemm"]]
             gemm_rate = 2 * GEMM_N**3 / float(np.median(samples["sgemm"]))
             dense_s = float(np.median(samples["dense"]))

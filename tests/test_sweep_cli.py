@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import assert_sweep_refused
 
+import lshbench
 from lshbench import ConfigError
 from lshbench.sweep.parsing import parse_bytes
 from lshbench.sweep.plan import plan_tasks, resolve_n_buckets
@@ -39,7 +40,9 @@ def test_presets() -> None:
     quick = build_spec("quick")
     assert max(quick.seqlen) == 4096 and quick.chunk_len == (64,)
     assert quick.n_hashes == (1, 4, 8) and str(quick.out) == "results/quick"
-    assert set(quick.backend) == {"numba", "dense"}
+    # torch-sdpa joins where torch is installed (the peers extra), as every preset's does
+    assert set(quick.backend) - {"torch-sdpa"} == {"numba", "dense"}
+    assert ("torch-sdpa" in quick.backend) == lshbench.list_backends()["torch-sdpa"].available
     assert quick.threads == (1,) and set(quick.input) == {"gaussian", "peaked", "duplicate"}
     # the variants the "what hashing buys" table and both weightings need, two sharpnesses
     assert set(quick.method) == {"lsh", "random", "local"}
@@ -52,7 +55,7 @@ def test_presets() -> None:
     assert not invalid
     assert {t.batch * t.seqlen for t in tasks} == {32768}
     assert {t.seqlen for t in tasks} == {1024, 2048, 4096, 8192, 16384, 32768}
-    assert {t.n_hashes for t in tasks if t.backend != "dense"} == {1, 2, 4, 8}
+    assert {t.n_hashes for t in tasks if t.backend not in ("dense", "torch-sdpa")} == {1, 2, 4, 8}
     assert any(t.backend == "dense" for t in tasks)
 
     full = build_spec("full")

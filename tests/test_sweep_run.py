@@ -80,6 +80,11 @@ def test_small_sweep_rows_files_and_resume(tmp_path: Path) -> None:
     assert (df["run_id"] == meta["run_id"]).all()
     assert (df["machine_id"] == meta["machine_id"]).all()
     assert (df["code_id"] == meta["code_id"]).all()
+    # the exact floor's SGEMM rate, measured at the run's thread count
+    assert set(meta["sgemm"]) == {"1"}
+    rate = meta["sgemm"]["1"]
+    assert rate["gflops"] > 0 and rate["n"] == 512 and rate["repeats"] == 5  # L <= 128
+    assert rate["gflops"] == pytest.approx(2 * rate["n"] ** 3 / rate["gemm_s"] / 1e9)
 
     for _, row in df.iterrows():
         assert row["n_samples"] == 5 and len(row["time_samples_s"]) == 5
@@ -110,6 +115,7 @@ def test_small_sweep_rows_files_and_resume(tmp_path: Path) -> None:
     # resume: nothing runs again, nothing is appended; the table is the same rows
     again = lshbench.run_sweep(out, backend="numpy,dense", **SMALL_GRID)
     assert len(stored(out)) == 6
+    assert "sgemm" not in json.loads((out / "metadata.json").read_text())  # nothing ran
     assert list(again["cell_id"]) == list(df["cell_id"])
     assert (again["run_id"] == meta["run_id"]).all()  # reused: the run that measured them
 

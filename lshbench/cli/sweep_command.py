@@ -27,6 +27,7 @@ from lshbench.sweep.spec import (
     DEFAULT_BACKENDS,
     DEVICES,
     DTYPES,
+    EXACT_PEERS,
     PASSES,
     PRESETS,
     SETTINGS,
@@ -77,9 +78,12 @@ class _Parsed(click.ParamType):
 
 def _value_text(key: str, value: Any) -> str:
     """A preset's value of ``key`` as an option would take it."""
+    if key == "backend":
+        names = ", ".join(DEFAULT_BACKENDS) if value is None else ",".join(value)
+        listed = f"every available of {names}" if value is None else names
+        return f"{listed}, and {', '.join(EXACT_PEERS)} where installed"
     if value is None:
         return {
-            "backend": f"every available of {', '.join(DEFAULT_BACKENDS)}",
             "tokens": "none (--batch)",
             "batch": "none (--tokens)",
             "target_entropy": "the input's own",
@@ -112,6 +116,10 @@ def preset_lines() -> list[str]:
         for key in (*AXES, *SETTINGS):
             if key in values and (values[key] is not None or key == "backend"):
                 lines.append(f"  {key:<15} {_value_text(key, values[key])}")
+    known = list_backends()
+    for peer in EXACT_PEERS:
+        here = "installed here" if known[peer].available else known[peer].reason
+        lines.append(f"{peer} ({here}) joins every preset unless --backend is given")
     return lines
 
 
@@ -171,7 +179,8 @@ def _opt(name: str, metavar: str, help_text: str, **kwargs: Any) -> Any:
     "--backend",
     "NAME,...",
     f"Backends, comma list of: {', '.join(BACKEND_NAMES)} (`lshbench backends` says which "
-    "are available here).",
+    f"are available here). Not given: the preset's, plus {', '.join(EXACT_PEERS)} where "
+    "torch is installed (the fastest exact backend is the baseline of every speed-up).",
 )
 @_opt(
     "--input",

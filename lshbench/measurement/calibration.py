@@ -13,7 +13,12 @@ This is a first-order correction only: LSH attention is gather- and sort-heavy, 
 memory bandwidth and latency more than the GEMM rate; rows normalized this way compare
 hosts to within tens of percent, not percent. Timing-grade comparisons stay on one host.
 
-Run directly, ``python -m lshbench.measurement.calibration [n] [repeats]`` prints one JSON line.
+The local sweep stores such a GEMM's rate per thread count in its run entry
+(:func:`sgemm_rates` at :func:`sgemm_size`, metadata key ``sgemm``): the report's exact
+floor, the time of exact attention's FLOPs at that rate (docs/design.md section 8).
+
+Run directly, ``python -m lshbench.measurement.calibration [n] [repeats] [threads]`` prints
+one JSON line.
 """
 
 from __future__ import annotations
@@ -21,16 +26,30 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["GEMM_N", "calibrate_host", "gemm_rate", "normalize_times"]
+__all__ = [
+    "GEMM_N",
+    "SGEMM_REPEATS",
+    "SGEMM_SIZES",
+    "calibrate_host",
+    "gemm_rate",
+    "normalize_times",
+    "sgemm_rates",
+    "sgemm_size",
+]
 
 #: matrix size of the calibration GEMM (4 MiB per float32 operand: larger than L2)
 GEMM_N = 1024
 GEMM_REPEATS = 7
+#: timed samples of the SGEMM rate a sweep stores per thread count (median of these)
+SGEMM_REPEATS = 5
+#: smallest and largest matrix size of that SGEMM (:func:`sgemm_size`)
+SGEMM_SIZES = (512, 2048)
 
 
 def gemm_rate(n: int = GEMM_N, repeats: int = GEMM_REPEATS) -> dict[str, Any]:
@@ -78,7 +97,8 @@ def calibrate_host(
     ``calib_gflops`` None and ``calib_error`` saying why."""
     from lshbench.measurement.worker import thread_env
 
-    cmd = [python, "-m", "lshbench.measurement.calibration", str(int(n)), str(int(repeats))]
+    module = "lshbench.measurement.calibration"
+    cmd = [python, "-m", module, str(int(n)), str(int(repeats)), str(int(threads))]
     try:
         done = subprocess.run(
             cmd, env=thread_env(threads), capture_output=True, text=True, timeout=timeout_s
@@ -91,6 +111,41 @@ def calibrate_host(
         return {"calib_gflops": None, "calib_error": f"{type(exc).__name__}: {exc}"[:300]}
     result["calib_threads"] = int(threads)
     return result
+
+
+def sgemm_size(seqlen: int) -> int:
+    """The SGEMM size near a sweep's work: its largest L rounded up to a power of two, within
+    :data:`SGEMM_SIZES` (2048 for L > 1024, the size docs/design.md section 8's bars time: a
+    1024^3 product can run several percent below the 2048^3 rate, which would put the floor
+    too high; 512 for tiny sweeps, measured in milliseconds)."""
+    lo, hi = SGEMM_SIZES
+    return int(min(hi, max(lo, 1 << max(int(seqlen) - 1, 1).bit_length())))
+
+
+def sgemm_rates(
+    threads: Iterable[int], n: int = GEMM_N, repeats: int = SGEMM_REPEATS
+) -> dict[str, dict[str, Any]]:
+    """The float32 ``(n, n) @ (n, n)`` rate at each thread count, each measured by
+    :func:`calibrate_host` (a fresh process, its thread variables and BLAS pool pinned to
+    that count), median of ``repeats``.
+
+    Returns ``{str(threads): {"gflops", "gemm_s", "iqr_s", "n", "repeats"}}`` (GFLOP/s,
+    seconds per call); a count whose measurement failed has ``gflops`` None and ``error``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for t in sorted({int(t) for t in threads}):
+        found = calibrate_host(t, n=n, repeats=repeats)
+        if found.get("calib_gflops") is None:
+            out[str(t)] = {"gflops": None, "error": found.get("calib_error", "unknown")}
+            continue
+        out[str(t)] = {
+            "gflops": float(found["calib_gflops"]),
+            "gemm_s": float(found["calib_gemm_s"]),
+            "iqr_s": float(found["calib_iqr_s"]),
+            "n": int(found["calib_n"]),
+            "repeats": int(repeats),
+        }
+    return out
 
 
 def normalize_times(frame: pd.DataFrame, reference_gflops: float | None = None) -> pd.Series:
@@ -111,10 +166,18 @@ def normalize_times(frame: pd.DataFrame, reference_gflops: float | None = None) 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lshbench.measurement.calibration [n] [repeats]``: one JSON line on stdout."""
+    """``python -m lshbench.measurement.calibration [n] [repeats] [threads]``: one JSON line
+    on stdout; with ``threads``, the BLAS pool is also pinned to it by threadpoolctl (for a
+    BLAS that reads none of the thread variables)."""
     args = sys.argv[1:] if argv is None else argv
     n = int(args[0]) if args else GEMM_N
     repeats = int(args[1]) if len(args) > 1 else GEMM_REPEATS
+    if len(args) > 2:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=int(args[2]), user_api="blas"):
+            print(json.dumps(gemm_rate(n, repeats)))
+        return
     print(json.dumps(gemm_rate(n, repeats)))
 
 

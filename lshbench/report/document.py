@@ -282,7 +282,9 @@ def crossover_rows(cross: pd.DataFrame, points: pd.DataFrame) -> tuple[list[str]
     series of :func:`lshbench.report.scaling.crossovers` that differ only by input share a
     row, named without the input)."""
     from lshbench.report.analysis import compact_labels
+    from lshbench.report.floor import floor_cell
 
+    floor_column = "floor_kind" in cross and bool(cross["floor_kind"].notna().any())
     names = compact_labels(points, drop=("input",))
     inputs = points.drop_duplicates("series").set_index("series")["input"]
     table = cross.assign(config=cross["series"].map(names), input=cross["series"].map(inputs))
@@ -301,6 +303,11 @@ def crossover_rows(cross: pd.DataFrame, points: pd.DataFrame) -> tuple[list[str]
                 _range(g["L_max"], fmt_length),
                 "/".join(dict.fromkeys(str(b) for b in g["baseline"])),
                 _range(g["baseline_gflops_at_max"], lambda x: fmt_num(x, 1)),
+                *(
+                    ["/".join(dict.fromkeys(floor_cell(r) for _, r in g.iterrows()))]
+                    if floor_column
+                    else []
+                ),
             ]
         )
     header = [
@@ -314,6 +321,7 @@ def crossover_rows(cross: pd.DataFrame, points: pd.DataFrame) -> tuple[list[str]
         "L max",
         "exact baseline",
         "baseline GFLOP/s at L max",
+        *(["beats the exact floor from L"] if floor_column else []),
     ]
     return header, rows
 
@@ -354,6 +362,31 @@ def _crossover_text(g: pd.DataFrame) -> str:
             text += f" ({len(h)} of {len(g)} inputs)"
         parts.append(text)
     return "; ".join(parts)
+
+
+def _floor_and_peer_notes(
+    doc: Doc, runs: Sequence[Any], df: pd.DataFrame, points: pd.DataFrame, cross: pd.DataFrame
+) -> None:
+    """Below the crossover table: where LSH beats even a perfect exact attention (the exact
+    floor, docs/design.md section 8), the runs without a floor, and why a run's exact
+    baseline has no torch-sdpa."""
+    from lshbench.report import floor
+    from lshbench.report.peers import exact_peer_notes
+
+    if df["exact"].all():
+        return
+    lines = floor.floor_sentences(cross, points, points["run"].nunique() > 1)
+    if lines:
+        doc.p(
+            "The last column compares with the exact floor instead: exact attention's FLOPs "
+            "(`4 L^2 d` per sequence, half when causal) at the SGEMM rate the sweep measured "
+            "at the same threads, the time no exact implementation can beat. " + " ".join(lines)
+        )
+    note = floor.missing_rate_note(points)
+    if note:
+        doc.p(note)
+    for line in exact_peer_notes(runs, df):
+        doc.p(line)
 
 
 def _table_fits(doc: Doc, fits: pd.DataFrame) -> None:
@@ -523,6 +556,7 @@ def _sections(doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path) -> 
     from lshbench.report import analysis as ra
     from lshbench.report import figures_accuracy as fa
     from lshbench.report import figures_cost as fc
+    from lshbench.report import floor
     from lshbench.report import heads as hd
     from lshbench.report import sections as sc
     from lshbench.report.figures_task import figure_task
@@ -530,9 +564,9 @@ def _sections(doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path) -> 
     from lshbench.report.scaling import crossovers, fit_exponents
     from lshbench.report.summary import section_summary
 
-    points = ra.series_points(df)
+    points = floor.with_exact_floor(ra.series_points(df), floor.sgemm_rates(runs, df))
     fits = fit_exponents(points)
-    cross = crossovers(points)
+    cross = crossovers(points).merge(floor.floor_crossovers(points), on="series", how="left")
     varying = ra.varying_axes(df)
     palette = Palette(points)
     several = points["run"].nunique() > 1
@@ -578,6 +612,7 @@ def _sections(doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path) -> 
     sc.table_budgets(doc, points, several)
     sc.table_hashing(doc, hashing, several)
     _table_crossover(doc, cross, points, df)
+    _floor_and_peer_notes(doc, runs, df, points, cross)
     _table_fits(doc, fits)
     sc.table_passes(doc, points, several)
     _table_failed(doc, ra.failed_cells(df))

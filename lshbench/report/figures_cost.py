@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from lshbench.report.analysis import REFERENCE_BACKEND, compact_labels
+from lshbench.report.floor import draw_exact_floor
 from lshbench.report.plotting import (
     Palette,
     Plot,
@@ -66,6 +67,7 @@ def figure_time(
         label = names[name] + (f"  (k={exps[name]:.2f})" if name in exps else "")
         mark = marks.loc[name] if name in marks.index else None
         _time_line(ax, ok[ok["series"] == name], label, mark, palette)
+    floor_note = draw_exact_floor(ax, ok[ok["series"].isin(series)])
     failed = sel[(sel["status"] != "ok") & sel["series"].isin(series)]
     statuses = failure_markers(
         ax, failed, "seqlen", [palette.colour(r) for _, r in failed.iterrows()]
@@ -94,7 +96,7 @@ def figure_time(
         f"Time versus sequence length, {slice_inputs(slices)} (k: fitted exponent, time ~ L^k)"
     )
     fig.tight_layout()
-    caption = _time_caption(points, cross, marks)
+    caption = _time_caption(points, cross, marks) + floor_note
     return Plot("time", fig, caption_with_slice(caption, slices, varying))
 
 

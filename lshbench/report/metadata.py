@@ -11,7 +11,7 @@ import pandas as pd
 from lshbench.report.analysis import Run
 from lshbench.util import shorten
 
-__all__ = ["metadata_table"]
+__all__ = ["metadata_table", "run_entries"]
 
 #: Metadata keys shown first, in this order; the rest follow sorted.
 _META_FIRST = (
@@ -60,3 +60,17 @@ def metadata_table(runs: Sequence[Run], width: int = 200) -> pd.DataFrame:
     for label, values in zip(labels, flat, strict=True):
         table[label] = [values.get(k, "") for k in keys]
     return table
+
+
+def run_entries(metadata: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """run_id -> run entry of a directory's metadata: its ``runs`` history and the top
+    level (the latest entry, which fills in what its history entry lacks); {} for metadata
+    without run ids (older tables)."""
+    history = metadata.get("runs")
+    out: dict[str, dict[str, Any]] = {}
+    for entry in [*(history if isinstance(history, list) else []), metadata]:
+        if isinstance(entry, Mapping) and entry.get("run_id"):
+            merged = out.setdefault(str(entry["run_id"]), {})
+            for key, value in entry.items():
+                merged.setdefault(key, value)
+    return dict(out)

@@ -185,6 +185,7 @@ def preview_lines(p: SweepPreview, executor_name: str = "local") -> list[str]:
         lines.append(f"recorded without running: {n} {status} ({why})")
     by_backend = f" ({per_backend(p.measure)})" if p.measure else ""
     lines.append(f"to measure: {p.n_measure} rows{by_backend}")
+    lines.append(exact_peer_line(spec))
     if not p.cells:
         return lines
     varying = _varying_axes(p.cells)
@@ -220,6 +221,23 @@ def preview_lines(p: SweepPreview, executor_name: str = "local") -> list[str]:
         f"rough: the cost model assumes {ASSUMED_FLOPS / 1e9:g} GFLOP/s)"
     )
     return lines
+
+
+def exact_peer_line(spec: SweepSpec) -> str:
+    """Whether the exact peers (torch-sdpa) run beside the sweep's other exact backends, and
+    why not (:func:`~lshbench.sweep.spec.exact_peers`)."""
+    from lshbench.backends import backend_spec
+    from lshbench.sweep.spec import exact_peers
+
+    exact = [n for n in spec.backend if not backend_spec(n).uses_hashing]
+    parts = []
+    for name, status in exact_peers(spec).items():
+        if status != "in the run":
+            parts.append(f"{name} not in the run ({status})")
+        elif not spec.backend_given:
+            parts.append(f"{name} in the run (installed here; added unless --backend is given)")
+    shown = ", ".join(exact) or "none"
+    return "; ".join([f"exact backends (the exact baseline is the fastest): {shown}", *parts])
 
 
 #: the task fields that tell cells apart, in the order a cell's label names them

@@ -31,7 +31,7 @@ from lshbench.core.config import ConfigError, fail
 from lshbench.results.cells import Task
 from lshbench.results.load import STORE_NAME, StoreError
 from lshbench.sweep.plan import estimate_seconds, plan_tasks, predicted_bytes
-from lshbench.sweep.spec import SweepSpec, build_spec
+from lshbench.sweep.spec import SweepSpec, build_spec, exact_peers
 from lshbench.util import fmt_bytes, load_average, os_error_reason, utc_now
 
 if TYPE_CHECKING:
@@ -359,6 +359,7 @@ class _SweepRun:
             **host_metadata(),
             "executor": executor.name,
             "spec": spec.as_dict(),
+            "exact_peers": exact_peers(spec),
             "input_files": [
                 {k: f.as_dict()[k] for k in ("name", "path", "sha256")}
                 for f in spec.input_files.values()
@@ -492,10 +493,27 @@ class _SweepRun:
             for t in to_run
         }
         self.n_to_run = len(to_run)
+        self.measure_sgemm(to_run)
         cell_specs = [CellSpec(ts, self.spec.repeats, registry) for ts in cells.values()]
         total = sum(self.estimate.values()) + CELL_OVERHEAD_S * len(cell_specs)
         self.bar = _progress(total, self.quiet)
         self.executor.run_cells(self.cells(cell_specs), self.on_row, self.on_env)
+
+    def measure_sgemm(self, to_run: list[Task]) -> None:
+        """This machine's float32 GEMM rate at every thread count of the CPU tasks about to
+        run, into this run's entry (``sgemm``: threads -> GFLOP/s and how it was measured,
+        :func:`lshbench.measurement.calibration.sgemm_rates`): the report's exact floor,
+        docs/design.md section 8. Only where the cells run on this machine (the local
+        executor); a Dask run's rows carry their own host's ``calib_gflops``."""
+        threads = {t.threads for t in to_run if t.device == "cpu"}
+        if not threads or self.executor.name != "local":
+            return
+        from lshbench.measurement.calibration import sgemm_rates, sgemm_size
+
+        n = sgemm_size(max(t.seqlen for t in to_run))
+        self.entry["sgemm"] = sgemm_rates(threads, n=n)
+        with _writing(self.store.dir):
+            self.store.update_run(self.run_id, {"sgemm": self.entry["sgemm"]})
 
     def cells(self, cell_specs: list[CellSpec]) -> Iterator[CellSpec]:
         """The cells, handed out one by one; the tables are exported after each."""

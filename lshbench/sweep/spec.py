@@ -27,7 +27,9 @@ inputs fixed: one row each, ``rotation_seed`` 0..N-1; default 1).
 Presets: ``quick`` (default; is LSH worth it here: L <= 4096, gaussian, peaked and duplicate
 input, LSH against random and local keys, numba and dense; table in docs/sweep.md),
 ``paper`` (the Reformer speed study: batch x L = 32768, L 1024..32768, n_hashes 1, 2, 4, 8
-with ``auto`` buckets, and dense), ``full`` (L up to 65536, every axis).
+with ``auto`` buckets, and dense), ``full`` (L up to 65536, every axis). Unless ``backend``
+is given, every preset also runs ``torch-sdpa`` where torch is installed (the ``peers``
+extra; :data:`EXACT_PEERS`), so that the exact baseline is the fastest exact attention here.
 Threads default to 1 (see :data:`PRESETS`).
 
 Results go to ``--out`` (default ``results/<preset>``): see :mod:`lshbench.results.store`.
@@ -64,6 +66,7 @@ __all__ = [
     "DEFAULT_BACKENDS",
     "DEVICES",
     "DTYPES",
+    "EXACT_PEERS",
     "FROM_INPUT",
     "HALF_DTYPES",
     "INPUT_KNOBS",
@@ -74,6 +77,7 @@ __all__ = [
     "InputFileFacts",
     "SweepSpec",
     "build_spec",
+    "exact_peers",
     "load_config",
 ]
 
@@ -146,7 +150,8 @@ _BASE = {
 }
 
 #: preset name -> axis and setting values (backend None = every available of numpy, numba,
-#: dense). Threads default to 1, as torch.utils.benchmark does "so that comparisons are
+#: dense; torch-sdpa, :data:`EXACT_PEERS`, joins every preset's list where installed).
+#: Threads default to 1, as torch.utils.benchmark does "so that comparisons are
 #: apples-to-apples": single-thread times are reproducible and robust to background load
 #: (on a busy 2-core machine 2 threads per worker made the quick preset 3x slower and far
 #: noisier); ``--threads all`` or a list like ``1,all`` measures the parallel scaling.
@@ -190,6 +195,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 DEFAULT_BACKENDS = ("numpy", "numba", "dense")
+#: exact backends every sweep adds where they are installed and ``--backend`` is not given
+#: (the preset's list or :data:`DEFAULT_BACKENDS` otherwise): the exact baseline of a
+#: comparison is the fastest exact attention the machine runs (docs/design.md section 8)
+EXACT_PEERS = ("torch-sdpa",)
 
 #: the input axes each input takes (docs/design.md section 6), with the value a cell gets when the
 #: axis is not given (None: not passed to the generator); other inputs get None, and the
@@ -278,6 +287,9 @@ class SweepSpec:
     config_from_input: bool = False
     #: independent draws of the rotations per hashing configuration (inputs fixed)
     rotation_seeds: int = 1
+    #: whether ``backend`` was given (config file or option); if not, :data:`EXACT_PEERS`
+    #: that are installed joined the preset's list
+    backend_given: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form, for metadata.json."""
@@ -294,6 +306,24 @@ class SweepSpec:
         return out
 
 
+def exact_peers(spec: SweepSpec) -> dict[str, str]:
+    """Each of :data:`EXACT_PEERS` -> whether the sweep runs it and, if not, why: ``"in the
+    run"``, ``"not installed: ..."`` (the registry's reason) or ``"left out by --backend"``.
+    Stored in the run's entry; the report and the dry run say it."""
+    from lshbench.backends import list_backends
+
+    known = list_backends()
+    out = {}
+    for name in EXACT_PEERS:
+        if name in spec.backend:
+            out[name] = "in the run"
+        elif name in known and not known[name].available:
+            out[name] = known[name].reason
+        else:
+            out[name] = "left out by --backend"
+    return out
+
+
 # ---------------------------------------------------------------- checking
 
 
@@ -303,13 +333,18 @@ def _threads(value: Any) -> tuple[int, ...]:
     return parse_ints("threads", items, 1)
 
 
-def _backends(value: Any) -> tuple[str, ...]:
+def _backends(value: Any, given: bool = True) -> tuple[str, ...]:
+    """The ``backend`` axis: ``value`` as given; when not given (``value`` the preset's list,
+    or None for :data:`DEFAULT_BACKENDS`), its available backends plus the available
+    :data:`EXACT_PEERS` (availability: :func:`~lshbench.backends.list_backends`, which
+    imports no optional package)."""
     from lshbench.backends import list_backends
 
     known = list_backends()
-    if value is None:
-        names = [n for n in DEFAULT_BACKENDS if n in known and known[n].available]
-        return tuple(names)
+    if not given:
+        base = DEFAULT_BACKENDS if value is None else parse_items("backend", value)
+        names = [n for n in (*base, *EXACT_PEERS) if n in known and known[n].available]
+        return tuple(dict.fromkeys(names))
     names = parse_items("backend", value)
     for name in names:
         if not isinstance(name, str) or name not in known:
@@ -546,7 +581,7 @@ def build_spec(
         d=parse_ints("d", values["d"], 1),
         batch=batch,
         tokens=tokens,
-        backend=_backends(values.get("backend")),
+        backend=_backends(values.get("backend"), "backend" in given),
         input=inputs,
         target_entropy=_reachable_entropy(
             _knob(
@@ -571,4 +606,5 @@ def build_spec(
         input_files=files,
         seqlen_given="seqlen" in given,
         config_from_input=from_input,
+        backend_given="backend" in given,
     )
