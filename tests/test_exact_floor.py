@@ -23,7 +23,7 @@ from lshbench.report import floor
 from lshbench.report.peers import EXACT_PEERS, exact_peer_notes
 from lshbench.sweep import spec
 
-HEADING = "### Crossover L versus the exact baseline"
+HEADING = "## Appendix: Crossover L versus the exact baseline"
 COLUMN = "beats the exact floor from L"
 
 
