@@ -90,9 +90,10 @@ class Doc:
                 parts.append(f'<p class="skip">Figure left out: {_inline(block[1])}</p>')
             elif kind == "figure":
                 data = base64.b64encode((folder / block[1]).read_bytes()).decode("ascii")
+                mime = "image/svg+xml" if block[1].endswith(".svg") else "image/png"
                 parts.append(
                     f'<figure><img alt="{html.escape(block[1])}" '
-                    f'src="data:image/png;base64,{data}">'
+                    f'src="data:{mime};base64,{data}">'
                     f"<figcaption>{_inline(block[2])}</figcaption></figure>"
                 )
             elif kind == "table":
@@ -325,8 +326,14 @@ def _table_metadata(doc: Doc, runs: Sequence[Any]) -> None:
 # --------------------------------------------------------------------------- entry point
 
 
-def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> Path:
-    """Write ``report.md``, ``index.html`` and the figures for the runs in ``dirs``.
+def render_report(
+    dirs: Sequence[str | Path],
+    out: str | Path | None = None,
+    formats: str | Sequence[str] = ("png",),
+) -> Path:
+    """Write ``report.md``, ``index.html`` and the figures for the runs in ``dirs``, each
+    figure in each of ``formats`` (:data:`~lshbench.report.plotting.FORMATS`, or their
+    comma list ``"png,svg"``).
 
     Returns the report folder (``out``, default :func:`default_out`). Raises ConfigError
     (one line) for a missing or empty DIR or a table lacking required columns, before
@@ -335,8 +342,9 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     from lshbench.core.config import fail
     from lshbench.report import analysis as ra
     from lshbench.report import sections
-    from lshbench.report.plotting import FIGURE_FILES
+    from lshbench.report.plotting import FIGURE_FILES, FORMATS, figure_file, parse_formats
 
+    formats = parse_formats(formats if isinstance(formats, str) else ",".join(formats))
     names = [str(d) for d in dirs]
     if not names:
         fail("DIR", "", "give at least one results directory")
@@ -351,9 +359,10 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     sections.section_columns(doc, runs)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for name in FIGURE_FILES.values():
-            (folder / name).unlink(missing_ok=True)  # a figure left out now leaves no file
-        _sections_figures_and_tables(doc, runs, df, folder)
+        for name in FIGURE_FILES:
+            for fmt in FORMATS:  # a figure or format left out now leaves no file
+                (folder / figure_file(name, fmt)).unlink(missing_ok=True)
+        _sections_figures_and_tables(doc, runs, df, folder, formats)
         _write_text(folder / "report.md", doc.markdown())
         _write_text(folder / "index.html", doc.html(folder, title))
     except OSError as exc:
@@ -392,7 +401,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _sections_figures_and_tables(
-    doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path
+    doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path, formats: Sequence[str]
 ) -> None:
     """Sections 1-9: the figures (written into ``folder``) with the accuracy sections, then
     the tables."""
@@ -414,7 +423,7 @@ def _sections_figures_and_tables(
 
     def figure(heading: str, result: Any) -> None:
         doc.h(2, heading)
-        _figure(doc, save(result, folder))
+        _figure(doc, save(result, folder, formats))
 
     figure("1. Time versus sequence length", fc.figure_time(points, fits, cross, palette, varying))
     figure("2. Peak memory versus sequence length", fc.figure_memory(points, palette, varying))
@@ -442,9 +451,9 @@ def _sections_figures_and_tables(
         doc.h(2, "9. Captured model heads")
         budget = hd.reference_budget(heads)
         winners = hd.head_winners(heads, budget)
-        _figure(doc, save(hd.figure_heads(heads, budget), folder))
+        _figure(doc, save(hd.figure_heads(heads, budget), folder, formats))
         hd.section_heads(doc, heads, budget, winners)
-        _figure(doc, save(hd.figure_lsh_vs_local(winners, budget), folder))
+        _figure(doc, save(hd.figure_lsh_vs_local(winners, budget), folder, formats))
     doc.h(2, "10. Tables" if not heads.empty else "9. Tables")
     _table_crossover(doc, cross, df)
     _table_fits(doc, fits)
