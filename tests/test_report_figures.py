@@ -175,7 +175,7 @@ def _lines_skip_no_axis_value(ax, axis_values) -> bool:
 
 def test_no_line_through_a_value_that_was_not_measured(tmp_path) -> None:
     """numba H=2 is not measured at L = 1024, a gap in the middle of the L axis: its line
-    breaks there instead of passing over it. Likewise on the chunk-length axis."""
+    breaks there instead of passing over it. Likewise on the n_hashes axis."""
     rows = [r for r in make_rows(failures=False)
             if not (r["backend"] == "numba" and r["n_hashes"] == 2
                     and r["seqlen"] == 1024)]  # fmt: skip
@@ -187,15 +187,15 @@ def test_no_line_through_a_value_that_was_not_measured(tmp_path) -> None:
         (gap,) = [ln for ln in ax.lines if ln.get_label() == "numba H=2"]
         x = np.asarray(gap.get_xdata(), float)
         assert 1024 not in x and np.isnan(x).sum() == 1  # one break, where 1024 would be
-    rows = [r for r in make_rows(failures=False)
-            if not (r["backend"] == "numpy" and r["n_hashes"] == 2)]  # fmt: skip
-    rows = [r for r in rows if not (r["backend"] == "numba" and r["n_hashes"] == 2)]
-    rows += [dict(r, backend="numba") for r in make_rows(failures=False, hashes=(2,))
-             if r["backend"] == "numpy" and r["chunk_len"] == 32]  # H=2 only at m=32  # fmt: skip
+    rows = [r for r in variant_rows()
+            if not (r["method"] == "lsh" and r["weighting"] == "multiplicity"
+                    and r["n_hashes"] == 2)]  # fmt: skip
     frame = nb.load_frame(write_results(tmp_path / "gap2", rows))
-    fig = nb.error_vs_chunk_len(frame)
+    fig = nb.error_vs_n_hashes(frame)
     for ax in fig.axes:
-        assert _lines_skip_no_axis_value(ax, sorted(set(frame["chunk_len"].dropna())))
+        assert _lines_skip_no_axis_value(ax, [1, 2, 4, 8])
+        (gap,) = [ln for ln in ax.lines if ln.get_label() == "lsh, multiplicity"]
+        assert np.isnan(np.asarray(gap.get_xdata(), float)).sum() == 1  # broken at H=2
 
 
 def test_notebook_functions_write_nothing_and_say_why_they_skip(frame, tmp_path) -> None:
