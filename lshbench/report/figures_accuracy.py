@@ -245,7 +245,7 @@ def _error_lines(
                 marker = palette.marker(str(run))
             else:
                 style = palette.line(str(run))
-        y = h[metric] if floor is None else at_floor(h[metric], floor)
+        y = h[metric].to_numpy(float) if floor is None else at_floor(h[metric], floor)
         px, py = connect_measured(xs, h[x], y)
         ax.plot(
             px,

@@ -162,15 +162,17 @@ def figure_time(
     stars, statuses = False, set()
     for ax, panel in zip(axes, panels, strict=True):
         mine = ok[in_slice(ok, panel)]
-        for name in dict.fromkeys(mine["series"]):
+        lsh = mine[~mine["exact"].astype(bool)]
+        for name in dict.fromkeys(lsh["series"]):
             mark = marks.loc[name] if name in marks.index else None
-            stars |= _time_line(ax, mine[mine["series"] == name], names[name], exps.get(name),
+            stars |= _time_line(ax, lsh[lsh["series"] == name], names[name], exps.get(name),
                                 mark, palette, scale, sel["seqlen"])  # fmt: skip
+        _reference_lines(ax, mine[mine["exact"].astype(bool)], names, exps, palette, scale,
+                         sel["seqlen"])  # fmt: skip
         failed = sel[(sel["status"] != "ok") & sel["series"].isin(mine["series"])]
         statuses |= failure_markers(
             ax, failed, "seqlen", [palette.colour(r) for _, r in failed.iterrows()]
         )
-        _reference_lines(ax, mine, scale)
         length_axis(ax, sel["seqlen"])
         ax.set_yscale("log")
         ax.set_xlabel("sequence length L")
@@ -214,10 +216,21 @@ def _time_finding(g: pd.DataFrame, names: dict[str, str]) -> str:
             f"fastest LSH configuration ({names[best['series']]}) {where}")  # fmt: skip
 
 
-def _reference_lines(ax: Any, g: pd.DataFrame, scale: float) -> None:
-    """Reference lines of a time panel, drawn after the series; ``g`` holds the panel's
-    points (the exact ones among them are already drawn as series). Nothing more yet: the
-    place for lines that are not series (a floor, a bound)."""
+def _reference_lines(
+    ax: Any,
+    exact: pd.DataFrame,
+    names: dict[str, str],
+    exps: dict[str, float],
+    palette: Palette,
+    scale: float,
+    lengths: pd.Series,
+) -> None:
+    """What a time panel measures LSH against, drawn after its LSH series: each exact
+    backend's times (``exact``: the panel's ok exact points; black for the reference
+    backend, grey for the others) with its exponent."""
+    for name in dict.fromkeys(exact["series"]):
+        g = exact[exact["series"] == name]
+        _time_line(ax, g, names[name], exps.get(name), None, palette, scale, lengths)
 
 
 def _time_line(

@@ -168,11 +168,12 @@ def save(
     files = []
     for fmt in wanted:
         file = figure_file(result.name, fmt)
+
+        def write(tmp: str, fmt: str = fmt) -> None:
+            figure.savefig(tmp, format=fmt, dpi=DPI, metadata=meta[fmt])
+
         with rc_context({"svg.hashsalt": "lshbench"}):  # SVG ids from the content, not random
-            atomic_write(  # a temporary file renamed: never a truncated figure
-                out_dir / file,
-                lambda tmp, fmt=fmt: figure.savefig(tmp, format=fmt, dpi=DPI, metadata=meta[fmt]),
-            )
+            atomic_write(out_dir / file, write)  # a temporary file renamed: never truncated
         files.append(file)
     shown = next(f for f in files if f.endswith((".png", ".svg")))
     return Drawn(shown, result.caption, tuple(files))
@@ -240,13 +241,16 @@ def bytes_unit(sizes: Sequence[float] | pd.Series) -> tuple[float, str]:
 
 
 def connect_measured(
-    axis_values: Sequence[float], x: Sequence[float], y: Sequence[float]
+    axis_values: Sequence[float] | pd.Series,
+    x: Sequence[float] | pd.Series,
+    y: Sequence[float] | pd.Series | np.ndarray,
 ) -> tuple[list[float], list[float]]:
     """``x, y`` (sorted by x) with a NaN break wherever a value of the figure's axis
     (``axis_values``) lies between two consecutive points of this line: a line is drawn only
     between neighbouring values it was measured at, never through one it was not."""
     axis = sorted({float(v) for v in axis_values if math.isfinite(float(v))})
-    xs, ys = [], []
+    xs: list[float] = []
+    ys: list[float] = []
     for xi, yi in sorted(zip((float(v) for v in x), (float(v) for v in y), strict=True)):
         if xs and any(xs[-1] < a < xi for a in axis):
             xs.append(math.nan)
@@ -372,7 +376,7 @@ def tight(fig: Figure) -> None:
     :func:`figure_legend` below them (matplotlib's constrained layout)."""
     import textwrap
 
-    title = fig._suptitle
+    title = getattr(fig, "_suptitle", None)  # the suptitle's Text, keeping its font size
     if title is not None:
         title.set_text(textwrap.fill(title.get_text(), 120))
     fig.set_layout_engine("constrained", h_pad=0.06, w_pad=0.06)
