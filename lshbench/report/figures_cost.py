@@ -38,6 +38,7 @@ from lshbench.report.plotting import (
     length_axis,
     length_tick,
     one_length_reason,
+    plain_log_ticks,
     slice_inputs,
     slice_points,
     status_handles,
@@ -175,6 +176,7 @@ def figure_time(
         )
         length_axis(ax, sel["seqlen"])
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
         ax.set_xlabel("sequence length L")
         ax.set_ylabel(f"time per sequence ({unit})")
         ax.grid(True, which="both", alpha=0.25)
@@ -355,6 +357,7 @@ def figure_memory(points: pd.DataFrame, palette: Palette, varying: set[str]) -> 
                                       sel["seqlen"])  # fmt: skip
             length_axis(ax, sel["seqlen"])
             ax.set_yscale("log")
+            plain_log_ticks(ax.yaxis)
             ax.set_xlabel("sequence length L")
             ax.set_ylabel(f"{title.split(' (')[0]} per call ({unit})")
             parts = [title] if len(metrics) > 1 else []
@@ -466,6 +469,7 @@ def figure_time_per_token(
     )
     length_axis(ax, lengths)
     ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
     ax.set_xlabel("sequence length L (batch = total tokens / L)")
     ax.set_ylabel("time per token (µs)")
     ax.grid(True, which="both", alpha=0.25)
