@@ -250,3 +250,12 @@ def test_pareto_times_are_the_fixture_times_in_the_axis_unit(variants) -> None:
                  if ln.get_marker() == "o" and len(ln.get_xdata()) == 1})  # fmt: skip
     want = sorted({round(scale * t_lsh("lsh", H, 4096), 9) for H in (1, 2, 4, 8)})
     assert xs == want
+
+
+def test_pareto_legend_names_no_exact_baseline_when_none_is_drawn(tmp_path) -> None:
+    rows = [r for r in variant_rows() if r["backend"] != "dense"]
+    fig = nb.pareto(nb.load_frame(write_results(tmp_path / "no-dense", rows)))
+    legend = [t.get_text() for t in fig.legends[0].texts]
+    assert "Pareto front (over LSH points)" in legend
+    assert not any(t.startswith("exact baseline") for t in legend)
+    assert not any(ln.get_linestyle() == "--" for ax in fig.axes for ln in ax.lines)

@@ -417,7 +417,8 @@ def figure_pareto(points: pd.DataFrame, palette: Palette, varying: set[str]) -> 
             ax.set_title(f"{run_text}input={input_name}, L={length_tick(L)}", fontsize=9)
             ax.set_xlabel(f"time per sequence ({unit})")
             ax.set_ylabel(metric_axis(metric), fontsize=MIN_FONT)
-    handles = _pareto_handles(lsh[lsh["seqlen"].isin(lengths)], palette)
+    exact = shown["exact"].astype(bool) & np.isfinite(shown["time_seq"])
+    handles = _pareto_handles(lsh[lsh["seqlen"].isin(lengths)], palette, bool(exact.any()))
     fig.suptitle(_pareto_finding(shown, metric_of), fontsize=10)
     figure_legend(fig, handles, ncol=3)
     tight(fig)
@@ -496,15 +497,14 @@ def _method_marker(row: Any, palette: Palette) -> dict[str, Any]:
     return {"marker": marker, "color": colour, "mfc": "none" if hollow else colour}
 
 
-def _pareto_handles(lsh: pd.DataFrame, palette: Palette) -> list[Line2D]:
-    """Legend of the Pareto panels: front, exact baseline, each method, count-once, one colour per
-    (backend, H)."""
-    handles = [
-        Line2D([], [], color="black", lw=1.2, drawstyle="steps-post",
-               label="Pareto front (over LSH points)"),
-        Line2D([], [], color="black", ls="--", lw=1.0,
-               label="exact baseline (fastest exact, error 0)"),
-    ]  # fmt: skip
+def _pareto_handles(lsh: pd.DataFrame, palette: Palette, exact: bool) -> list[Line2D]:
+    """Legend of the Pareto panels: front, exact baseline (when ``exact`` rows are drawn),
+    each method, count-once, one colour per (backend, H)."""
+    handles = [Line2D([], [], color="black", lw=1.2, drawstyle="steps-post",
+                      label="Pareto front (over LSH points)")]  # fmt: skip
+    if exact:
+        handles.append(Line2D([], [], color="black", ls="--", lw=1.0,
+                              label="exact baseline (fastest exact, error 0)"))  # fmt: skip
     methods = [m for m in METHOD_STYLE if m in set(lsh["method"])]
     for method in methods:
         marker = METHOD_STYLE[method][1]
