@@ -335,36 +335,51 @@ def _labelled(ax) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def test_time_figure_plots_the_fixture_times(tables) -> None:
+    """One panel per chunk length (the slice axis that varies), shared y; every line the
+    fixture's times in ms at its measured L, a star at each measured crossover."""
     from lshbench.report.figures_cost import figure_time
 
     t = tables
     plot = figure_time(t["points"], t["fits"], t["cross"], t["palette"], t["varying"])
     assert plot.name == "time"
-    m = int(re.search(r"chunk_len=(\d+)", plot.caption).group(1))  # the slice shown
     assert "input=gaussian" in plot.caption
-    (ax,) = plot.figure.axes
-    assert ax.get_xlabel() == "sequence length L"
-    assert ax.get_ylabel() == "time per sequence (s) = time_median_s / batch"
-    assert ax.get_title().startswith("Time versus sequence length, input=gaussian")
-    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    lines = _labelled(ax)
-    expected = {"dense": [dense_time(L) for L in LENGTHS]}
-    for b in ("numba", "numpy"):
-        for H in HASHES:
-            expected[f"{b} H={H}"] = [lsh_time(b, H, m, L) for L in LENGTHS]
-    assert {label.split("  (k=")[0] for label in lines} == set(expected)
-    for label, (x, y) in lines.items():
-        np.testing.assert_array_equal(x, LENGTHS)
-        np.testing.assert_allclose(y, expected[label.split("  (k=")[0]], rtol=1e-12)
-    stars = sorted(line.get_xdata()[0] for line in ax.lines if line.get_marker() == "*")
-    want = sorted(
-        value
-        for b in ("numba", "numpy")
-        for H in HASHES
-        for kind, value in [_expected_crossover(b, H, m)]
-        if kind == "measured"
-    )
-    np.testing.assert_allclose(stars, want, rtol=1e-9)
+    axes = plot.figure.axes
+    assert sorted(ax.get_title() for ax in axes) == [f"chunk_len={m}" for m in CHUNKS]
+    assert len({ax.get_ylim() for ax in axes}) == 1  # one y range for every panel
+    title = plot.figure.get_suptitle()
+    best = min(lsh_time(b, H, 64, 8192) for b in ("numba", "numpy") for H in HASHES)
+    assert f"is {dense_time(8192) / best:.1f}x faster than the exact baseline (dense)" in title
+    assert "at L = 8K" in title and "input=gaussian" in title
+    for ax in axes:
+        m = int(ax.get_title().removeprefix("chunk_len="))
+        assert ax.get_xlabel() == "sequence length L"
+        assert ax.get_ylabel() == "time per sequence (ms)"
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+        lines = _labelled(ax)
+        expected = {"dense": (LENGTHS, [dense_time(L) for L in LENGTHS])}
+        for b in ("numba", "numpy"):
+            for H in HASHES:
+                ls = [L for L in LENGTHS if (b, H, m, L) != ("numpy", 8, 32, 8192)]  # oom
+                expected[f"{b} H={H}"] = (ls, [lsh_time(b, H, m, L) for L in ls])
+        assert set(lines) == set(expected)
+        for label, (x, y) in lines.items():
+            np.testing.assert_array_equal(x, expected[label][0])
+            np.testing.assert_allclose(y, 1e3 * np.array(expected[label][1]), rtol=1e-12)  # ms
+        exponents = [t.get_text() for t in ax.texts if t.get_text().startswith("k=")]
+        assert len(exponents) == len(expected)  # the fitted exponent at the end of each line
+        stars = sorted(line.get_xdata()[0] for line in ax.lines if line.get_marker() == "*")
+        want = sorted(
+            value
+            for b in ("numba", "numpy")
+            for H in HASHES
+            for kind, value in [_expected_crossover(b, H, m)]
+            if kind == "measured" and (b, H, m) != ("numpy", 8, 32)  # not measured at 8K
+        )
+        np.testing.assert_allclose(stars, want, rtol=1e-9)
+    legend = [t.get_text() for t in plot.figure.legends[0].texts]
+    has_star = any(line.get_marker() == "*" for ax in axes for line in ax.lines)
+    assert ("crossover: LSH faster than the exact baseline from here" in legend) == has_star
+    assert len(legend) == len(set(legend))
 
 
 def _fixture_error(H: int, m: int, inp: str, L: int) -> float:
@@ -381,6 +396,7 @@ def test_error_figure_plots_the_fixture_errors(tables) -> None:
     """attn_tv (top) and mass recall versus n_hashes, one line per method and weighting,
     at the slice's chunk length; and versus chunk length, one line per n_hashes."""
     from lshbench.report.figures_accuracy import figure_error
+    from lshbench.report.plotting import DPI
 
     t = tables
     plot = figure_error(
@@ -390,18 +406,25 @@ def test_error_figure_plots_the_fixture_errors(tables) -> None:
     L = max(LENGTHS)
     m = int(re.search(r"chunk_len=(\d+)", plot.caption).group(1))  # the slice shown
     assert f"at L={L}" in plot.caption and "backend numpy" in plot.caption
-    assert plot.figure._suptitle.get_text() == (
-        "attn_tv and mass_recall versus n_hashes at L=8K, one panel per input"
+    tvs = [_fixture_tv(8, m, inp, L) for inp in INPUTS]  # the largest n_hashes, per input
+    assert plot.figure.get_suptitle() == (
+        f"attn_tv at H=8, L=8K: LSH {min(tvs):.2g}-{max(tvs):.2g} (range over inputs)"
     )
-    axes = plot.figure.axes
-    assert [ax.get_title() for ax in axes] == [f"input={i}" for i in INPUTS] * 2
+    axes = plot.figure.axes  # a row per input: attn_tv, then mass recall
+    assert [ax.get_title() for ax in axes] == [f"input={i}" for i in INPUTS for _ in range(2)]
+    assert plot.figure.get_size_inches()[0] * DPI <= 1600
+    tv_axes = [ax for ax in axes if ax.get_ylabel().startswith("attn_tv")]
+    assert len({ax.get_ylim() for ax in tv_axes}) == 1  # shared y range of one metric
+    assert tv_axes[0].get_yscale() == "log"
+    assert [t.get_text() for t in plot.figure.legends[0].texts] == [
+        "LSH (hashed buckets)", "multiplicity"]  # fmt: skip
     hashes = [H for H in HASHES if (H, m) != (8, 32)]  # numpy H=8 m=32 is oom_predicted
     for ax in axes:
         inp = ax.get_title().removeprefix("input=")
         recall = ax.get_ylabel().startswith("mass_recall")
         assert ax.get_ylabel() in ("mass_recall (exact mass on keys seen)",
                                    "attn_tv (attention distance)")  # fmt: skip
-        assert ax.get_xlabel() == "n_hashes"
+        assert ax.get_xlabel() in ("n_hashes (H)", "")  # the bottom row only
         lines = _labelled(ax)
         assert set(lines) == {"lsh, multiplicity"}
         x, y = lines["lsh, multiplicity"]
@@ -434,10 +457,10 @@ def test_pareto_figure_draws_the_front_of_the_fixture(tables) -> None:
     plot = figure_pareto(t["points"], t["palette"], t["varying"])
     L = max(LENGTHS)
     ax = next(a for a in plot.figure.axes if a.get_title() == "input=gaussian, L=8K")
-    assert ax.get_xlabel() == "time per sequence"
+    assert ax.get_xlabel() == "time per sequence (ms)"
     assert ax.get_ylabel() == "attn_tv (attention distance)"
     configs = [
-        (lsh_time(b, H, m, L), _fixture_tv(H, m, "gaussian", L))
+        (1e3 * lsh_time(b, H, m, L), _fixture_tv(H, m, "gaussian", L))
         for b in ("numba", "numpy")
         for H in HASHES
         for m in CHUNKS
@@ -455,7 +478,7 @@ def test_pareto_figure_draws_the_front_of_the_fixture(tables) -> None:
     (step,) = [line for line in ax.lines if line.get_drawstyle() == "steps-post"]
     np.testing.assert_allclose(np.c_[step.get_xdata(), step.get_ydata()], front, rtol=1e-12)
     dense = [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"]
-    np.testing.assert_allclose(dense, [dense_time(L)], rtol=1e-12)
+    np.testing.assert_allclose(dense, [1e3 * dense_time(L)], rtol=1e-12)
     budgets = sorted(line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == ":")
     assert budgets == [0.05, 0.10, 0.20]  # on attn_tv
 

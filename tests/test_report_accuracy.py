@@ -166,8 +166,8 @@ def test_pareto_draws_the_baselines_and_a_front_over_lsh_only(points) -> None:
     from lshbench.report.plotting import Palette
 
     plot = figure_pareto(points, Palette(points), ra.varying_axes(points))
-    legend = [t.get_text() for ax in plot.figure.axes if ax.get_legend()
-              for t in ax.get_legend().texts]  # fmt: skip
+    legend = [t.get_text() for t in plot.figure.legends[0].texts]
+    assert len(legend) == len(set(legend))
     for name in ("LSH (hashed buckets)", "random keys, same budget", "local window, same budget",
                  "Pareto front (over LSH points)", "count-once weighting (hollow)"):  # fmt: skip
         assert name in legend
@@ -175,21 +175,24 @@ def test_pareto_draws_the_baselines_and_a_front_over_lsh_only(points) -> None:
     L = 4096
     ax = next(a for a in plot.figure.axes if a.get_title() == "input=gaussian, L=4K")
     assert ax.get_ylabel() == "attn_tv (attention distance)"
+    unit = ax.get_xlabel().removeprefix("time per sequence (").removesuffix(")")
+    ms = {"s": 1.0, "ms": 1e3, "µs": 1e6}[unit]  # times are drawn in the axis' unit
     dots = [ln for ln in ax.lines if len(ln.get_xdata()) == 1 and ln.get_linestyle() == "None"]
     by_marker: dict[str, set] = {}
     for ln in dots:
         by_marker.setdefault(ln.get_marker(), set()).add(
-            (round(ln.get_xdata()[0], 15), round(ln.get_ydata()[0], 12)))  # fmt: skip
+            (round(ln.get_xdata()[0], 9), round(ln.get_ydata()[0], 12)))  # fmt: skip
     for method, marker in (("lsh", "o"), ("random", "X"), ("local", "s")):
-        want = {(round(t_lsh(method, H, L), 15), round(tv("gaussian", method, w, H, L), 12))
+        want = {(round(ms * t_lsh(method, H, L), 9), round(tv("gaussian", method, w, H, L), 12))
                 for w in WEIGHTINGS for H in HASHES}  # fmt: skip
         if method == "random":
-            want.add((1e-3, 0.5))  # the unpaired random row (m=32) is drawn too
+            want.add((round(ms * 1e-3, 9), 0.5))  # the unpaired random row (m=32) is drawn too
         assert by_marker[marker] == want, method
     hollow = [ln for ln in dots if ln.get_markerfacecolor() == "none"]
     assert len(hollow) == len(dots) // 2  # count-once: half of the points
-    lsh = [(t_lsh("lsh", H, L), tv("gaussian", "lsh", w, H, L)) for w in WEIGHTINGS for H in HASHES]
-    every = lsh + [(t_lsh(m, H, L), tv("gaussian", m, w, H, L))
+    lsh = [(ms * t_lsh("lsh", H, L), tv("gaussian", "lsh", w, H, L))
+           for w in WEIGHTINGS for H in HASHES]  # fmt: skip
+    every = lsh + [(ms * t_lsh(m, H, L), tv("gaussian", m, w, H, L))
                    for m in ("random", "local") for w in WEIGHTINGS for H in HASHES]  # fmt: skip
 
     def front(pts):
@@ -375,11 +378,12 @@ def test_two_machines_are_two_series(tmp_path) -> None:
     plot = figure_time(points, fit_exponents(points), crossovers(points), Palette(points),
                        ra.varying_axes(df))  # fmt: skip
     lines = _labelled(plot.figure.axes[0])
-    dense = {k.split("  (k=")[0]: v for k, v in lines.items() if " dense" in k}
+    assert plot.figure.axes[0].get_ylabel() == "time per sequence (ms)"
+    dense = {k: v for k, v in lines.items() if " dense" in k}
     assert set(dense) == {f"[{MACHINE_LABEL}] dense", f"[{other_label}] dense"}
     mine, theirs = dense[f"[{MACHINE_LABEL}] dense"][1], dense[f"[{other_label}] dense"][1]
     np.testing.assert_allclose(theirs, 2 * mine, rtol=1e-12)  # never merged, never old code
-    np.testing.assert_allclose(mine, [dense_time(L) for L in (512, 1024, 2048)], rtol=1e-12)
+    np.testing.assert_allclose(mine, [1e3 * dense_time(L) for L in (512, 1024, 2048)], rtol=1e-12)
 
 
 def test_report_lists_each_machine_and_the_superseded_code(tmp_path) -> None:

@@ -125,9 +125,10 @@ class Doc:
                 parts.append(f'<p class="skip">Figure left out: {_inline(block[1])}</p>')
             elif kind == "figure":
                 data = base64.b64encode((folder / block[1]).read_bytes()).decode("ascii")
+                mime = "image/svg+xml" if block[1].endswith(".svg") else "image/png"
                 parts.append(
                     f'<figure><img alt="{html.escape(block[1])}" '
-                    f'src="data:image/png;base64,{data}">'
+                    f'src="data:{mime};base64,{data}">'
                     f"<figcaption>{_inline(block[2])}</figcaption></figure>"
                 )
             elif kind == "table":
@@ -465,7 +466,8 @@ def _table_metadata(doc: Doc, runs: Sequence[Any]) -> None:
 @dataclass(frozen=True)
 class RenderedReport:
     """What :func:`render_report` wrote: the folder, its ``report.md`` and ``index.html``,
-    and the figure files the report shows, in the order it shows them."""
+    and the figure files of the figures the report shows, in the order it shows them (each
+    in every format written)."""
 
     folder: Path
     markdown: Path
@@ -473,8 +475,14 @@ class RenderedReport:
     figures: tuple[Path, ...]
 
 
-def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> RenderedReport:
-    """Write ``report.md``, ``index.html`` and the figures for the runs in ``dirs``.
+def render_report(
+    dirs: Sequence[str | Path],
+    out: str | Path | None = None,
+    formats: str | Sequence[str] = ("png",),
+) -> RenderedReport:
+    """Write ``report.md``, ``index.html`` and the figures for the runs in ``dirs``, each
+    figure in each of ``formats`` (:data:`~lshbench.report.plotting.FORMATS`, or their
+    comma list ``"png,svg"``).
 
     The report opens with the summary (:mod:`lshbench.report.summary`), then the runs, the
     figures, and the long tables as appendices. Returns what it wrote
@@ -484,8 +492,9 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     """
     from lshbench.core.config import fail
     from lshbench.report import analysis as ra
-    from lshbench.report.plotting import FIGURE_FILES
+    from lshbench.report.plotting import FIGURE_FILES, FORMATS, figure_file, parse_formats
 
+    formats = parse_formats(formats if isinstance(formats, str) else ",".join(formats))
     names = [str(d) for d in dirs]
     if not names:
         fail("DIR", "", "give at least one results directory")
@@ -498,14 +507,21 @@ def render_report(dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     doc.h(1, title)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for name in FIGURE_FILES.values():
-            (folder / name).unlink(missing_ok=True)  # a figure left out now leaves no file
-        _sections(doc, runs, df, folder)
+        for name in FIGURE_FILES:
+            for fmt in FORMATS:  # a figure or format left out now leaves no file
+                (folder / figure_file(name, fmt)).unlink(missing_ok=True)
+        _sections(doc, runs, df, folder, formats)
         _write_text(folder / "report.md", doc.markdown())
         _write_text(folder / "index.html", doc.html(folder, title))
     except OSError as exc:
         raise ReportWriteError(folder, exc) from exc
-    figures = tuple(folder / name for name in doc.figures())
+    shown = [Path(name).stem for name in doc.figures()]
+    figures = tuple(
+        folder / f"{stem}.{fmt}"
+        for stem in shown
+        for fmt in FORMATS
+        if (folder / f"{stem}.{fmt}").is_file()
+    )
     return RenderedReport(folder, folder / "report.md", folder / "index.html", figures)
 
 
@@ -550,9 +566,11 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def _sections(doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path) -> None:
-    """The summary, the runs, sections 1-9: the figures (written into ``folder``) with the
-    accuracy sections, then the tables as appendices."""
+def _sections(
+    doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path, formats: Sequence[str]
+) -> None:
+    """The summary, the runs, sections 1-9: the figures (written into ``folder``, in each of
+    ``formats``) with the accuracy sections, then the tables as appendices."""
     from lshbench.report import analysis as ra
     from lshbench.report import figures_accuracy as fa
     from lshbench.report import figures_cost as fc
@@ -578,7 +596,7 @@ def _sections(doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path) -> 
 
     def figure(heading: str, result: Any) -> None:
         doc.h(2, heading)
-        _figure(doc, save(result, folder))
+        _figure(doc, save(result, folder, formats))
 
     figure("1. Time versus sequence length", fc.figure_time(points, fits, cross, palette, varying))
     figure("2. Peak memory versus sequence length", fc.figure_memory(points, palette, varying))
@@ -606,9 +624,9 @@ def _sections(doc: Doc, runs: Sequence[Any], df: pd.DataFrame, folder: Path) -> 
         doc.h(2, "9. Captured model heads")
         budget = hd.reference_budget(heads)
         winners = hd.head_winners(heads, budget)
-        _figure(doc, save(hd.figure_heads(heads, budget), folder))
+        _figure(doc, save(hd.figure_heads(heads, budget), folder, formats))
         hd.section_heads(doc, heads, budget, winners)
-        _figure(doc, save(hd.figure_lsh_vs_local(winners, budget), folder))
+        _figure(doc, save(hd.figure_lsh_vs_local(winners, budget), folder, formats))
     sc.table_budgets(doc, points, several)
     sc.table_hashing(doc, hashing, several)
     _table_crossover(doc, cross, points, df)

@@ -18,23 +18,32 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from lshbench.report.analysis import REFERENCE_LSH_BACKEND
 from lshbench.report.columns import METHOD_ORDER
 from lshbench.report.labels import METHOD_NAMES, metric_axis, plain
 from lshbench.report.plotting import (
+    EXACT_BELOW,
+    MIN_FONT,
+    WIDTH,
     Palette,
     Plot,
     Skipped,
+    at_floor,
     caption_with_slice,
+    connect_measured,
+    error_floor,
     failure_markers,
-    legend,
+    figure_legend,
+    floor_axis,
     length_tick,
     line_styles,
-    plain_log_ticks,
     slice_points,
+    sparse_log_ticks,
     status_handles,
+    tight,
+    time_unit,
 )
 from lshbench.report.tradeoffs import (
     FALLBACK_METRIC,
@@ -44,7 +53,6 @@ from lshbench.report.tradeoffs import (
     error_metric,
     pareto_mask,
 )
-from lshbench.util import fmt_seconds
 
 __all__ = ["METHOD_STYLE", "figure_error", "figure_pareto"]
 
@@ -61,6 +69,8 @@ METHOD_STYLE = {
     "random": ("tab:orange", "X"),
     "local": ("tab:green", "s"),
 }
+#: Error metrics drawn on a log axis with an exact floor.
+_LOG_METRICS = ("attn_tv", "rel_err")
 #: Line style of each weighting.
 _WEIGHTING_LINE = {"multiplicity": "-", "count-once": "--"}
 
@@ -131,27 +141,30 @@ def figure_error(
     ok, at_l = ok[ok["seqlen"] == L], pts[pts["seqlen"] == L]
     inputs = sorted(set(ok["input"]))
     metrics = _error_metrics(ok)
-    fig = Figure(figsize=(4.3 * len(inputs) + 3.2, 3.4 * len(metrics) + 0.4))
-    grid = fig.subplots(len(metrics), len(inputs), squeeze=False)
+    fig = Figure(figsize=(WIDTH, 2.5 * len(inputs) + 1.6))
+    grid = fig.subplots(len(inputs), len(metrics), squeeze=False, sharex=True, sharey="col")
     statuses: set[str] = set()
     styles = _line_styles(ok, lines)
     xs = sorted(set(pts[x].dropna()))
-    for j, input_name in enumerate(inputs):
-        for i, metric in enumerate(metrics):
+    floors = {m: error_floor(ok[m]) for m in metrics if m in _LOG_METRICS}
+    for i, input_name in enumerate(inputs):
+        for j, metric in enumerate(metrics):
             ax = grid[i][j]
             g = ok[(ok["input"] == input_name) & np.isfinite(ok[metric])]
-            _error_lines(ax, g, x, lines, metric, styles, palette, varying)
+            _error_lines(ax, g, x, lines, metric, styles, palette, varying, xs, floors.get(metric))
             failed = at_l[(at_l["input"] == input_name) & (at_l["status"] != "ok")]
             colours = [styles.get(_line_key(r, lines), ("0.4", "o", "-"))[0]
                        for _, r in failed.iterrows()]  # fmt: skip
             statuses |= failure_markers(ax, failed, x, colours)
-            log_y = metric != "mass_recall" and (g[metric] > 0).all() and not g.empty
-            _error_axes(ax, xs, x, metric, log_y)
+            _error_axes(ax, xs, x, metric, floors.get(metric))
             ax.set_title(f"input={input_name}", fontsize=9)
-    legend(grid[0][-1], status_handles(statuses))
-    shown = " and ".join(metrics)
-    fig.suptitle(f"{shown} versus {x} at L={length_tick(L)}, one panel per input", fontsize=10)
-    fig.tight_layout()
+            if i < len(inputs) - 1:
+                ax.set_xlabel("")
+    handles = _error_handles(ok, lines, styles, [a for row in grid for a in row])
+    fig.suptitle(_error_finding(ok, x, lines, metrics[0], L), fontsize=10)
+    handles += status_handles(statuses)
+    figure_legend(fig, handles, ncol=3)
+    tight(fig)
     used = ", ".join(
         sorted({f"{b} ({r})" if len(backends) > 1 else b for r, b in backends.items()})
     )
@@ -209,10 +222,13 @@ def _error_lines(
     styles: dict[tuple, tuple[Any, str, str]],
     palette: Palette,
     varying: set[str],
+    xs: Sequence[float],
+    floor: float | None,
 ) -> None:
     """One line per (run, line key, n_buckets description): median ``metric`` versus ``x``,
     with a band over the min-max of its rows (rotation draws, input seeds) where they
-    differ."""
+    differ. A line joins only neighbouring values of ``xs`` it was measured at; on a log
+    axis (``floor`` given) exact values are drawn at the floor."""
     rank = {key: i for i, key in enumerate(styles)}  # styles are in legend order
     groups = sorted(g.groupby(["run", *lines, "nb_desc"], sort=True),
                     key=lambda item: (item[0][0], rank[tuple(item[0][1:-1])]))  # fmt: skip
@@ -229,9 +245,11 @@ def _error_lines(
                 marker = palette.marker(str(run))
             else:
                 style = palette.line(str(run))
+        y = h[metric].to_numpy(float) if floor is None else at_floor(h[metric], floor)
+        px, py = connect_measured(xs, h[x], y)
         ax.plot(
-            h[x],
-            h[metric],
+            px,
+            py,
             marker=marker,
             ls=style,
             color=colour,
@@ -240,7 +258,10 @@ def _error_lines(
             label=label,
         )
         if band is not None:
-            ax.fill_between(band[x], band["lo"], band["hi"], color=colour, alpha=0.15, lw=0)
+            lo, hi = band["lo"], band["hi"]
+            if floor is not None:
+                lo, hi = at_floor(lo, floor), at_floor(hi, floor)
+            ax.fill_between(band[x], lo, hi, color=colour, alpha=0.15, lw=0)
 
 
 def _band(h: pd.DataFrame, x: str, metric: str) -> pd.DataFrame | None:
@@ -256,18 +277,79 @@ def _band(h: pd.DataFrame, x: str, metric: str) -> pd.DataFrame | None:
     return band.reset_index()
 
 
-def _error_axes(ax: Any, xs: Sequence[float], x: str, metric: str, log_y: bool) -> None:
-    """Log2 x axis with ticks at the measured values; labels; grid."""
+def _error_axes(ax: Any, xs: Sequence[float], x: str, metric: str, floor: float | None) -> None:
+    """Log2 x axis with ticks at the measured values; a log y axis from ``floor`` (exact
+    results drawn there, labelled "exact") for an error metric; labels; grid."""
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    if log_y:
+    if floor is not None:
         ax.set_yscale("log")
-        plain_log_ticks(ax.yaxis)
-    ax.set_xlabel(x)
-    ax.set_ylabel(metric_axis(metric), fontsize=8)
+        floor_axis(ax.yaxis, floor)
+    elif metric == "mass_recall":
+        ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel(f"{x} ({_SYMBOL.get(x, x)})")
+    ax.set_ylabel(metric_axis(metric), fontsize=MIN_FONT)
     ax.grid(True, which="both", alpha=0.25)
+
+
+def _error_handles(
+    ok: pd.DataFrame, lines: Sequence[str], styles: dict[tuple, tuple[Any, str, str]], axes: Any
+) -> list[Line2D]:
+    """The legend of the error figure: for method and weighting lines, one entry per method
+    drawn (colour and marker) and one per weighting drawn (line style); otherwise the
+    panels' own labels."""
+    if set(lines) != {"method", "weighting"}:
+        out: list[Any] = []
+        for ax in axes:
+            out += ax.get_legend_handles_labels()[0]
+        return out
+    handles = []
+    for method in [m for m in METHOD_STYLE if m in set(ok["method"])]:
+        colour, marker = METHOD_STYLE[method]
+        name = METHOD_NAMES.get(method, method)
+        handles.append(Line2D([], [], color=colour, marker=marker, ls="none", label=name))
+    for weighting, style in _WEIGHTING_LINE.items():
+        if weighting in set(ok["weighting"]):
+            handles.append(Line2D([], [], color="0.3", ls=style, lw=1.4, label=weighting))
+    return handles
+
+
+def _error_finding(ok: pd.DataFrame, x: str, lines: Sequence[str], metric: str, L: float) -> str:
+    """The title of an error figure: the error at the largest ``x`` per line value, as a
+    range over the inputs (``attn_tv at H=8, L=4K: LSH 0.05-0.72, random keys 0.78-0.95``)."""
+    top = ok[ok[x] == ok[x].max()]
+    if set(lines) == {"method", "weighting"}:
+        top = top[top["weighting"] == _mode(top["weighting"], "multiplicity")]
+        key, names = "method", METHOD_NAMES
+        order = [m for m in METHOD_STYLE if m in set(top["method"])]
+    else:
+        key, names = lines[0], {}
+        order = sorted(set(top[key]))
+    parts = []
+    for value in order:
+        v = top.loc[top[key] == value, metric]
+        v = v[np.isfinite(v)]
+        if v.empty:
+            continue
+        name = names.get(value, f"{_SYMBOL.get(key, key)}={plain(value)}").split(" (")[0]
+        name = name.split(",")[0]
+        lo, hi = _short(v.min()), _short(v.max())
+        parts.append(f"{name} {lo if lo == hi else f'{lo}-{hi}'}")
+    where = f"{_SYMBOL.get(x, x)}={plain(ok[x].max())}, L={length_tick(L)}"
+    over = " (range over inputs)" if ok["input"].nunique() > 1 else ""
+    return f"{metric} at {where}: " + "; ".join(parts) + over
+
+
+def _short(v: float) -> str:
+    """An error as short text; exact (below :data:`EXACT_BELOW`) as ``exact``."""
+    return "exact" if v < EXACT_BELOW else f"{v:.2g}"
+
+
+def _mode(values: pd.Series, prefer: str) -> str:
+    present = list(dict.fromkeys(values))
+    return prefer if prefer in present else str(present[0])
 
 
 # --------------------------------------------------------------------------- 5. Pareto
@@ -312,8 +394,15 @@ def figure_pareto(points: pd.DataFrame, palette: Palette, varying: set[str]) -> 
     run_names = dict(zip(cand["run_index"], cand["run"], strict=True))
     metric_of = dict(zip(cand["run_index"], cand["metric"], strict=True))
     several = len({r for r, _ in rows}) > 1
-    fig = Figure(figsize=(4.4 * len(lengths) + 2.8, 3.5 * len(rows)))
-    grid = fig.subplots(len(rows), len(lengths), squeeze=False)
+    shown = cand[cand["seqlen"].isin(lengths)]
+    scale, unit = time_unit(shown["time_seq"])
+    one_metric = len(set(metric_of.values())) == 1
+    floor = error_floor(
+        shown.loc[~shown["exact"].astype(bool), "error"],
+        budgets_for(next(iter(metric_of.values()))),
+    )
+    fig = Figure(figsize=(WIDTH, 2.7 * len(rows) + 1.8))
+    grid = fig.subplots(len(rows), len(lengths), squeeze=False, sharey=one_metric)
     for i, (run_index, input_name) in enumerate(rows):
         for j, L in enumerate(lengths):
             ax = grid[i][j]
@@ -321,17 +410,62 @@ def figure_pareto(points: pd.DataFrame, palette: Palette, varying: set[str]) -> 
             g = g[g["seqlen"] == L]
             if g.empty:
                 ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
-            _pareto_panel(ax, g, palette, metric_of[run_index])
+            metric = metric_of[run_index]
+            panel_floor = floor if one_metric else error_floor(g["error"], budgets_for(metric))
+            _pareto_panel(ax, g, palette, metric, scale, panel_floor)
             run_text = f"[{run_names[run_index]}] " if several else ""
             ax.set_title(f"{run_text}input={input_name}, L={length_tick(L)}", fontsize=9)
-            ax.set_xlabel("time per sequence")
-            ax.set_ylabel(metric_axis(metric_of[run_index]), fontsize=8)
-    handles = _pareto_handles(lsh, palette)
-    grid[0][len(lengths) - 1].legend(
-        handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False
-    )
-    fig.tight_layout()
+            ax.set_xlabel(f"time per sequence ({unit})")
+            ax.set_ylabel(metric_axis(metric), fontsize=MIN_FONT)
+    exact = shown["exact"].astype(bool) & np.isfinite(shown["time_seq"])
+    handles = _pareto_handles(lsh[lsh["seqlen"].isin(lengths)], palette, bool(exact.any()))
+    fig.suptitle(_pareto_finding(shown, metric_of), fontsize=10)
+    figure_legend(fig, handles, ncol=3)
+    tight(fig)
     return Plot("pareto", fig, caption_with_slice(_pareto_caption(cand), slices, varying))
+
+
+def _pareto_finding(shown: pd.DataFrame, metric_of: dict[Any, str]) -> str:
+    """The title of the Pareto figure: at the largest L shown, on how many inputs an LSH
+    configuration within the middle error budget is faster than the exact baseline, and the
+    best speed-up."""
+    metric = next(iter(metric_of.values()))
+    budget = budgets_for(metric)[len(budgets_for(metric)) // 2]
+    L = shown["seqlen"].max()
+    at = shown[(shown["seqlen"] == L) & (shown["metric"] == metric)]
+    wins, meets, best = 0, 0, None
+    inputs = sorted(set(at["input"]))
+    baseline = ""
+    for input_name in inputs:
+        g = at[at["input"] == input_name]
+        exact = g[g["exact"].astype(bool) & np.isfinite(g["time_seq"])]
+        lsh = g[(g["method"] == "lsh") & ~g["exact"].astype(bool) & (g["error"] <= budget)]
+        if lsh.empty:
+            continue
+        meets += 1
+        fastest = lsh.loc[lsh["time_seq"].idxmin()]
+        if exact.empty:
+            continue
+        base = exact.loc[exact["time_seq"].idxmin()]
+        baseline = str(base["backend"])
+        speedup = base["time_seq"] / fastest["time_seq"]
+        if speedup > 1:
+            wins += 1
+            if best is None or speedup > best[0]:
+                best = (speedup, input_name, fastest)
+    where = f"At L = {length_tick(L)}"
+    within = f"within {metric} {budget:g}"
+    if meets == 0:
+        return f"{where} no LSH configuration is {within} on any input"
+    if best is None:
+        versus = f"the exact baseline ({baseline})" if baseline else "an exact baseline"
+        return f"{where} LSH {within} is never faster than {versus} ({meets} inputs meet it)"
+    speedup, input_name, row = best
+    config = f"{row['backend']} H={plain(row['n_hashes'])} m={plain(row['chunk_len'])}"
+    return (
+        f"{where} LSH {within} beats the exact baseline ({baseline}) on {wins} of "
+        f"{len(inputs)} inputs; best {speedup:.1f}x ({config}, {input_name})"
+    )
 
 
 def _pareto_caption(cand: pd.DataFrame) -> str:
@@ -363,15 +497,14 @@ def _method_marker(row: Any, palette: Palette) -> dict[str, Any]:
     return {"marker": marker, "color": colour, "mfc": "none" if hollow else colour}
 
 
-def _pareto_handles(lsh: pd.DataFrame, palette: Palette) -> list[Line2D]:
-    """Legend of the Pareto panels: front, exact baseline, each method, count-once, one colour per
-    (backend, H)."""
-    handles = [
-        Line2D([], [], color="black", lw=1.2, drawstyle="steps-post",
-               label="Pareto front (over LSH points)"),
-        Line2D([], [], color="black", ls="--", lw=1.0,
-               label="exact baseline (fastest exact, error 0)"),
-    ]  # fmt: skip
+def _pareto_handles(lsh: pd.DataFrame, palette: Palette, exact: bool) -> list[Line2D]:
+    """Legend of the Pareto panels: front, exact baseline (when ``exact`` rows are drawn),
+    each method, count-once, one colour per (backend, H)."""
+    handles = [Line2D([], [], color="black", lw=1.2, drawstyle="steps-post",
+                      label="Pareto front (over LSH points)")]  # fmt: skip
+    if exact:
+        handles.append(Line2D([], [], color="black", ls="--", lw=1.0,
+                              label="exact baseline (fastest exact, error 0)"))  # fmt: skip
     methods = [m for m in METHOD_STYLE if m in set(lsh["method"])]
     for method in methods:
         marker = METHOD_STYLE[method][1]
@@ -389,9 +522,13 @@ def _pareto_handles(lsh: pd.DataFrame, palette: Palette) -> list[Line2D]:
     return handles
 
 
-def _pareto_panel(ax: Any, g: pd.DataFrame, palette: Palette, metric: str) -> None:
-    """One (input, L) panel: every LSH and baseline point, the front over the LSH points
-    with labels, the exact baseline, the budgets of ``metric``."""
+def _pareto_panel(
+    ax: Any, g: pd.DataFrame, palette: Palette, metric: str, scale: float, floor: float
+) -> None:
+    """One (input, L) panel: every LSH and baseline point (time x ``scale``), the front over
+    the LSH points with labels, the exact baseline, the budgets of ``metric``; exact errors
+    drawn at ``floor``."""
+    g = g.assign(time_seq=g["time_seq"] * scale, error=at_floor(g["error"], floor))
     inexact = g[~g["exact"].astype(bool)].sort_values(["series_order"], kind="mergesort")
     for _, row in inexact.iterrows():
         ax.plot([row["time_seq"]], [row["error"]], ms=6, ls="none", alpha=0.85,
@@ -408,30 +545,31 @@ def _pareto_panel(ax: Any, g: pd.DataFrame, palette: Palette, metric: str) -> No
             str(fastest["backend"]),
             (fastest["time_seq"], 1.0),
             xycoords=("data", "axes fraction"),
-            xytext=(2, -9),
+            xytext=(2, -10),
             textcoords="offset points",
-            fontsize=6.5,
+            fontsize=MIN_FONT,
         )
-    if (inexact["error"] > 0).all() and len(inexact):
-        ax.set_yscale("log")
     for b in budgets_for(metric):
         ax.axhline(b, color="0.5", ls=":", lw=0.9)
         ax.annotate(
             f"{b:g}",
             (1.0, b),
             xycoords=("axes fraction", "data"),
+            in_layout=False,
             xytext=(-2, 2),
             textcoords="offset points",
             ha="right",
-            fontsize=6.5,
+            fontsize=MIN_FONT,
             color="0.4",
         )
+    ax.set_yscale("log")
+    floor_axis(ax.yaxis, floor, top=max(1.0, float(g["error"].max()) if len(g) else 1.0))
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_seconds(v)))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    if ax.get_yscale() == "log":
-        plain_log_ticks(ax.yaxis)
+    times = g["time_seq"][np.isfinite(g["time_seq"]) & (g["time_seq"] > 0)]
+    if len(times):
+        lo, hi = float(times.min()) / 1.25, float(times.max()) * 1.25
+        ax.set_xlim(lo, hi)
+        sparse_log_ticks(ax.xaxis, lo, hi, most=4)
     ax.grid(True, which="both", alpha=0.2)
 
 
@@ -449,7 +587,7 @@ def _label_front(
             math.log(row["time_seq"]) / span_t,
             math.log(max(row["error"], 1e-12)) / span_e,
         )
-        if last is not None and math.dist(here, last) < 0.12:
+        if last is not None and math.dist(here, last) < 0.3:
             continue  # too close to the previous label to read
         last = here
         text = f"{row['backend']} H={plain(row['n_hashes'])} m={plain(row['chunk_len'])}"
@@ -459,8 +597,9 @@ def _label_front(
         ax.annotate(
             text,
             (row["time_seq"], row["error"]),
+            in_layout=False,
             xytext=(-5 if right else 5, 4 if i % 2 else -9),
             textcoords="offset points",
             ha="right" if right else "left",
-            fontsize=6.5,
+            fontsize=MIN_FONT,
         )

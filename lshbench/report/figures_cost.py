@@ -7,6 +7,8 @@ returns a :class:`~lshbench.report.plotting.Plot` (write it with
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -14,24 +16,112 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from lshbench.report.analysis import REFERENCE_BACKEND, compact_labels
+from lshbench.report.analysis import (
+    REFERENCE_BACKEND,
+    canon,
+    compact_labels,
+    in_slice,
+    reference_slice,
+)
 from lshbench.report.floor import draw_exact_floor
+from lshbench.report.labels import plain
 from lshbench.report.plotting import (
+    MIN_FONT,
+    WIDTH,
     Palette,
     Plot,
     Skipped,
+    bytes_unit,
     caption_with_slice,
+    connect_measured,
     failure_markers,
-    legend,
+    figure_legend,
     length_axis,
     length_tick,
     one_length_reason,
+    plain_log_ticks,
     slice_inputs,
     slice_points,
     status_handles,
+    tight,
+    time_unit,
 )
 
 __all__ = ["figure_memory", "figure_time", "figure_time_per_token"]
+
+
+# --------------------------------------------------------------------------- panels
+
+#: Axes the time figure draws one panel per value of (in this order, while the panels stay
+#: at most :data:`_MOST_PANELS`); every other axis is held at the reference slice.
+_PANEL_AXES = (
+    "method", "weighting", "pass", "device", "chunk_len", "chunks_before", "chunks_after",
+    "causal", "dtype", "threads", "d", "dv",
+)  # fmt: skip
+_MOST_PANELS = 6
+
+
+def _panel_axes(points: pd.DataFrame) -> list[str]:
+    """The axes of :data:`_PANEL_AXES` that vary among the ok LSH points (at most
+    :data:`_MOST_PANELS` combinations of their values)."""
+    lsh = points[(points["status"] == "ok") & ~points["exact"].astype(bool)]
+    chosen, n = [], 1
+    for col in _PANEL_AXES:
+        k = lsh[col].map(canon).replace("", np.nan).nunique()
+        if k > 1 and n * k <= _MOST_PANELS:
+            chosen.append(col)
+            n *= k
+    return chosen
+
+
+def _panels(
+    sel: pd.DataFrame, axes: list[str], slices: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The combinations of ``axes`` present among the ok LSH points of ``sel``, the
+    reference slice's values first."""
+    if not axes:
+        return [{}]
+    lsh = sel[(sel["status"] == "ok") & ~sel["exact"].astype(bool)]
+    first = reference_slice(sel)
+
+    def order(combo: tuple) -> tuple:
+        pairs = zip(axes, combo, strict=True)
+        return tuple((canon(v) != canon(first.get(c)), canon(v)) for c, v in pairs)
+
+    combos = {tuple(r) for r in lsh[axes].itertuples(index=False, name=None)}
+    return [dict(zip(axes, c, strict=True)) for c in sorted(combos, key=order)]
+
+
+def _panel_title(panel: dict[str, Any]) -> str:
+    """What sets a panel apart: ``method=lsh, weighting=multiplicity``."""
+    return ", ".join(f"{col}={plain(value)}" for col, value in panel.items())
+
+
+def _grid(n: int, height: float) -> tuple[Figure, Any]:
+    """A figure of ``n`` panels, at most 3 per row, :data:`WIDTH` wide, sharing x and y."""
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(WIDTH, height * rows + 1.2))
+    grid = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
+    axes = [grid[i // cols][i % cols] for i in range(n)]
+    for ax in [a for row in grid for a in row][n:]:
+        ax.set_visible(False)  # an empty grid cell
+    return fig, axes
+
+
+def _finish(fig: Figure, handles: list[Any], title: str, ncol: int = 3) -> None:
+    """Suptitle (the finding), a figure legend below the panels, tight layout around both."""
+    fig.suptitle(title, fontsize=10)
+    figure_legend(fig, handles, ncol=ncol)
+    tight(fig)
+
+
+def _handles(axes: Sequence[Any]) -> list[Any]:
+    """The labelled artists of every panel, in drawing order."""
+    out: list[Any] = []
+    for ax in axes:
+        out += ax.get_legend_handles_labels()[0]
+    return out
 
 
 # --------------------------------------------------------------------------- 1. time vs L
@@ -44,71 +134,128 @@ def figure_time(
     palette: Palette,
     varying: set[str],
 ) -> Plot | Skipped:
-    """Time per sequence versus L, log-log, one line per (run, backend, n_hashes).
+    """Time per sequence (ms) versus L, log-log, one line per (run, backend, n_hashes).
 
-    The legend carries the fitted exponent k; a star marks the crossover L against the exact
-    baseline.
+    One panel per slice that exists (method, weighting, pass, ... as measured; at most 6),
+    the exact backends in each; the fitted exponent k (time ~ L^k) at the end of each line;
+    a star where a configuration overtakes the exact baseline (only where it does). The title
+    states how the fastest LSH configuration compares with the exact baseline at the largest
+    L.
     """
     reason = one_length_reason(points)
     if reason:
         return Skipped(reason)
-    sel, slices = slice_points(points)
+    axes_by = _panel_axes(points)
+    keep = [k for k in reference_slice(points) if k not in axes_by]
+    sel, slices = slice_points(points, keep=keep)
     ok = sel[(sel["status"] == "ok") & np.isfinite(sel["time_seq"]) & (sel["time_seq"] > 0)]
     counts = ok.groupby("series")["seqlen"].nunique()
     series = [s for s in dict.fromkeys(ok["series"]) if counts.get(s, 0) >= 2]
     if not series:
         return Skipped("no configuration has ok timings at two or more sequence lengths")
+    ok = ok[ok["series"].isin(series)]
+    panels = [p for p in _panels(ok, axes_by, slices)
+              if (~ok.loc[in_slice(ok, p), "exact"].astype(bool)).any()] or [{}]  # fmt: skip
     exps = dict(zip(fits["series"], fits["exponent"], strict=True))
     marks = cross[cross["kind"] == "measured"].set_index("series")
-    names = compact_labels(sel[sel["series"].isin(series)])
-    fig = Figure(figsize=(10.5, 5.2))
-    ax = fig.add_subplot(1, 1, 1)
-    for name in series:
-        label = names[name] + (f"  (k={exps[name]:.2f})" if name in exps else "")
-        mark = marks.loc[name] if name in marks.index else None
-        _time_line(ax, ok[ok["series"] == name], label, mark, palette)
-    floor_note = draw_exact_floor(ax, ok[ok["series"].isin(series)])
-    failed = sel[(sel["status"] != "ok") & sel["series"].isin(series)]
-    statuses = failure_markers(
-        ax, failed, "seqlen", [palette.colour(r) for _, r in failed.iterrows()]
-    )
-    length_axis(ax, sel["seqlen"])
-    ax.set_yscale("log")
-    ax.set_xlabel("sequence length L")
-    ax.set_ylabel("time per sequence (s) = time_median_s / batch")
-    ax.grid(True, which="both", alpha=0.25)
-    extra = status_handles(statuses)
-    if not marks.empty:
-        extra.append(
-            Line2D(
-                [],
-                [],
-                marker="*",
-                ms=10,
-                ls="none",
-                color="0.5",
-                mec="black",
-                label="crossover: LSH faster than the exact baseline from here",
-            )
+    names = compact_labels(ok, drop=[*axes_by, "nb"])  # nb: not a drawn style
+    scale, unit = time_unit(ok["time_seq"])
+    fig, axes = _grid(len(panels), 3.4 if len(panels) > 1 else 5.0)
+    stars, statuses, floor_note = False, set(), ""
+    for ax, panel in zip(axes, panels, strict=True):
+        mine = ok[in_slice(ok, panel)]
+        lsh = mine[~mine["exact"].astype(bool)]
+        for name in dict.fromkeys(lsh["series"]):
+            mark = marks.loc[name] if name in marks.index else None
+            stars |= _time_line(ax, lsh[lsh["series"] == name], names[name], exps.get(name),
+                                mark, palette, scale, sel["seqlen"])  # fmt: skip
+        _reference_lines(ax, mine[mine["exact"].astype(bool)], names, exps, palette, scale,
+                         sel["seqlen"])  # fmt: skip
+        floor_note = draw_exact_floor(ax, mine, scale) or floor_note
+        failed = sel[(sel["status"] != "ok") & sel["series"].isin(mine["series"])]
+        statuses |= failure_markers(
+            ax, failed, "seqlen", [palette.colour(r) for _, r in failed.iterrows()]
         )
-    legend(ax, extra)
-    ax.set_title(
-        f"Time versus sequence length, {slice_inputs(slices)} (k: fitted exponent, time ~ L^k)"
-    )
-    fig.tight_layout()
+        length_axis(ax, sel["seqlen"])
+        ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
+        ax.set_xlabel("sequence length L")
+        ax.set_ylabel(f"time per sequence ({unit})")
+        ax.grid(True, which="both", alpha=0.25)
+        if panel:
+            ax.set_title(_panel_title(panel), fontsize=9)
+    extra = status_handles(statuses)
+    if stars:
+        star = "crossover: LSH faster than the exact baseline from here"
+        extra.append(Line2D([], [], marker="*", ms=10, ls="none", color="0.5", mec="black",
+                            label=star))  # fmt: skip
+    first = ok[in_slice(ok, panels[0])]
+    title = _time_finding(first, names) + f" ({slice_inputs(slices)}; k: time ~ L^k)"
+    _finish(fig, _handles(axes) + extra, title)
     caption = _time_caption(points, cross, marks) + floor_note
+    if len(panels) > 1:
+        caption += (
+            f" One panel per {' and '.join(axes_by)} (panel titles), the exact backends in each."
+        )
     return Plot("time", fig, caption_with_slice(caption, slices, varying))
 
 
-def _time_line(
-    ax: Any, g: pd.DataFrame, label: str, mark: pd.Series | None, palette: Palette
+def _time_finding(g: pd.DataFrame, names: dict[str, str]) -> str:
+    """The title of the time figure: the fastest LSH configuration against the fastest exact
+    backend at the largest L where both were measured (points of one panel)."""
+    exact, lsh = g[g["exact"].astype(bool)], g[~g["exact"].astype(bool)]
+    common = sorted(set(exact["seqlen"]) & set(lsh["seqlen"]))
+    if not common:
+        fastest = g.loc[g["time_seq"].idxmin()]
+        return f"Time versus L: fastest is {names[fastest['series']]}"
+    L = common[-1]
+    base = exact[exact["seqlen"] == L].sort_values("time_seq").iloc[0]
+    best = lsh[lsh["seqlen"] == L].sort_values("time_seq").iloc[0]
+    ratio = base["time_seq"] / best["time_seq"]
+    where = f"at L = {length_tick(L)}"
+    if ratio >= 1:
+        return (f"{names[best['series']]} is {ratio:.1f}x faster than the exact baseline "
+                f"({base['backend']}) {where}")  # fmt: skip
+    return (f"The exact baseline ({base['backend']}) is {1 / ratio:.1f}x faster than the "
+            f"fastest LSH configuration ({names[best['series']]}) {where}")  # fmt: skip
+
+
+def _reference_lines(
+    ax: Any,
+    exact: pd.DataFrame,
+    names: dict[str, str],
+    exps: dict[str, float],
+    palette: Palette,
+    scale: float,
+    lengths: pd.Series,
 ) -> None:
-    """One series' times (rows of ``g``, sorted by L) and its crossover star, if measured."""
+    """What a time panel measures LSH against, drawn after its LSH series: each exact
+    backend's times (``exact``: the panel's ok exact points; black for the reference
+    backend, grey for the others) with its exponent."""
+    for name in dict.fromkeys(exact["series"]):
+        g = exact[exact["series"] == name]
+        _time_line(ax, g, names[name], exps.get(name), None, palette, scale, lengths)
+
+
+def _time_line(
+    ax: Any,
+    g: pd.DataFrame,
+    label: str,
+    exponent: float | None,
+    mark: pd.Series | None,
+    palette: Palette,
+    scale: float,
+    lengths: pd.Series,
+) -> bool:
+    """One series' times (rows of ``g``, sorted by L, connected only between neighbouring
+    measured L) with its exponent at the last point and its crossover star, if measured;
+    returns whether a star was drawn."""
     row = g.iloc[0]
     colour = palette.colour(row)
+    x, y = connect_measured(lengths, g["seqlen"], g["time_seq"] * scale)
     ax.plot(
-        g["seqlen"],
-        g["time_seq"],
+        x,
+        y,
         marker=palette.marker(row["run"]),
         color=colour,
         ls=palette.line(row["run"]),
@@ -116,11 +263,15 @@ def _time_line(
         ms=5,
         label=label,
     )
+    if exponent is not None and math.isfinite(exponent):
+        ax.annotate(f"k={exponent:.2f}", (g["seqlen"].iloc[-1], g["time_seq"].iloc[-1] * scale),
+                    xytext=(4, 0), textcoords="offset points", fontsize=MIN_FONT,
+                    color=colour, va="center")  # fmt: skip
     if mark is None:
-        return
+        return False
     ax.plot(
         [mark["crossover_L"]],
-        [mark["crossover_time_seq"]],
+        [mark["crossover_time_seq"] * scale],
         marker="*",
         ms=15,
         color=colour,
@@ -131,16 +282,17 @@ def _time_line(
     )
     ax.annotate(
         length_tick(round(mark["crossover_L"])),
-        (mark["crossover_L"], mark["crossover_time_seq"]),
+        (mark["crossover_L"], mark["crossover_time_seq"] * scale),
         xytext=(4, -11),
         textcoords="offset points",
-        fontsize=7,
+        fontsize=MIN_FONT,
         color=colour,
     )
+    return True
 
 
 def _time_caption(points: pd.DataFrame, cross: pd.DataFrame, marks: pd.DataFrame) -> str:
-    caption = "Time per sequence versus L, log-log."
+    caption = "Time per sequence (time_median_s / batch) versus L, log-log."
     if not points["exact"].astype(bool).any():
         caption += " No exact rows: crossovers are not marked."
     else:
@@ -167,11 +319,15 @@ _MEMORY = (
 
 
 def figure_memory(points: pd.DataFrame, palette: Palette, varying: set[str]) -> Plot | Skipped:
-    """Measured peak memory (solid) next to the analytic model (dashed), versus L.
+    """Measured peak memory per call (MiB, solid) next to the analytic model (dashed),
+    versus L.
 
     One row of panels per measurement (allocation peak, resident peak), one column per LSH
     backend, so that configurations whose memory does not depend on n_hashes (lines on top
     of each other) stay visible; exact backends are drawn in every panel for reference.
+    Each panel is titled by what sets it apart; panels of one measurement share their y
+    range. The title states the peak of the leanest LSH configuration against the exact
+    baseline at the largest L.
     """
     reason = one_length_reason(points)
     if reason:
@@ -190,31 +346,57 @@ def figure_memory(points: pd.DataFrame, palette: Palette, varying: set[str]) -> 
     shown = pd.concat([m[2] for m in metrics])
     names = compact_labels(shown)
     columns = sorted(set(shown.loc[~shown["exact"].astype(bool), "backend"])) or ["exact"]
-    fig = Figure(figsize=(4.6 * len(columns) + 2.8, 3.7 * len(metrics)))
-    grid = fig.subplots(len(metrics), len(columns), squeeze=False)
+    scale, unit = bytes_unit(shown[[m[0] for m in metrics]].to_numpy().ravel())
+    fig = Figure(figsize=(WIDTH, (3.0 if len(columns) > 2 else 3.5) * len(metrics) + 1.3))
+    grid = fig.subplots(len(metrics), len(columns), squeeze=False, sharex=True, sharey="row")
+    statuses: set[str] = set()
     for i, (col, title, good) in enumerate(metrics):
         for j, backend in enumerate(columns):
             mine = good["exact"].astype(bool) | (good["backend"] == backend)
             failed = sel[(sel["status"] != "ok") & sel["series"].isin(good.loc[mine, "series"])]
             ax = grid[i][j]
-            statuses = _memory_panel(ax, good[mine], col, names, failed, palette)
+            statuses |= _memory_panel(ax, good[mine], col, names, failed, palette, scale,
+                                      sel["seqlen"])  # fmt: skip
             length_axis(ax, sel["seqlen"])
             ax.set_yscale("log")
+            plain_log_ticks(ax.yaxis)
             ax.set_xlabel("sequence length L")
-            ax.set_ylabel(f"{title}\nbytes per call", fontsize=8)
-            ax.set_title(backend if backend != "exact" else "exact backends", fontsize=9)
+            ax.set_ylabel(f"{title.split(' (')[0]} per call ({unit})")
+            parts = [title] if len(metrics) > 1 else []
+            if len(columns) > 1:
+                parts.append(backend if backend != "exact" else "exact backends")
+            ax.set_title(", ".join(parts), fontsize=9)
             ax.grid(True, which="both", alpha=0.25)
-            if i == 0:
-                extra = [Line2D([], [], ls="--", color="0.3", label="analytic model")]
-                legend(ax, extra + status_handles(statuses), outside=False, loc="upper left")
-    fig.suptitle(f"Peak memory per call versus L, {slice_inputs(slices)}", fontsize=10)
-    fig.tight_layout()
+    extra = [Line2D([], [], ls="--", color="0.3", label="analytic model (mem_model_bytes)")]
+    title = _memory_finding(metrics[0][2], metrics[0][0], metrics[0][1], names)
+    _finish(fig, _handles([a for row in grid for a in row]) + extra + status_handles(statuses),
+            f"{title} ({slice_inputs(slices)})", ncol=4)  # fmt: skip
     caption = (
-        "Peak memory per call versus L, measured (solid) and analytic model "
+        f"Peak memory per call ({unit}) versus L, measured (solid) and analytic model "
         f"(`mem_model_bytes`, dashed); one column per LSH backend, {REFERENCE_BACKEND} drawn "
         "in each."
     )
     return Plot("memory", fig, caption_with_slice(caption, slices, varying))
+
+
+def _memory_finding(good: pd.DataFrame, col: str, title: str, names: dict[str, str]) -> str:
+    """The leanest LSH configuration against the leanest exact backend at the largest L where
+    both were measured."""
+    exact, lsh = good[good["exact"].astype(bool)], good[~good["exact"].astype(bool)]
+    common = sorted(set(exact["seqlen"]) & set(lsh["seqlen"]))
+    what = title.split(" (")[0]
+    if not common:
+        return f"Peak memory per call versus L ({what})"
+    L = common[-1]
+    base = exact[exact["seqlen"] == L].sort_values(col).iloc[0]
+    best = lsh[lsh["seqlen"] == L].sort_values(col).iloc[0]
+    ratio = base[col] / best[col]
+    where = f"at L = {length_tick(L)} ({what})"
+    if ratio >= 1:
+        lean = names[best["series"]]
+        return f"{lean} needs {ratio:.1f}x less memory than {base['backend']} {where}"
+    return (f"{base['backend']} needs {1 / ratio:.1f}x less memory than the leanest LSH "
+            f"configuration ({names[best['series']]}) {where}")  # fmt: skip
 
 
 def _memory_panel(
@@ -224,24 +406,21 @@ def _memory_panel(
     names: dict[str, str],
     failed: pd.DataFrame,
     palette: Palette,
+    scale: float,
+    lengths: pd.Series,
 ) -> set[str]:
-    """Measured ``col`` (solid) and the model (dashed) of every series in ``good``; returns
-    the failure statuses drawn."""
+    """Measured ``col`` (solid) and the model (dashed) of every series in ``good``, times
+    ``scale``; returns the failure statuses drawn."""
     for name in dict.fromkeys(good["series"]):
         g = good[good["series"] == name]
         row = g.iloc[0]
         colour = palette.colour(row)
-        ax.plot(
-            g["seqlen"],
-            g[col],
-            marker=palette.marker(row["run"]),
-            color=colour,
-            ms=4,
-            lw=1.4,
-            label=names[name],
-        )
+        x, y = connect_measured(lengths, g["seqlen"], g[col] * scale)
+        ax.plot(x, y, marker=palette.marker(row["run"]), color=colour, ms=4, lw=1.4,
+                label=names[name])  # fmt: skip
         model = g[np.isfinite(g["mem_model_bytes"]) & (g["mem_model_bytes"] > 0)]
-        ax.plot(model["seqlen"], model["mem_model_bytes"], ls="--", color=colour, lw=1.0)
+        x, y = connect_measured(lengths, model["seqlen"], model["mem_model_bytes"] * scale)
+        ax.plot(x, y, ls="--", color=colour, lw=1.0)
     colours = [palette.colour(r) for _, r in failed.iterrows()]
     return failure_markers(ax, failed, "seqlen", colours)
 
@@ -267,16 +446,18 @@ def figure_time_per_token(
             "(fixed total tokens; the `paper` sweep preset does)"
         )
     names = compact_labels(sel[sel["series"].isin(series)])
-    fig = Figure(figsize=(10.0, 4.8))
+    fig = Figure(figsize=(WIDTH, 5.4))
     ax = fig.add_subplot(1, 1, 1)
     totals = set()
+    lengths = sel[sel["series"].isin(series)]["seqlen"]
     for name in series:
         g = ok[ok["series"] == name]
         row = g.iloc[0]
         totals.add(int(row["tokens"]))
+        x, y = connect_measured(lengths, g["seqlen"], g["time_tok"] * 1e6)
         ax.plot(
-            g["seqlen"],
-            g["time_tok"] * 1e6,
+            x,
+            y,
             marker=palette.marker(row["run"]),
             ls=palette.line(row["run"]),
             color=palette.colour(row),
@@ -288,17 +469,16 @@ def figure_time_per_token(
     statuses = failure_markers(
         ax, failed, "seqlen", [palette.colour(r) for _, r in failed.iterrows()]
     )
-    length_axis(ax, sel[sel["series"].isin(series)]["seqlen"])
+    length_axis(ax, lengths)
     ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
     ax.set_xlabel("sequence length L (batch = total tokens / L)")
     ax.set_ylabel("time per token (µs)")
     ax.grid(True, which="both", alpha=0.25)
-    legend(ax, status_handles(statuses))
     total_text = ", ".join(str(t) for t in sorted(totals))
-    ax.set_title(
-        f"Time per token at fixed total tokens (batch x L = {total_text}), {slice_inputs(slices)}"
-    )
-    fig.tight_layout()
+    title = _per_token_finding(ok[ok["series"].isin(series)], names)
+    _finish(fig, _handles([ax]) + status_handles(statuses),
+            f"{title} (batch x L = {total_text}, {slice_inputs(slices)})", ncol=4)  # fmt: skip
     shown = list(dict.fromkeys(ok[ok["series"].isin(series)]["run"]))
     caption = (
         f"The Reformer paper's view: time per token (time_median_s / (batch x L)) with batch x L "
@@ -306,6 +486,24 @@ def figure_time_per_token(
         "in L." + _baseline_sentence(ok[ok["series"].isin(series)])
     )
     return Plot("paper", fig, caption_with_slice(caption, slices, varying))
+
+
+def _per_token_finding(shown: pd.DataFrame, names: dict[str, str]) -> str:
+    """How much the time per token grows from the smallest to the largest L, for the exact
+    baseline and the LSH configuration that grows least (flat = linear cost)."""
+    growth = {}
+    for name, g in shown.groupby("series", sort=False):
+        g = g.sort_values("seqlen")
+        growth[name] = (g["time_tok"].iloc[-1] / g["time_tok"].iloc[0], g.iloc[0])
+    lo, hi = length_tick(shown["seqlen"].min()), length_tick(shown["seqlen"].max())
+    parts = []
+    exact = {k: v for k, v in growth.items() if v[1]["exact"]}
+    lsh = {k: v for k, v in growth.items() if not v[1]["exact"]}
+    for group in (exact, lsh):
+        if group:
+            name = min(group, key=lambda k: group[k][0])
+            parts.append(f"{names[name]} x{group[name][0]:.2f}")
+    return f"Time per token from L = {lo} to {hi}: " + ", ".join(parts)
 
 
 def _baseline_sentence(shown: pd.DataFrame) -> str:

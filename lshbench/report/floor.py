@@ -186,10 +186,11 @@ def missing_rate_note(points: pd.DataFrame) -> str | None:
     )
 
 
-def draw_exact_floor(ax: Any, shown: pd.DataFrame) -> str:
+def draw_exact_floor(ax: Any, shown: pd.DataFrame, scale: float = 1.0) -> str:
     """The exact floor of the points ``shown`` (:func:`with_exact_floor`), one dotted black
-    line per (run, threads, d, dv, causal) over their L; returns the caption's sentence
-    about it ("" when nothing has a floor)."""
+    line per (run, threads, d, dv, causal) over their L, in seconds times ``scale`` (the
+    axis unit: 1e3 for ms); returns the caption's sentence about it ("" when nothing has a
+    floor)."""
     if "floor_seq" not in shown:
         return ""
     have = shown[np.isfinite(shown["floor_seq"])]
@@ -200,7 +201,7 @@ def draw_exact_floor(ax: Any, shown: pd.DataFrame) -> str:
         rate = float(g["floor_gflops"].median())
         name = f"{run}, " if have["run"].nunique() > 1 else ""
         label = f"{FLOOR} ({name}{int(threads)} thr, SGEMM {_gflops(rate)} GFLOP/s)"
-        ax.plot(line.index, line.to_numpy(), ls=":", color="black", lw=1.8, label=label)
+        ax.plot(line.index, line.to_numpy() * scale, ls=":", color="black", lw=1.8, label=label)
     if not groups:
         return ""
     return (

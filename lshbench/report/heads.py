@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 
 from lshbench.report.analysis import REFERENCE_LSH_BACKEND
 from lshbench.report.columns import METHOD_ORDER
-from lshbench.report.plotting import Plot, Skipped
+from lshbench.report.plotting import WIDTH, Plot, Skipped
 
 __all__ = [
     "TV_THRESHOLDS",
@@ -135,7 +135,7 @@ def figure_heads(heads: pd.DataFrame, budget: dict[str, Any]) -> Plot | Skipped:
     sel = heads[(heads["chunk_len"] == budget["chunk_len"])]
     sel = sel[sel["weighting"] == budget["weighting"]]
     entropy = heads.groupby(["run", "layer", "head"])["attn_entropy"].first()
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(WIDTH, 4.2))
     ax0, ax1 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2]})
     ax0.hist(entropy.to_numpy(dtype=float), bins=20, color="0.4")
     ax0.set_xlabel("exact mean row entropy (nats)")

@@ -3,8 +3,11 @@
 Figures are built on :class:`matplotlib.figure.Figure` directly (Agg, no display, no pyplot
 state). A figure function returns a :class:`Plot` (the Figure and its caption, so tests can
 read what it shows) or a :class:`Skipped` with the reason the data cannot support it; a
-figure is never drawn empty. :func:`save` writes a Plot as PNG and turns it into a
-:class:`Drawn` (file name and caption). Colours follow (backend, n_hashes) and markers follow
+figure is never drawn empty. Drawing never writes a file: :func:`save` writes a Plot in each
+of the :data:`FORMATS` asked (PNG at :data:`DPI` by default) and turns it into a
+:class:`Drawn` (file names and caption). Every figure is at most :data:`WIDTH` inches wide
+(1500 px at 150 dpi) with text of 8 pt or more, so that it reads at the width the HTML shows
+it. Colours follow (backend, n_hashes) and markers follow
 the run in every figure; failed cells (timeout, OOM, error, skipped) are drawn as markers
 along the top edge of the panel.
 """
@@ -17,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -27,24 +32,40 @@ from lshbench.report.labels import plain
 
 __all__ = [
     "CHUNK_MARKERS",
+    "DPI",
+    "EXACT_BELOW",
     "FIGURE_FILES",
+    "FORMATS",
+    "MIN_FONT",
+    "WIDTH",
     "Drawn",
     "Palette",
     "Plot",
     "Skipped",
+    "at_floor",
+    "bytes_unit",
     "caption_with_slice",
+    "connect_measured",
+    "error_floor",
     "failure_markers",
+    "figure_file",
+    "figure_legend",
+    "floor_axis",
     "legend",
     "length_axis",
     "length_tick",
     "line_styles",
     "one_length_reason",
+    "parse_formats",
     "plain_log_ticks",
     "save",
     "slice_inputs",
     "slice_points",
     "slice_text",
+    "sparse_log_ticks",
     "status_handles",
+    "tight",
+    "time_unit",
 ]
 
 #: Every file a report may hold, by figure; files of figures left out are removed.
@@ -59,7 +80,17 @@ FIGURE_FILES = {
     "heads_tv": "heads_attn_tv.png",
     "heads_lsh_vs_local": "heads_lsh_vs_local.png",
 }
-_DPI = 110
+#: The file formats ``lshbench report --format`` accepts; the first one asked that a browser
+#: shows (PNG, else SVG) is the one the report embeds.
+FORMATS = ("png", "svg", "pdf")
+#: Resolution of raster figures (PNG), dots per inch: print quality at 10 inches = 1500 px.
+DPI = 150
+#: The widest a figure may be, inches (WIDTH x DPI <= 1600 px).
+WIDTH = 10.0
+#: The smallest font size of any text in a figure, points.
+MIN_FONT = 8.0
+#: An error (attn_tv, rel_err) below this is exact up to rounding: drawn at the axis floor.
+EXACT_BELOW = 1e-9
 _RUN_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _RUN_LINES = ("-", "--", ":", "-.")
 CHUNK_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
@@ -87,10 +118,12 @@ class Plot:
 
 @dataclass(frozen=True)
 class Drawn:
-    """A figure that was written: its file name (in the report folder) and caption."""
+    """A figure that was written: the file the report shows (in the report folder), its
+    caption and every file written (one per format)."""
 
     file: str
     caption: str
+    files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,19 +133,50 @@ class Skipped:
     reason: str
 
 
-def save(result: Plot | Skipped, out_dir: Path) -> Drawn | Skipped:
-    """Write a :class:`Plot` as ``out_dir / FIGURE_FILES[name]`` (PNG, no timestamp)."""
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``"png,svg"`` -> ("png", "svg"): the comma list of ``--format``, in :data:`FORMATS`
+    order, duplicates dropped; ConfigError (one line naming the field) for anything else."""
+    from lshbench.core.config import fail
+
+    asked = [part.strip().lower() for part in str(text).split(",")]
+    bad = [part for part in asked if part not in FORMATS]
+    if not asked or bad or "" in asked:
+        fail("format", text, f"must be a comma list of {', '.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in asked)
+
+
+def figure_file(name: str, fmt: str = "png") -> str:
+    """The file name of figure ``name`` (a key of :data:`FIGURE_FILES`) in format ``fmt``."""
+    return str(Path(FIGURE_FILES[name]).with_suffix(f".{fmt}"))
+
+
+def save(
+    result: Plot | Skipped, out_dir: Path, formats: Sequence[str] = ("png",)
+) -> Drawn | Skipped:
+    """Write a :class:`Plot` as ``out_dir / figure_file(name, fmt)`` for each format (no
+    timestamp in any). The :class:`Drawn` names the file the report shows: the PNG, else the
+    SVG; a PNG is written too when neither is asked (``pdf`` alone), for the HTML."""
     if isinstance(result, Skipped):
         return result
     from lshbench.results.files import atomic_write
 
-    file = FIGURE_FILES[result.name]
+    wanted = [f for f in FORMATS if f in formats] or ["png"]
+    if "png" not in wanted and "svg" not in wanted:
+        wanted.insert(0, "png")
     figure = result.figure
-    atomic_write(  # a temporary file renamed: never a truncated PNG
-        out_dir / file,
-        lambda tmp: figure.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None}),
-    )
-    return Drawn(file, result.caption)
+    meta = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
+    files = []
+    for fmt in wanted:
+        file = figure_file(result.name, fmt)
+
+        def write(tmp: str, fmt: str = fmt) -> None:
+            figure.savefig(tmp, format=fmt, dpi=DPI, metadata=meta[fmt])
+
+        with rc_context({"svg.hashsalt": "lshbench"}):  # SVG ids from the content, not random
+            atomic_write(out_dir / file, write)  # a temporary file renamed: never truncated
+        files.append(file)
+    shown = next(f for f in files if f.endswith((".png", ".svg")))
+    return Drawn(shown, result.caption, tuple(files))
 
 
 def caption_with_slice(
@@ -153,6 +217,169 @@ def plain_log_ticks(axis: Any) -> None:
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.3g}"))
     axis.set_minor_formatter(NullFormatter())
+
+
+def time_unit(seconds: Sequence[float] | pd.Series) -> tuple[float, str]:
+    """(scale, unit) for times in seconds: the largest of s, ms and µs in which the median
+    finite value is at least 1 (values x scale are in unit)."""
+    values = [float(v) for v in seconds if math.isfinite(float(v)) and float(v) > 0]
+    median = sorted(values)[len(values) // 2] if values else 1.0
+    for scale, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "µs")):
+        if median * scale >= 1:
+            return scale, unit
+    return 1e9, "ns"
+
+
+def bytes_unit(sizes: Sequence[float] | pd.Series) -> tuple[float, str]:
+    """(scale, unit) for sizes in bytes: KiB, MiB or GiB by the median finite value."""
+    values = [float(v) for v in sizes if math.isfinite(float(v)) and float(v) > 0]
+    median = sorted(values)[len(values) // 2] if values else 1.0
+    for power, unit in ((3, "GiB"), (2, "MiB"), (1, "KiB")):
+        if median >= 1024**power:
+            return 1.0 / 1024**power, unit
+    return 1.0, "bytes"
+
+
+def connect_measured(
+    axis_values: Sequence[float] | pd.Series,
+    x: Sequence[float] | pd.Series,
+    y: Sequence[float] | pd.Series | np.ndarray,
+) -> tuple[list[float], list[float]]:
+    """``x, y`` (sorted by x) with a NaN break wherever a value of the figure's axis
+    (``axis_values``) lies between two consecutive points of this line: a line is drawn only
+    between neighbouring values it was measured at, never through one it was not."""
+    axis = sorted({float(v) for v in axis_values if math.isfinite(float(v))})
+    xs: list[float] = []
+    ys: list[float] = []
+    for xi, yi in sorted(zip((float(v) for v in x), (float(v) for v in y), strict=True)):
+        if xs and any(xs[-1] < a < xi for a in axis):
+            xs.append(math.nan)
+            ys.append(math.nan)
+        xs.append(xi)
+        ys.append(yi)
+    return xs, ys
+
+
+def error_floor(values: Sequence[float] | pd.Series, budgets: Sequence[float] = ()) -> float:
+    """The floor of a log error axis: the power of ten below the smallest error that is not
+    exact (>= :data:`EXACT_BELOW`) and below the budgets drawn. Exact errors are drawn at it
+    (:func:`floor_axis`), so a result exact up to rounding (1e-17) does not stretch the axis
+    over 16 decades."""
+    inexact = [float(v) for v in values if math.isfinite(float(v)) and float(v) >= EXACT_BELOW]
+    smallest = min([*inexact, *budgets], default=0.01)
+    floor = 10.0 ** math.floor(math.log10(smallest))
+    return floor / 10 if floor >= smallest else floor
+
+
+def at_floor(values: Sequence[float] | pd.Series, floor: float) -> np.ndarray:
+    """``values`` with every exact one (below :data:`EXACT_BELOW`) moved to ``floor``."""
+    out = np.asarray(values, dtype=float).copy()
+    out[np.isfinite(out) & (out < EXACT_BELOW)] = floor
+    return out
+
+
+def floor_axis(axis: Any, floor: float, top: float = 1.0) -> None:
+    """A log error axis from ``floor`` to ``top`` with plain 1-2-5 tick labels, the floor
+    labelled "exact" (where exact results are drawn, :func:`at_floor`)."""
+    from matplotlib.ticker import FixedLocator
+
+    ticks = [floor] + [t for t in _ticks_125(floor, top) if t > floor * 1.5]
+    if len(ticks) > 6:
+        ticks = [floor] + [t for t in ticks[1:] if _leading(t) == 1]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(
+        FuncFormatter(lambda v, _p: "exact" if math.isclose(v, floor) else f"{v:.3g}")
+    )
+    axis.set_minor_formatter(NullFormatter())
+    low, high = floor / 1.6, top * 1.25
+    if axis.axis_name == "y":
+        axis.axes.set_ylim(low, high)
+    else:
+        axis.axes.set_xlim(low, high)
+
+
+def _leading(v: float) -> int:
+    return round(v / 10.0 ** math.floor(math.log10(v) + 1e-9))
+
+
+def _ticks_125(lo: float, hi: float) -> list[float]:
+    """1, 2 and 5 times each power of ten within [lo, hi]."""
+    out = []
+    for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1):
+        for m in (1, 2, 5):
+            v = float(f"{m}e{e}")
+            if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9):
+                out.append(v)
+    return out
+
+
+def sparse_log_ticks(axis: Any, lo: float, hi: float, most: int = 4) -> None:
+    """Few labelled ticks on a log axis spanning [lo, hi], so that labels never collide in
+    a narrow panel: powers of ten when the range spans more than about a decade, else 1-2-5
+    values (at most ``most``); labels as plain numbers (``1000``, not ``1e+03``)."""
+    from matplotlib.ticker import FixedLocator
+
+    ticks = _ticks_125(lo, hi)
+    decades = [t for t in ticks if _leading(t) == 1]
+    if math.log10(hi / lo) > 1.2 and len(decades) >= 2:
+        ticks = decades
+    while len(ticks) > most:
+        ticks = ticks[::2]
+    if len(ticks) < 2:  # a range inside one 1-2-5 step: its ends
+        ticks = [float(f"{lo * 1.05:.2g}"), float(f"{hi / 1.05:.2g}")]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def figure_legend(fig: Figure, handles: Sequence[Any], ncol: int = 3) -> None:
+    """One legend for the whole figure, below the panels: one entry per drawn style (colour,
+    line style, marker, width; the first label of each), handles long enough to show their
+    dash pattern."""
+    seen: dict[str, Any] = {}
+    styles = set()
+    for h in handles:
+        label = h.get_label()
+        style = _style(h)
+        if label and not label.startswith("_") and label not in seen and style not in styles:
+            seen[label] = h
+            styles.add(style)
+    if not seen:
+        return
+    fig.set_layout_engine("constrained")  # "outside" legends need it
+    fig.legend(
+        list(seen.values()),
+        list(seen),
+        loc="outside lower center",
+        ncol=max(1, min(ncol, len(seen))),
+        fontsize=MIN_FONT,
+        frameon=False,
+        handlelength=3.5,
+    )
+
+
+def _style(handle: Any) -> tuple:
+    """What tells a legend handle apart when drawn: colour, dashes, marker and its fill."""
+    from matplotlib.colors import to_hex
+
+    def colour(c: Any) -> str:
+        return c if isinstance(c, str) and c == "none" else to_hex(c, keep_alpha=True)
+
+    if isinstance(handle, Line2D):
+        return (colour(handle.get_color()), handle.get_linestyle(), handle.get_marker(),
+                colour(handle.get_markerfacecolor()), handle.get_linewidth())  # fmt: skip
+    return (id(handle),)
+
+
+def tight(fig: Figure) -> None:
+    """Lay the panels out between the suptitle (wrapped to two lines when long) and the
+    :func:`figure_legend` below them (matplotlib's constrained layout)."""
+    import textwrap
+
+    title = getattr(fig, "_suptitle", None)  # the suptitle's Text, keeping its font size
+    if title is not None:
+        title.set_text(textwrap.fill(title.get_text(), 120))
+    fig.set_layout_engine("constrained", h_pad=0.06, w_pad=0.06)
 
 
 class Palette:
@@ -255,7 +482,8 @@ def legend(ax: Any, extra: Sequence[Line2D] = (), outside: bool = True, **kw: An
         ax.legend(
             handles,
             labels,
-            fontsize=7,
+            fontsize=MIN_FONT,
+            handlelength=3.5,
             loc="upper left",
             bbox_to_anchor=(1.02, 1.0),
             borderaxespad=0.0,
@@ -263,7 +491,7 @@ def legend(ax: Any, extra: Sequence[Line2D] = (), outside: bool = True, **kw: An
             **kw,
         )
     else:
-        ax.legend(handles, labels, fontsize=7, **kw)
+        ax.legend(handles, labels, fontsize=MIN_FONT, handlelength=3.5, **kw)
 
 
 # --------------------------------------------------------------------------- slices
