@@ -182,11 +182,16 @@ def test_time_figure_draws_the_floor(tables) -> None:
     df = ra.prepare(runs)
     points = floor.with_exact_floor(ra.series_points(df), floor.sgemm_rates(runs, df))
     plot = figure_time(points, fit_exponents(points), crossovers(points), Palette(points), set())
-    (ax,) = plot.figure.axes
-    (line,) = [ln for ln in ax.lines if ln.get_label().startswith(floor.FLOOR)]
-    assert "SGEMM 1000 GFLOP/s" in line.get_label()
-    np.testing.assert_array_equal(line.get_xdata(), LENGTHS)
-    np.testing.assert_allclose(line.get_ydata(), [floor_s(L, 1000.0) for L in LENGTHS])
+    scales = {"(s)": 1.0, "(ms)": 1e3, "(µs)": 1e6}
+    panels = [ax for ax in plot.figure.axes if ax.get_ylabel().startswith("time per sequence")]
+    assert panels
+    for ax in panels:  # the floor in every time panel, in the panel's unit
+        (scale,) = [v for unit, v in scales.items() if ax.get_ylabel().endswith(unit)]
+        (line,) = [ln for ln in ax.lines if ln.get_label().startswith(floor.FLOOR)]
+        assert "SGEMM 1000 GFLOP/s" in line.get_label()
+        np.testing.assert_array_equal(line.get_xdata(), LENGTHS)
+        want = [floor_s(L, 1000.0) * scale for L in LENGTHS]
+        np.testing.assert_allclose(line.get_ydata(), want)
     assert "the exact floor" in plot.caption
 
 
