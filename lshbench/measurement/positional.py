@@ -59,7 +59,7 @@ def position_vectors(
     if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 2:
         fail("local_window", window, "must be an integer >= 2 (tokens)")
     s = window / 6.0
-    n_bumps = int(math.ceil(seqlen / s)) + 1
+    n_bumps = math.ceil(seqlen / s) + 1
     pad = 4  # bumps beyond the sequence's ends, so the first and last tokens are alike
     e = rng.standard_normal((n_bumps + 2 * pad, d))  # (nb, d)
     e /= np.linalg.norm(e, axis=-1, keepdims=True)
