@@ -28,6 +28,7 @@ import numpy as np
 
 from lshbench.core.attention import mask_scores, normalize_keys
 from lshbench.core.config import fail
+from lshbench.measurement.sharpness import ENTROPY_RTOL, bracket_log_scale, regula_falsi
 
 __all__ = [
     "POSITIONAL_WINDOW",
@@ -43,12 +44,9 @@ POSITIONAL_WINDOW = 64
 _MAX_SCORES = 2**24
 #: query rows the calibration measures at most (over the whole batch)
 _SAMPLE_ROWS = 1024
-#: stop once the sampled mean entropy is this close to the target (relative), and the share
-#: this close to its target (absolute)
-_ENTROPY_RTOL = 1e-3
+#: stop once the sampled share is this close to its target (absolute; the entropy: as
+#: ``peaked``'s, :data:`lshbench.measurement.sharpness.ENTROPY_RTOL`)
 _SHARE_ATOL = 2e-3
-#: most regula-falsi steps of each search
-_STEPS = 40
 
 
 def position_vectors(
@@ -119,39 +117,17 @@ def _sample_rows(batch: int, seqlen: int, rng: np.random.Generator) -> np.ndarra
 
 
 def _beta_for_entropy(rows: _Rows, target: float) -> float | None:
-    """``beta`` with mean entropy ``target`` over ``rows`` (regula falsi on log beta);
-    None when no beta up to ~1e8 sharpens the rows that far (ties that never break)."""
+    """``beta`` with mean entropy ``target`` over ``rows`` (regula falsi on log beta, as
+    ``peaked``'s); None when no beta up to ~1e8 sharpens the rows that far (ties that never
+    break)."""
 
     def excess(log_beta: float) -> float:
         return rows.stats(math.exp(log_beta))[0] - target
 
-    step = math.log(4.0)
-    k, high = 0, excess(0.0)
-    while high > 0:
-        k += 1
-        if k > 14:
-            return None
-        high = excess(k * step)
-    while (low := excess((k - 1) * step)) < 0:
-        k -= 1
-        if k < -40:
-            return None
-    lo, hi = (k - 1) * step, k * step
-    mid, side = hi, 0
-    for _ in range(_STEPS):
-        mid = lo - low * (hi - lo) / (high - low)
-        gap = excess(mid)
-        if abs(gap) <= _ENTROPY_RTOL * target:
-            break
-        if gap > 0:
-            lo, low = mid, gap
-            high = high / 2 if side == 1 else high
-            side = 1
-        else:
-            hi, high = mid, gap
-            low = low / 2 if side == -1 else low
-            side = -1
-    return math.exp(mid)
+    found = bracket_log_scale(excess)
+    if isinstance(found, str):
+        return None
+    return math.exp(regula_falsi(excess, *found, ENTROPY_RTOL * target))
 
 
 def calibrate(
@@ -170,50 +146,29 @@ def calibrate(
     even by pure content."""
     rows = _sample_rows(u.shape[0], u.shape[1], rng)
     half = window // 2
-    cache: dict[float, tuple[float, float]] = {}  # theta -> (beta, share)
+    found: dict[float, tuple[float, float]] = {}  # theta -> (beta, measured share)
 
-    def at(theta: float) -> tuple[float, float] | None:
-        if theta not in cache:
+    def shortfall(theta: float) -> float:
+        """How far the share at ``theta`` (beta calibrated) is below the target; -1 where
+        the entropy cannot be reached (too positional: ties that never break)."""
+        if theta not in found:
             sample = _Rows(_mix(u, p, theta), rows, causal, half)
             beta = _beta_for_entropy(sample, entropy)
             if beta is None:
-                return None
-            cache[theta] = (beta, sample.stats(beta)[1])
-        return cache[theta]
+                return -1.0
+            found[theta] = (beta, sample.stats(beta)[1])
+        return share - found[theta][1]
 
-    def done(theta: float) -> np.ndarray:
-        beta = cache[theta][0]
-        return beta * _mix(u, p, theta)
-
-    if at(0.0) is None:
-        fail("target_entropy", entropy, "not reached: qk would need a scale above 1e8")
-    if share <= cache[0.0][1]:
-        return done(0.0)
     lo, hi = 0.0, math.pi / 2
-    while at(hi) is None:  # pure position ties its two neighbours: back off until it breaks
-        hi = (lo + hi) / 2
-    if cache[hi][1] <= share:
-        return done(hi)
-    low, high = cache[lo][1] - share, cache[hi][1] - share
-    mid, side = hi, 0
-    for _ in range(_STEPS):
-        mid = lo - low * (hi - lo) / (high - low)
-        result = at(mid)
-        if result is None:  # unreachable in between: treat as too positional
-            hi, high = mid, 1.0
-            continue
-        gap = result[1] - share
-        if abs(gap) <= _SHARE_ATOL:
-            break
-        if gap < 0:
-            lo, low = mid, gap
-            high = high / 2 if side == 1 else high
-            side = 1
-        else:
-            hi, high = mid, gap
-            low = low / 2 if side == -1 else low
-            side = -1
-    return done(mid)
+    if (low := shortfall(lo)) == -1.0 and lo not in found:
+        fail("target_entropy", entropy, "not reached: qk would need a scale above 1e8")
+    if low > 0:
+        while (high := shortfall(hi)) == -1.0 and hi not in found:
+            hi = (lo + hi) / 2  # pure position ties its two neighbours: back off
+        if high < 0:
+            regula_falsi(shortfall, lo, low, hi, high, _SHARE_ATOL)
+    theta = min(found, key=lambda t: (abs(share - found[t][1]), t))
+    return found[theta][0] * _mix(u, p, theta)
 
 
 def local_share(qk: np.ndarray, causal: bool = False, window: int = POSITIONAL_WINDOW) -> float:
