@@ -381,6 +381,17 @@ def test_copy_retrieval_draws_one_panel_for_identical_inputs_and_no_unmeasured_s
     assert np.isnan(y[1]) and np.isfinite(y[[0, 2, 3]]).all()
     assert table["lo 1"].iloc[0] == pytest.approx(0.83)  # the spread over draws
     assert table["hi 8"].iloc[0] == pytest.approx(1.02)
+    # the table: one row for the inputs with identical numbers, spread in brackets
+    from lshbench.report.document import Doc
+    from lshbench.report.sections import table_task
+
+    doc = Doc()
+    table_task(doc, points, several_runs=False)
+    md = doc.markdown()
+    rows = [ln for ln in md.splitlines() if ln.startswith("| duplicate")]
+    assert len(rows) == 2
+    assert rows[0].startswith("| duplicate (entropy 1 nats) = duplicate (entropy 4 nats) | 1024 |")
+    assert "85.0 % (83.0-87.0)" in rows[0] and "| - |" in rows[0]  # H = 2 not measured
 
 
 # --------------------------------------------------------------------------- machines
