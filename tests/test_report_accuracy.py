@@ -303,13 +303,12 @@ def test_error_vs_n_hashes_has_both_weightings_and_every_method(points) -> None:
 # --------------------------------------------------------------------------- Table 2 view
 
 
-def test_reformer_table2_view(points, variants) -> None:
+def test_copy_retrieval_view(points, variants) -> None:
     from lshbench.report import analysis as ra
-    from lshbench.report.figures_task import PAPER_LABEL, PAPER_TABLE2, figure_task, task_table
+    from lshbench.report.figures_task import PAPER_TABLE2, figure_task, task_table
     from lshbench.report.plotting import Palette
 
     assert PAPER_TABLE2 == {8: 0.948, 4: 0.925, 2: 0.769, 1: 0.525}
-    assert "Kitaev et al. 2020, Table 2" in PAPER_LABEL
     table, hashes = task_table(points)
     assert hashes == list(HASHES)
     assert (table["dense"] == 1.0).all()
@@ -320,10 +319,10 @@ def test_reformer_table2_view(points, variants) -> None:
     (ax,) = plot.figure.axes
     assert ax.get_title() == "input=duplicate"
     assert ax.get_xlabel() == "n_hashes (LSH-H)" and "task_acc" in ax.get_ylabel()
+    assert list(ax.get_xticks()) == list(HASHES)  # only the measured n_hashes
     lines = _labelled(ax)
-    x, y = lines[PAPER_LABEL]
-    np.testing.assert_array_equal(x, [1, 2, 4, 8])
-    np.testing.assert_allclose(y, [52.5, 76.9, 92.5, 94.8])
+    assert not [k for k in lines if "Kitaev" in k or "Table 2" in k]  # the paper is not drawn
+    assert "trained with full attention" in plot.caption and "not comparable" in plot.caption
     dense = next(v for k, v in lines.items() if k.startswith("dense (exact)"))
     assert set(dense[1]) == {100.0}
     for L in LENGTHS:
@@ -332,11 +331,70 @@ def test_reformer_table2_view(points, variants) -> None:
             np.testing.assert_allclose(lines[key][1], [100 * TASK_ACC[h] for h in HASHES])
     _, out, md = variants
     assert (out / "task_acc_vs_n_hashes.png").is_file()
-    rows = table_rows(md, "## 7. Reformer Table 2 view")
-    assert rows[0][0] == PAPER_LABEL
-    assert rows[0][-5:] == ["52.5 %", "76.9 %", "92.5 %", "94.8 %", ""]
-    assert all(r[-1] == "100.0 %" for r in rows[1:])
-    assert rows[1][-5:-1] == ["85.1 %", "96.3 %", "99.6 %", "100.0 %"]
+    assert "Reformer Table 2 view" not in md
+    rows = table_rows(md, "## 7. Copy retrieval on the duplication input")
+    assert all(r[-1] == "100.0 %" for r in rows)
+    assert rows[0][-5:-1] == ["85.1 %", "96.3 %", "99.6 %", "100.0 %"]
+    section = md.split("## 7. Copy retrieval on the duplication input")[1]
+    assert "top-1 recall" in section and "trained with full attention" in section
+
+
+def _task_points(values: dict[str, dict[int, float]], spread: float = 0.0) -> pd.DataFrame:
+    """Tidy points of LSH duplicate rows: input label -> n_hashes -> task_acc (L = 1024)."""
+    rows = []
+    for label, by_h in values.items():
+        for H, acc in by_h.items():
+            rows.append({
+                "input_kind": "duplicate", "input": label, "status": "ok", "task_acc": acc,
+                "task_acc_lo": acc - spread, "task_acc_hi": acc + spread, "short": False,
+                "exact": False, "method": "lsh", "run_index": 0, "run": "r", "backend": "numpy",
+                "seqlen": 1024, "chunk_len": 64, "chunks_before": 1, "chunks_after": 0,
+                "weighting": "count-once", "n_hashes": H,
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_copy_retrieval_draws_one_panel_for_identical_inputs_and_no_unmeasured_segment() -> None:
+    from lshbench.report.figures_task import figure_task, task_panels, task_table
+    from lshbench.report.plotting import Palette
+
+    same = {1: 0.85, 4: 0.99, 8: 1.0}
+    points = _task_points({
+        "duplicate (entropy 1 nats)": same,
+        "duplicate (entropy 4 nats)": same,
+        "duplicate (entropy 2 nats)": {1: 0.80, 2: 0.9, 8: 1.0},
+    }, spread=0.02)  # fmt: skip
+    table, hashes = task_table(points)
+    assert hashes == [1, 2, 4, 8]
+    panels = task_panels(table, hashes)
+    assert panels == [
+        ["duplicate (entropy 1 nats)", "duplicate (entropy 4 nats)"],
+        ["duplicate (entropy 2 nats)"],
+    ]
+    plot = figure_task(points, Palette(points), set())
+    axes = plot.figure.axes
+    assert len(axes) == 2
+    assert axes[0].get_title() == (
+        "input=duplicate (entropy 1 nats) = duplicate (entropy 4 nats) (identical numbers)"
+    )
+    # the first lines lack H = 2: a gap there, no segment drawn from H = 1 to H = 4
+    (line,) = [ln for ln in axes[0].lines if ln.get_label().startswith("L=1K")]
+    x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+    np.testing.assert_array_equal(x, [1, 2, 4, 8])
+    assert np.isnan(y[1]) and np.isfinite(y[[0, 2, 3]]).all()
+    assert table["lo 1"].iloc[0] == pytest.approx(0.83)  # the spread over draws
+    assert table["hi 8"].iloc[0] == pytest.approx(1.02)
+    # the table: one row for the inputs with identical numbers, spread in brackets
+    from lshbench.report.document import Doc
+    from lshbench.report.sections import table_task
+
+    doc = Doc()
+    table_task(doc, points, several_runs=False)
+    md = doc.markdown()
+    rows = [ln for ln in md.splitlines() if ln.startswith("| duplicate")]
+    assert len(rows) == 2
+    assert rows[0].startswith("| duplicate (entropy 1 nats) = duplicate (entropy 4 nats) | 1024 |")
+    assert "85.0 % (83.0-87.0)" in rows[0] and "| - |" in rows[0]  # H = 2 not measured
 
 
 # --------------------------------------------------------------------------- machines

@@ -183,17 +183,17 @@ def test_input_axes_multiply_only_the_inputs_that_take_them() -> None:
         value_corr=(0.0, 0.5),
     )
     cells = input_cells(spec)
-    assert [c for c in cells if c[0] == "gaussian"] == [("gaussian", None, None)]
+    assert [c for c in cells if c[0] == "gaussian"] == [("gaussian", None, None, None)]
     assert [c for c in cells if c[0] == "duplicate"] == [
-        ("duplicate", 1.0, None),
-        ("duplicate", 3.0, None),
+        ("duplicate", 1.0, None, None),
+        ("duplicate", 3.0, None, None),
     ]
     assert sorted(c[1:] for c in cells if c[0] == "peaked") == [
-        (1.0, 0.0), (1.0, 0.5), (3.0, 0.0), (3.0, 0.5)
+        (1.0, 0.0, None), (1.0, 0.5, None), (3.0, 0.0, None), (3.0, 0.5, None)
     ]  # fmt: skip
     # not given: duplicate as the paper's (not rescaled); peaked at its generator's defaults
     defaults = input_cells(dataclasses.replace(spec, target_entropy=None, value_corr=None))
-    assert ("duplicate", None, None) in defaults
+    assert ("duplicate", None, None, None) in defaults
     assert next(c for c in defaults if c[0] == "peaked")[2] == 0.0
 
 

@@ -88,6 +88,7 @@ def _value_text(key: str, value: Any) -> str:
             "batch": "none (--tokens)",
             "target_entropy": "the input's own",
             "value_corr": "the input's own",
+            "local_share": "the input's own",
         }.get(key, "none")
     if isinstance(value, list | tuple):
         return ",".join(_value_text(key, v) for v in value)
@@ -197,12 +198,18 @@ def _opt(name: str, metavar: str, help_text: str, **kwargs: Any) -> Any:
 @_opt(
     "--target-entropy",
     "NATS,...",
-    "Mean exact row entropy, nats (> 0; peaked, duplicate), comma list.",
+    "Mean exact row entropy, nats (> 0; peaked, positional, duplicate), comma list.",
 )
 @_opt(
     "--value-corr",
     "RHO,...",
-    "Correlation of values with the token's cluster, in [0, 1] (peaked), comma list.",
+    "Correlation of values with the token's cluster, in [0, 1] (peaked, positional), list.",
+)
+@_opt(
+    "--local-share",
+    "SHARE,...",
+    "Share of exact attention mass on each query's neighbours (within 32 tokens), in "
+    "[0, 1] (positional), comma list.",
 )
 @click.option(
     "--causal/--no-causal",

@@ -33,6 +33,15 @@ cell with the same seed see the same numbers (rounded). The values are O(1):
     ``v_j = rho w_a(j) + sqrt(1 - rho**2) eta_j`` with per-cluster ``w ~ N(0, I)`` and
     noise ``eta ~ N(0, I)``, rho = ``value_corr`` in [0, 1] (default 0: independent of qk,
     as in the other generators). The same seed gives the same qk for every rho.
+``positional``
+    ``peaked`` plus position: a share ``local_share`` in [0, 1] (default 0.5) of each
+    query's exact attention mass lies on its neighbours (keys within ``local_window / 2`` =
+    32 tokens of it), the rest on its content cluster, at mean row entropy
+    ``target_entropy`` (default 2.0 nats). Tokens mix ``peaked``'s content vectors with
+    position vectors whose dot products peak at nearby positions, and the mix and the scale
+    are calibrated together: :mod:`lshbench.measurement.positional`. Share 0 is ``peaked``
+    (the same numbers for the same seed); a share above what pure position reaches at that
+    entropy gives pure position. Values as ``peaked`` (``value_corr``).
 """
 
 from __future__ import annotations
@@ -40,12 +49,13 @@ from __future__ import annotations
 import numpy as np
 
 from lshbench.core.config import fail
+from lshbench.measurement.positional import POSITIONAL_WINDOW, calibrate, position_vectors
 from lshbench.measurement.sharpness import check_target_entropy, entropy_scale
 
 __all__ = ["GENERATORS", "INPUTS", "make_inputs"]
 
 #: every generator :func:`make_inputs` knows
-GENERATORS = ("gaussian", "clustered", "duplicate", "peaked")
+GENERATORS = ("gaussian", "clustered", "duplicate", "peaked", "positional")
 #: the generators the sweep's ``--input`` offers today (``peaked`` joins once the sweep
 #: has its ``--target-entropy`` and ``--value-corr`` axes)
 INPUTS = ("gaussian", "clustered", "duplicate")
@@ -59,6 +69,10 @@ CLUSTER_NOISE = 0.3
 PEAKED_ENTROPY = 2.0
 PEAKED_ZIPF = 1.1
 PEAKED_NOISE = 0.5
+#: default share of exact attention mass on a query's neighbours (``positional``)
+POSITIONAL_SHARE = 0.5
+#: the generators that take ``target_entropy`` and ``value_corr`` (``peaked``'s knobs)
+_PEAKED_KINDS = ("peaked", "positional")
 
 
 def make_inputs(
@@ -74,17 +88,22 @@ def make_inputs(
     noise: float = CLUSTER_NOISE,
     target_entropy: float | None = None,
     value_corr: float = 0.0,
+    local_share: float | None = None,
+    local_window: int = POSITIONAL_WINDOW,
     causal: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(qk (batch, seqlen, d), v (batch, seqlen, dv))`` of distribution ``kind``.
 
     dv defaults to d. Both arrays are C-contiguous in ``dtype`` (float32 or float64) and
     reproducible from ``seed``. ``cluster_size``: mean tokens per cluster (clustered,
-    peaked); ``noise``: clustered's token noise. ``target_entropy`` (nats; peaked, where
-    None means :data:`PEAKED_ENTROPY`, and duplicate, where None leaves qk unscaled): the
-    mean exact row entropy qk is scaled to, measured with the ``causal`` masks.
-    ``value_corr`` (peaked only): rho in [0, 1]. Raises ConfigError for an unknown kind, bad
-    sizes, or a knob the kind does not take.
+    peaked, positional); ``noise``: clustered's token noise. ``target_entropy`` (nats;
+    peaked and positional, where None means :data:`PEAKED_ENTROPY`, and duplicate, where
+    None leaves qk unscaled): the mean exact row entropy qk is scaled to, measured with the
+    ``causal`` masks. ``value_corr`` (peaked, positional): rho in [0, 1]. ``local_share``
+    (positional; None means :data:`POSITIONAL_SHARE`) in [0, 1] and ``local_window``
+    (tokens, even, >= 2): the share of mass on keys within ``local_window / 2`` of the
+    query. Raises ConfigError for an unknown kind, bad sizes, or a knob the kind does not
+    take.
     """
     if kind not in GENERATORS:
         fail("input", kind, f"must be one of {', '.join(GENERATORS)}")
@@ -96,11 +115,18 @@ def make_inputs(
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         fail("dtype", str(dtype), "must be float32 or float64")
     _check_knobs(kind, seqlen, target_entropy, value_corr, causal)
+    share = _check_share(kind, local_share, local_window)
     rng = np.random.default_rng(seed)
-    if kind == "peaked":
+    if kind in _PEAKED_KINDS:
         entropy = PEAKED_ENTROPY if target_entropy is None else target_entropy
+        # position vectors come from a stream of their own: share 0 draws what peaked does
+        pos_rng = rng.spawn(1)[0]
         qk, v = _peaked(rng, batch, seqlen, d, dv, cluster_size, value_corr)
-        qk *= entropy_scale(qk, entropy, causal, rng)
+        if kind == "peaked" or share == 0.0:
+            qk *= entropy_scale(qk, entropy, causal, rng)
+        else:
+            p = position_vectors(pos_rng, seqlen, d, local_window)  # (L, d)
+            qk = calibrate(qk, p, share, entropy, causal, rng, local_window)
     elif kind == "clustered":
         n_clusters = max(1, round(seqlen / cluster_size))
         centroids = rng.standard_normal((n_clusters, d))  # (k, d)
@@ -126,18 +152,39 @@ def _check_knobs(
     if not isinstance(causal, (bool, np.bool_)):
         fail("causal", causal, "must be True or False")
     if target_entropy is not None:
-        if kind not in ("peaked", "duplicate"):
-            fail("target_entropy", target_entropy, f"applies to peaked and duplicate, not {kind}")
+        if kind not in (*_PEAKED_KINDS, "duplicate"):
+            fail(
+                "target_entropy",
+                target_entropy,
+                f"applies to peaked, positional and duplicate, not {kind}",
+            )
         check_target_entropy(target_entropy, seqlen, bool(causal))
-    elif kind == "peaked":
+    elif kind in _PEAKED_KINDS:
         check_target_entropy(PEAKED_ENTROPY, seqlen, bool(causal))
     rho_ok = isinstance(value_corr, (int, float, np.integer, np.floating)) and not isinstance(
         value_corr, bool
     )
     if not rho_ok or not 0.0 <= float(value_corr) <= 1.0:
         fail("value_corr", value_corr, "must be a number in [0, 1]")
-    if value_corr != 0 and kind != "peaked":
-        fail("value_corr", value_corr, f"applies to peaked, not {kind}")
+    if value_corr != 0 and kind not in _PEAKED_KINDS:
+        fail("value_corr", value_corr, f"applies to peaked and positional, not {kind}")
+
+
+def _check_share(kind: str, share: float | None, window: int) -> float:
+    """The local share of a ``positional`` input (its default when None); ConfigError for a
+    share out of [0, 1], a window that is not an even integer >= 2, or a share given to
+    another kind."""
+    if share is None:
+        share = POSITIONAL_SHARE if kind == "positional" else 0.0
+    elif kind != "positional":
+        fail("local_share", share, f"applies to positional, not {kind}")
+    ok = isinstance(share, (int, float, np.integer, np.floating)) and not isinstance(share, bool)
+    if not ok or not 0.0 <= float(share) <= 1.0:
+        fail("local_share", share, "must be a number in [0, 1]")
+    window_ok = isinstance(window, (int, np.integer)) and not isinstance(window, bool)
+    if not window_ok or window < 2 or window % 2:
+        fail("local_window", window, "must be an even integer >= 2 (tokens)")
+    return float(share)
 
 
 def _peaked(

@@ -11,6 +11,7 @@ by bisection on ``log beta``, on a subsample of rows, in float64.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -18,7 +19,14 @@ from lshbench.core.attention import mask_scores, normalize_keys
 from lshbench.core.config import fail
 from lshbench.core.dense import dense_probability_blocks
 
-__all__ = ["entropy_scale", "max_mean_entropy", "mean_row_entropy", "row_entropies"]
+__all__ = [
+    "bracket_log_scale",
+    "entropy_scale",
+    "max_mean_entropy",
+    "mean_row_entropy",
+    "regula_falsi",
+    "row_entropies",
+]
 
 #: query rows (over the whole batch) the bisection measures; all rows when L * B is smaller
 SAMPLE_ROWS = 1024
@@ -108,25 +116,43 @@ def entropy_scale(qk: np.ndarray, target: float, causal: bool, rng: np.random.Ge
     def excess(log_beta: float) -> float:
         return float(row_entropies(math.exp(log_beta) * qk, causal, rows).mean()) - target
 
+    found = bracket_log_scale(excess)
+    if isinstance(found, str):
+        fail("target_entropy", target, found)
+    return math.exp(regula_falsi(excess, *found, ENTROPY_RTOL * target))
+
+
+def bracket_log_scale(excess: Callable[[float], float]) -> tuple[float, float, float, float] | str:
+    """``(lo, excess(lo), hi, excess(hi))``: adjacent powers of 4 (as logs) between which
+    ``excess``, a decreasing function of ``log beta``, changes sign from + to -; or why
+    there are none (the text of a ConfigError)."""
     step = math.log(4.0)
-    k = 0  # bracket [4**(k-1), 4**k] with the entropy above the target at the low end
+    k = 0  # bracket [4**(k-1), 4**k] with the excess positive at the low end
     high = excess(0.0)  # the excess at 4**k
     while high > 0:
         k += 1
         if k > _MAX_LOG4:
-            fail("target_entropy", target, "not reached: qk would need a scale above 1e8")
+            return "not reached: qk would need a scale above 1e8"
         high = excess(k * step)
     while (low := excess((k - 1) * step)) < 0:
-        k -= 1
+        k, high = k - 1, low
         if k < _MIN_LOG4:
-            fail("target_entropy", target, "not reached: too close to uniform attention")
-    lo, hi = (k - 1) * step, k * step
+            return "not reached: too close to uniform attention"
+    return (k - 1) * step, low, k * step, high
+
+
+def regula_falsi(
+    f: Callable[[float], float], lo: float, low: float, hi: float, high: float, tol: float
+) -> float:
+    """A root of ``f`` in ``[lo, hi]`` where ``f(lo) = low > 0 > high = f(hi)``: regula falsi
+    (Illinois variant: keeps bisection's bracket, steps along the slope) until
+    ``|f| <= tol`` or :data:`BISECTION_STEPS` steps; the last point tried."""
+    mid = hi
     side = 0  # which end moved last: +1 lo, -1 hi
     for _ in range(BISECTION_STEPS):
-        # regula falsi (Illinois variant): keeps bisection's bracket, steps along the slope
         mid = lo - low * (hi - lo) / (high - low)
-        gap = excess(mid)
-        if abs(gap) <= ENTROPY_RTOL * target:
+        gap = f(mid)
+        if abs(gap) <= tol:
             break
         if gap > 0:
             lo, low = mid, gap
@@ -136,4 +162,4 @@ def entropy_scale(qk: np.ndarray, target: float, causal: bool, rng: np.random.Ge
             hi, high = mid, gap
             low = low / 2 if side == -1 else low
             side = -1
-    return math.exp(mid)
+    return mid

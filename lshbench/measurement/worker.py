@@ -110,14 +110,16 @@ def _watch_stdin() -> None:
 
 
 def _input_knobs(cell: Task) -> dict[str, Any]:
-    """Keywords of ``make_inputs`` for the cell: ``target_entropy`` and ``value_corr`` when
-    the cell has them (not None), and the cell's ``causal`` (a target entropy is met under
-    the cell's masks)."""
+    """Keywords of ``make_inputs`` for the cell: ``target_entropy``, ``value_corr`` and
+    ``local_share`` when the cell has them (not None), and the cell's ``causal`` (a target
+    entropy is met under the cell's masks)."""
     knobs: dict[str, Any] = {}
     if cell.target_entropy is not None:
         knobs["target_entropy"] = cell.target_entropy
     if cell.value_corr is not None:
         knobs["value_corr"] = cell.value_corr
+    if cell.local_share is not None:
+        knobs["local_share"] = cell.local_share
     knobs["causal"] = bool(cell.causal)
     return knobs
 

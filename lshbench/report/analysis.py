@@ -108,6 +108,7 @@ SPREAD_METRICS = ("attn_tv", "mass_recall", "top1_recall", "task_acc", "keys_dis
 _POINT_ATTRS = (
     *SERIES_KEY, "run_index", "exact", "short", "nb", "nb_total", "batch", "tokens",
     "nb_desc", "batch_desc", "series_order", "input_kind", "target_entropy", "value_corr",
+    "local_share",
     "dir", "machine", "machine_id", "method_order",
 )  # fmt: skip
 
@@ -226,7 +227,8 @@ def prepare(runs: Sequence[Run]) -> pd.DataFrame:
     directory, ``"DIR: machine"`` for several directories. Adds ``run``, ``run_index``,
     ``dir``, ``dir_path``, ``machine``, ``exact`` (a backend whose rows carry no hashing
     configuration: ``n_hashes`` missing in all of them), ``input_kind`` (the generator or
-    file; ``input`` becomes its label with ``target_entropy`` / ``value_corr``), ``nb``
+    file; ``input`` becomes its label with ``target_entropy`` / ``value_corr`` /
+    ``local_share``), ``nb``
     (n_buckets as text), ``nb_total``, ``tokens = batch * seqlen``, ``time_seq =
     time_median_s / batch`` (s per sequence), ``time_tok`` (s per token), ``short`` (an LSH
     row with L <= chunk_len, computed exactly), ``method_order``, ``series``,
@@ -246,7 +248,8 @@ def prepare(runs: Sequence[Run]) -> pd.DataFrame:
     df["message"] = df["message"].map(canon)
     df["input_kind"] = df["input"]
     df["input"] = [input_label(*v) for v in zip(df["input"], df["target_entropy"],
-                                                 df["value_corr"], strict=True)]  # fmt: skip
+                                                 df["value_corr"], df["local_share"],
+                                                 strict=True)]  # fmt: skip
     nb = df["n_buckets"].map(bucket_label)
     if "n_buckets_spec" in df:  # the sweep's text form: "16x32" for factors
         spec = df["n_buckets_spec"].map(bucket_label)

@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_WEIGHTING",
     "ENTROPY_INPUTS",
     "GRADIENT_COLUMNS",
+    "LOCAL_SHARE_INPUTS",
     "METHOD_ORDER",
     "OPTIONAL_NUMERIC",
     "OPTIONAL_TEXT",
@@ -130,16 +131,22 @@ def _number(value: Any) -> float:
 
 #: Which generators take which parameter (docs/design.md section 6): a value stored for another
 #: input (a sweep axis's default) names nothing and is left out of the label.
-ENTROPY_INPUTS = ("peaked", "duplicate")
-VALUE_CORR_INPUTS = ("peaked",)
+ENTROPY_INPUTS = ("peaked", "positional", "duplicate")
+VALUE_CORR_INPUTS = ("peaked", "positional")
+LOCAL_SHARE_INPUTS = ("positional",)
 
 
-def input_label(kind: Any, target_entropy: Any = None, value_corr: Any = None) -> str:
+def input_label(
+    kind: Any, target_entropy: Any = None, value_corr: Any = None, local_share: Any = None
+) -> str:
     """The input as the report names it: the generator or file, with the parameters it
     takes: ``"gaussian"``, ``"peaked (entropy 1 nats, rho 0.5)"``,
+    ``"positional (local share 0.8, entropy 1 nats, rho 0)"``,
     ``"duplicate (entropy 0.5 nats)"``, ``"file:heads.npz"``."""
     params = []
-    entropy, rho = _number(target_entropy), _number(value_corr)
+    entropy, rho, share = _number(target_entropy), _number(value_corr), _number(local_share)
+    if math.isfinite(share) and kind in LOCAL_SHARE_INPUTS:
+        params.append(f"local share {share:g}")
     if math.isfinite(entropy) and kind in ENTROPY_INPUTS:
         params.append(f"entropy {entropy:g} nats")
     if math.isfinite(rho) and kind in VALUE_CORR_INPUTS:

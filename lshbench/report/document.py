@@ -613,7 +613,7 @@ def _sections(
     figure("5. Accuracy against cost", fa.figure_pareto(points, palette, varying))
     doc.h(2, "6. What hashing buys")
     hashing = sc.section_hashing(doc, points, several)
-    figure("7. Reformer Table 2 view", figure_task(points, palette, varying))
+    figure("7. Copy retrieval on the duplication input", figure_task(points, palette, varying))
     sc.table_task(doc, points, several)
     figure(
         "8. Time per token at fixed total tokens (the Reformer paper's view)",

@@ -35,7 +35,7 @@ METRIC_NAMES = {
     "top1_recall": "exact top key seen",
     "attn_entropy": "exact row entropy, nats",
     "out_err_v": "output error on the scale of v",
-    "task_acc": "duplication task accuracy",
+    "task_acc": "copy retrieved, duplicate input",
     "rel_err": "relative output error",
 }
 #: The methods of docs/design.md section 2b as legends name them.

@@ -5,9 +5,9 @@ LSH configuration, a frozen record whose :attr:`Task.id` is computed once, when 
 and written as the row's ``cell_id`` column (with ``machine_id`` and ``code_id``, the row's
 key). Hashing fields (``method`` and ``weighting`` included) are ``None`` for backends that
 do not hash (dense, peers like torch-sdpa), ``n_buckets`` is ``None`` for method ``local``
-(it has no buckets), and ``target_entropy`` / ``value_corr`` are ``None`` for inputs that do
-not take them. A task crosses process boundaries as :meth:`Task.as_dict` (JSON) and comes
-back through :meth:`Task.from_dict`.
+(it has no buckets), and ``target_entropy`` / ``value_corr`` / ``local_share`` are ``None``
+for inputs that do not take them. A task crosses process boundaries as :meth:`Task.as_dict`
+(JSON) and comes back through :meth:`Task.from_dict`.
 
 A **cell** is what one fresh worker process runs: every task that shares an input, a pass
 (``forward``, or ``train``: forward and backward) and a device (the :data:`CELL_AXES`,
@@ -51,8 +51,8 @@ __all__ = [
 #: and ``head``: the captured model head a cell of a per-head input file runs, else None;
 #: ``pass``: "forward" or "train" and ``device``: "cpu" or "cuda", docs/design.md section 9)
 CELL_AXES = (
-    "seqlen", "batch", "d", "dv", "input", "target_entropy", "value_corr", "causal", "dtype",
-    "threads", "seed", "qk", "layer", "head", "pass", "device",
+    "seqlen", "batch", "d", "dv", "input", "target_entropy", "value_corr", "local_share",
+    "causal", "dtype", "threads", "seed", "qk", "layer", "head", "pass", "device",
 )  # fmt: skip
 #: the LSH configuration axes (None for backends that do not hash; ``oracle_k`` is set on
 #: oracle tasks only; ``rotation_seed``: which draw of the rotations, :func:`rotation_seed`)
@@ -112,6 +112,7 @@ class Task:
     seed: int
     target_entropy: float | None = None
     value_corr: float | None = None
+    local_share: float | None = None
     qk: str | None = None
     layer: int | None = None
     head: int | None = None

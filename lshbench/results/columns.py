@@ -100,6 +100,14 @@ COLUMN_TABLE: tuple[Column, ...] = (
         "how much values follow the token's cluster (empty: the input takes none)",
         since=1,
     ),
+    Column(
+        "local_share",
+        "float",
+        "",
+        "share of exact attention mass the input puts on each query's neighbours (empty: the "
+        "input takes none)",
+        since=4,
+    ),
     Column("dtype", "str", "", "compute dtype (float32, float64)", required=True),
     Column("threads", "int", "", "threads of every pool in the worker", required=True, minimum=1),
     Column("seed", "int", "", "seed of the input and the rotations", required=True, minimum=0),

@@ -15,7 +15,8 @@ and that version to :func:`upgrade_rows` before they are checked
   devices: no ``keys_slots``, ``keys_distinct``, ``oracle_k``, ``rotation_seed``, ``pass``,
   ``device``, ``grad_err_qk`` or ``grad_err_v`` columns (a hashing row's rotations were the
   first draw, ``rotation_seed = 0``; every row was the forward pass on the CPU).
-* **3**: every column of :data:`~lshbench.results.columns.COLUMN_TABLE`.
+* **3**: before the ``positional`` input: no ``local_share`` column.
+* **4**: every column of :data:`~lshbench.results.columns.COLUMN_TABLE`.
 
 The upgrade of a row: columns dropped from the schema are removed; every column added after
 the row's version, and absent, is added empty; a hashing row without ``method`` or
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 #: the version of the rows this code writes (see the module docstring)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: columns older tables may hold that the schema no longer has
 DROPPED_COLUMNS = ("top1_agree",)
 #: values a hashing row of an earlier table (no ``method``/``weighting``) had: section 2
@@ -60,6 +61,7 @@ ADDED_AXES: dict[str, tuple[Any, ...]] = {
     "weighting": (None, SECTION_2["weighting"]),
     "target_entropy": (None,),
     "value_corr": (None,),
+    "local_share": (None,),
     "qk": (None, "shared"),
     "layer": (None,),
     "head": (None,),

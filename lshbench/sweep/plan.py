@@ -69,7 +69,7 @@ def resolve_n_buckets(
 def plan_tasks(spec: SweepSpec) -> tuple[list[Task], list[tuple[Task, str]]]:
     """Every task of the grid, in run order, and the invalid ones with the reason.
 
-    Cells (inputs) vary slowest in the order input (with its target_entropy and value_corr,
+    Cells (inputs) vary slowest in the order input (with its :data:`INPUT_AXES`,
     :func:`input_cells`), causal, dtype, threads, seed, pass, device, d, seqlen; inside a
     cell, the non-hashing backends come first, then each configuration (:func:`lsh_configs`). A
     backend without variants (its registry entry's ``variants``) gets only section 2's
@@ -201,7 +201,7 @@ def _cells(spec: SweepSpec) -> Iterator[Task]:
         input_cells(spec), spec.causal, spec.dtype, spec.threads, spec.seed, spec.passes,
         spec.device,
     )  # fmt: skip
-    for (inp, entropy, rho), causal, dtype, threads, seed, pass_, device in axes:
+    for (inp, entropy, rho, share), causal, dtype, threads, seed, pass_, device in axes:
         facts = spec.input_files.get(inp)
         heads = list(facts.heads) if facts is not None and facts.heads else [(None, None)]
         qk = facts.qk if facts is not None else "shared"
@@ -217,6 +217,7 @@ def _cells(spec: SweepSpec) -> Iterator[Task]:
                 input_sha256=None if facts is None else facts.sha256,
                 target_entropy=entropy,
                 value_corr=rho,
+                local_share=share,
                 causal=causal,
                 dtype=dtype,
                 threads=threads,
@@ -244,21 +245,27 @@ def _shapes(spec: SweepSpec, inp: str) -> Iterator[tuple[int, int, int, int]]:
         yield d, d, L, B
 
 
-def input_cells(spec: SweepSpec) -> list[tuple[str, float | None, float | None]]:
-    """``(input, target_entropy, value_corr)`` of every input of the grid: the product of
+#: the input axes of a cell, in the order :func:`input_cells` gives them
+INPUT_AXES = ("target_entropy", "value_corr", "local_share")
+
+
+def input_cells(spec: SweepSpec) -> list[tuple[str, float | None, float | None, float | None]]:
+    """``(input, target_entropy, value_corr, local_share)`` of every input of the grid: the
+    product of
     the axes an input takes (:data:`~lshbench.sweep.spec.INPUT_KNOBS`; its default where the
     axis is not given), None for the axes it does not take."""
-    out: list[tuple[str, float | None, float | None]] = []
+    out: list[tuple[str, float | None, float | None, float | None]] = []
     for inp in spec.input:
         knobs = INPUT_KNOBS.get(inp, {})
         axes: list[tuple[float | None, ...]] = []
-        for name in ("target_entropy", "value_corr"):
+        for name in INPUT_AXES:
             given = getattr(spec, name)
             if name not in knobs:
                 axes.append((None,))
             else:
                 axes.append(given if given is not None else (knobs[name],))
-        out.extend((inp, entropy, rho) for entropy, rho in itertools.product(*axes))
+        for entropy, rho, share in itertools.product(*axes):
+            out.append((inp, entropy, rho, share))
     return out
 
 

@@ -242,10 +242,13 @@ def exact_peer_line(spec: SweepSpec) -> str:
 
 #: the task fields that tell cells apart, in the order a cell's label names them
 _CELL_FIELDS = (
-    "input", "target_entropy", "value_corr", "layer", "head", "seqlen", "batch", "d",
+    "input", "target_entropy", "value_corr", "local_share", "layer", "head", "seqlen", "batch", "d",
     "dtype", "causal", "threads", "seed",
 )  # fmt: skip
-_SHORT = {"target_entropy": "entropy", "value_corr": "rho", "seqlen": "L", "batch": "B"}
+_SHORT = {
+    "target_entropy": "entropy", "value_corr": "rho", "local_share": "local", "seqlen": "L",
+    "batch": "B",
+}  # fmt: skip
 
 
 def _varying_axes(cells: list[CellPreview]) -> list[str]:

@@ -12,8 +12,8 @@ keys at each LSH configuration's key count: docs/design.md section 2b),
 ``weighting`` (``multiplicity``, ``count-once``), ``d``, ``batch`` (or ``tokens``: batch =
 tokens // seqlen, the paper's fixed total tokens), ``backend``, ``input`` (a generator of
 :data:`~lshbench.measurement.inputs.GENERATORS` or ``file:PATH``, loaded and checked here:
-:class:`InputFileFacts`), ``target_entropy`` and ``value_corr`` (only for the inputs that
-take them, :data:`INPUT_KNOBS`), ``causal``, ``dtype`` (``float32``, ``float64``;
+:class:`InputFileFacts`), ``target_entropy``, ``value_corr`` and ``local_share`` (only for
+the inputs that take them, :data:`INPUT_KNOBS`), ``causal``, ``dtype`` (``float32``, ``float64``;
 ``bfloat16`` and ``float16`` on ``cuda`` for the torch backends), ``threads``, ``seed``,
 ``pass`` (``forward``; ``train``: forward and backward, for backends with a backward pass)
 and ``device`` (``cpu``, ``cuda`` for the torch backends), docs/design.md section 9.
@@ -56,7 +56,7 @@ from lshbench.core.options import (
     read_toml,
 )
 from lshbench.measurement.input_files import FILE_PREFIX, load_input_file
-from lshbench.measurement.inputs import GENERATORS, INPUTS, PEAKED_ENTROPY
+from lshbench.measurement.inputs import GENERATORS, INPUTS, PEAKED_ENTROPY, POSITIONAL_SHARE
 from lshbench.measurement.machine import usable_cpus
 from lshbench.results.cells import ORACLE
 from lshbench.sweep.parsing import parse_bytes
@@ -114,6 +114,7 @@ AXES = (
     "input",
     "target_entropy",
     "value_corr",
+    "local_share",
     "causal",
     "dtype",
     "threads",
@@ -138,6 +139,7 @@ _BASE = {
     "input": ["gaussian"],
     "target_entropy": None,
     "value_corr": None,
+    "local_share": None,
     "causal": [False],
     "dtype": ["float32"],
     "threads": [1],
@@ -209,6 +211,11 @@ INPUT_KNOBS: dict[str, dict[str, float | None]] = {
         "value_corr": 0.0,
     },
     "duplicate": {"target_entropy": None},
+    "positional": {
+        "target_entropy": PEAKED_ENTROPY,
+        "value_corr": 0.0,
+        "local_share": POSITIONAL_SHARE,
+    },
 }
 
 
@@ -267,6 +274,7 @@ class SweepSpec:
     input: tuple[str, ...]
     target_entropy: tuple[float, ...] | None  # None: not given (INPUT_KNOBS' defaults)
     value_corr: tuple[float, ...] | None
+    local_share: tuple[float, ...] | None
     causal: tuple[bool, ...]
     dtype: tuple[str, ...]
     threads: tuple[int, ...]
@@ -591,6 +599,7 @@ def build_spec(
             parse_bools("causal", values["causal"]),
         ),
         value_corr=_knob("value_corr", values.get("value_corr"), inputs, "value_corr" in given),
+        local_share=_knob("local_share", values.get("local_share"), inputs, "local_share" in given),
         causal=parse_bools("causal", values["causal"]),
         dtype=dtypes,
         threads=_threads(values["threads"] if values.get("threads") is not None else 1),
