@@ -159,8 +159,8 @@ _BASE = {
 #: noisier); ``--threads all`` or a list like ``1,all`` measures the parallel scaling.
 PRESETS: dict[str, dict[str, Any]] = {
     # "is LSH worth it here?" in a few minutes: the worst case (gaussian, near-uniform
-    # attention), attention as sharp as trained heads' at two sharpnesses (peaked at 1 and
-    # 4 nats), the paper's duplication task; LSH against random keys and a local window at the
+    # attention), attention sharper than most trained heads at two sharpnesses (peaked at 1
+    # and 4 nats), the paper's duplication task; LSH against random keys and a local window at the
     # same key budget, both weightings; numba (the fast backend; numpy computes the same
     # numbers, slower) and dense. The paper preset has the long sequences and numpy.
     "quick": {
