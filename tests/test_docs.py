@@ -103,7 +103,10 @@ def resolve_dotted(name: str) -> str | None:
         except ModuleNotFoundError as e:
             if e.name is not None and (e.name == module_name or module_name.startswith(e.name)):
                 continue  # not a module: try a shorter prefix
-            spec = importlib.util.find_spec(module_name)  # a module needing what is missing
+            try:  # a module needing what is missing (torch without the peers extra)
+                spec = importlib.util.find_spec(module_name)
+            except ModuleNotFoundError:
+                continue  # its parent module needs it: check the name against the parent
             if spec is None or spec.origin is None or i == len(parts):
                 return None if spec is not None else f"no module {module_name}"
             source = Path(spec.origin).read_text(encoding="utf-8")

@@ -173,8 +173,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "target_entropy": [1.0, 4.0],
         "backend": ["numba", "dense"],
         "timeout": 300.0,
-        # three draws of the rotations, so every accuracy number has a spread
-        "rotation_seeds": 3,
     },
     # n_buckets "auto": factorized like Hugging Face and Trax do at these lengths; with the
     # unfactorized 2L/chunk_len rule hashing costs O(L) per token and LSH is not flat
