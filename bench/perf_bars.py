@@ -17,6 +17,8 @@ Parts (``--part``, repeatable; default ``bars memory cache``)::
     python bench/perf_bars.py --part variants          # random / local / count-once vs lsh
     python bench/perf_bars.py --part dense             # dense vs torch-sdpa and the exact floor
     python bench/perf_bars.py --part table --table-backends numba,numpy,hf,dense,torch-sdpa
+    python bench/perf_bars.py --part table --table-backends hf,torch-lsh \
+        --table-seqlens 16384 --table-hashes 8        # torch-lsh / hf, paired per round
 
 * ``bars``: L=16384, d=64, n_hashes=8, chunk 64, 1 back, float32: numba (its per-machine
   kernel choice, ``auto``, and each candidate kernel forced) vs hf for n_buckets=512 and
@@ -682,6 +684,7 @@ def part_cache() -> str:
 def part_table(seqlens: list[int], hashes: list[int], backends: list[str], rounds: int) -> str:
     pin_torch()
     backends = [b for b in backends if available(b)]
+    base = backends[0]  # the ratio column divides by the first backend listed
     objs = {b: lshbench.get_backend(b) for b in backends}
     if "numba" in objs:
         objs["numba"].compile(np.float32)
@@ -708,9 +711,9 @@ def part_table(seqlens: list[int], hashes: list[int], backends: list[str], round
                 times[b, L, h] = s.time_median_s
                 peak, _ = measure_memory(calls[b])
                 ratio = ""
-                if b != "numba" and "numba" in samples:
-                    med, lo, hi = paired_ratio(samples[b], samples["numba"])
-                    ratio = f"{med:.1f}x ({lo:.1f}-{hi:.1f})"
+                if b != base and base in samples:
+                    med, lo, hi = paired_ratio(samples[b], samples[base])
+                    ratio = f"{med:.3g}x ({lo:.3g}-{hi:.3g})"
                 rows.append(
                     [
                         L,
@@ -737,7 +740,7 @@ def part_table(seqlens: list[int], hashes: list[int], backends: list[str], round
                 "IQR ms",
                 "tracemalloc MiB",
                 "resident MiB",
-                "time / numba (per round)",
+                f"time / {base} (per round)",
             ],
             rows,
         ),
@@ -786,7 +789,12 @@ def part_table(seqlens: list[int], hashes: list[int], backends: list[str], round
 @click.option("--rounds", type=int, default=7, show_default=True, help="interleaved rounds")
 @click.option("--table-seqlens", default="1024,2048,4096,8192,16384,32768,65536", show_default=True)
 @click.option("--table-hashes", default="1,2,4,8", show_default=True)
-@click.option("--table-backends", default="numba,numpy", show_default=True)
+@click.option(
+    "--table-backends",
+    default="numba,numpy",
+    show_default=True,
+    help="backends of the table part; its ratio column divides by the first",
+)
 @click.option("--table-rounds", type=int, default=3, show_default=True)
 @click.option("--dense-seqlens", default="2048,4096,8192,16384", show_default=True)
 @click.option(

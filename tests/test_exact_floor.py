@@ -100,12 +100,13 @@ def test_rates_are_read_per_run_and_thread_count_from_the_entries_of_its_rows() 
 def test_the_floor_is_exact_attention_flops_at_the_rate() -> None:
     points = pd.DataFrame(
         {
-            "run": ["r", "r", "r"],
-            "threads": [1.0, 1.0, 2.0],
-            "seqlen": [1024.0, 1024.0, 1024.0],
-            "d": [64.0, 64.0, 64.0],
-            "dv": [64.0, 32.0, 64.0],
-            "causal": [False, True, False],
+            "run": ["r", "r", "r", "r"],
+            "threads": [1.0, 1.0, 2.0, 1.0],
+            "seqlen": [1024.0, 1024.0, 1024.0, 1024.0],
+            "d": [64.0, 64.0, 64.0, 64.0],
+            "dv": [64.0, 32.0, 64.0, 64.0],
+            "causal": [False, True, False, True],
+            "pass": ["forward", "forward", "forward", "train"],
         }
     )
     rates = pd.DataFrame({"run": ["r"], "threads": [1.0], "sgemm_gflops": [100.0]})
@@ -113,6 +114,8 @@ def test_the_floor_is_exact_attention_flops_at_the_rate() -> None:
     assert out["floor_seq"].iloc[0] == pytest.approx(4 * 1024**2 * 64 / 100e9)
     assert out["floor_seq"].iloc[1] == pytest.approx(2 * 1024**2 * 96 / 100e9 / 2)
     assert math.isnan(out["floor_seq"].iloc[2]) and math.isnan(out["floor_gflops"].iloc[2])
+    # a training step: the forward's products and the backward's twice as many
+    assert out["floor_seq"].iloc[3] == pytest.approx(3 * 4 * 1024**2 * 64 / 100e9 / 2)
 
 
 # --------------------------------------------------------------------------- the report

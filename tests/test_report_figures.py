@@ -20,7 +20,8 @@ from test_report import dense_time, make_rows, write_results
 from test_report_accuracy import t_lsh, variant_rows
 
 from lshbench.report import figures as nb
-from lshbench.report.plotting import DPI, MIN_FONT, figure_file
+from lshbench.report.plotting import DPI, MIN_FONT, Palette, figure_file, plain_number
+from lshbench.results.columns import TRACEMALLOC_BLIND
 
 NOTEBOOK = (
     nb.time_vs_seqlen,
@@ -263,3 +264,102 @@ def test_pareto_legend_names_no_exact_baseline_when_none_is_drawn(tmp_path) -> N
     assert "Pareto front (over LSH points)" in legend
     assert not any(t.startswith("exact baseline") for t in legend)
     assert not any(ln.get_linestyle() == "--" for ax in fig.axes for ln in ax.lines)
+
+
+@pytest.mark.parametrize("n_series", [4, 9, 12, 18])
+def test_lsh_series_are_never_grey(n_series: int) -> None:
+    """Greys mark the exact backends, so no LSH series may be drawn in one, however many
+    series there are; the series' colours stay distinct while there are colours left."""
+    lsh = pd.DataFrame(
+        {"backend": [f"b{i // 4}" for i in range(n_series)], "n_hashes": [float(i % 4 + 1)
+         for i in range(n_series)], "exact": False, "run": "r", "run_index": 0}
+    )  # fmt: skip
+    exact = pd.DataFrame(
+        {"backend": ["dense", "torch-sdpa"], "n_hashes": math.nan, "exact": True, "run": "r",
+         "run_index": 0}
+    )  # fmt: skip
+    palette = Palette(pd.concat([lsh, exact], ignore_index=True))
+    colours = [tuple(palette.colour(r)) for _, r in lsh.iterrows()]
+    assert all(len({round(c, 3) for c in rgba[:3]}) > 1 for rgba in colours), colours
+    assert len(set(colours)) == n_series
+    assert palette.colour({"exact": True, "backend": "torch-sdpa"}) != colours[0]
+
+
+def test_an_allocation_peak_tracemalloc_cannot_see_is_not_drawn(tmp_path: Path) -> None:
+    """A backend allocating outside Python's allocator (torch on the CPU) has a tracemalloc
+    peak that is only the NumPy conversions around its call: rows saying so lose it, so the
+    allocation-peak panels draw no line for it and the resident-peak panels still do."""
+    rows = make_rows()
+    for r in rows:
+        if r["backend"] == "dense":
+            r["message"] = f"dense's {TRACEMALLOC_BLIND}: read mem_rss_peak_bytes"
+    frame = nb.load_frame(write_results(tmp_path / "blind", rows))
+    assert frame.loc[frame["backend"] == "dense", "mem_alloc_peak_bytes"].isna().all()
+    assert frame.loc[frame["backend"] == "numba", "mem_alloc_peak_bytes"].notna().all()
+    fig = nb.memory_vs_seqlen(frame)
+    labels = {ax.get_title(): {ln.get_label() for ln in ax.lines} for ax in fig.axes}
+    alloc = [t for t in labels if t.startswith("allocation peak")]
+    resident = [t for t in labels if t.startswith("resident peak")]
+    assert alloc and resident
+    assert all("dense" not in labels[t] for t in alloc)
+    assert all("dense" in labels[t] for t in resident)
+    assert "allocation peak" not in fig.get_suptitle() or "dense" not in fig.get_suptitle()
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(0.05, "0.05"), (0.2, "0.2"), (2.0, "2"), (500.0, "500"),
+                        (1000.0, "1000"), (2000.0, "2000"), (50000.0, "50000")]
+)  # fmt: skip
+def test_log_ticks_are_plain_numbers(value: float, text: str) -> None:
+    assert plain_number(value) == text
+
+
+def _train_rows() -> list[dict]:
+    """The quick fixture's rows at chunk 64 on two inputs, each also as a train row: twice
+    the forward's time and memory, and gradient errors growing with 1/H."""
+    rows = []
+    for r in make_rows(failures=False):
+        if r["backend"] == "numpy" or (r["backend"] == "numba" and r["chunk_len"] != 64):
+            continue
+        rows.append(dict(r, **{"pass": "forward"}))
+        grads = (
+            {}
+            if r["backend"] == "dense"
+            else {"grad_err_qk": 1 / r["n_hashes"], "grad_err_v": 0.5 / r["n_hashes"]}
+        )
+        rows.append(
+            dict(
+                r,
+                **{"pass": "train"},
+                time_median_s=2 * r["time_median_s"],
+                mem_rss_peak_bytes=2 * r["mem_rss_peak_bytes"],
+                **grads,
+            )
+        )
+    return rows  # fmt: skip
+
+
+def test_forward_and_train_side_by_side(tmp_path: Path) -> None:
+    """A run with train rows: the time figure has one panel per pass, and the appendix puts
+    each configuration's forward and train rows in one line, with the inputs as a column
+    (they vary) and the train/forward ratio and gradient errors of the train row."""
+    from lshbench.report.document import render_report
+
+    folder = write_results(tmp_path / "train", _train_rows())
+    fig = nb.time_vs_seqlen(nb.load_frame(folder))
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == [
+        "pass=forward", "pass=train"
+    ]  # fmt: skip
+    text = render_report([folder], tmp_path / "report").markdown.read_text()
+    section = text.split("## Appendix: Forward and training step", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[:2] == ["input", "backend"] and "train / forward" in header
+    body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+    col = {name: i for i, name in enumerate(header)}
+    assert {row[col["input"]] for row in body} == {"clustered", "gaussian"}
+    assert all(row[col["train / forward"]] == "2x" for row in body)
+    numba_h8 = [row for row in body if row[col["backend"]] == "numba H=8"]
+    assert numba_h8 and all(row[col["grad_err_qk"]] == "0.125" for row in numba_h8)
+    dense = [row for row in body if row[col["backend"]] == "dense"]
+    assert dense and all(row[col["grad_err_qk"]] == "-" for row in dense)

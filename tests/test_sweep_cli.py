@@ -11,6 +11,7 @@ from helpers import assert_sweep_refused
 
 import lshbench
 from lshbench import ConfigError
+from lshbench.measurement.inputs import GENERATORS
 from lshbench.sweep.parsing import parse_bytes
 from lshbench.sweep.plan import plan_tasks, resolve_n_buckets
 from lshbench.sweep.spec import build_spec
@@ -60,7 +61,8 @@ def test_presets() -> None:
 
     full = build_spec("full")
     assert max(full.seqlen) == 65536 and full.causal == (False, True)
-    assert set(full.input) == {"gaussian", "clustered", "duplicate"}
+    assert set(full.input) == set(GENERATORS)  # every input, against random keys and a window
+    assert set(full.method) == {"lsh", "random", "local"} and full.target_entropy == (1.0, 4.0)
 
 
 def test_config_file_sits_between_preset_and_options(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from helpers import backend_params
 import lshbench
 from lshbench.core.dense import dense_attention, dense_attention_grads
 from lshbench.results.cells import Task, task_id
+from lshbench.results.columns import TRACEMALLOC_BLIND
 from lshbench.sweep.plan import not_planned, plan_tasks
 from lshbench.sweep.spec import build_spec
 
@@ -225,6 +226,11 @@ def test_sweep_train_rows_and_skipped_cuda_rows(tmp_path: Path) -> None:
     assert train.set_index("backend").loc["torch-sdpa", ["grad_err_qk"]].isna().all()
     forward = frame[(frame["pass"] == "forward") & (frame["device"] == "cpu")]
     assert forward["grad_err_qk"].isna().all() and "numpy" in set(forward["backend"])
+    # tracemalloc cannot see torch's allocator: no allocation peak, the resident one instead
+    torch_rows = frame[(frame["device"] == "cpu") & (frame["backend"] != "numpy")]
+    assert torch_rows["mem_alloc_peak_bytes"].isna().all()
+    assert torch_rows["message"].str.contains(TRACEMALLOC_BLIND, regex=False).all()
+    assert forward.set_index("backend").loc["numpy", "mem_alloc_peak_bytes"] > 0
     cuda = frame[frame["device"] == "cuda"]
     assert set(cuda["backend"]) == {"torch-lsh", "hf", "torch-sdpa"}
     if _no_cuda():

@@ -52,13 +52,10 @@ from lshbench.core.config import fail
 from lshbench.measurement.positional import POSITIONAL_WINDOW, calibrate, position_vectors
 from lshbench.measurement.sharpness import check_target_entropy, entropy_scale
 
-__all__ = ["GENERATORS", "INPUTS", "make_inputs"]
+__all__ = ["GENERATORS", "make_inputs"]
 
 #: every generator :func:`make_inputs` knows
 GENERATORS = ("gaussian", "clustered", "duplicate", "peaked", "positional")
-#: the generators the sweep's ``--input`` offers today (``peaked`` joins once the sweep
-#: has its ``--target-entropy`` and ``--value-corr`` axes)
-INPUTS = ("gaussian", "clustered", "duplicate")
 
 #: defaults of the ``clustered`` distribution
 CLUSTER_SIZE = 32

@@ -39,6 +39,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lshbench.results.columns import TRACEMALLOC_BLIND, TRAIN_FLOPS_FACTOR
 from lshbench.util import one_line, utc_now
 
 if TYPE_CHECKING:
@@ -410,7 +411,8 @@ class _CellRunner:
             if self.device == "cuda":
                 notes.append("memory: torch.cuda.max_memory_allocated (mem_alloc_peak_bytes)")
             elif not backend.spec.tracemalloc_sees:
-                notes.append(f"{name}'s allocator is invisible to tracemalloc: read mem_rss_peak")
+                values["mem_alloc_peak_bytes"] = None  # the NumPy conversions', not its own
+                notes.append(f"{name}'s {TRACEMALLOC_BLIND}: read mem_rss_peak_bytes")
             if self.device != "cuda" and memory[name].rss_peak_bytes is None:
                 notes.append("resident peak unavailable (/proc/self/clear_refs not writable)")
             self.row(task, "ok", "; ".join(notes), **values)
@@ -522,7 +524,7 @@ class _CellRunner:
         B, L, d, dv = c.batch, c.seqlen, c.d, c.dv
         flops = attention_flops(facts.uses_hashing, B, L, d, dv, config)
         if self.train:
-            flops *= 3  # the backward pass: about twice the forward's products
+            flops *= TRAIN_FLOPS_FACTOR  # the backward pass: twice the forward's products
         model = memory_model(
             facts.memory_model, B, L, d, dv, self.dtype.itemsize, config, c.threads
         )

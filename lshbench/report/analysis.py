@@ -48,6 +48,7 @@ from lshbench.report.columns import (
 )
 from lshbench.report.labels import bucket_label, bucket_total
 from lshbench.report.machines import machine_facts, machine_label, newest_code
+from lshbench.results.columns import TRACEMALLOC_BLIND
 from lshbench.results.store import RESULT_FILES, load_results
 from lshbench.util import one_line
 
@@ -232,7 +233,9 @@ def prepare(runs: Sequence[Run]) -> pd.DataFrame:
     (n_buckets as text), ``nb_total``, ``tokens = batch * seqlen``, ``time_seq =
     time_median_s / batch`` (s per sequence), ``time_tok`` (s per token), ``short`` (an LSH
     row with L <= chunk_len, computed exactly), ``method_order``, ``series``,
-    ``series_order``, ``nb_desc`` and ``batch_desc``. Hashing fields of exact backends are
+    ``series_order``, ``nb_desc`` and ``batch_desc``. ``mem_alloc_peak_bytes`` is emptied
+    on rows whose message says tracemalloc cannot see the backend's allocator
+    (:data:`~lshbench.results.columns.TRACEMALLOC_BLIND`). Hashing fields of exact backends are
     blanked; their missing ``attn_tv``, ``out_err_v`` and ``rel_err`` are 0, their missing
     recalls 1, and their missing ``task_acc`` on duplicate input 1.
     """
@@ -246,6 +249,8 @@ def prepare(runs: Sequence[Run]) -> pd.DataFrame:
         df[col] = df[col].map(canon).str.strip()
     df["status"] = df["status"].map(canon).str.strip().str.lower().replace("", "unknown")
     df["message"] = df["message"].map(canon)
+    blind = df["message"].str.contains(TRACEMALLOC_BLIND, regex=False)
+    df.loc[blind, "mem_alloc_peak_bytes"] = math.nan  # not the backend's own memory
     df["input_kind"] = df["input"]
     df["input"] = [input_label(*v) for v in zip(df["input"], df["target_entropy"],
                                                  df["value_corr"], df["local_share"],

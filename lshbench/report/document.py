@@ -379,9 +379,9 @@ def _floor_and_peer_notes(
     lines = floor.floor_sentences(cross, points, points["run"].nunique() > 1)
     if lines:
         doc.p(
-            "The last column compares with the exact floor instead: exact attention's FLOPs "
-            "(`4 L^2 d` per sequence, half when causal) at the SGEMM rate the sweep measured "
-            "at the same threads, the time no exact implementation can beat. " + " ".join(lines)
+            f"The last column compares with the exact floor instead: {floor.FLOOR_FLOPS} at "
+            "the SGEMM rate the sweep measured at the same threads, the time no exact "
+            "implementation can beat. " + " ".join(lines)
         )
     note = floor.missing_rate_note(points)
     if note:

@@ -367,14 +367,16 @@ def figure_memory(points: pd.DataFrame, palette: Palette, varying: set[str]) -> 
                 parts.append(backend if backend != "exact" else "exact backends")
             ax.set_title(", ".join(parts), fontsize=9)
             ax.grid(True, which="both", alpha=0.25)
+    modelled = np.isfinite(shown["mem_model_bytes"]) & (shown["mem_model_bytes"] > 0)
     extra = [Line2D([], [], ls="--", color="0.3", label="analytic model (mem_model_bytes)")]
+    extra = extra if modelled.any() else []  # torch backends have no model
     title = _memory_finding(metrics[0][2], metrics[0][0], metrics[0][1], names)
     _finish(fig, _handles([a for row in grid for a in row]) + extra + status_handles(statuses),
             f"{title} ({slice_inputs(slices)})", ncol=4)  # fmt: skip
+    model = " and analytic model (`mem_model_bytes`, dashed)" if extra else ""
     caption = (
-        f"Peak memory per call ({unit}) versus L, measured (solid) and analytic model "
-        f"(`mem_model_bytes`, dashed); one column per LSH backend, {REFERENCE_BACKEND} drawn "
-        "in each."
+        f"Peak memory per call ({unit}) versus L, measured (solid){model}; one column per LSH "
+        f"backend, the exact backends drawn in each."
     )
     return Plot("memory", fig, caption_with_slice(caption, slices, varying))
 

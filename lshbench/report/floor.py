@@ -1,7 +1,8 @@
 """The exact floor: the time a perfect exact attention would take on the run's machine.
 
 docs/design.md section 8: exact attention does ``2*L^2*(d + dv)`` FLOPs per sequence
-(``4*L^2*d`` at dv = d; half of it when causal, which skips the keys above the diagonal); at
+(``4*L^2*d`` at dv = d; half of it when causal, which skips the keys above the diagonal), and
+a training step three times that (:data:`~lshbench.results.columns.TRAIN_FLOPS_FACTOR`); at
 the machine's float32 GEMM rate no exact implementation can be faster. The rate is the one
 the sweep measured at each thread count and stored in its run entry (``sgemm``:
 :func:`lshbench.measurement.calibration.sgemm_rates`); runs written before it have no floor.
@@ -27,10 +28,12 @@ import pandas as pd
 from lshbench.report.analysis import COMMON_AXES, Run
 from lshbench.report.metadata import run_entries
 from lshbench.report.scaling import crossovers
+from lshbench.results.columns import TRAIN_FLOPS_FACTOR
 from lshbench.util import fmt_length
 
 __all__ = [
     "FLOOR",
+    "FLOOR_FLOPS",
     "draw_exact_floor",
     "floor_crossovers",
     "floor_sentences",
@@ -41,6 +44,11 @@ __all__ = [
 
 #: the floor's name where it stands in for an exact backend
 FLOOR = "exact floor"
+#: what the floor counts, in the report's words
+FLOOR_FLOPS = (
+    "exact attention's FLOPs (`4 L^2 d` per sequence, half when causal, three times that for "
+    "a training step)"
+)
 
 
 def _rate(entry: Mapping[str, Any] | None, threads: float) -> float:
@@ -74,12 +82,14 @@ def sgemm_rates(runs: Sequence[Run], df: pd.DataFrame) -> pd.DataFrame:
 def with_exact_floor(points: pd.DataFrame, rates: pd.DataFrame) -> pd.DataFrame:
     """``points`` with ``floor_gflops`` (its run's SGEMM rate at its threads) and
     ``floor_seq``: exact attention's FLOPs per sequence, ``2*L^2*(d + dv)``, halved when
-    causal, at that rate (seconds; NaN without a rate)."""
+    causal and tripled for a train row (forward and backward), at that rate (seconds; NaN
+    without a rate)."""
     found = points[["run", "threads"]].merge(rates, on=["run", "threads"], how="left")
     gflops = found["sgemm_gflops"].to_numpy(float)
     L = points["seqlen"].to_numpy(float)
     flops = 2.0 * L * L * (points["d"].to_numpy(float) + points["dv"].to_numpy(float))
     flops = np.where(points["causal"].astype(bool).to_numpy(), flops / 2, flops)
+    flops = np.where(points["pass"].to_numpy() == "train", TRAIN_FLOPS_FACTOR * flops, flops)
     return points.assign(floor_gflops=gflops, floor_seq=flops / (gflops * 1e9))
 
 
@@ -194,7 +204,7 @@ def draw_exact_floor(ax: Any, shown: pd.DataFrame, scale: float = 1.0) -> str:
     if "floor_seq" not in shown:
         return ""
     have = shown[np.isfinite(shown["floor_seq"])]
-    keys = ["run", "threads", "d", "dv", "causal"]
+    keys = ["run", "threads", "d", "dv", "causal", "pass"]
     groups = list(have.groupby(keys, sort=True))
     for (run, threads, *_), g in groups:
         line = g.groupby("seqlen", sort=True)["floor_seq"].median()
@@ -205,6 +215,6 @@ def draw_exact_floor(ax: Any, shown: pd.DataFrame, scale: float = 1.0) -> str:
     if not groups:
         return ""
     return (
-        " Dotted black: the exact floor, exact attention's FLOPs (`4 L^2 d` per sequence, half "
-        "when causal) at the run's measured SGEMM rate: no exact backend can be faster."
+        f" Dotted black: the exact floor, {FLOOR_FLOPS} at the run's measured SGEMM rate: no "
+        "exact backend can be faster."
     )

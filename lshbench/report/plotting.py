@@ -58,6 +58,7 @@ __all__ = [
     "one_length_reason",
     "parse_formats",
     "plain_log_ticks",
+    "plain_number",
     "save",
     "slice_inputs",
     "slice_points",
@@ -215,8 +216,13 @@ def plain_log_ticks(axis: Any) -> None:
     from matplotlib.ticker import LogLocator
 
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.3g}"))
+    axis.set_major_formatter(FuncFormatter(lambda v, _p: plain_number(v)))
     axis.set_minor_formatter(NullFormatter())
+
+
+def plain_number(value: float) -> str:
+    """A tick value without exponent: ``0.05``, ``2``, ``5000`` (whole numbers from 1000)."""
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 def time_unit(seconds: Sequence[float] | pd.Series) -> tuple[float, str]:
@@ -398,8 +404,11 @@ class Palette:
             {(b, h) for b, h in zip(lsh["backend"], lsh["n_hashes"], strict=True)},
             key=lambda k: (k[0], k[1] if math.isfinite(k[1]) else math.inf),
         )
-        cmap = colormaps["tab10" if len(keys) <= 10 else "tab20"]
-        self._colours = {k: cmap(i % cmap.N) for i, k in enumerate(keys)}
+        # the qualitative maps without their greys, which belong to the exact backends
+        name, greys = ("tab10", {7}) if len(keys) <= 9 else ("tab20", {14, 15})
+        cmap = colormaps[name]
+        colours = [cmap(i) for i in range(cmap.N) if i not in greys]
+        self._colours = {k: colours[i % len(colours)] for i, k in enumerate(keys)}
         others = sorted(set(points.loc[exact, "backend"]) - {REFERENCE_BACKEND})
         self._exact = {b: _EXACT_GREYS[i % len(_EXACT_GREYS)] for i, b in enumerate(others)}
         self._exact[REFERENCE_BACKEND] = "black"

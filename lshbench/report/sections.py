@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lshbench.report.analysis import canon
 from lshbench.report.labels import METRIC_NAMES, plain
 from lshbench.util import fmt_length, fmt_num, fmt_seconds
 
@@ -324,14 +325,22 @@ def table_passes(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
     key = ["run", "backend", *_PASS_CONFIG, "device", "dtype", "seqlen"]
     fwd = measured[measured["pass"] == "forward"].set_index(key)
     trn = measured[measured["pass"] == "train"].set_index(key)
-    both = trn.join(fwd, how="left", lsuffix="_train", rsuffix="_fwd")
+    both = trn.merge(
+        fwd, how="left", left_index=True, right_index=True, suffixes=("_train", "_fwd")
+    )
+    # the configuration axes that tell rows apart besides backend and H, as columns
+    configs = both.index.to_frame(index=False)
+    lsh = configs[configs["n_hashes"].notna()]  # exact rows leave the LSH axes empty
+    shown = [c for c in _PASS_CONFIG[1:] if lsh[c].map(canon).nunique() > 1]
+    shown = ["input", *shown] if configs["input"].nunique() > 1 and "input" not in shown else shown
     header = ["run"] if several_runs else []
     header += [
-        "backend", "device", "dtype", "L", "forward s", "train s", "train / forward",
+        *shown, "backend", "device", "dtype", "L", "forward s", "train s", "train / forward",
         "forward memory", "train memory", "grad_err_qk", "grad_err_v",
     ]  # fmt: skip
     rows = []
-    for idx, r in both.sort_index().iterrows():
+    order = ["run", *shown, "backend", "n_hashes", "device", "dtype", "seqlen"]
+    for idx, r in both.reset_index().sort_values(order).set_index(key).iterrows():
         k = dict(zip(key, idx, strict=True))
         name = str(k["backend"])
         if isinstance(k["n_hashes"], float) and math.isfinite(k["n_hashes"]):
@@ -339,6 +348,7 @@ def table_passes(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
         t_f, t_t = r["time_median_s_fwd"], r["time_median_s_train"]
         ratio = t_t / t_f if t_f == t_f and t_f > 0 else math.nan
         row = [str(k["run"])] if several_runs else []
+        row += [plain(canon(k[c])) for c in shown]
         row += [
             name, str(k["device"]), str(k["dtype"]), fmt_length(k["seqlen"]),
             fmt_seconds(t_f), fmt_seconds(t_t), _g(ratio, "x"),
@@ -358,7 +368,8 @@ def table_passes(doc: Any, points: pd.DataFrame, several_runs: bool) -> None:
 
 
 #: the configuration columns that tell a backend's series apart in :func:`table_passes`
-_PASS_CONFIG = ("n_hashes", "chunk_len", "method", "weighting", "input", "causal", "d", "batch")
+#: (n_hashes first: it is part of the backend's name there, the others are columns)
+_PASS_CONFIG = ("n_hashes", "input", "weighting", "method", "chunk_len", "causal", "d", "batch")
 
 
 def _g(value: Any, unit: str = "") -> str:

@@ -18,6 +18,8 @@ from typing import Literal
 
 __all__ = [
     "COLUMN_TABLE",
+    "TRACEMALLOC_BLIND",
+    "TRAIN_FLOPS_FACTOR",
     "Column",
     "ColumnKind",
     "columns_markdown",
@@ -25,6 +27,18 @@ __all__ = [
 ]
 
 ColumnKind = Literal["int", "float", "bool", "str", "list"]
+
+#: A train row's FLOPs over its forward pass's: the backward pass of attention does twice the
+#: forward's products (the score gradient ``dP = dO V^T`` and ``dV = P^T dO`` on the value
+#: side, ``dQ = dS K`` and ``dK = dS^T Q`` on the score side), with no recomputation counted.
+TRAIN_FLOPS_FACTOR = 3
+
+#: The words a row's ``message`` carries when the backend allocates outside Python's
+#: allocator (torch on the CPU), so tracemalloc cannot see its memory: such a row has no
+#: ``mem_alloc_peak_bytes`` (rows written before it was left empty have the peak of the
+#: NumPy conversions around the call, which the report ignores); its memory is
+#: ``mem_rss_peak_bytes``.
+TRACEMALLOC_BLIND = "allocator is invisible to tracemalloc"
 
 
 @dataclass(frozen=True)
@@ -119,10 +133,20 @@ COLUMN_TABLE: tuple[Column, ...] = (
     Column("time_min_s", "float", "s", "fastest sample, seconds per call"),
     Column("n_samples", "int", "", "timed samples"),
     Column("unstable", "bool", "", "IQR / median > 10%"),
-    Column("mem_alloc_peak_bytes", "int", "bytes", "tracemalloc peak of one call"),
+    Column(
+        "mem_alloc_peak_bytes",
+        "int",
+        "bytes",
+        "tracemalloc peak of one call (empty where tracemalloc cannot see the allocator)",
+    ),
     Column("mem_rss_peak_bytes", "int", "bytes", "resident-set peak of one call"),
     Column("mem_model_bytes", "int", "bytes", "the backend's analytic memory model of one call"),
-    Column("flops", "int", "FLOP", "nominal floating-point operations of one call"),
+    Column(
+        "flops",
+        "int",
+        "FLOP",
+        "nominal floating-point operations of one call (train: 3x the forward's)",
+    ),
     Column("gflops", "float", "GFLOP/s", "flops / time_median_s"),
     Column("tokens_per_s", "float", "tokens/s", "batch * seqlen / time_median_s"),
     Column(

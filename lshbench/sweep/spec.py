@@ -56,7 +56,7 @@ from lshbench.core.options import (
     read_toml,
 )
 from lshbench.measurement.input_files import FILE_PREFIX, load_input_file
-from lshbench.measurement.inputs import GENERATORS, INPUTS, PEAKED_ENTROPY, POSITIONAL_SHARE
+from lshbench.measurement.inputs import GENERATORS, PEAKED_ENTROPY, POSITIONAL_SHARE
 from lshbench.measurement.machine import usable_cpus
 from lshbench.results.cells import ORACLE
 from lshbench.sweep.parsing import parse_bytes
@@ -188,7 +188,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seqlen": [2**k for k in range(10, 17)],
         "chunk_len": [32, 64, 128],
         "n_buckets": ["rule", "auto"],
-        "input": list(INPUTS),
+        "method": ["lsh", "random", "local"],
+        "weighting": ["multiplicity", "count-once"],
+        "input": list(GENERATORS),
+        "target_entropy": [1.0, 4.0],
         "causal": [False, True],
         "dtype": ["float32", "float64"],
         "threads": "1,all",
