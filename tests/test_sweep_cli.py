@@ -63,6 +63,7 @@ def test_presets() -> None:
     assert max(full.seqlen) == 65536 and full.causal == (False, True)
     assert set(full.input) == set(GENERATORS)  # every input, against random keys and a window
     assert set(full.method) == {"lsh", "random", "local"} and full.target_entropy == (1.0, 4.0)
+    assert set(full.backend) - {"torch-sdpa"} == {"numba", "dense"}
 
 
 def test_config_file_sits_between_preset_and_options(tmp_path: Path) -> None:
