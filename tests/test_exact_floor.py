@@ -97,6 +97,28 @@ def test_rates_are_read_per_run_and_thread_count_from_the_entries_of_its_rows() 
     assert math.isnan(rates[("other", 1.0)])  # another directory's metadata
 
 
+def test_a_dask_run_takes_its_rows_host_rates() -> None:
+    """A Dask run's metadata stores no SGEMM rate; each row carries its host's
+    (``calib_gflops``), and the floor takes their median at each thread count. A stored
+    rate still wins, and a row without either has none."""
+    run = ra.Run("dask", "dask", pd.DataFrame(), {"run_id": "d"})
+    df = pd.DataFrame(
+        {
+            "run": ["dask"] * 4 + ["local"],
+            "dir": ["dask"] * 4 + ["local"],
+            "run_id": ["d"] * 4 + ["l"],
+            "threads": [1.0, 1.0, 1.0, 2.0, 1.0],
+            "calib_gflops": [40.0, 60.0, np.nan, np.nan, np.nan],
+        }
+    )
+    rates = floor.sgemm_rates([run], df).set_index(["run", "threads"])["sgemm_gflops"]
+    assert rates[("dask", 1.0)] == 50.0  # median of the two hosts' rates; the empty one ignored
+    assert math.isnan(rates[("dask", 2.0)]) and math.isnan(rates[("local", 1.0)])
+    stored = ra.Run("dask", "dask", pd.DataFrame(), {"run_id": "d", "sgemm": {"1": {"gflops": 90}}})
+    rates = floor.sgemm_rates([stored], df).set_index(["run", "threads"])["sgemm_gflops"]
+    assert rates[("dask", 1.0)] == 90.0
+
+
 def test_the_floor_is_exact_attention_flops_at_the_rate() -> None:
     points = pd.DataFrame(
         {
@@ -173,7 +195,7 @@ def test_old_metadata_has_no_floor_said_once(tables, tmp_path: Path) -> None:
     md = render([tables["old"]], tmp_path / "out")
     assert COLUMN not in md and "perfect exact attention" not in md
     assert md.count("No exact floor for") == 1
-    assert "its metadata stores no SGEMM rate" in md
+    assert "neither its metadata nor its rows store a GEMM rate" in md
 
 
 def test_time_figure_draws_the_floor(tables) -> None:

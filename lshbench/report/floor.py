@@ -5,7 +5,9 @@ docs/design.md section 8: exact attention does ``2*L^2*(d + dv)`` FLOPs per sequ
 a training step three times that (:data:`~lshbench.results.columns.TRAIN_FLOPS_FACTOR`); at
 the machine's float32 GEMM rate no exact implementation can be faster. The rate is the one
 the sweep measured at each thread count and stored in its run entry (``sgemm``:
-:func:`lshbench.measurement.calibration.sgemm_rates`); runs written before it have no floor.
+:func:`lshbench.measurement.calibration.sgemm_rates`), or for a Dask run the median of its
+rows' host rates (``calib_gflops``); local runs written before the sweep measured a rate
+have no floor.
 
 :func:`sgemm_rates` reads the rates per (run, threads), :func:`with_exact_floor` gives every
 point its floor (``floor_seq``, seconds per sequence), :func:`floor_crossovers` finds where
@@ -63,17 +65,23 @@ def _rate(entry: Mapping[str, Any] | None, threads: float) -> float:
 
 def sgemm_rates(runs: Sequence[Run], df: pd.DataFrame) -> pd.DataFrame:
     """The SGEMM rate per (report run, threads): the median over the run entries that
-    measured its rows (``run_id``) of the rate each stored at those threads.
+    measured its rows (``run_id``) of the rate each stored at those threads; for rows whose
+    entries store none, the median of the rows' own ``calib_gflops`` (a Dask run: each row
+    carries its host's GEMM rate at its threads, measured before the host's first cell).
 
     ``df`` is :func:`lshbench.report.analysis.prepare`'s frame (``run``, ``dir``,
-    ``run_id``, ``threads``). Columns ``run``, ``threads``, ``sgemm_gflops`` (NaN where no
-    entry stored one: a run written before the sweep measured it)."""
+    ``run_id``, ``threads``, ``calib_gflops`` where the table has it). Columns ``run``,
+    ``threads``, ``sgemm_gflops`` (NaN where neither gives one: a local run written before
+    the sweep measured its rate)."""
     entries = {run.label: run_entries(run.metadata) for run in runs}
     rows = []
     for (run, threads), g in df.groupby(["run", "threads"], sort=True, dropna=False):
         known = entries.get(str(g["dir"].iloc[0]), {})
         rates = [_rate(known.get(str(i)), float(threads)) for i in set(g["run_id"])]
         rates = [r for r in rates if math.isfinite(r)]
+        if not rates and "calib_gflops" in g:
+            hosts = pd.to_numeric(g["calib_gflops"], errors="coerce").to_numpy(float)
+            rates = [float(r) for r in hosts if math.isfinite(r) and r > 0]
         rate = float(np.median(rates)) if rates else math.nan
         rows.append({"run": run, "threads": threads, "sgemm_gflops": rate})
     return pd.DataFrame(rows, columns=["run", "threads", "sgemm_gflops"])
@@ -191,8 +199,8 @@ def missing_rate_note(points: pd.DataFrame) -> str | None:
     if not runs:
         return None
     return (
-        f"No exact floor for {', '.join(runs)}: its metadata stores no SGEMM rate (written "
-        "before the sweep measured one, or by the Dask executor)."
+        f"No exact floor for {', '.join(runs)}: neither its metadata nor its rows store a "
+        "GEMM rate (written before the sweep measured one)."
     )
 
 

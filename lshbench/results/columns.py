@@ -226,6 +226,13 @@ COLUMN_TABLE: tuple[Column, ...] = (
     Column("concurrency", "int", "cells", "cells running at once on the executor", extra=True),
     Column("finished_at", "str", "", "UTC ISO time the row was written", extra=True),
     Column(
+        "calib_gflops",
+        "float",
+        "GFLOP/s",
+        "float32 GEMM rate of the row's host at its threads (Dask executor; empty: local)",
+        extra=True,
+    ),
+    Column(
         "qk",
         "str",
         "",
