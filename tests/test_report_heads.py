@@ -89,3 +89,26 @@ def test_no_section_without_captured_heads(tmp_path: Path) -> None:
     assert (frame["status"] == "ok").all()
     text = render_report([tmp_path / "out"], tmp_path / "r").markdown.read_text()
     assert "Captured model heads" not in text and "## Appendix: Failed cells" in text
+
+
+def test_head_figures_state_their_finding(swept: tuple) -> None:
+    """The titles say what the figures show, from the rows: the median head's entropy and
+    each method's median attn_tv at the budget's H; how many heads LSH wins."""
+    from lshbench.report import heads as rh
+    from lshbench.report.analysis import load_run, prepare
+
+    out, frame = swept
+    table = rh.head_table(prepare([load_run(out)]))
+    budget = rh.reference_budget(table)
+    plot = rh.figure_heads(table, budget)
+    lsh = frame[(frame["backend"] == "numpy") & (frame["n_hashes"] == budget["n_hashes"])]
+    tv = lsh.groupby("method")["attn_tv"].median()
+    entropy = lsh.groupby(["layer", "head"])["attn_entropy"].first().median()
+    title = plot.figure._suptitle.get_text()
+    assert title.startswith(f"Median head: {entropy:.2f} nats")
+    assert f"lsh {tv['lsh']:.2f}, random {tv['random']:.2f}, local {tv['local']:.2f}" in title
+    winners = rh.head_winners(table, budget)
+    wide = lsh.pivot_table(index=["layer", "head"], columns="method", values="attn_tv")
+    content = int((wide["lsh"] < wide["local"]).sum())
+    (ax, *_) = rh.figure_lsh_vs_local(winners, budget).figure.axes
+    assert ax.get_title().startswith(f"LSH beats the local window in {content} of 4 heads")

@@ -160,6 +160,7 @@ def figure_heads(heads: pd.DataFrame, budget: dict[str, Any]) -> Plot | Skipped:
     for t in TV_THRESHOLDS:
         ax1.axhline(t, color="0.8", lw=0.8, zorder=0)
     ax1.legend(title="method")
+    fig.suptitle(_heads_finding(sel, budget, entropy), fontsize=10)
     fig.tight_layout()
     caption = (
         f"Left: how peaked each captured head's exact attention is. Right: attn_tv over the "
@@ -187,6 +188,12 @@ def figure_lsh_vs_local(winners: pd.DataFrame, budget: dict[str, Any]) -> Plot |
     ax.set_ylim(0, top)
     ax.set_xlabel("attn_tv, local window")
     ax.set_ylabel("attn_tv, LSH")
+    content = int((winners["kind"] == "content").sum())
+    ax.set_title(
+        f"LSH beats the local window in {content} of {len(winners)} heads\n"
+        f"(H={budget['n_hashes']}, chunk_len {budget['chunk_len']}, {budget['weighting']})",
+        fontsize=10,
+    )
     fig.tight_layout()
     caption = (
         f"Each captured head at H={budget['n_hashes']}, chunk_len {budget['chunk_len']}, "
@@ -195,6 +202,17 @@ def figure_lsh_vs_local(winners: pd.DataFrame, budget: dict[str, Any]) -> Plot |
         "positional."
     )
     return Plot("heads_lsh_vs_local", fig, caption)
+
+
+def _heads_finding(sel: pd.DataFrame, budget: dict[str, Any], entropy: pd.Series) -> str:
+    """The figure's title: the median head's entropy and, at the budget's H, the median
+    attn_tv over the heads of each method."""
+    at = sel[sel["n_hashes"] == budget["n_hashes"]]
+    medians = at.groupby("method")["attn_tv"].median()
+    methods = [m for m in ("lsh", "random", "local") if m in medians]
+    tvs = ", ".join(f"{m} {medians[m]:.2f}" for m in methods)
+    text = f"Median head: {float(np.median(entropy.to_numpy(float))):.2f} nats"
+    return text + (f"; median attn_tv at H={budget['n_hashes']}: {tvs}" if tvs else "")
 
 
 def _pct(x: float) -> str:
