@@ -23,6 +23,7 @@ one JSON line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -172,13 +173,13 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     n = int(args[0]) if args else GEMM_N
     repeats = int(args[1]) if len(args) > 1 else GEMM_REPEATS
+    limit: Any = contextlib.nullcontext()
     if len(args) > 2:
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=int(args[2]), user_api="blas"):
-            print(json.dumps(gemm_rate(n, repeats)))
-        return
-    print(json.dumps(gemm_rate(n, repeats)))
+        limit = threadpool_limits(limits=int(args[2]), user_api="blas")
+    with limit:
+        print(json.dumps(gemm_rate(n, repeats)))
 
 
 if __name__ == "__main__":

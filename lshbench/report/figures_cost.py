@@ -203,14 +203,11 @@ def figure_time(
 def _time_finding(g: pd.DataFrame, names: dict[str, str]) -> str:
     """The title of the time figure: the fastest LSH configuration against the fastest exact
     backend at the largest L where both were measured (points of one panel)."""
-    exact, lsh = g[g["exact"].astype(bool)], g[~g["exact"].astype(bool)]
-    common = sorted(set(exact["seqlen"]) & set(lsh["seqlen"]))
-    if not common:
+    found = _best_at_largest_common_length(g, "time_seq")
+    if found is None:
         fastest = g.loc[g["time_seq"].idxmin()]
         return f"Time versus L: fastest is {names[fastest['series']]}"
-    L = common[-1]
-    base = exact[exact["seqlen"] == L].sort_values("time_seq").iloc[0]
-    best = lsh[lsh["seqlen"] == L].sort_values("time_seq").iloc[0]
+    L, base, best = found
     ratio = base["time_seq"] / best["time_seq"]
     where = f"at L = {length_tick(L)}"
     if ratio >= 1:
@@ -218,6 +215,21 @@ def _time_finding(g: pd.DataFrame, names: dict[str, str]) -> str:
                 f"({base['backend']}) {where}")  # fmt: skip
     return (f"The exact baseline ({base['backend']}) is {1 / ratio:.1f}x faster than the "
             f"fastest LSH configuration ({names[best['series']]}) {where}")  # fmt: skip
+
+
+def _best_at_largest_common_length(
+    g: pd.DataFrame, col: str
+) -> tuple[float, pd.Series, pd.Series] | None:
+    """``(L, exact, lsh)``: the exact point and the LSH point with the smallest ``col`` at
+    the largest L where both were measured; None when no L has both."""
+    exact, lsh = g[g["exact"].astype(bool)], g[~g["exact"].astype(bool)]
+    common = sorted(set(exact["seqlen"]) & set(lsh["seqlen"]))
+    if not common:
+        return None
+    L = common[-1]
+    base = exact[exact["seqlen"] == L].sort_values(col).iloc[0]
+    best = lsh[lsh["seqlen"] == L].sort_values(col).iloc[0]
+    return float(L), base, best
 
 
 def _reference_lines(
@@ -384,14 +396,11 @@ def figure_memory(points: pd.DataFrame, palette: Palette, varying: set[str]) -> 
 def _memory_finding(good: pd.DataFrame, col: str, title: str, names: dict[str, str]) -> str:
     """The leanest LSH configuration against the leanest exact backend at the largest L where
     both were measured."""
-    exact, lsh = good[good["exact"].astype(bool)], good[~good["exact"].astype(bool)]
-    common = sorted(set(exact["seqlen"]) & set(lsh["seqlen"]))
     what = title.split(" (")[0]
-    if not common:
+    found = _best_at_largest_common_length(good, col)
+    if found is None:
         return f"Peak memory per call versus L ({what})"
-    L = common[-1]
-    base = exact[exact["seqlen"] == L].sort_values(col).iloc[0]
-    best = lsh[lsh["seqlen"] == L].sort_values(col).iloc[0]
+    L, base, best = found
     ratio = base[col] / best[col]
     where = f"at L = {length_tick(L)} ({what})"
     if ratio >= 1:

@@ -86,7 +86,7 @@ FIGURE_FILES = {
 FORMATS = ("png", "svg", "pdf")
 #: Resolution of raster figures (PNG), dots per inch: print quality at 10 inches = 1500 px.
 DPI = 150
-#: The widest a figure may be, inches (WIDTH x DPI <= 1600 px).
+#: The widest a figure may be, inches (WIDTH x DPI = 1500 px).
 WIDTH = 10.0
 #: The smallest font size of any text in a figure, points.
 MIN_FONT = 8.0
@@ -228,8 +228,7 @@ def plain_number(value: float) -> str:
 def time_unit(seconds: Sequence[float] | pd.Series) -> tuple[float, str]:
     """(scale, unit) for times in seconds: the largest of s, ms and µs in which the median
     finite value is at least 1 (values x scale are in unit)."""
-    values = [float(v) for v in seconds if math.isfinite(float(v)) and float(v) > 0]
-    median = sorted(values)[len(values) // 2] if values else 1.0
+    median = _median_positive(seconds)
     for scale, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "µs")):
         if median * scale >= 1:
             return scale, unit
@@ -238,12 +237,17 @@ def time_unit(seconds: Sequence[float] | pd.Series) -> tuple[float, str]:
 
 def bytes_unit(sizes: Sequence[float] | pd.Series) -> tuple[float, str]:
     """(scale, unit) for sizes in bytes: KiB, MiB or GiB by the median finite value."""
-    values = [float(v) for v in sizes if math.isfinite(float(v)) and float(v) > 0]
-    median = sorted(values)[len(values) // 2] if values else 1.0
+    median = _median_positive(sizes)
     for power, unit in ((3, "GiB"), (2, "MiB"), (1, "KiB")):
         if median >= 1024**power:
             return 1.0 / 1024**power, unit
     return 1.0, "bytes"
+
+
+def _median_positive(values: Sequence[float] | pd.Series) -> float:
+    """The (upper) median of the finite positive ``values``; 1.0 when there is none."""
+    found = sorted(float(v) for v in values if math.isfinite(float(v)) and float(v) > 0)
+    return found[len(found) // 2] if found else 1.0
 
 
 def connect_measured(
@@ -294,7 +298,7 @@ def floor_axis(axis: Any, floor: float, top: float = 1.0) -> None:
         ticks = [floor] + [t for t in ticks[1:] if _leading(t) == 1]
     axis.set_major_locator(FixedLocator(ticks))
     axis.set_major_formatter(
-        FuncFormatter(lambda v, _p: "exact" if math.isclose(v, floor) else f"{v:.3g}")
+        FuncFormatter(lambda v, _p: "exact" if math.isclose(v, floor) else plain_number(v))
     )
     axis.set_minor_formatter(NullFormatter())
     low, high = floor / 1.6, top * 1.25
@@ -334,7 +338,7 @@ def sparse_log_ticks(axis: Any, lo: float, hi: float, most: int = 4) -> None:
     if len(ticks) < 2:  # a range inside one 1-2-5 step: its ends
         ticks = [float(f"{lo * 1.05:.2g}"), float(f"{hi / 1.05:.2g}")]
     axis.set_major_locator(FixedLocator(ticks))
-    axis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    axis.set_major_formatter(FuncFormatter(lambda v, _p: plain_number(v)))
     axis.set_minor_formatter(NullFormatter())
 
 

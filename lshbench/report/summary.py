@@ -189,17 +189,16 @@ def _budget_claim(g: pd.DataFrame, labels: dict[str, str], unit: str) -> str:
     judged = [float(L) for L, b in zip(g["seqlen"], g["beats"], strict=True) if pd.notna(b)]
     wins = [float(L) for L, b in zip(g["seqlen"], g["beats"], strict=True)
             if pd.notna(b) and bool(b)]  # fmt: skip
-    text = ""
     if wins:
         r = g[g["seqlen"] == wins[-1]].iloc[0]
         spread = spread_text(r["lsh_error"], r["lsh_error_lo"], r["lsh_error_hi"],
                              int(r["lsh_n_rows"]), unit)  # fmt: skip
         name = labels.get(r["lsh_series"], r["lsh_series"])
         return (
-            f"{text}{_where(wins, judged)}, e.g. at L = {fmt_length(wins[-1])} {name} runs "
+            f"{_where(wins, judged)}, e.g. at L = {fmt_length(wins[-1])} {name} runs "
             f"{r['lsh_speedup']:.2f}x faster than {r['baseline']} with {metric} {spread}"
         )
-    text += "never in the measured range"
+    text = "never in the measured range"
     met = g[(g["lsh_series"] != "") & g["beats"].notna()]
     if not met.empty:  # LSH meets the budget somewhere, but is slower there
         r = met.iloc[-1]
