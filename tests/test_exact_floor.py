@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_report import LENGTHS, lsh_time, make_rows, render, table_rows, write_results
+from test_report import INPUTS, LENGTHS, lsh_time, make_rows, render, table_rows, write_results
 
 from lshbench.measurement import calibration
 from lshbench.report import analysis as ra
@@ -42,11 +42,12 @@ def floor_s(L: float, gflops: float, d: int = 64, causal: bool = False) -> float
     return 2 * L * L * 2 * d / (gflops * 1e9) / (2 if causal else 1)
 
 
-def floor_crossover(H: int, m: int, gflops: float) -> float:
-    """Where numba's fixture time falls below the floor: the last sign change of the log
-    ratio, interpolated in (log L, log ratio), as the crossover table defines it."""
+def floor_crossover(H: int, m: int, gflops: float, slower: float = 1.0) -> float:
+    """Where numba's fixture time (times ``slower``) falls below the floor: the last sign
+    change of the log ratio, interpolated in (log L, log ratio), as the crossover table
+    defines it."""
     L = np.array(LENGTHS, float)
-    log_r = np.log([lsh_time("numba", H, m, x) / floor_s(x, gflops) for x in LENGTHS])
+    log_r = np.log([slower * lsh_time("numba", H, m, x) / floor_s(x, gflops) for x in LENGTHS])
     i = int(np.flatnonzero(log_r >= 0)[-1])
     frac = log_r[i] / (log_r[i] - log_r[i + 1])
     return float(np.exp(np.log(L[i]) + frac * (np.log(L[i + 1]) - np.log(L[i]))))
@@ -179,6 +180,25 @@ def test_floor_column_and_sentence_from_the_measured_crossing(tables, tmp_path: 
     assert "No exact floor" not in md
     # torch was not installed where it ran: the baseline is dense, and the report says why
     assert "The exact baseline is dense: torch-sdpa was not installed where the sweep ran" in md
+
+
+def test_floor_column_pools_the_inputs_into_a_range(tmp_path: Path) -> None:
+    """One row per configuration: where its inputs cross the floor at different L, the cell
+    is the range of those L, as every other pooled column gives it, not a list of each."""
+    slower = 1.3  # numba on the second input takes 1.3x as long: it crosses the floor later
+    rows = [
+        dict(r, time_median_s=r["time_median_s"] * slower)
+        if r["backend"] == "numba" and r["input"] == INPUTS[1]
+        else r
+        for r in make_rows(failures=False)
+    ]
+    folder = with_metadata(write_results(tmp_path / "run", rows), sgemm={"1": {"gflops": 1000.0}})
+    md = render([folder], tmp_path / "out")
+    cells = {r[0]: r[-1] for r in table_rows(md, HEADING)}
+    (key,) = [k for k in cells if k.startswith("numba") and "H=1" in k and "m=32" in k]
+    lo, hi = floor_crossover(1, 32, 1000.0), floor_crossover(1, 32, 1000.0, slower)
+    assert hi > lo + 1  # the two inputs disagree
+    assert cells[key] == f"{lo:.0f}-{hi:.0f}"
 
 
 def test_floor_never_beaten_is_said(tables, tmp_path: Path) -> None:

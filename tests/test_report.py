@@ -23,6 +23,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from helpers import limited_file_size, refuse_writes_under
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lshbench.report.labels import bucket_label, read_stored_n_buckets
 from lshbench.report.tradeoffs import pareto_mask
@@ -489,6 +491,26 @@ def test_html_is_self_contained(quick) -> None:
     assert page.count('src="data:image/png;base64,') == md.count("![")
     assert "<img" in page and 'src="time_vs_seqlen.png"' not in page
     assert "Crossover L versus the exact baseline" in page
+
+
+@given(st.text(alphabet="ab/._-<& \n", max_size=120))
+def test_a_table_cell_keeps_its_text_and_every_word_can_break_within_20_characters(
+    text: str,
+) -> None:
+    """In the HTML page a cell's long word (a path, a file name) gets break opportunities,
+    so it wraps inside its column rather than widening the table past the window; the text
+    a reader sees is unchanged."""
+    import html
+
+    from lshbench.report.document import LONG_WORD, _html_cell
+
+    cell = _html_cell(text)
+    assert html.unescape(cell.replace("<wbr>", "")) == text
+    for word in cell.split():
+        assert all(len(html.unescape(piece)) <= LONG_WORD for piece in word.split("<wbr>"))
+    # a short word is left whole; a path breaks after its separators
+    assert _html_cell("4096 dense") == "4096 dense"
+    assert _html_cell("/a/b/" + "c" * 30) == "/<wbr>a/<wbr>b/<wbr>" + "c" * 20 + "<wbr>" + "c" * 10
 
 
 # --------------------------------------------------------------------------- numbers

@@ -12,6 +12,7 @@ missing; ``.ci/run`` installs them, and a skip fails the run there.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -29,6 +30,7 @@ FIGURE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 IMG_TAG = re.compile(r"<img\b[^>]*>")
 SRC = re.compile(r'\bsrc="[^"]*"')
 BODY_TAG = re.compile(r"<body\b[^>]*>")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +46,32 @@ def driver():
 def reports(tmp_path_factory) -> dict[str, Path]:
     """Report folders: ``sweep``, a real sweep of 10 rows (numpy and dense, two lengths,
     one and two hash rounds, two chunk lengths); ``fixture``, the synthetic tables of
-    tests/test_report.py at three lengths (two inputs, failed cells, every table)."""
+    tests/test_report.py at three lengths (two inputs, failed cells, every table);
+    ``long-names``, the sweep's results in a folder whose name, and with an interpreter path
+    whose folders, are long words without a hyphen (as a CI checkout's paths can be): the
+    appendices that show them must wrap them, not widen the page."""
     base = tmp_path_factory.mktemp("browser")
     grid = dict(SMALL_GRID, chunk_len=[16, 32])
     rows = lshbench.run_sweep(base / "sweep", backend="numpy,dense", **grid)
     assert len(rows) == 10 and (rows["status"] == "ok").all(), rows[["status", "message"]]
     fixture = write_results(base / "fixture", make_rows(lengths=(256, 512, 1024), hashes=(1, 2)))
+    word = "checkout_of_the_project_at_its_newest_commit_" * 4
+    long_names = shutil.copytree(base / "sweep", base / word / "sweep")
+    meta = json.loads((long_names / "metadata.json").read_text())
+    meta["python_executable"] = f"/{word}/{word}/.venv/bin/python"
+    (long_names / "metadata.json").write_text(json.dumps(meta))
     out = {}
-    for name, results in (("sweep", base / "sweep"), ("fixture", fixture)):
+    for name, results in (
+        ("sweep", base / "sweep"),
+        ("fixture", fixture),
+        ("long-names", long_names),
+    ):
         out[name] = base / f"{name}-report"
         render_report([results], out[name])
     return out
 
 
-@pytest.mark.parametrize("name", ["sweep", "fixture"])
+@pytest.mark.parametrize("name", ["sweep", "fixture", "long-names"])
 def test_report_page_reads_cleanly_at_1280_px(driver, reports, name) -> None:
     folder = reports[name]
     assert page_problems(driver, folder / "index.html") == []
@@ -67,6 +81,14 @@ def test_report_page_reads_cleanly_at_1280_px(driver, reports, name) -> None:
     assert len(figures) >= 5 and len(facts["images"]) == len(figures)
     assert all(img["naturalWidth"] > 300 for img in facts["images"])
     assert facts["innerWidth"] == WIDTH
+
+
+@pytest.mark.parametrize(
+    "folder", sorted(p.parent.name for p in (ROOT / "reports" / "reference").glob("*/index.html"))
+)
+def test_committed_reference_report_reads_cleanly_at_1280_px(driver, folder) -> None:
+    """The reports README links to, as committed: what a reader opens first."""
+    assert page_problems(driver, ROOT / "reports" / "reference" / folder / "index.html") == []
 
 
 def test_report_opens_with_the_summary(driver, reports) -> None:

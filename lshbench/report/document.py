@@ -19,7 +19,8 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,9 +133,9 @@ class Doc:
                     f"<figcaption>{_inline(block[2])}</figcaption></figure>"
                 )
             elif kind == "table":
-                head = "".join(f"<th>{html.escape(c)}</th>" for c in block[1])
+                head = "".join(f"<th>{_html_cell(c)}</th>" for c in block[1])
                 body = "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                    "<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in r) + "</tr>"
                     for r in block[2]
                 )
                 parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
@@ -173,6 +174,28 @@ _CSS = (
 
 def _md_cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
+
+
+#: A word of a table cell longer than this many characters gets places to break
+LONG_WORD = 20
+#: Where a long word may break: after a path, name or list separator
+_SEPARATOR_END = re.compile(r"(?<=[/\\._,;:=)\]-])")
+
+
+def _html_cell(text: str) -> str:
+    """A table cell's text as HTML: escaped, and each word longer than :data:`LONG_WORD`
+    characters given places to break (``<wbr>`` after ``/ . _ , ; : = ) ] -`` and every
+    :data:`LONG_WORD` characters of a stretch without them), so that a path, a file name or
+    an identifier wraps inside its column instead of widening the table past the page."""
+    out = []
+    for word in re.split(r"(\s+)", text):
+        if len(word) <= LONG_WORD:
+            out.append(html.escape(word))
+            continue
+        pieces = [p for p in _SEPARATOR_END.split(word) if p]
+        chunks = [p[i : i + LONG_WORD] for p in pieces for i in range(0, len(p), LONG_WORD)]
+        out.append("<wbr>".join(html.escape(c) for c in chunks))
+    return "".join(out)
 
 
 def _inline(text: str) -> str:
@@ -283,7 +306,6 @@ def crossover_rows(cross: pd.DataFrame, points: pd.DataFrame) -> tuple[list[str]
     series of :func:`lshbench.report.scaling.crossovers` that differ only by input share a
     row, named without the input)."""
     from lshbench.report.analysis import compact_labels
-    from lshbench.report.floor import floor_cell
 
     floor_column = "floor_kind" in cross and bool(cross["floor_kind"].notna().any())
     names = compact_labels(points, drop=("input",))
@@ -296,7 +318,7 @@ def crossover_rows(cross: pd.DataFrame, points: pd.DataFrame) -> tuple[list[str]
             [
                 str(config),
                 str(n),
-                _crossover_text(g),
+                _crossover_text(g, _CROSSOVER_WORDS),
                 _span(g["slower_L"], g["faster_L"]),
                 _range(g["trend_L"], fmt_length),
                 _range(g["n_common"], lambda x: f"{x:.0f}"),
@@ -304,11 +326,7 @@ def crossover_rows(cross: pd.DataFrame, points: pd.DataFrame) -> tuple[list[str]
                 _range(g["L_max"], fmt_length),
                 "/".join(dict.fromkeys(str(b) for b in g["baseline"])),
                 _range(g["baseline_gflops_at_max"], lambda x: fmt_num(x, 1)),
-                *(
-                    ["/".join(dict.fromkeys(floor_cell(r) for _, r in g.iterrows()))]
-                    if floor_column
-                    else []
-                ),
+                *([_crossover_text(g, _FLOOR_WORDS, "floor_")] if floor_column else []),
             ]
         )
     header = [
@@ -344,25 +362,33 @@ def _span(slower: pd.Series, faster: pd.Series) -> str:
     return ", ".join(text) or "-"
 
 
-def _crossover_text(g: pd.DataFrame) -> str:
-    """The crossover of one configuration over its inputs: the measured L (a range when
-    the inputs differ), "below the grid (<= L)", "not in range (> L)", with the number of
-    inputs of each kind when they disagree."""
+#: How a crossover of each kind reads, given its L (or range of L) as text
+_CROSSOVER_WORDS = {
+    "measured": "{}",
+    "below": "below the grid (<= {})",
+    "above": "not in range (> {})",
+}
+#: The same for the exact floor's column, whose header already says "beats ... from L"
+_FLOOR_WORDS = {"measured": "{}", "below": "<= {}", "above": "no (> {})"}
+
+
+def _crossover_text(g: pd.DataFrame, words: Mapping[str, str], prefix: str = "") -> str:
+    """The crossover of one configuration over its inputs, from the columns ``kind``,
+    ``crossover_L``, ``faster_L`` and ``L_max`` (each with ``prefix``): the measured L,
+    at or below the smallest L, above the largest, each worded by ``words`` with the L as a
+    range when the inputs differ, and with the number of inputs of each kind when they
+    disagree; ``-`` when no input has one."""
+    kinds = g[prefix + "kind"]
     parts = []
-    for kind in ("measured", "below", "above"):
-        h = g[g["kind"] == kind]
+    for kind, column in (("measured", "crossover_L"), ("below", "faster_L"), ("above", "L_max")):
+        h = g[kinds == kind]
         if h.empty:
             continue
-        if kind == "measured":
-            text = _range(h["crossover_L"], fmt_length)
-        elif kind == "below":
-            text = f"below the grid (<= {_range(h['faster_L'], fmt_length)})"
-        else:
-            text = f"not in range (> {_range(h['L_max'], fmt_length)})"
+        text = words[kind].format(_range(h[prefix + column], fmt_length))
         if len(h) < len(g):
             text += f" ({len(h)} of {len(g)} inputs)"
         parts.append(text)
-    return "; ".join(parts)
+    return "; ".join(parts) or "-"
 
 
 def _floor_and_peer_notes(

@@ -140,18 +140,6 @@ def _gflops(x: float) -> str:
     return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
 
 
-def floor_cell(row: Mapping[str, Any]) -> str:
-    """The crossover table's "beats the exact floor from L" cell of one series."""
-    kind = row.get("floor_kind")
-    if not isinstance(kind, str):
-        return "-"
-    if kind == "measured":
-        return fmt_length(row["floor_crossover_L"])
-    if kind == "below":
-        return f"<= {fmt_length(row['floor_faster_L'])}"
-    return f"no (> {fmt_length(row['floor_L_max'])})"
-
-
 def floor_sentences(cross: pd.DataFrame, points: pd.DataFrame, several_runs: bool) -> list[str]:
     """Per run and thread count with a floor, one sentence from the numbers: the smallest L
     from which an LSH configuration beats even a perfect exact attention (and which), or
