@@ -183,6 +183,67 @@ def test_a_claim_holding_only_from_some_length_says_where(report) -> None:
     assert "within attn_tv 0.20 from L = 2048 (not at 1024)" in gaussian
 
 
+GLANCE = "At a glance, one row per input"
+
+
+def test_the_overview_gives_each_inputs_verdict_in_one_row(report) -> None:
+    """Above the per-input sections, one row per input and one cell per budget: the same
+    verdict as the input's sentence, short."""
+    _, md, _ = report
+    summary = md.split("## Summary", 1)[1].split("\n### ", 1)[0]
+    rows = {r[0]: r[1:] for r in table_rows(summary, GLANCE)}
+    assert set(rows) == {"gaussian", "peaked"}
+    at = {L: dense_time(L) / lsh_time(4, L) for L in LENGTHS}  # H = 4's speed-up (median draw)
+    assert rows["peaked"] == [
+        "1024..4096",
+        "no: lowest attn_tv 0.080 at L = 4096",
+        f"yes from L = 2048 (not at 1024): {at[4096]:.2f}x at L = 4096",
+        f"yes from L = 2048 (not at 1024): {at[4096]:.2f}x at L = 4096",
+    ]
+    assert rows["gaussian"] == [
+        "1024..4096",
+        "no: lowest attn_tv 0.150 at L = 4096",
+        f"yes at L = 2048 (not at 1024, 4096): {at[2048]:.2f}x at L = 2048",
+        f"yes from L = 2048 (not at 1024): {at[4096]:.2f}x at L = 4096",
+    ]
+
+
+def test_one_input_has_no_overview(tmp_path) -> None:
+    from lshbench.report.document import render_report
+
+    rows = [r for r in make_rows() if r["input"] == "peaked"]
+    written = render_report([write_results(tmp_path / "run", rows)], tmp_path / "out")
+    md = written.markdown.read_text()
+    assert GLANCE not in md and "On peaked input" in md
+
+
+def test_an_overview_cell_says_why_lsh_does_not_win() -> None:
+    """Met but slower: the speed-up at the largest L where LSH meets the budget; no exact
+    row at any L: said; no LSH row: said."""
+    from lshbench.report.summary import glance_cell
+
+    def group(beats: list, met: list[bool], lowest: str = "numba H=4") -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "seqlen": [1024.0, 2048.0, 4096.0],
+                "metric": "attn_tv",
+                "beats": beats,
+                "lsh_series": ["numba H=4" if m else "" for m in met],
+                "lsh_speedup": [0.4, 0.6, np.nan],
+                "lowest_series": lowest,
+                "lowest_error": [0.09, 0.12, 0.2],
+            }
+        )
+
+    slower = group([False, False, False], [True, True, False])
+    assert glance_cell(slower) == "no: slower where it meets it (0.60x at L = 2048)"
+    nothing = group([np.nan] * 3, [True, True, False])
+    assert glance_cell(nothing) == "no exact row"
+    never = group([False] * 3, [False] * 3)
+    assert glance_cell(never) == "no: lowest attn_tv 0.200 at L = 4096"
+    assert glance_cell(group([False] * 3, [False] * 3, lowest="")) == "no LSH rows"
+
+
 def test_a_run_with_one_draw_says_so(tmp_path) -> None:
     md = render(tmp_path, draws=1).markdown.read_text()
     summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]

@@ -20,7 +20,9 @@ for tables older than attn_tv):
 LSH beats the exact baseline ("from L = 2048 (not at 1024)"), at which L when the wins do not
 run to the largest L, "at every measured L", or "never in the measured range"; with the L
 range measured, the rows per configuration and the spread of the error it quotes.
-:func:`section_summary` writes both into the report document. How to read them:
+:func:`glance_cell` gives the same verdict in short, one cell of the overview that opens the
+summary when it holds more than one group. :func:`section_summary` writes them into the
+report document. How to read them:
 docs/report.md.
 
 pandas only; works on the tidy points of :func:`lshbench.report.analysis.series_points`.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -37,7 +40,16 @@ import pandas as pd
 from lshbench.report.analysis import COMMON_AXES, canon
 from lshbench.util import fmt_length
 
-__all__ = ["GROUP_KEY", "claim", "section_summary", "spread_text", "summary_table"]
+__all__ = [
+    "GROUP_KEY",
+    "Verdict",
+    "claim",
+    "glance_cell",
+    "section_summary",
+    "spread_text",
+    "summary_table",
+    "verdict",
+]
 
 #: One table and one sentence of the summary: a run's scenario without L.
 GROUP_KEY = ("run_index", "run", *COMMON_AXES)
@@ -182,40 +194,89 @@ def _where(wins: list[float], judged: list[float]) -> str:
     return f"at L = {_ls(wins)} (not at {_ls(losses)})"
 
 
-def _budget_claim(g: pd.DataFrame, labels: dict[str, str], unit: str) -> str:
-    """The part of :func:`claim` for one budget after "within attn_tv 0.10 "; ``g`` holds
-    its rows, sorted by L. ``{it}`` stands for the budget(s)."""
-    metric = str(g["metric"].iloc[0])
+@dataclass(frozen=True)
+class Verdict:
+    """Where LSH beats the exact baseline within one budget, over one group's L.
+
+    ``judged``: the L with an exact baseline; ``wins``: those where the fastest LSH
+    configuration within the budget is faster than it; ``met``: those where an LSH
+    configuration meets the budget at all; ``row``: the row of :func:`summary_table` a
+    reader is shown: the largest win, else the largest L where LSH meets the budget (and is
+    slower), else the largest L (with the lowest error LSH reached)."""
+
+    metric: str
+    judged: list[float]
+    wins: list[float]
+    met: list[float]
+    row: pd.Series
+
+
+def verdict(g: pd.DataFrame) -> Verdict:
+    """The :class:`Verdict` of ``g``: one group's rows of :func:`summary_table` at one
+    budget, sorted by L."""
     judged = [float(L) for L, b in zip(g["seqlen"], g["beats"], strict=True) if pd.notna(b)]
     wins = [float(L) for L, b in zip(g["seqlen"], g["beats"], strict=True)
             if pd.notna(b) and bool(b)]  # fmt: skip
+    met_rows = g[(g["lsh_series"] != "") & g["beats"].notna()]
     if wins:
-        r = g[g["seqlen"] == wins[-1]].iloc[0]
+        row = g[g["seqlen"] == wins[-1]].iloc[0]
+    elif not met_rows.empty:
+        row = met_rows.iloc[-1]
+    else:
+        row = g.iloc[-1]
+    met = [float(L) for L in met_rows["seqlen"]]
+    return Verdict(str(g["metric"].iloc[0]), judged, wins, met, row)
+
+
+def _budget_claim(g: pd.DataFrame, labels: dict[str, str], unit: str) -> str:
+    """The part of :func:`claim` for one budget after "within attn_tv 0.10 "; ``g`` holds
+    its rows, sorted by L. ``{it}`` stands for the budget(s)."""
+    v = verdict(g)
+    r = v.row
+    if v.wins:
         spread = spread_text(r["lsh_error"], r["lsh_error_lo"], r["lsh_error_hi"],
                              int(r["lsh_n_rows"]), unit)  # fmt: skip
         name = labels.get(r["lsh_series"], r["lsh_series"])
         return (
-            f"{_where(wins, judged)}, e.g. at L = {fmt_length(wins[-1])} {name} runs "
-            f"{r['lsh_speedup']:.2f}x faster than {r['baseline']} with {metric} {spread}"
+            f"{_where(v.wins, v.judged)}, e.g. at L = {fmt_length(v.wins[-1])} {name} runs "
+            f"{r['lsh_speedup']:.2f}x faster than {r['baseline']} with {v.metric} {spread}"
         )
     text = "never in the measured range"
-    met = g[(g["lsh_series"] != "") & g["beats"].notna()]
-    if not met.empty:  # LSH meets the budget somewhere, but is slower there
-        r = met.iloc[-1]
-        where = _where([float(L) for L in met["seqlen"]], judged)
+    if v.met:  # LSH meets the budget somewhere, but is slower there
         return (
-            f"{text}: LSH meets {{it}} {where} but is slower ({r['lsh_speedup']:.2f}x at L = "
-            f"{fmt_length(r['seqlen'])})"
+            f"{text}: LSH meets {{it}} {_where(v.met, v.judged)} but is slower "
+            f"({r['lsh_speedup']:.2f}x at L = {fmt_length(r['seqlen'])})"
         )
-    r = g.iloc[-1]
     if not r["lowest_series"]:
         return f"{text}: no LSH configuration was measured"
     value = spread_text(r["lowest_error"], r["lowest_error_lo"], r["lowest_error_hi"],
                         int(r["lowest_n_rows"]), unit)  # fmt: skip
     return (
-        f"{text}: no LSH configuration meets {{it}} (lowest {metric} at L = "
+        f"{text}: no LSH configuration meets {{it}} (lowest {v.metric} at L = "
         f"{fmt_length(r['seqlen'])}: {value})"
     )
+
+
+def glance_cell(g: pd.DataFrame) -> str:
+    """The overview's cell for one group at one budget (``g`` as for :func:`verdict`): the
+    same verdict as the sentence, short: "yes from L = 2048 (not at 1024): 3.10x at L =
+    4096", "no: slower where it meets it (0.80x at L = 4096)", "no: lowest attn_tv 0.324 at
+    L = 4096", "no exact row"."""
+    v = verdict(g)
+    r = v.row
+    if not v.judged:
+        return "no exact row"
+    if v.wins:
+        return (
+            f"yes {_where(v.wins, v.judged)}: {r['lsh_speedup']:.2f}x at L = "
+            f"{fmt_length(v.wins[-1])}"
+        )
+    if v.met:
+        where = fmt_length(r["seqlen"])
+        return f"no: slower where it meets it ({r['lsh_speedup']:.2f}x at L = {where})"
+    if not r["lowest_series"]:
+        return "no LSH rows"
+    return f"no: lowest {v.metric} {_err(r['lowest_error'])} at L = {fmt_length(r['seqlen'])}"
 
 
 def claim(group: pd.DataFrame, labels: dict[str, str], unit: str = "draws") -> str:
@@ -318,6 +379,8 @@ def section_summary(
     for _, g in candidates(points).groupby("run_index", sort=True):
         labels |= compact_labels(g, drop=("run", "input"))
     titles = _titles(table, several_runs)
+    if table["group"].nunique() > 1:
+        _glance(doc, table, titles)
     for key, g in table.groupby("group", sort=False):
         unit = "rows" if str(g["input"].iloc[0]) in head_inputs else "draws"
         doc.h(3, titles[key])
@@ -330,4 +393,27 @@ def section_summary(
             h = h.sort_values("budget")
             cells = [_cell(r, labels, unit) for _, r in h.iterrows()]
             rows.append([fmt_length(L), _baseline(h.iloc[0]), *cells])
+        doc.table(header, rows)
+
+
+def _glance(doc: Any, table: pd.DataFrame, titles: dict[str, str]) -> None:
+    """The overview above the per-input sections: one row per group, one cell per budget
+    (:func:`glance_cell`), so that many inputs read at a glance."""
+    doc.p(
+        "At a glance, one row per input: does the fastest LSH configuration within each "
+        "budget beat the exact baseline, from which L, and by how much at the largest L "
+        "where it does (or why not)? The sections below give each input's numbers."
+    )
+    for metric, part in table.groupby("metric", sort=False):  # older tables: rel_err
+        budgets = sorted(set(part["budget"]))
+        header = ["input", "L", *(f"{metric} <= {b:.2f}" for b in budgets)]
+        rows = []
+        for key, g in part.groupby("group", sort=False):
+            lengths = sorted(set(g["seqlen"]))
+            span = fmt_length(lengths[0])
+            if len(lengths) > 1:
+                span += f"..{fmt_length(lengths[-1])}"
+            by_budget = g.groupby("budget", sort=True)
+            cells = [glance_cell(h.sort_values("seqlen")) for _, h in by_budget]
+            rows.append([titles[key], span, *cells])
         doc.table(header, rows)
