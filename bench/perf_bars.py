@@ -37,7 +37,9 @@ Parts (``--part``, repeatable; default ``bars memory cache``)::
 * ``dense``: the dense backend (exact attention) at L = 2048 to 16384 and 1 and 2 threads
   (``--dense-seqlens``, ``--dense-threads``): dense / torch-sdpa (bar <= 1.0) and dense /
   exact floor (bar <= 1.25), the floor being ``4*B*L^2*d`` at the same round's SGEMM rate
-  at the same threads; causal dense / dense in the same rounds.
+  at the same threads; causal dense / dense, and separate queries and keys (a captured
+  model's exact baseline) / dense and its NumPy reference path / the kernel, in the same
+  rounds (``--dense-d``: the head size, 64 by default).
 """
 
 from __future__ import annotations
@@ -482,18 +484,22 @@ def dense_floor_flops(seqlen: int, batch: int = 1, d: int = D) -> int:
     return 4 * batch * seqlen * seqlen * d
 
 
-def part_dense(rounds: int, seqlens: list[int], threads_list: list[int]) -> str:
+def part_dense(rounds: int, seqlens: list[int], threads_list: list[int], d: int = D) -> str:
     """The dense backend against torch SDPA and the exact floor (``4*B*L^2*d`` at the same
     round's SGEMM rate at the same threads: np.matmul 2048^3 with BLAS at that many
-    threads), float32, B = 1, d = 64, interleaved; causal dense / dense in the same rounds."""
+    threads), float32, B = 1, head size ``d``, interleaved; causal dense / dense, separate
+    queries and keys / dense (the exact baseline of a captured model) and dense-numpy /
+    dense on separate queries and keys, in the same rounds."""
     import numba
     from threadpoolctl import threadpool_limits
 
     pin_torch()
     dense = lshbench.get_backend("dense")
+    reference = lshbench.get_backend("dense-numpy")
     compile_s = dense.compile(np.float32)
     sdpa = lshbench.get_backend("torch-sdpa") if available("torch-sdpa") else None
     cfg, causal = lshbench.LSHConfig(), lshbench.LSHConfig(causal=True)
+    separate = lshbench.LSHConfig(qk="separate")
     gemm = gemm_call()
     rows = []
     for threads in threads_list:
@@ -508,11 +514,16 @@ def part_dense(rounds: int, seqlens: list[int], threads_list: list[int]) -> str:
                 return gemm()
 
         for L in seqlens:
-            qk, v = inputs(L)
+            qk, v = inputs(L, d)
+            keys, _ = inputs(L, d, seed=1)
             calls: dict[str, Callable[[], Any]] = {
                 "sgemm": sgemm,
                 "dense": lambda x=qk, y=v: dense.attend(x, y, cfg),
                 "dense causal": lambda x=qk, y=v: dense.attend(x, y, causal),
+                "dense separate": lambda x=qk, y=v, k=keys: dense.attend(x, y, separate, k=k),
+                "dense-numpy separate": lambda x=qk, y=v, k=keys: reference.attend(
+                    x, y, separate, k=k
+                ),
             }
             if sdpa is not None:
                 calls["torch-sdpa"] = lambda x=qk, y=v: sdpa.attend(x, y, cfg)
@@ -523,11 +534,16 @@ def part_dense(rounds: int, seqlens: list[int], threads_list: list[int]) -> str:
                 call()
                 number[name] = calibrate_number(time.perf_counter() - start)  # short L: several
             samples = interleaved(calls, rounds, number)
-            floor = [dense_floor_flops(L) * t / (2 * GEMM_N**3) for t in samples["sgemm"]]
+            flops = dense_floor_flops(L, d=d)
+            floor = [flops * t / (2 * GEMM_N**3) for t in samples["sgemm"]]
             gemm_rate = 2 * GEMM_N**3 / float(np.median(samples["sgemm"]))
             dense_s = float(np.median(samples["dense"]))
             vs_floor, lo_f, hi_f = paired_ratio(samples["dense"], floor)
             half, _, _ = paired_ratio(samples["dense causal"], samples["dense"])
+            apart, _, _ = paired_ratio(samples["dense separate"], samples["dense"])
+            numpy_path, _, _ = paired_ratio(
+                samples["dense-numpy separate"], samples["dense separate"]
+            )
             vs_sdpa, sdpa_ms = "-", "-"
             met_sdpa = "-"
             if sdpa is not None:
@@ -537,20 +553,22 @@ def part_dense(rounds: int, seqlens: list[int], threads_list: list[int]) -> str:
                 met_sdpa = "yes" if med <= DENSE_SDPA_BAR else "NO"
             rows.append([
                 threads, L, ms(dense_s), sdpa_ms, f"{gemm_rate / 1e9:.0f}",
-                f"{dense_floor_flops(L) / dense_s / 1e9:.0f}", vs_sdpa, met_sdpa,
+                f"{flops / dense_s / 1e9:.0f}", vs_sdpa, met_sdpa,
                 f"{vs_floor:.2f} ({lo_f:.2f}-{hi_f:.2f})",
-                "yes" if vs_floor <= DENSE_FLOOR_BAR else "NO", f"{half:.2f}",
+                "yes" if vs_floor <= DENSE_FLOOR_BAR else "NO", f"{half:.2f}", f"{apart:.2f}",
+                f"{numpy_path:.2f}",
             ])  # fmt: skip
             click.echo(f"dense: threads={threads} L={L} done", err=True)
     header = [
         "threads", "L", "dense ms", "torch-sdpa ms", "SGEMM GFLOP/s", "dense GFLOP/s",
         f"dense / SDPA (bar <= {DENSE_SDPA_BAR})", "met",
         f"dense / floor (bar <= {DENSE_FLOOR_BAR})", "met", "causal / dense",
+        "separate QK / dense", "separate QK: dense-numpy / dense",
     ]  # fmt: skip
     from lshbench.backends._numba_choice import cpu_model
 
     text = [
-        f"### Dense: exact attention, B=1, d={D}, float32, {rounds} interleaved rounds per "
+        f"### Dense: exact attention, B=1, d={d}, float32, {rounds} interleaved rounds per "
         f"cell; CPU {cpu_model()}",
         f"dense compile/cache-load: {compile_s:.2f} s; floor = 4*B*L^2*d at the same round's "
         f"SGEMM rate (np.matmul {GEMM_N}^3, BLAS at the row's threads); ratios are medians "
@@ -798,6 +816,9 @@ def part_table(seqlens: list[int], hashes: list[int], backends: list[str], round
 @click.option("--table-rounds", type=int, default=3, show_default=True)
 @click.option("--dense-seqlens", default="2048,4096,8192,16384", show_default=True)
 @click.option(
+    "--dense-d", type=int, default=D, show_default=True, help="head size of the dense part"
+)
+@click.option(
     "--dense-threads",
     default="1,2",
     show_default=True,
@@ -816,6 +837,7 @@ def main(
     table_backends,
     table_rounds,
     dense_seqlens,
+    dense_d,
     dense_threads,
     out,
 ) -> None:
@@ -852,7 +874,9 @@ def main(
                     param_hint="--dense-threads",
                 )
             body.append(
-                part_dense(rounds, [int(x) for x in dense_seqlens.split(",")], threads_list)
+                part_dense(
+                    rounds, [int(x) for x in dense_seqlens.split(",")], threads_list, dense_d
+                )
             )
         elif part == "table":
             body.append(

@@ -78,23 +78,37 @@ def test_flops_follow_design_5_4() -> None:
 
 @pytest.mark.parametrize("backend", [*backend_params("numpy", "numba", "dense"), "dense-numpy"])
 @pytest.mark.parametrize(("L", "H", "m"), [(2048, 1, 32), (2048, 4, 64)])
-def test_memory_model_close_to_measured(backend: str, L: int, H: int, m: int) -> None:
+@pytest.mark.parametrize(("qk", "dv"), [("shared", 64), ("shared", 32), ("separate", 32)])
+def test_memory_model_close_to_measured(
+    backend: str, L: int, H: int, m: int, qk: str, dv: int
+) -> None:
     """The analytic model is within 25% of the tracemalloc peak (a large gap would mean
-    hidden temporaries or a wrong model)."""
-    qk, v = make_inputs("gaussian", 1, L, 64, seed=0, dtype=np.float32)
-    cfg = lshbench.LSHConfig(n_hashes=H, n_buckets=2 * L // m, chunk_len=m)
+    hidden temporaries or a wrong model), for shared and separate queries and keys and
+    values narrower than the keys (where no output-sized array hides the others)."""
+    q, v = make_inputs("gaussian", 1, L, 64, seed=0, dtype=np.float32)
+    v = np.ascontiguousarray(v[..., :dv])
+    k = np.ascontiguousarray(q[..., ::-1]) if qk == "separate" else None
+    cfg = lshbench.LSHConfig(n_hashes=H, n_buckets=2 * L // m, chunk_len=m, qk=qk)
     R = lshbench.random_rotations(64, cfg, seed=0)
     b = lshbench.get_backend(backend)
     b.compile(np.float32)
-    b.attend(qk, v, cfg, R)
-    peak, _ = measure_memory(lambda: b.attend(qk, v, cfg, R))
-    hashing = b.uses_hashing
+    b.attend(q, v, cfg, R, k=k)
+    peak, _ = measure_memory(lambda: b.attend(q, v, cfg, R, k=k))
     import numba
 
     threads = numba.get_num_threads()  # models of backends without threads ignore it
-    model_name = b.spec.memory_model
-    model = memory_model(model_name, 1, L, 64, 64, 4, cfg if hashing else None, threads)
+    model = memory_model(b.spec.memory_model, 1, L, 64, dv, 4, cfg, threads)
     assert model == pytest.approx(peak.alloc_peak_bytes, rel=0.25)
+
+
+def test_checking_an_input_allocates_nothing_its_size() -> None:
+    """Validation reads the input (finite values, score range) without a copy of it: a
+    call's memory peak is the backend's, not the check's."""
+    from lshbench.core.validation import check_inputs
+
+    x = np.ones((1, 4096, 64), np.float32)
+    peak, _ = measure_memory(lambda: check_inputs(x, x, lshbench.LSHConfig(), need_rotations=False))
+    assert peak.alloc_peak_bytes < x.nbytes // 16
 
 
 @pytest.mark.parametrize(

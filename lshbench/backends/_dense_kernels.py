@@ -1,6 +1,6 @@
 """Numba kernel of the ``dense`` backend (imported only by :mod:`lshbench.backends.dense`).
 
-Exact shared-QK attention over all L keys, fused and blocked as flash attention does it:
+Exact attention over all L keys, fused and blocked as flash attention does it:
 per block of ``bq`` queries (one work item of a ``prange``), the keys are walked in blocks
 of ``bk``; per key block one GEMM gives the scores ``S (bq, bk) = Q (bq, d) @ K^T (d, bk)``
 (BLAS ``np.dot`` at one thread; the queries and values are row slices of the inputs and the
@@ -12,7 +12,8 @@ and normalizer per query, and what was accumulated is rescaled only when the max
 Nothing of size L x L exists; per thread the scratch is O(bq * bk + d * bk + bq * dv).
 
 Same semantics as :func:`lshbench.core.dense.dense_attention` (docs/design.md section 2):
-keys length-normalized, scores ``q . k``, masks SET scores (causal -1e9, then self -1e5).
+shared QK: keys length-normalized, scores ``q . k``, masks SET scores (causal -1e9, then
+self -1e5); separate queries and keys (section 2c): raw scores ``q . k``, no mask.
 A query's own key is always inside its block range, so its running max is at least -1e5
 and a causally masked key (-1e9) weighs ``exp(-1e9 - max) = 0`` exactly: causal blocks
 above the diagonal are skipped, not computed.
@@ -110,13 +111,16 @@ def _softmax_rows(s, nk, k0, q0, causal, diagonal, run):
 
 
 @njit(cache=True, parallel=True)
-def dense_blocks(qk, kt, v, causal, bk, out, scratch):
+def dense_blocks(qk, kt, v, causal, shared, bk, out, scratch):
     """Exact attention of every query block; out (B, L, dv) written.
 
-    qk (B, L, d) queries, kt (B, L*d) the normalized keys in transposed blocks of bk
-    (:func:`blocked_keys`), v (B, L, dv). A work item is a group of G query blocks of bq
-    (G = acc.shape[1] // bq): each key block is multiplied with the G query blocks one
-    after the other, so it is read from memory once per group and then from cache.
+    qk (B, L, d) queries, kt (B, L*d) the keys in transposed blocks of bk
+    (:func:`blocked_keys`: the normalized queries when ``shared``, else the separate keys),
+    v (B, L, dv). ``shared``: the keys are the queries, so the self mask (and with
+    ``causal`` the causal mask) applies; separate keys are never masked (and never causal).
+    A work item is a group of G query blocks of bq (G = acc.shape[1] // bq): each key block
+    is multiplied with the G query blocks one after the other, so it is read from memory
+    once per group and then from cache.
     Per-thread scratch, the tuple ``scratch = (st, kd, ob, acc, run)``: st (nt, bq*bk) one (nq,
     nk) block of scores then weights, kd (nt, d*bk) a causal diagonal block's keys when it is
     cut short, ob (nt, bq, dv) one key block's value product, acc (nt, G*bq, dv) float64
@@ -162,7 +166,7 @@ def dense_blocks(qk, kt, v, causal, bk, out, scratch):
                             kb[t, j] = k_block[t, j]
                 s = st[tid, : nq * nk].reshape((nq, nk))
                 np.dot(qk[b, s0 : s0 + nq], kb, s)  # (nq, d) @ (d, nk) -> (nq, nk)
-                diagonal = k0 < s0 + nq and s0 < k0 + nk
+                diagonal = shared and k0 < s0 + nq and s0 < k0 + nk
                 i0 = s0 - q0
                 rows = t_run[i0 : i0 + nq]
                 _softmax_rows(s, nk, k0, s0, causal, diagonal, rows)

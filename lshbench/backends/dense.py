@@ -52,7 +52,7 @@ class DenseBackend(Backend):
     """Exact attention by a fused, blocked Numba kernel (flash-style, online softmax)."""
 
     name = "dense"
-    description = "exact shared-QK attention: fused blocked Numba kernel, GEMM + online softmax"
+    description = "exact attention: fused blocked Numba kernel, GEMM + online softmax"
 
     def __init__(self) -> None:
         self._blas = BlasOneThread()
@@ -60,21 +60,48 @@ class DenseBackend(Backend):
     def _attend(
         self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None
     ) -> np.ndarray:
+        from lshbench.backends._numba_kernels import key_scales
+
+        scale = np.empty(qk.shape[:2], np.float64)  # (B, L): key = qk * scale
+        key_scales(qk, scale)
+        return self._fused(qk, qk, scale, v, config.causal, shared=True)
+
+    def _attend_separate(
+        self,
+        q: np.ndarray,
+        k: np.ndarray,
+        v: np.ndarray,
+        config: LSHConfig,
+        rotations: np.ndarray | None,
+    ) -> np.ndarray:
+        """Separate queries and keys (docs/design.md section 2c): ``softmax(q k^T) v``
+        (B, L, dv) by the same fused kernel, the keys as they are, nothing masked."""
+        scale = np.ones(k.shape[:2], np.float64)  # (B, L): raw keys
+        return self._fused(q, k, scale, v, config.causal, shared=False)
+
+    def _fused(
+        self,
+        q: np.ndarray,
+        k: np.ndarray,
+        scale: np.ndarray,
+        v: np.ndarray,
+        causal: bool,
+        shared: bool,
+    ) -> np.ndarray:
+        """The kernel on queries q (B, L, d), keys ``k * scale`` (B, L, d) x (B, L) float64,
+        values v (B, L, dv) -> (B, L, dv); ``shared``: keys are the queries (self mask)."""
         import numba
 
         from lshbench.backends import _dense_kernels as kernels
-        from lshbench.backends._numba_kernels import key_scales
 
-        B, L, d = qk.shape
+        B, L, d = q.shape
         dv = v.shape[-1]
         nt = numba.get_num_threads()
-        dtype = qk.dtype
+        dtype = q.dtype
         bq, bk = QUERY_BLOCK, KEY_BLOCK
         group = query_group(B, L, nt) * bq  # queries per work item
-        scale = np.empty((B, L), np.float64)  # key = qk * scale
-        key_scales(qk, scale)
-        kt = np.empty((B, L * d), dtype)  # normalized keys, transposed per block of bk
-        kernels.blocked_keys(qk, scale, bk, kt)
+        kt = np.empty((B, L * d), dtype)  # the keys, transposed per block of bk
+        kernels.blocked_keys(k, scale, bk, kt)
         del scale
         out = np.empty((B, L, dv), dtype)
         with self._blas.limit():
@@ -85,21 +112,8 @@ class DenseBackend(Backend):
                 np.empty((nt, group, dv), np.float64),  # accumulated output of a group
                 np.empty((nt, group, 3), np.float64),  # running max, normalizer, rescale
             )
-            kernels.dense_blocks(qk, kt, v, config.causal, bk, out, scratch)
+            kernels.dense_blocks(q, kt, v, causal, shared, bk, out, scratch)
         return out
-
-    def _attend_separate(
-        self,
-        q: np.ndarray,
-        k: np.ndarray,
-        v: np.ndarray,
-        config: LSHConfig,
-        rotations: np.ndarray | None,
-    ) -> np.ndarray:
-        """Separate queries and keys: ``softmax(q k^T) v`` (B, L, dv) by the NumPy reference
-        (the fused kernel normalizes shared keys and masks self-attention, which separate QK
-        has not); ``dense-numpy`` uses this method too."""
-        return dense_attention(q, v, config.causal, k=k)  # (B, L, dv)
 
     def compile(self, dtype: np.dtype | type = np.float32) -> float:
         """Compile (or load from the on-disk cache) the kernels for ``dtype``; seconds."""
@@ -110,6 +124,7 @@ class DenseBackend(Backend):
         qk = rng.standard_normal((1, KEY_BLOCK + 3, 4)).astype(dtype)
         for causal in (False, True):
             self._attend(qk, qk, LSHConfig(causal=causal), None)
+        self._attend_separate(qk, qk, qk, LSHConfig(qk="separate"), None)
         return time.perf_counter() - start
 
 
@@ -118,11 +133,20 @@ class DenseNumpyBackend(Backend):
     (:func:`lshbench.core.dense.dense_attention`)."""
 
     name = "dense-numpy"
-    description = "exact shared-QK attention in NumPy, query-blocked (reference)"
+    description = "exact attention in NumPy, query-blocked (reference)"
 
     def _attend(
         self, qk: np.ndarray, v: np.ndarray, config: LSHConfig, rotations: np.ndarray | None
     ) -> np.ndarray:
         return dense_attention(qk, v, config.causal)
 
-    _attend_separate = DenseBackend._attend_separate  # softmax(q k^T) v
+    def _attend_separate(
+        self,
+        q: np.ndarray,
+        k: np.ndarray,
+        v: np.ndarray,
+        config: LSHConfig,
+        rotations: np.ndarray | None,
+    ) -> np.ndarray:
+        """Separate queries and keys: ``softmax(q k^T) v`` (B, L, dv), no mask."""
+        return dense_attention(q, v, config.causal, k=k)

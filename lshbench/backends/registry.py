@@ -199,7 +199,7 @@ register_backend(
     "dense",
     "lshbench.backends.dense:DenseBackend",
     ("numba", "scipy"),
-    "exact shared-QK attention: fused blocked Numba kernel, GEMM + online softmax",
+    "exact attention: fused blocked Numba kernel, GEMM + online softmax",
     uses_hashing=False,
     memory_model="dense",
     separate_qk=True,
@@ -208,7 +208,7 @@ register_backend(
 register_backend(
     "dense-numpy",
     "lshbench.backends.dense:DenseNumpyBackend",
-    description="exact shared-QK attention in NumPy, query-blocked (reference)",
+    description="exact attention in NumPy, query-blocked (reference)",
     uses_hashing=False,
     memory_model="dense-numpy",
     separate_qk=True,

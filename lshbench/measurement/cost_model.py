@@ -50,13 +50,16 @@ def attention_flops(
     return 2 * B * H * L * W * (d + dv) + hashing
 
 
-def _dense_bytes(B: int, L: int, d: int, dv: int, f: int) -> int:
+def _dense_bytes(B: int, L: int, d: int, dv: int, f: int, separate: bool = False) -> int:
     # keys (B, L, d) and one temporary while normalizing; output (B, L, dv); score blocks
     # (B, b, L) of about BLOCK_ELEMENTS, two alive when there are several (the caller's and
-    # the generator's next), and a bool mask (b, L)
+    # the generator's next), and a bool mask (b, L). Separate keys are neither normalized
+    # nor masked: the one key copy is the contiguous transpose the score product makes.
     rows = rows_per_block(B, L)
     block = B * rows * L
     alive = 2 if rows < L else 1
+    if separate:
+        return B * L * d * f + B * L * dv * f + alive * block * f
     return max(2 * B * L * d * f, B * L * d * f + B * L * dv * f + alive * block * f + rows * L)
 
 
@@ -73,7 +76,7 @@ def _dense_kernel_bytes(B: int, L: int, d: int, dv: int, f: int, threads: int) -
 
 def _numpy_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, threads: int) -> int:
     if cfg.is_short(L):
-        return _dense_bytes(B, L, d, dv, f)
+        return _dense_bytes(B, L, d, dv, f, separate=cfg.separate)
     S = B * cfg.rounds * L  # slots (B, H*L); local: one round
     A, W = cfg.n_adjacent, cfg.window_len(L)
     ints = 4 * S * INT_BYTES + S * A * INT_BYTES  # buckets, perm, inverse, positions; kpos
@@ -101,6 +104,8 @@ def numba_query_block(config: LSHConfig) -> int:
 
 
 def _numba_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, threads: int) -> int:
+    if cfg.separate:
+        return _numba_separate_bytes(B, L, d, dv, f, cfg, threads)
     if cfg.is_short(L):
         return _dense_bytes(B, L, d, dv, f)
     cfg = cfg.pipeline_config()  # local: one round of chunks of chunk_len * n_hashes
@@ -127,13 +132,39 @@ def _numba_bytes(B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, thread
     return sorted_slots + max(hashing, sort, per_sequence + ring + scratch)
 
 
+def _numba_separate_bytes(
+    B: int, L: int, d: int, dv: int, f: int, cfg: LSHConfig, threads: int
+) -> int:
+    # separate queries and keys (lshbench.backends._numba_separate): both sorted apart, the
+    # rounds' outputs kept in float64 and combined after, then cast to the input dtype
+    if cfg.is_short(L):
+        return _dense_bytes(B, L, d, dv, f, separate=True)
+    pc = cfg.pipeline_config()  # local: one round of chunks of chunk_len * n_hashes
+    R, W = pc.n_hashes, pc.window_len(L)
+    idx = 8 if max(pc.total_buckets, R * L) >= 2**31 else 4
+    slots = 2 * B * R * L * idx  # sorted query and key positions, (B, R*L) each
+    chunks = 2 * B * L * R * INT_BYTES if cfg.weighting == "count-once" else 0  # (B, L, R)
+    rounds = B * R * L * (dv + 1) * 8  # per-round outputs (B, R, L, dv) and lse (B, R, L)
+    kernel = threads * W * 16  # per thread: a query chunk's key positions and scores
+    outputs = B * L * dv * (8 + f)  # the combined float64 output and its cast
+    hashing = 0  # local: positions in order
+    if cfg.method == "lsh":  # blocks of 256 rows as in the shared-QK model
+        hashing = threads * 256 * ((d + cfg.rot_size // 2 + 2) * f + 2 * 4)
+    elif cfg.method == "random":  # drawn buckets (B, H, L) int64
+        hashing = B * R * L * INT_BYTES
+    sort = threads * ((pc.total_buckets + 1) * INT_BYTES + L * idx)
+    return slots + max(hashing, sort, chunks + rounds + max(kernel, outputs))
+
+
 #: models of backends that attend to all keys (no LSH configuration needed)
 EXACT_MODELS = ("dense", "dense-numpy")
 
 #: analytic memory models by the name a backend's registry entry declares
 MEMORY_MODELS: dict[str, Callable[..., int]] = {
     "dense": lambda B, L, d, dv, f, cfg, threads: _dense_kernel_bytes(B, L, d, dv, f, threads),
-    "dense-numpy": lambda B, L, d, dv, f, cfg, threads: _dense_bytes(B, L, d, dv, f),
+    "dense-numpy": lambda B, L, d, dv, f, cfg, threads: _dense_bytes(
+        B, L, d, dv, f, separate=cfg is not None and cfg.separate
+    ),
     "numpy": _numpy_bytes,
     "numba": _numba_bytes,
 }
@@ -150,8 +181,9 @@ def memory_model(
     threads: int = 1,
 ) -> int | None:
     """Analytic bytes allocated by one call, by the model a backend's registry entry names
-    (``BackendSpec.memory_model``); None without a model. ``config`` is None for backends
-    that do not hash."""
+    (``BackendSpec.memory_model``); None without a model. ``config``: the cell's
+    configuration (its ``qk`` picks the separate-QK variant of a model); it may be None for
+    backends that do not hash (the shared-QK model then)."""
     model = MEMORY_MODELS.get(model_name) if model_name else None
     if model is None or (config is None and model_name not in EXACT_MODELS):
         return None

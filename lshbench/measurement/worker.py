@@ -384,7 +384,7 @@ class _CellRunner:
         for task in live:
             name = task.backend
             timing = summarize(samples[name])
-            flops, cost = self.cost_values(task, config if hashing else None, memory[name])
+            flops, cost = self.cost_values(task, config, memory[name])
             values: Row = {
                 **self.timing_values(name, timing, first_s[name], number[name]),
                 **cost,
@@ -515,8 +515,8 @@ class _CellRunner:
         }
 
     def cost_values(self, task: Task, config: Any, memory: Any) -> tuple[int, Row]:
-        """The FLOPs of one call, and the memory and FLOP columns of a row (``config`` None
-        for non-hashing backends)."""
+        """The FLOPs of one call, and the memory and FLOP columns of a row; ``config`` is the
+        cell's (an exact backend's FLOPs ignore it; its memory model reads ``qk``)."""
         from lshbench.measurement.cost_model import attention_flops, memory_model
 
         c = self.cell

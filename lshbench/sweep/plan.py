@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from lshbench.core.config import ConfigError, LSHConfig, fail
+from lshbench.core.config import ConfigError, fail
 from lshbench.core.options import INT64_MAX
 from lshbench.results.cells import ORACLE, ORACLE_BUDGETS, Task
 from lshbench.results.upgrade import SECTION_2
@@ -356,10 +356,10 @@ def predicted_bytes(task: Task, facts: BackendSpec) -> tuple[int, int | None]:
 
     B, L, d, dv = task.batch, task.seqlen, task.d, task.dv
     itemsize = {"float64": 8, "float32": 4}.get(task.dtype, 2)
-    config: LSHConfig | None = task.config() if facts.uses_hashing else None
+    config = task.config()  # an exact backend's model reads only its qk
     model = memory_model(facts.memory_model, B, L, d, dv, itemsize, config, task.threads)
     work = max(model or 0, reference_work_bytes(B, L, d, dv))
-    if config is not None:
+    if facts.uses_hashing:
         work = max(work, coverage_bytes(B, L, d, itemsize, config))
     return WORKER_BASE_BYTES + reference_bytes(B, L, d, dv, itemsize) + work, model
 
