@@ -152,9 +152,30 @@ def test_progress_lines_are_plain_and_throttled() -> None:
     bar.close()
     lines = stream.getvalue().splitlines()
     assert lines == [
-        "sweep: 1/5 rows ok=1, 1 s elapsed, about 4 s left",
-        "sweep: 3/5 rows ok=3, 15 s elapsed, about 10 s left",
+        "sweep: 1/5 rows ok=1, 1 s elapsed",
+        "sweep: 3/5 rows ok=3, 15 s elapsed, about 14 s left",
         "sweep: 5/5 rows ok=5, 20 s elapsed",
+    ]
+
+
+def test_time_left_leaves_out_the_start_up() -> None:
+    """A first row slowed by start-up (calibration, kernels) does not inflate the estimate:
+    the rate is measured from the first row on."""
+    stream = io.StringIO()
+    bar = ProgressLines(total=100.0, stream=stream, every_s=0.0)
+    now = [0.0]
+    bar._clock = lambda: now[0]
+    bar.start = 0.0
+    for i, (t, work) in enumerate(((27.0, 1.0), (37.0, 9.0), (47.0, 10.0)), start=1):
+        now[0] = t
+        bar.update(work)
+        bar.set_postfix_str(f"{i}/3 rows")
+    lines = stream.getvalue().splitlines()
+    # 19 seconds of work in 20 s since the first row: 80 left at 0.95 per second
+    assert lines == [
+        "sweep: 1/3 rows, 27 s elapsed",
+        "sweep: 2/3 rows, 37 s elapsed, about 1m40s left",
+        "sweep: 3/3 rows, 47 s elapsed, about 1m24s left",
     ]
 
 

@@ -155,7 +155,8 @@ def floor_sentences(cross: pd.DataFrame, points: pd.DataFrame, several_runs: boo
         lo, hi = g["floor_gflops"].min(), g["floor_gflops"].max()
         rate = _gflops(lo) if _gflops(lo) == _gflops(hi) else f"{_gflops(lo)}-{_gflops(hi)}"
         prefix = f"[{run}] " if several_runs else ""
-        where = f"the floor at {rate} GFLOP/s, {int(threads)} thread{'s' * (threads != 1)}"
+        n = int(threads)
+        where = f"the floor at {rate} GFLOP/s, {n} thread{'' if n == 1 else 's'}"
         beats = g[g["floor_kind"] != "above"]
         if beats.empty:
             out.append(

@@ -592,9 +592,10 @@ class ProgressLines:
 
     A line ``sweep: 12/40 rows ok=11 error=1, 35 s elapsed, about 1m40s left`` is written
     when a row finishes, at most one every ``every_s`` seconds (the first and the last row
-    always); the time left scales the elapsed time by the estimated work still to do
-    (seconds of :func:`~lshbench.sweep.plan.estimate_seconds`). ``stream`` None writes
-    nothing."""
+    always); the time left scales the time since the first row finished by the estimated
+    work still to do (seconds of :func:`~lshbench.sweep.plan.estimate_seconds`), so the
+    start-up before the first row (the GEMM calibration, loading or compiling the kernels)
+    does not inflate it; the first line has no estimate. ``stream`` None writes nothing."""
 
     def __init__(self, total: float, stream: Any, every_s: float = 10.0) -> None:
         import time
@@ -607,6 +608,7 @@ class ProgressLines:
         self.postfix = ""
         self.start = self._clock()
         self.last: float | None = None
+        self.first: tuple[float, float] | None = None  # (time, work done) at the first row
         self.pending = False
 
     def update(self, n: float = 1.0) -> None:
@@ -617,6 +619,8 @@ class ProgressLines:
         self.postfix = text
         self.pending = True
         now = self._clock()
+        if self.first is None:
+            self.first = (now, self.done)
         if self.last is None or now - self.last >= self.every_s:
             self._line(now)
 
@@ -630,9 +634,10 @@ class ProgressLines:
             return
         elapsed = now - self.start
         left = ""
-        if 0 < self.done < self.total:
-            remaining = elapsed * (self.total - self.done) / self.done
-            left = f", about {duration_text(remaining)} left"
+        if self.first is not None and self.first[1] < self.done < self.total:
+            since, done_then = self.first
+            rate = (self.done - done_then) / max(now - since, 1e-9)  # work seconds per second
+            left = f", about {duration_text((self.total - self.done) / rate)} left"
         line = f"sweep: {self.postfix}, {duration_text(elapsed)} elapsed{left}"
         with contextlib.suppress(OSError, ValueError):  # a closed stream: no progress
             print(line, file=self.stream)
