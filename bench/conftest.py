@@ -4,7 +4,7 @@ Run (the CI command, see ``.ci/run``; thread variables set before Python starts)
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \\
         python -m pytest bench/ -q --bench-short --benchmark-json=.benchmarks/current.json
-    lshbench bench-compare bench/baseline.json .benchmarks/current.json
+    lshbench bench-compare bench/baselines .benchmarks/current.json
 
 The thread variables and the thread counts the libraries really use (threadpoolctl, Numba)
 are recorded in ``machine_info["lshbench"]`` of the JSON.

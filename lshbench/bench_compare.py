@@ -3,14 +3,17 @@
 ``lshbench bench-compare BASELINE.json CURRENT.json [--threshold 0.25] [--alpha 0.01]`` reads
 two files written by ``pytest bench/ --benchmark-json=FILE`` (that option always stores the
 raw samples, ``stats.data``) and compares every benchmark present in the baseline.
+BASELINE may be a folder of such files, one per CPU (``bench/baselines/``): the one recorded
+on the CPU the current run measured is compared (:func:`choose_baseline`).
 
-Time, machine-independent: every raw sample (seconds per call) is divided by the file's own
-``calibration`` benchmark (any entry whose name contains ``calibration``; the suite's is a
-fixed float32 workload built on ``np.matmul``, measured right before each pass of each case,
-see ``bench/_suite.py``): precisely, by the median of the calibration entry that ran last
-before it, so a slower machine, or one busier at that moment, cancels out. The passes of a
-case (entries sharing ``extra_info["bench_id"]``) are pooled. A benchmark **regressed**
-when both
+Time, independent of the machine's speed: every raw sample (seconds per call) is divided by
+the file's own ``calibration`` benchmark (any entry whose name contains ``calibration``; the
+suite's is a fixed float32 workload built on ``np.matmul``, measured right before each pass
+of each case, see ``bench/_suite.py``): precisely, by the median of the calibration entry
+that ran last before it, so a slower machine, or one busier at that moment, cancels out;
+another CPU does not quite (its kernels stand in other ratios), hence one baseline per CPU.
+The passes of a case (entries sharing ``extra_info["bench_id"]``) are pooled. A benchmark
+**regressed** when both
 
 * its normalized median is slower than the baseline's by more than ``threshold``
   (``median_cur / median_base - 1 > threshold``), and
@@ -64,7 +67,9 @@ __all__ = [
     "Verdict",
     "bench_compare",
     "check_options",
+    "choose_baseline",
     "compare_files",
+    "cpu_name",
     "invariant_problems",
     "load_bench_json",
     "time_change",
@@ -102,6 +107,7 @@ class BenchFile(NamedTuple):
     samples: dict[str, np.ndarray]  # bench id -> (n,) pooled samples, calibration units
     calibration_medians: np.ndarray  # (k,) median seconds of each calibration entry
     machine: dict[str, Any]  # machine_info["lshbench"] when present, else {}
+    cpu: str  # "GenuineIntel family 6 model 167" from machine_info["cpu"]; "" when absent
 
     def normalized(self, bench_id: str) -> np.ndarray:
         """Pooled samples of ``bench_id`` in calibration units, (n,)."""
@@ -191,13 +197,48 @@ def load_bench_json(path: str | Path, role: str) -> BenchFile:
         key = str(extra.get("bench_id", name) if isinstance(extra, dict) else name)
         benchmarks.setdefault(key, []).append(entry)
         pooled.setdefault(key, []).append(samples / scale)
-    machine = doc.get("machine_info", {}).get("lshbench", {}) if isinstance(doc, dict) else {}
+    info = doc.get("machine_info", {}) if isinstance(doc, dict) else {}
+    info = info if isinstance(info, dict) else {}
+    machine = info.get("lshbench", {})
     return BenchFile(
         path,
         benchmarks,
         {key: np.concatenate(parts) for key, parts in pooled.items()},
         np.array([np.median(c) for c in calibration]),
         machine if isinstance(machine, dict) else {},
+        cpu_name(info.get("cpu")),
+    )
+
+
+def cpu_name(cpu: Any) -> str:
+    """``"<vendor> family F model M"`` of pytest-benchmark's ``machine_info["cpu"]``
+    (py-cpuinfo's ``vendor_id_raw``, ``family``, ``model``); "" when any is missing. CPUs of
+    one name run the same instructions at the same relative speeds: a baseline recorded on
+    one is comparable with a run on another."""
+    if not isinstance(cpu, dict):
+        return ""
+    parts = (cpu.get("vendor_id_raw"), cpu.get("family"), cpu.get("model"))
+    if any(part is None or part == "" for part in parts):
+        return ""
+    vendor, family, model = parts
+    return f"{vendor} family {family} model {model}"
+
+
+def choose_baseline(candidates: list[BenchFile], cur: BenchFile) -> tuple[BenchFile, str]:
+    """The baseline recorded on ``cur``'s CPU (the first of them by path), else the first
+    candidate with a warning: calibration cancels a uniformly slower machine, not a CPU
+    whose GEMM, exp and memory speeds stand in other ratios (the dense kernel measured 30 %
+    slower against the calibration on an Intel Xeon than on the AMD EPYC it was tuned on).
+    ``candidates`` is not empty."""
+    ordered = sorted(candidates, key=lambda f: str(f.path))
+    same = [f for f in ordered if cur.cpu and f.cpu == cur.cpu]
+    if same:
+        return same[0], ""
+    return ordered[0], (
+        f"no baseline recorded on this CPU ({cur.cpu or 'unknown'}); compared with "
+        f"{ordered[0].path.name} ({ordered[0].cpu or 'unknown'}): times of one CPU against "
+        "another's can differ by 30 % without a change, so record a baseline on this CPU "
+        "(docs/performance-gate.md)"
     )
 
 
@@ -297,7 +338,8 @@ def _describe(role: str, run: BenchFile) -> str:
     cal = run.calibration_medians * 1e3  # (k,) ms
     timer = run.machine.get("timer", "?")
     return (
-        f"{role}: {run.path} ({len(run.benchmarks)} benchmarks; {len(cal)} calibrations, "
+        f"{role}: {run.path} ({run.cpu or 'CPU unknown'}; {len(run.benchmarks)} benchmarks; "
+        f"{len(cal)} calibrations, "
         f"median {np.median(cal):.3f} ms, range {cal.min():.3f}-{cal.max():.3f} ms; "
         f"timer {timer})"
     )
@@ -330,7 +372,10 @@ def bench_compare(
 ) -> Verdict:
     """Compare CURRENT's benchmarks with BASELINE's: status 1 when any regressed, else 0.
 
-    A missing ``baseline`` file passes (there is nothing to compare against). Raises
+    ``baseline`` is a file, or a folder of them (``*.json``, one per CPU), of which the one
+    recorded on the CPU that ``current`` ran on is compared (:func:`choose_baseline`). A
+    missing ``baseline`` file, or a folder without one, passes (there is nothing to compare
+    against). Raises
     ConfigError (one line) for a non-finite or out-of-range option, an unreadable file, one
     without raw samples (or with samples outside :data:`SAMPLE_RANGE_S`) or without a
     calibration benchmark; nothing is compared then.
@@ -338,16 +383,22 @@ def bench_compare(
     check_options(threshold, alpha)
     baseline, current = Path(baseline), Path(current)
     cur = load_bench_json(current, "current")
-    if not baseline.exists():
+    files = sorted(baseline.glob("*.json")) if baseline.is_dir() else [baseline]
+    files = [f for f in files if f.exists()]
+    if not files:
         return Verdict(
             0,
             f"bench-compare: no baseline at {baseline}; nothing to compare against, passing "
             f"({len(cur.benchmarks)} benchmarks in {current}).",
         )
-    base = load_bench_json(baseline, "baseline")
+    if len(files) == 1 and not baseline.is_dir():
+        base, mismatch = load_bench_json(files[0], "baseline"), ""
+    else:
+        base, mismatch = choose_baseline([load_bench_json(f, "baseline") for f in files], cur)
     rows = compare_files(base, cur, threshold, alpha)
     lines = [_describe("baseline", base), _describe("current ", cur)]
-    lines += [f"warning: {line}" for line in _warnings(base, cur)]
+    warnings = ([mismatch] if mismatch else []) + _warnings(base, cur)
+    lines += [f"warning: {line}" for line in warnings]
     lines.append(_table(rows))
     failed = [r for r in rows if r.status in FAILING]
     rule = (

@@ -19,11 +19,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lshbench
-from lshbench.bench_compare import CALIBRATION, bench_compare, compare_files, load_bench_json
+from lshbench.bench_compare import (
+    CALIBRATION,
+    bench_compare,
+    compare_files,
+    cpu_name,
+    load_bench_json,
+)
 from lshbench.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = ROOT / "bench" / "baseline.json"
+BASELINES = ROOT / "bench" / "baselines"
+BASELINE = BASELINES / "AuthenticAMD-25-17.json"
 THREAD_ENV = {
     var: "1"
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -411,3 +418,69 @@ def test_slowed_backend_is_caught_end_to_end(tmp_path: Path) -> None:
     cur_info = load_bench_json(cur, "c").extra_info("numpy-L1024-H2")
     assert cur_info["rel_err"] == base_info["rel_err"]
     assert cur_info["flops"] == base_info["flops"]
+
+
+def on_cpu(doc: dict, vendor: str, family: int, model: int) -> dict:
+    """``doc`` as recorded on the named CPU (pytest-benchmark's ``machine_info["cpu"]``)."""
+    out = copy.deepcopy(doc)
+    out["machine_info"]["cpu"] = {"vendor_id_raw": vendor, "family": family, "model": model}
+    return out
+
+
+def test_a_folder_of_baselines_compares_the_one_of_the_current_cpu(tmp_path: Path) -> None:
+    """The same run is a regression against its own CPU's baseline and passes against
+    another CPU's (on which it is relatively faster): only the matching one is used."""
+    folder = tmp_path / "baselines"
+    folder.mkdir()
+    doc = synthetic_run(0)
+    write(folder, "AuthenticAMD-25-17.json", on_cpu(doc, "AuthenticAMD", 25, 17))
+    slower_machine = scaled(doc, lambda e: 1.0 if CALIBRATION in e["name"] else 0.5)
+    write(folder, "GenuineIntel-6-167.json", on_cpu(slower_machine, "GenuineIntel", 6, 167))
+    current = on_cpu(scaled(doc, lambda e: 1.0 if CALIBRATION in e["name"] else 0.9), "x", 1, 1)
+    for cpu, status in ((("GenuineIntel", 6, 167), 1), (("AuthenticAMD", 25, 17), 0)):
+        path = write(tmp_path, "current.json", on_cpu(current, *cpu))
+        verdict = bench_compare(folder, path)
+        assert verdict.status == status, verdict.text
+        assert f"{cpu[0]}-{cpu[1]}-{cpu[2]}.json" in verdict.text.splitlines()[0]
+        assert "warning: no baseline recorded on this CPU" not in verdict.text
+
+
+def test_no_baseline_of_the_cpu_compares_the_first_and_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "baselines"
+    folder.mkdir()
+    doc = synthetic_run(0)
+    write(folder, "b.json", on_cpu(doc, "GenuineIntel", 6, 167))
+    write(folder, "a.json", on_cpu(doc, "AuthenticAMD", 25, 17))
+    path = write(tmp_path, "current.json", on_cpu(synthetic_run(1), "AuthenticAMD", 23, 1))
+    verdict = bench_compare(folder, path)
+    assert verdict.status == 0, verdict.text
+    assert "a.json" in verdict.text.splitlines()[0]
+    assert (
+        "warning: no baseline recorded on this CPU (AuthenticAMD family 23 model 1); "
+        "compared with a.json (AuthenticAMD family 25 model 17)" in verdict.text
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert bench_compare(empty, path).status == 0
+    assert "no baseline" in bench_compare(empty, path).text
+
+
+def test_cpu_name_needs_vendor_family_and_model() -> None:
+    assert cpu_name({"vendor_id_raw": "GenuineIntel", "family": 6, "model": 167}) == (
+        "GenuineIntel family 6 model 167"
+    )
+    assert cpu_name({"vendor_id_raw": "GenuineIntel", "family": 6}) == ""
+    assert cpu_name(None) == "" and cpu_name("x86") == ""
+
+
+def test_committed_baselines_are_named_after_their_cpu() -> None:
+    """``bench/baselines/<vendor>-<family>-<model>.json``: the name says which CPU it is for,
+    and no two are for one CPU."""
+    files = sorted(BASELINES.glob("*.json"))
+    assert files, "no committed baseline"
+    cpus = []
+    for path in files:
+        cpu = json.loads(path.read_text())["machine_info"]["cpu"]
+        assert path.stem == f"{cpu['vendor_id_raw']}-{cpu['family']}-{cpu['model']}"
+        cpus.append(load_bench_json(path, "baseline").cpu)
+    assert len(set(cpus)) == len(cpus)
