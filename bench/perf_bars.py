@@ -816,7 +816,11 @@ def part_table(seqlens: list[int], hashes: list[int], backends: list[str], round
 @click.option("--table-rounds", type=int, default=3, show_default=True)
 @click.option("--dense-seqlens", default="2048,4096,8192,16384", show_default=True)
 @click.option(
-    "--dense-d", type=int, default=D, show_default=True, help="head size of the dense part"
+    "--dense-d",
+    type=click.IntRange(min=1),
+    default=D,
+    show_default=True,
+    help="head size of the dense part",
 )
 @click.option(
     "--dense-threads",

@@ -383,18 +383,18 @@ def bench_compare(
     check_options(threshold, alpha)
     baseline, current = Path(baseline), Path(current)
     cur = load_bench_json(current, "current")
-    files = sorted(baseline.glob("*.json")) if baseline.is_dir() else [baseline]
-    files = [f for f in files if f.exists()]
+    folder = baseline.is_dir()
+    files = sorted(baseline.glob("*.json")) if folder else [f for f in [baseline] if f.exists()]
     if not files:
         return Verdict(
             0,
             f"bench-compare: no baseline at {baseline}; nothing to compare against, passing "
             f"({len(cur.benchmarks)} benchmarks in {current}).",
         )
-    if len(files) == 1 and not baseline.is_dir():
-        base, mismatch = load_bench_json(files[0], "baseline"), ""
-    else:
+    if folder:
         base, mismatch = choose_baseline([load_bench_json(f, "baseline") for f in files], cur)
+    else:
+        base, mismatch = load_bench_json(baseline, "baseline"), ""
     rows = compare_files(base, cur, threshold, alpha)
     lines = [_describe("baseline", base), _describe("current ", cur)]
     warnings = ([mismatch] if mismatch else []) + _warnings(base, cur)

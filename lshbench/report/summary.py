@@ -42,13 +42,13 @@ from lshbench.util import fmt_length
 
 __all__ = [
     "GROUP_KEY",
-    "Verdict",
+    "BudgetVerdict",
+    "budget_verdict",
     "claim",
     "glance_cell",
     "section_summary",
     "spread_text",
     "summary_table",
-    "verdict",
 ]
 
 #: One table and one sentence of the summary: a run's scenario without L.
@@ -195,7 +195,7 @@ def _where(wins: list[float], judged: list[float]) -> str:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class BudgetVerdict:
     """Where LSH beats the exact baseline within one budget, over one group's L.
 
     ``judged``: the L with an exact baseline; ``wins``: those where the fastest LSH
@@ -211,8 +211,8 @@ class Verdict:
     row: pd.Series
 
 
-def verdict(g: pd.DataFrame) -> Verdict:
-    """The :class:`Verdict` of ``g``: one group's rows of :func:`summary_table` at one
+def budget_verdict(g: pd.DataFrame) -> BudgetVerdict:
+    """The :class:`BudgetVerdict` of ``g``: one group's rows of :func:`summary_table` at one
     budget, sorted by L."""
     judged = [float(L) for L, b in zip(g["seqlen"], g["beats"], strict=True) if pd.notna(b)]
     wins = [float(L) for L, b in zip(g["seqlen"], g["beats"], strict=True)
@@ -225,13 +225,13 @@ def verdict(g: pd.DataFrame) -> Verdict:
     else:
         row = g.iloc[-1]
     met = [float(L) for L in met_rows["seqlen"]]
-    return Verdict(str(g["metric"].iloc[0]), judged, wins, met, row)
+    return BudgetVerdict(str(g["metric"].iloc[0]), judged, wins, met, row)
 
 
 def _budget_claim(g: pd.DataFrame, labels: dict[str, str], unit: str) -> str:
     """The part of :func:`claim` for one budget after "within attn_tv 0.10 "; ``g`` holds
     its rows, sorted by L. ``{it}`` stands for the budget(s)."""
-    v = verdict(g)
+    v = budget_verdict(g)
     r = v.row
     if v.wins:
         spread = spread_text(r["lsh_error"], r["lsh_error_lo"], r["lsh_error_hi"],
@@ -258,11 +258,11 @@ def _budget_claim(g: pd.DataFrame, labels: dict[str, str], unit: str) -> str:
 
 
 def glance_cell(g: pd.DataFrame) -> str:
-    """The overview's cell for one group at one budget (``g`` as for :func:`verdict`): the
+    """The overview's cell for one group at one budget (``g`` as for :func:`budget_verdict`): the
     same verdict as the sentence, short: "yes from L = 2048 (not at 1024): 3.10x at L =
     4096", "no: slower where it meets it (0.80x at L = 4096)", "no: lowest attn_tv 0.324 at
     L = 4096", "no exact row"."""
-    v = verdict(g)
+    v = budget_verdict(g)
     r = v.row
     if not v.judged:
         return "no exact row"
@@ -294,11 +294,8 @@ def claim(group: pd.DataFrame, labels: dict[str, str], unit: str = "draws") -> s
         per = f"; {count} {unit[:-1] if hi == 1 else unit} per LSH configuration"
         if unit == "rows":
             per += " (captured heads x rotation draws)"
-    span = f"L = {fmt_length(lengths[0])}"
-    if len(lengths) > 1:
-        span += f"..{fmt_length(lengths[-1])}, {len(lengths)} lengths"
-    else:
-        span += " only"
+    span = f"L = {_lengths_text(lengths)}"
+    span += f", {len(lengths)} lengths" if len(lengths) > 1 else " only"
     head = f"On {first['input']} input ({span}{per})"
     if not group["beats"].notna().any():
         return f"{head} there is no exact row to compare LSH with (dense, torch-sdpa)."
@@ -409,11 +406,13 @@ def _glance(doc: Any, table: pd.DataFrame, titles: dict[str, str]) -> None:
         header = ["input", "L", *(f"{metric} <= {b:.2f}" for b in budgets)]
         rows = []
         for key, g in part.groupby("group", sort=False):
-            lengths = sorted(set(g["seqlen"]))
-            span = fmt_length(lengths[0])
-            if len(lengths) > 1:
-                span += f"..{fmt_length(lengths[-1])}"
-            by_budget = g.groupby("budget", sort=True)
-            cells = [glance_cell(h.sort_values("seqlen")) for _, h in by_budget]
-            rows.append([titles[key], span, *cells])
+            by_budget = {b: h.sort_values("seqlen") for b, h in g.groupby("budget")}
+            cells = [glance_cell(by_budget[b]) if b in by_budget else "-" for b in budgets]
+            rows.append([titles[key], _lengths_text(sorted(set(g["seqlen"]))), *cells])
         doc.table(header, rows)
+
+
+def _lengths_text(lengths: Sequence[float]) -> str:
+    """Sorted sequence lengths as ``1024..4096``, or ``512`` when there is one."""
+    first, last = fmt_length(lengths[0]), fmt_length(lengths[-1])
+    return first if len(lengths) == 1 else f"{first}..{last}"
